@@ -1,0 +1,1 @@
+"""Backends: standalone PyTorch source (jinja2 templates) and ONNX graphs."""

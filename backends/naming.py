@@ -1,0 +1,60 @@
+"""Safe Python names for whatever a spec calls things.
+
+Spec names are user input. The grammar admits only ``[A-Za-z_][A-Za-z0-9_]*``, so no quotes
+or other characters can reach generated code; what remains is names that mean something to
+Python or to ``nn.Module``: keywords, builtins, ``self``, ``torch``, module methods such as
+``forward`` or ``training``, and double-underscore names (mangled inside a class). Such a name
+gets a trailing underscore (again, until it is free); every other name is kept as written, so
+generated code reads like the spec.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+
+MODULE_ATTRS = frozenset(
+    """T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda
+    double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
+    get_submodule half ipu load_state_dict modules mtia named_buffers named_children
+    named_modules named_parameters parameters register_backward_hook register_buffer
+    register_forward_hook register_forward_pre_hook register_full_backward_hook
+    register_full_backward_pre_hook register_load_state_dict_post_hook
+    register_load_state_dict_pre_hook register_module register_parameter
+    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+    set_submodule share_memory state_dict to to_empty train type xpu zero_grad training
+    append extend insert pop""".split()
+)
+
+PYTHON = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+GENERATED = frozenset({"self", "torch", "nn", "build", "ConvBN", "SepConv", "GlobalAvgPool", "Stage"})
+
+
+class Namer:
+    """Maps spec names to unique, safe Python identifiers within one scope."""
+
+    def __init__(self, reserved: frozenset[str] | set[str] = frozenset()):
+        self.reserved = set(PYTHON | GENERATED | set(reserved))
+        self.taken: set[str] = set()
+        self.names: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        if name in self.names:
+            return self.names[name]
+        safe = name
+        while (
+            safe in self.reserved
+            or safe in self.taken
+            or safe.startswith("__")
+            or safe.startswith("_")
+            and safe.lstrip("_") in MODULE_ATTRS | {"modules", "parameters", "buffers"}
+        ):
+            safe = ("n" + safe) if safe.startswith("__") else safe + "_"
+        self.taken.add(safe)
+        self.names[name] = safe
+        return safe
+
+
+CELL_ATTRS = MODULE_ATTRS | {"downsample", "residual", "use_residual", "out_channels", "inputs"}
+CELL_LOCALS = {"in_channels", "downsample", "down_stride", "super"}
+NETWORK_ATTRS = MODULE_ATTRS | {"stem", "head", "out_channels"}

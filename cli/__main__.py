@@ -1,0 +1,3 @@
+from shrinkc.cli import main
+
+raise SystemExit(main())

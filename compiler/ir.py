@@ -1,0 +1,416 @@
+"""The typed, immutable IR of shrinkc.
+
+Two levels, both pydantic v2 models with ``frozen=True``:
+
+* The **program** level (``Program``, ``CellDef``, ``NetworkDef``, ...) mirrors what a
+  ``.shrink`` file says: definitions with parameters and unevaluated expressions. The parser
+  produces it, the printer turns it back into text, and ``resolve`` normalises it (presets
+  expanded, arguments bound by name, variants expanded, includes merged).
+* The **graph** level (``Graph``, ``CellInst``, ``NodeInst``, ...) is one network instantiated
+  with concrete numbers: every cell instance with its nodes, shapes, parameters and MACs.
+
+Every object that came from text carries a ``Loc``. Locations are metadata: they never take
+part in equality, so ``parse(print(ir)) == ir`` holds even though formatting moves things.
+The invariants of the graph level are checked in one place, ``compiler.verify``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Loc(_Node):
+    """A source span: 1-based line and column of its start and end."""
+
+    file: str = "<string>"
+    line: int = 1
+    col: int = 1
+    end_line: int = 1
+    end_col: int = 1
+
+    def __eq__(self, other: object) -> bool:  # locations never affect IR equality
+        return isinstance(other, Loc)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+NOWHERE = Loc()
+
+
+# --------------------------------------------------------------------------- expressions
+
+
+class Num(_Node):
+    kind: Literal["num"] = "num"
+    value: int | float
+    loc: Loc = NOWHERE
+
+
+class Ref(_Node):
+    """A name: a parameter, an activation, or a bound input-channel count."""
+
+    kind: Literal["ref"] = "ref"
+    name: str
+    loc: Loc = NOWHERE
+
+
+class BinOp(_Node):
+    kind: Literal["bin"] = "bin"
+    op: Literal["+", "-", "*", "/", "//", "%"]
+    left: Expr
+    right: Expr
+    loc: Loc = NOWHERE
+
+
+class Neg(_Node):
+    kind: Literal["neg"] = "neg"
+    operand: Expr
+    loc: Loc = NOWHERE
+
+
+Expr = Annotated[Union[Num, Ref, BinOp, Neg], Field(discriminator="kind")]
+BinOp.model_rebuild()
+Neg.model_rebuild()
+
+Value = Union[bool, int, float, str]  # str values are activation names
+
+
+# --------------------------------------------------------------------------- program level
+
+
+class Comments(_Node):
+    """Comments attached to a statement, so that ``shrinkc fmt`` keeps them."""
+
+    leading: tuple[str, ...] = ()
+    trailing: str | None = None
+
+
+NO_COMMENTS = Comments()
+
+
+class Arg(_Node):
+    name: str | None  # None: positional
+    value: Expr
+    loc: Loc = NOWHERE
+
+
+class OpCall(_Node):
+    """``sepconv(w, k=3)``: an op (primitive, preset or cell) applied to arguments."""
+
+    op: str
+    args: tuple[Arg, ...] = ()
+    loc: Loc = NOWHERE
+
+    def arg(self, name: str) -> Expr | None:
+        for a in self.args:
+            if a.name == name:
+                return a.value
+        return None
+
+
+class Param(_Node):
+    name: str
+    type: Literal["int", "float", "act"] | None = None
+    default: Expr | None = None
+    loc: Loc = NOWHERE
+
+
+Merge = Literal["concat", "sum", "mean"]
+
+
+class InputStmt(_Node):
+    kind: Literal["input"] = "input"
+    name: str
+    channels: str | None = None  # ``input x[c]`` binds the input's channel count to ``c``
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+class NodeStmt(_Node):
+    kind: Literal["node"] = "node"
+    name: str
+    op: OpCall
+    act: Expr | None = None
+    inputs: tuple[str, ...] = ()
+    merge: Merge = "concat"
+    explicit_merge: bool = False  # ``<- concat(a, b)`` rather than ``<- a, b``
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+    inputs_loc: Loc = NOWHERE
+
+
+class OutputStmt(_Node):
+    kind: Literal["output"] = "output"
+    nodes: tuple[str, ...]
+    merge: Merge = "concat"
+    explicit_merge: bool = False
+    residual: str | None = None  # the name added back (the cell input)
+    residual_mode: Literal["project", "if_match"] = "project"
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+CellStmt = Annotated[Union[InputStmt, NodeStmt, OutputStmt], Field(discriminator="kind")]
+
+
+class CellDef(_Node):
+    kind: Literal["cell"] = "cell"
+    name: str
+    params: tuple[Param, ...] = ()
+    body: tuple[CellStmt, ...] = ()
+    end_comments: tuple[str, ...] = ()
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+    @property
+    def input(self) -> InputStmt:
+        return next(s for s in self.body if isinstance(s, InputStmt))
+
+    @property
+    def nodes(self) -> tuple[NodeStmt, ...]:
+        return tuple(s for s in self.body if isinstance(s, NodeStmt))
+
+    @property
+    def output(self) -> OutputStmt:
+        return next(s for s in self.body if isinstance(s, OutputStmt))
+
+    @property
+    def edges(self) -> int:
+        """Live edges: one per (source, destination) pair of the DAG, output excluded."""
+        return sum(len(n.inputs) for n in self.nodes)
+
+
+class Layer(_Node):
+    op: OpCall
+    act: Expr | None = None
+    loc: Loc = NOWHERE
+
+
+class NetInput(_Node):
+    kind: Literal["input"] = "input"
+    name: str
+    shape: tuple[Expr, ...]
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+class Chain(_Node):
+    """``stem ...`` or ``head ...``: layers applied one after another."""
+
+    kind: Literal["stem", "head"]
+    layers: tuple[Layer, ...]
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+class StageStmt(_Node):
+    kind: Literal["stage"] = "stage"
+    name: str | None = None
+    cell: OpCall
+    repeat: Expr
+    downsample: OpCall | None = None
+    first: tuple[Arg, ...] = ()  # argument overrides for the first cell of the stage
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+NetStmt = Annotated[Union[NetInput, Chain, StageStmt], Field(discriminator="kind")]
+
+
+class NetworkDef(_Node):
+    kind: Literal["network"] = "network"
+    name: str
+    params: tuple[Param, ...] = ()
+    body: tuple[NetStmt, ...] = ()
+    end_comments: tuple[str, ...] = ()
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+    @property
+    def input(self) -> NetInput:
+        return next(s for s in self.body if isinstance(s, NetInput))
+
+    def chain(self, kind: str) -> Chain | None:
+        return next((s for s in self.body if isinstance(s, Chain) and s.kind == kind), None)
+
+    @property
+    def stages(self) -> tuple[StageStmt, ...]:
+        return tuple(s for s in self.body if isinstance(s, StageStmt))
+
+
+class VariantDef(_Node):
+    """``network B = A(act = swish)``: network A with other arguments."""
+
+    kind: Literal["variant"] = "variant"
+    name: str
+    base: str
+    args: tuple[Arg, ...] = ()
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+class OpPreset(_Node):
+    """``op sep3 = sepconv(k=3)``: a named partial application of an op."""
+
+    kind: Literal["preset"] = "preset"
+    name: str
+    call: OpCall
+    act: Expr | None = None
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+class Include(_Node):
+    kind: Literal["include"] = "include"
+    path: str
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+Item = Annotated[
+    Union[Include, OpPreset, CellDef, NetworkDef, VariantDef], Field(discriminator="kind")
+]
+
+
+class Program(_Node):
+    """One parsed ``.shrink`` file (or, after ``resolve``, a file with its includes merged)."""
+
+    version: int = 1
+    items: tuple[Item, ...] = ()
+    end_comments: tuple[str, ...] = ()
+    file: str = "<string>"
+    header_comments: tuple[str, ...] = ()
+
+    def defs(self, kind: type) -> dict[str, object]:
+        return {i.name: i for i in self.items if isinstance(i, kind)}
+
+    @property
+    def cells(self) -> dict[str, CellDef]:
+        return self.defs(CellDef)  # type: ignore[return-value]
+
+    @property
+    def networks(self) -> dict[str, NetworkDef]:
+        return self.defs(NetworkDef)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- graph level
+
+
+class Shape(_Node):
+    """A tensor shape without the batch dimension: ``[c, h, w]`` or flat ``[c]``."""
+
+    c: int
+    h: int | None = None
+    w: int | None = None
+
+    @property
+    def flat(self) -> bool:
+        return self.h is None
+
+    def __str__(self) -> str:
+        return f"{self.c}" if self.flat else f"{self.c}x{self.h}x{self.w}"
+
+    def as_list(self) -> list[int]:
+        return [self.c] if self.flat else [self.c, self.h, self.w]  # type: ignore[list-item]
+
+
+class OpInst(_Node):
+    """A primitive with concrete attributes, e.g. ``conv`` with ``out=24, k=3, stride=2``."""
+
+    op: str
+    attrs: dict[str, Value] = Field(default_factory=dict)
+    act: str | None = None
+
+    def __hash__(self) -> int:
+        return hash((self.op, tuple(sorted(self.attrs.items())), self.act))
+
+
+class Cost(_Node):
+    params: int = 0
+    macs: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(params=self.params + other.params, macs=self.macs + other.macs)
+
+
+ZERO = Cost()
+
+
+class NodeInst(_Node):
+    name: str
+    op: OpInst | None  # None for node 0 without downsampling
+    inputs: tuple[str, ...] = ()
+    merge: Merge = "concat"
+    in_shape: Shape | None = None
+    out_shape: Shape | None = None
+    cost: Cost | None = None
+    loc: Loc = NOWHERE
+
+
+class CellInst(_Node):
+    """One instance of a cell in a stage, with its arguments evaluated."""
+
+    cell: str
+    args: dict[str, Value] = Field(default_factory=dict)
+    nodes: tuple[NodeInst, ...] = ()  # nodes[0] is the input (node 0)
+    output: tuple[str, ...] = ()
+    merge: Merge = "concat"
+    residual: Literal["none", "identity", "project"] = "none"
+    residual_op: OpInst | None = None
+    in_shape: Shape | None = None
+    out_shape: Shape | None = None
+    cost: Cost | None = None
+    loc: Loc = NOWHERE
+
+
+class LayerInst(_Node):
+    op: OpInst
+    in_shape: Shape | None = None
+    out_shape: Shape | None = None
+    cost: Cost | None = None
+    loc: Loc = NOWHERE
+
+
+class StageInst(_Node):
+    name: str
+    cells: tuple[CellInst, ...]
+    out_shape: Shape | None = None
+    cost: Cost | None = None
+    loc: Loc = NOWHERE
+
+
+class Graph(_Node):
+    """One network instantiated: the input of the backends and the cost model's result."""
+
+    network: str
+    source: str  # the spec file as given on the command line
+    spec_hash: str  # sha256 of the spec text and every file it includes
+    args: dict[str, Value] = Field(default_factory=dict)
+    input_name: str = "input"
+    input_shape: Shape
+    stem: tuple[LayerInst, ...] = ()
+    stages: tuple[StageInst, ...] = ()
+    head: tuple[LayerInst, ...] = ()
+    out_shape: Shape | None = None
+    cost: Cost | None = None
+    program: Program  # resolved definitions: the network and every cell it uses
+
+    @property
+    def cells_used(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for stage in self.stages:
+            for c in stage.cells:
+                seen.setdefault(c.cell, None)
+        return tuple(seen)
+
+    @property
+    def edges(self) -> int:
+        cells = self.program.cells
+        return sum(cells[name].edges for name in self.cells_used)

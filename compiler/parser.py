@@ -1,0 +1,516 @@
+"""Text -> program IR. The grammar lives in ``grammar/shrink.lark``; this module only turns
+lark's parse tree into ``compiler.ir`` objects (one Transformer pass), attaches comments to
+statements so the printer can keep them, and maps lark's exceptions to located errors.
+
+Parsing never builds modules and never evaluates anything: that is the passes' job.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
+
+from . import ir
+from .errors import ShrinkError
+from .printer import BLANK
+
+LANGUAGE_VERSION = 1
+
+_CONTINUE_AFTER = {"->", "<-", ",", "=", "+", "-", "*", "/", "//", "%", ":", "{"}
+_OPEN = {"(": ")", "[": "]"}
+
+
+class _Newlines:
+    """Post-lexer: a newline ends a statement except inside brackets or after an operator.
+
+    Tokens pass straight through (no look-ahead): lark's contextual lexer picks what it
+    accepts from the parser's current state, so a post-lexer must not hold tokens back.
+    """
+
+    always_accept = ("_NL",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0
+        prev: Token | None = None
+        for tok in stream:
+            if tok.type == "_NL":
+                if depth or prev is None or prev.type == "_NL" or prev.value in _CONTINUE_AFTER:
+                    continue
+            elif tok.value in _OPEN:
+                depth += 1
+            elif tok.value in (")", "]") and depth > 0:
+                depth -= 1
+            yield tok
+            prev = tok
+
+
+_comments = threading.local()
+
+
+def _collect_comment(tok: Token) -> None:
+    _comments.items.append(tok)
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    text = resources.files("shrinkc.grammar").joinpath("shrink.lark").read_text("utf-8")
+    return Lark(
+        text,
+        parser="lalr",
+        lexer="contextual",
+        postlex=_Newlines(),
+        propagate_positions=True,
+        maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": _collect_comment},
+    )
+
+
+# --------------------------------------------------------------------------- errors
+
+_FRIENDLY = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": 'a quoted path ("...")',
+    "_NL": "end of line",
+    "$END": "end of file",
+}
+
+
+def _describe(term: str) -> str:
+    if term in _FRIENDLY:
+        return _FRIENDLY[term]
+    try:
+        pattern = _lark().get_terminal(term).pattern
+    except KeyError:
+        return term
+    if pattern.type == "str":
+        return f"'{pattern.value}'"
+    return term.lower()
+
+
+def _expected(names: set[str]) -> str:
+    shown = sorted({_describe(n) for n in names if not n.startswith("__ANON") or True})
+    if len(shown) > 8:
+        shown = shown[:8] + ["..."]
+    return ", ".join(shown)
+
+
+def _syntax_error(err: UnexpectedInput, file: str, text: str) -> ShrinkError:
+    line = getattr(err, "line", 1) or 1
+    col = getattr(err, "column", 1) or 1
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
+        loc = ir.Loc(file=file, line=line, col=col, end_line=line, end_col=col + 1)
+        hint = None
+        if ch == "'":
+            hint = "strings use double quotes"
+        elif ch in "{}":
+            hint = "braces open and close cell and network bodies only"
+        return ShrinkError(f"unexpected character {ch!r}", loc, hint)
+    if isinstance(err, (UnexpectedToken, UnexpectedEOF)):
+        tok = getattr(err, "token", None)
+        expected = set(getattr(err, "expected", ()) or ())
+        if tok is None or tok.type == "$END":
+            lines = text.splitlines() or [""]
+            line, col = len(lines), len(lines[-1]) + 1
+            what = "end of file"
+        elif tok.type == "_NL":
+            what = "end of line"
+            line, col = tok.line, tok.column
+        else:
+            what = f"{tok.value!r}"
+            line, col = tok.line, tok.column
+        width = len(tok.value) if tok is not None and tok.type not in ("_NL", "$END") else 1
+        loc = ir.Loc(file=file, line=line, col=col, end_line=line, end_col=col + width)
+        hint = f"expected {_expected(expected)}" if expected else None
+        if "VERSION_START" in expected or (tok is not None and line == 1 and "SHRINK" in expected):
+            return ShrinkError(
+                "a .shrink file starts with its language version",
+                loc,
+                f"write 'shrink {LANGUAGE_VERSION}' on the first line",
+            )
+        if tok is not None and tok.type == "NAME" and "__ANON_0" not in expected and expected == {"_NL"}:
+            hint = "one statement per line"
+        return ShrinkError(f"unexpected {what}", loc, hint)
+    return ShrinkError(str(err).splitlines()[0], ir.Loc(file=file, line=line, col=col))
+
+
+# --------------------------------------------------------------------------- tree -> IR
+
+
+def _loc(file: str, meta: Any) -> ir.Loc:
+    if getattr(meta, "empty", True):
+        return ir.Loc(file=file)
+    return ir.Loc(
+        file=file, line=meta.line, col=meta.column, end_line=meta.end_line, end_col=meta.end_column
+    )
+
+
+def _tok_loc(file: str, tok: Token) -> ir.Loc:
+    return ir.Loc(
+        file=file,
+        line=tok.line,
+        col=tok.column,
+        end_line=tok.end_line or tok.line,
+        end_col=tok.end_column or tok.column + len(tok),
+    )
+
+
+@v_args(meta=True)
+class _ToIR(Transformer):
+    def __init__(self, file: str, comments: dict[int, ir.Comments]):
+        super().__init__()
+        self.file = file
+        self.comments = comments  # id(meta) -> comments for that statement
+
+    def _c(self, meta: Any) -> ir.Comments:
+        return self.comments.get(id(meta), ir.NO_COMMENTS)
+
+    # expressions
+    def int(self, meta, children):
+        (tok,) = children
+        return ir.Num(value=int(tok.replace("_", "")), loc=_tok_loc(self.file, tok))
+
+    def float(self, meta, children):
+        (tok,) = children
+        return ir.Num(value=float(tok), loc=_tok_loc(self.file, tok))
+
+    def ref(self, meta, children):
+        (tok,) = children
+        return ir.Ref(name=str(tok), loc=_tok_loc(self.file, tok))
+
+    def _bin(op):  # noqa: N805 - a factory used in the class body
+        def method(self, meta, children):
+            left, right = children
+            return ir.BinOp(op=op, left=left, right=right, loc=_loc(self.file, meta))
+
+        return method
+
+    add, sub, mul = _bin("+"), _bin("-"), _bin("*")
+    floordiv, truediv, mod = _bin("//"), _bin("/"), _bin("%")
+
+    def neg(self, meta, children):
+        (operand,) = children
+        if isinstance(operand, ir.Num):
+            return ir.Num(value=-operand.value, loc=_loc(self.file, meta))
+        return ir.Neg(operand=operand, loc=_loc(self.file, meta))
+
+    # calls
+    def kwarg(self, meta, children):
+        name, value = children
+        return ir.Arg(name=str(name), value=value, loc=_loc(self.file, meta))
+
+    def posarg(self, meta, children):
+        (value,) = children
+        return ir.Arg(name=None, value=value, loc=_loc(self.file, meta))
+
+    def args(self, meta, children):
+        return tuple(children)
+
+    def opcall(self, meta, children):
+        name, args = children
+        return ir.OpCall(op=str(name), args=tuple(args or ()), loc=_loc(self.file, meta))
+
+    def _act(self, tok: Token | None) -> ir.Expr | None:
+        return None if tok is None else ir.Ref(name=str(tok), loc=_tok_loc(self.file, tok))
+
+    # top level
+    def version(self, meta, children):
+        (tok,) = children
+        return ("version", int(tok), _tok_loc(self.file, tok))
+
+    def include(self, meta, children):
+        (tok,) = children
+        return ir.Include(path=str(tok)[1:-1], comments=self._c(meta), loc=_tok_loc(self.file, tok))
+
+    def preset(self, meta, children):
+        name, call, act = children
+        return ir.OpPreset(
+            name=str(name), call=call, act=self._act(act), comments=self._c(meta),
+            loc=_tok_loc(self.file, name),
+        )
+
+    def params(self, meta, children):
+        return tuple(p for p in children if p is not None)
+
+    def param(self, meta, children):
+        name, typ, default = children
+        if typ is not None and str(typ) not in ("int", "float", "act"):
+            raise ShrinkError(
+                f"unknown parameter type '{typ}'",
+                _tok_loc(self.file, typ),
+                "parameter types are int, float and act",
+            )
+        return ir.Param(
+            name=str(name),
+            type=None if typ is None else str(typ),
+            default=default,
+            loc=_tok_loc(self.file, name),
+        )
+
+    def names(self, meta, children):
+        return tuple(children)
+
+    def merge(self, meta, children):
+        (tok,) = children
+        return str(tok)
+
+    def merged_sources(self, meta, children):
+        merge, names = children
+        return merge, tuple(str(n) for n in names), True, _loc(self.file, meta)
+
+    def plain_sources(self, meta, children):
+        (names,) = children
+        if isinstance(names, Token):
+            names = (names,)
+        return "concat", tuple(str(n) for n in names), False, _loc(self.file, meta)
+
+    def input_stmt(self, meta, children):
+        name, channels = children
+        return ir.InputStmt(
+            name=str(name), channels=None if channels is None else str(channels),
+            comments=self._c(meta), loc=_tok_loc(self.file, name),
+        )
+
+    def node_stmt(self, meta, children):
+        name, call, act, sources = children
+        merge, inputs, explicit, sloc = sources if sources is not None else ("concat", (), False, ir.NOWHERE)
+        return ir.NodeStmt(
+            name=str(name), op=call, act=self._act(act), inputs=inputs, merge=merge,
+            explicit_merge=explicit, comments=self._c(meta), loc=_tok_loc(self.file, name),
+            inputs_loc=sloc,
+        )
+
+    def residual(self, meta, children):
+        name, if_match = children
+        return str(name), "if_match" if if_match is not None else "project"
+
+    def if_match(self, meta, children):
+        return True
+
+    def output_stmt(self, meta, children):
+        sources, residual = children
+        merge, nodes, explicit, _ = sources
+        res, mode = residual if residual is not None else (None, "project")
+        return ir.OutputStmt(
+            nodes=nodes, merge=merge, explicit_merge=explicit, residual=res, residual_mode=mode,
+            comments=self._c(meta), loc=_loc(self.file, meta),
+        )
+
+    def cell(self, meta, children):
+        name, params, *body = children
+        return ir.CellDef(
+            name=str(name), params=params or (), body=tuple(body),
+            end_comments=self.comments.get(("end", id(meta)), ()),
+            comments=self._c(meta), loc=_tok_loc(self.file, name),
+        )
+
+    def net_input(self, meta, children):
+        name, *shape = children
+        return ir.NetInput(
+            name=str(name), shape=tuple(shape), comments=self._c(meta),
+            loc=_tok_loc(self.file, name),
+        )
+
+    def layer(self, meta, children):
+        call, act = children
+        return ir.Layer(op=call, act=self._act(act), loc=_loc(self.file, meta))
+
+    def chain(self, meta, children):
+        return tuple(children)
+
+    def stem(self, meta, children):
+        (layers,) = children
+        return ir.Chain(kind="stem", layers=layers, comments=self._c(meta), loc=_loc(self.file, meta))
+
+    def head(self, meta, children):
+        (layers,) = children
+        return ir.Chain(kind="head", layers=layers, comments=self._c(meta), loc=_loc(self.file, meta))
+
+    def downsample(self, meta, children):
+        (call,) = children
+        return call
+
+    def first(self, meta, children):
+        (args,) = children
+        return tuple(args or ())
+
+    def stage(self, meta, children):
+        name, call, repeat, down, first = children
+        return ir.StageStmt(
+            name=None if name is None else str(name), cell=call, repeat=repeat, downsample=down,
+            first=first or (), comments=self._c(meta), loc=_loc(self.file, meta),
+        )
+
+    def network(self, meta, children):
+        name, params, *body = children
+        return ir.NetworkDef(
+            name=str(name), params=params or (), body=tuple(body),
+            end_comments=self.comments.get(("end", id(meta)), ()),
+            comments=self._c(meta), loc=_tok_loc(self.file, name),
+        )
+
+    def variant(self, meta, children):
+        name, base, args = children
+        return ir.VariantDef(
+            name=str(name), base=str(base), args=tuple(args or ()), comments=self._c(meta),
+            loc=_tok_loc(self.file, name),
+        )
+
+    def start(self, meta, children):
+        (_, version, vloc), *items = children
+        return version, vloc, tuple(items)
+
+
+# --------------------------------------------------------------------------- comments
+
+_STATEMENTS = {
+    "include", "preset", "cell", "network", "variant", "input_stmt", "node_stmt",
+    "output_stmt", "net_input", "stem", "head", "stage", "version",
+}
+_BLOCKS = {"cell", "network"}
+
+
+def _attach_comments(tree: Tree, comments: list[Token]) -> tuple[dict, tuple, tuple]:
+    """Give each comment to a statement: trailing when it ends the statement's last line,
+    otherwise leading of the next statement (or the end of the enclosing block or file)."""
+    holders: list[tuple[int, int, str, Any]] = []  # (line, order, kind, meta)
+    ends: dict[int, Any] = {}  # end line of a statement -> meta (innermost wins)
+    block_lines: set[int] = set()
+    order = 0
+    for sub in tree.iter_subtrees_topdown():
+        if sub.data not in _STATEMENTS or sub.meta.empty:
+            continue
+        order += 1
+        holders.append((sub.meta.line, order, "stmt", sub.meta))
+        if sub.data in _BLOCKS:
+            block_lines.add(sub.meta.line)
+            holders.append((sub.meta.end_line, order + 10**6, "end", sub.meta))
+        elif sub.meta.end_line not in ends or sub.data not in ("include", "preset", "variant"):
+            ends[sub.meta.end_line] = sub.meta
+    holders.sort(key=lambda h: (h[0], h[1]))
+    groups: dict[Any, list[tuple[int, str]]] = {}  # key -> [(line, text)]
+    stmt_line: dict[Any, int] = {}
+    trailing: dict[int, str] = {}
+    for tok in comments:
+        text = str(tok)[1:].rstrip()
+        line = tok.line
+        if line in ends and ends[line].end_column <= tok.column and id(ends[line]) not in trailing:
+            trailing[id(ends[line])] = text
+            continue
+        if line in block_lines:  # after a block's opening brace: keep it on that line
+            meta = next(h[3] for h in holders if h[0] == line and h[2] == "stmt")
+            if id(meta) not in trailing:
+                trailing[id(meta)] = text
+                continue
+        target = next((h for h in holders if h[0] > line or (h[0] == line and h[2] == "end")), None)
+        if target is None:
+            key: Any = "eof"
+        elif target[2] == "end":
+            key = ("end", id(target[3]))
+            stmt_line[key] = target[0]
+        elif target[1] == 1:  # before the version line
+            key = "header"
+        else:
+            key = id(target[3])
+            stmt_line[key] = target[0]
+        groups.setdefault(key, []).append((line, text))
+
+    def texts(key: Any) -> tuple[str, ...]:
+        out: list[str] = []
+        last = None
+        for line, text in groups.get(key, ()):
+            if last is not None and line > last + 1:
+                out.append(BLANK)
+            out.append(text)
+            last = line
+        if isinstance(key, int) and last is not None and stmt_line[key] > last + 1:
+            out.append(BLANK)
+        return tuple(out)
+
+    out: dict[Any, Any] = {}
+    for key in set(k for k in groups if isinstance(k, int)) | set(trailing):
+        out[key] = ir.Comments(leading=texts(key), trailing=trailing.get(key))
+    for key in groups:
+        if isinstance(key, tuple):
+            out[key] = texts(key)
+    return out, texts("eof"), texts("header")
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def read_source(path: Path, display: str | None = None, loc: ir.Loc | None = None) -> str:
+    """Read a spec as UTF-8, turning I/O and decoding failures into located errors."""
+    display = display or str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ShrinkError(f"no such file: {display}", loc) from None
+    except IsADirectoryError:
+        raise ShrinkError(f"{display} is a directory, not a .shrink file", loc) from None
+    except OSError as e:
+        raise ShrinkError(f"cannot read {display}: {e.strerror}", loc) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[: e.start]
+        line = before.count(b"\n") + 1
+        col = e.start - (before.rfind(b"\n") + 1) + 1
+        raise ShrinkError(
+            f"invalid UTF-8 byte 0x{data[e.start]:02x}",
+            ir.Loc(file=display, line=line, col=col, end_line=line, end_col=col + 1),
+            "a .shrink file is UTF-8 text",
+        ) from None
+
+
+def parse(text: str, file: str = "<string>") -> ir.Program:
+    """Parse one ``.shrink`` text into a program IR (includes are not followed here)."""
+    if "\x00" in text:
+        idx = text.index("\x00")
+        line = text.count("\n", 0, idx) + 1
+        col = idx - (text.rfind("\n", 0, idx) + 1) + 1
+        raise ShrinkError("NUL byte in source", ir.Loc(file=file, line=line, col=col, end_line=line, end_col=col + 1))
+    _comments.items = []
+    try:
+        tree = _lark().parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(e, file, text) from None
+    finally:
+        collected = list(getattr(_comments, "items", []))
+        _comments.items = []
+    attached, at_end, header = _attach_comments(tree, collected)
+    try:
+        version, vloc, items = _ToIR(file, attached).transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, ShrinkError):
+            raise e.orig_exc from None
+        raise
+    if version != LANGUAGE_VERSION:
+        raise ShrinkError(
+            f"unknown language version {version}",
+            vloc,
+            f"this shrinkc reads 'shrink {LANGUAGE_VERSION}'",
+        )
+    return ir.Program(
+        version=version, items=items, end_comments=at_end, file=file, header_comments=header
+    )
+
+
+def parse_file(path: str | Path, display: str | None = None) -> ir.Program:
+    path = Path(path)
+    display = display or path.as_posix()
+    return parse(read_source(path, display), display)

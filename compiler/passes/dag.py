@@ -1,0 +1,80 @@
+"""DAG checks on cells: acyclic, and every node on a path from the input to the output.
+
+Nodes may be written in any order; this pass puts them in topological order (stable: the
+written order where it already is one), expands ``leaves`` in outputs to the nodes that feed
+no other node, and prunes nodes that are not on an input -> output path, with a warning, as
+NAS-Bench-101 does. A cell whose output does not depend on its input is an error.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..errors import Diagnostic, ShrinkError, warning
+
+
+def _toposort(cell: ir.CellDef) -> list[ir.NodeStmt]:
+    nodes = {n.name: n for n in cell.nodes}
+    order: list[ir.NodeStmt] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(name: str, path: list[str]) -> None:
+        if name not in nodes or state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = path[path.index(name):] + [name]
+            raise ShrinkError(f"cycle in cell '{cell.name}': {' -> '.join(cycle)}",
+                              nodes[name].loc, "a cell is a DAG: an edge may not lead back")
+        state[name] = 1
+        for src in nodes[name].inputs:
+            visit(src, path + [name])
+        state[name] = 2
+        order.append(nodes[name])
+
+    for n in cell.nodes:
+        visit(n.name, [])
+    return order
+
+
+def check_cell(cell: ir.CellDef, diags: list[Diagnostic]) -> ir.CellDef:
+    order = _toposort(cell)
+    inp, out = cell.input, cell.output
+    consumers: dict[str, set[str]] = {n.name: set() for n in order}
+    for n in order:
+        for src in n.inputs:
+            if src in consumers:
+                consumers[src].add(n.name)
+    out_nodes = out.nodes
+    if out_nodes == ("leaves",):
+        out_nodes = tuple(n.name for n in order if not consumers[n.name])
+        if not out_nodes:
+            raise ShrinkError(f"cell '{cell.name}' has no nodes for 'leaves'", out.loc)
+    # forward: reachable from the input
+    reach = {inp.name}
+    for n in order:
+        if any(s in reach for s in n.inputs):
+            reach.add(n.name)
+    # backward: reaching the output
+    live = set(out_nodes)
+    for n in reversed(order):
+        if n.name in live:
+            live.update(n.inputs)
+    if not any(n in reach for n in out_nodes):
+        raise ShrinkError(f"the output of cell '{cell.name}' does not depend on its input '{inp.name}'",
+                          out.loc, "connect the output to nodes fed by the input")
+    keep = []
+    for n in order:
+        if n.name in reach and n.name in live:
+            keep.append(n.model_copy(update={"inputs": tuple(s for s in n.inputs if s in reach)}))
+        else:
+            why = "is not reachable from the input" if n.name not in reach else "does not reach the output"
+            diags.append(warning(f"node '{n.name}' {why}; it is pruned", n.loc,
+                                 "connect it or delete it"))
+    out_nodes = tuple(n for n in out_nodes if n in reach)
+    new_out = out.model_copy(update={"nodes": out_nodes})
+    return cell.model_copy(update={"body": (inp, *keep, new_out)})
+
+
+def check_dags(program: ir.Program, diags: list[Diagnostic]) -> ir.Program:
+    """Check and prune every cell of a resolved program; warnings are appended to ``diags``."""
+    items = tuple(check_cell(i, diags) if isinstance(i, ir.CellDef) else i for i in program.items)
+    return program.model_copy(update={"items": items})

@@ -1,0 +1,247 @@
+"""Instantiation and shape inference: a resolved program and a network name -> a ``Graph``.
+
+In this language a cell may name its input's channel count (``input x[c]``) and use it in
+expressions, so evaluating a cell's arguments and inferring the shapes flowing through it
+happen in one traversal: stem, then each cell of each stage, then head. Every value is
+type-checked here and every shape rule (merges, residuals, op input requirements) is
+checked with the location of the statement that breaks it.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..errors import ShrinkError
+from ..ops import ACTIVATIONS, OPS, ShapeError, infer, pool_stride, projection
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "act": "an activation", "bool": "true or false"}
+
+
+def _type_of(v: ir.Value) -> str:
+    if isinstance(v, str):
+        return "act"
+    if isinstance(v, bool):
+        return "bool"
+    return "int" if isinstance(v, int) else "float"
+
+
+def evaluate(expr: ir.Expr, env: dict[str, ir.Value]) -> ir.Value:
+    if isinstance(expr, ir.Num):
+        return expr.value
+    if isinstance(expr, ir.Ref):
+        if expr.name in env:
+            return env[expr.name]
+        if expr.name in ACTIVATIONS:
+            return expr.name
+        raise ShrinkError(f"unknown name '{expr.name}'", expr.loc)
+    if isinstance(expr, ir.Neg):
+        v = evaluate(expr.operand, env)
+        if isinstance(v, str):
+            raise ShrinkError(f"cannot negate the activation '{v}'", expr.loc)
+        return -v
+    left, right = evaluate(expr.left, env), evaluate(expr.right, env)
+    for side in (left, right):
+        if isinstance(side, str):
+            raise ShrinkError(f"cannot do arithmetic with the activation '{side}'", expr.loc)
+    op = expr.op
+    if op in ("/", "//", "%") and right == 0:
+        raise ShrinkError("division by zero", expr.loc)
+    if op == "+":
+        return left + right
+    if op == "-":
+        return left - right
+    if op == "*":
+        return left * right
+    if op == "/":
+        return left / right
+    if op == "//":
+        return left // right
+    return left % right
+
+
+def _check_type(value: ir.Value, typ: str, what: str, loc: ir.Loc) -> ir.Value:
+    actual = _type_of(value)
+    if typ == "float" and actual == "int":
+        return float(value)
+    if typ == "act" and actual == "act" and value not in ACTIVATIONS:
+        raise ShrinkError(f"unknown activation '{value}'", loc)
+    if actual != typ:
+        shown = f"'{value}'" if isinstance(value, str) else repr(value)
+        raise ShrinkError(f"{what} must be {_TYPE_NAMES[typ]}, got {shown}", loc)
+    return value
+
+
+def _op(call: ir.OpCall, act: ir.Expr | None, env: dict[str, ir.Value]) -> ir.OpInst:
+    sig = OPS[call.op]
+    attrs: dict[str, ir.Value] = {}
+    for p in sig.params:
+        arg = call.arg(p.name)
+        if arg is None:
+            attrs[p.name] = p.default  # type: ignore[assignment]
+            continue
+        v = _check_type(evaluate(arg, env), p.type, f"{p.name} of {call.op}", arg.loc)
+        if p.minimum is not None and v < p.minimum:
+            bound = "positive" if p.minimum == 1 else f"at least {p.minimum}"
+            raise ShrinkError(f"{p.name} of {call.op} must be {bound}, got {v}", arg.loc)
+        if call.op == "dropout" and v >= 1:
+            raise ShrinkError(f"p of dropout must be below 1, got {v}", arg.loc)
+        attrs[p.name] = v
+    act_value = None
+    if act is not None:
+        act_value = _check_type(evaluate(act, env), "act", "the activation", act.loc)
+        if act_value == "identity":
+            act_value = None
+    return ir.OpInst(op=call.op, attrs=attrs, act=act_value)  # type: ignore[arg-type]
+
+
+def _apply(op: ir.OpInst, x: ir.Shape, loc: ir.Loc) -> ir.Shape:
+    try:
+        return infer(op, x)
+    except ShapeError as e:
+        raise ShrinkError(str(e), loc, e.hint) from None
+
+
+def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc: ir.Loc) -> ir.Shape:
+    first = shapes[0]
+    for name, s in zip(names[1:], shapes[1:]):
+        if merge == "concat":
+            if s.flat != first.flat or s.h != first.h or s.w != first.w:
+                raise ShrinkError(
+                    f"cannot concat '{names[0]}' ({first}) with '{name}' ({s}): resolutions differ",
+                    loc, "concat joins channels; the other dimensions must match")
+        elif s != first:
+            raise ShrinkError(
+                f"cannot {merge} '{names[0]}' ({first}) with '{name}' ({s}): shapes differ",
+                loc, "sum and mean need equal shapes; use concat to join channels")
+    if merge == "concat":
+        return first.model_copy(update={"c": sum(s.c for s in shapes)})
+    return first
+
+
+class _Elaborator:
+    def __init__(self, program: ir.Program):
+        self.cells = program.cells
+
+    def cell(self, cell: ir.CellDef, args: dict[str, ir.Value], x: ir.Shape,
+             down: ir.OpInst | None, loc: ir.Loc) -> ir.CellInst:
+        inp = cell.input
+        env = dict(args)
+        if inp.channels is not None:
+            env[inp.channels] = x.c
+        shapes: dict[str, ir.Shape] = {}
+        n0 = x if down is None else _apply(down, x, loc)
+        shapes[inp.name] = n0
+        nodes = [ir.NodeInst(name=inp.name, op=down, in_shape=x, out_shape=n0, loc=inp.loc)]
+        for n in cell.nodes:
+            where = n.inputs_loc if n.inputs_loc.line > 1 or n.inputs_loc.col > 1 else n.loc
+            xin = merge_shapes(n.merge, n.inputs, [shapes[s] for s in n.inputs], where)
+            op = _op(n.op, n.act, env)
+            y = _apply(op, xin, n.op.loc)
+            shapes[n.name] = y
+            nodes.append(ir.NodeInst(name=n.name, op=op, inputs=n.inputs, merge=n.merge,
+                                     in_shape=xin, out_shape=y, loc=n.loc))
+        out = cell.output
+        y = merge_shapes(out.merge, out.nodes, [shapes[s] for s in out.nodes], out.loc)
+        residual, res_op = "none", None
+        if out.residual is not None:
+            if y == x:
+                residual = "identity"
+            elif out.residual_mode == "project":
+                if x.flat or y.flat:
+                    raise ShrinkError(f"cannot project a residual from {x} to {y}", out.loc,
+                                      "projecting residuals need image-shaped tensors")
+                stride = max(1, x.h // y.h)  # type: ignore[operator]
+                res_op = projection(x.c, y.c, stride)
+                if _apply(res_op, x, out.loc) != y:
+                    raise ShrinkError(
+                        f"the residual cannot match the output resolution: input {x}, output {y}",
+                        out.loc, "a projection is a 1x1 convolution with an integer stride")
+                residual = "project"
+        return ir.CellInst(cell=cell.name, args=args, nodes=tuple(nodes), output=out.nodes,
+                           merge=out.merge, residual=residual, residual_op=res_op,
+                           in_shape=x, out_shape=y, loc=loc)
+
+    def cell_args(self, cell: ir.CellDef, stage: ir.StageStmt, first: bool,
+                  env: dict[str, ir.Value]) -> dict[str, ir.Value]:
+        given = {a.name: a for a in stage.cell.args}
+        if first:
+            given.update({a.name: a for a in stage.first})
+        args: dict[str, ir.Value] = {}
+        for p in cell.params:
+            if p.name in given:
+                arg = given[p.name]
+                v, loc = evaluate(arg.value, env), arg.loc
+            else:
+                v, loc = evaluate(p.default, {}), p.loc  # type: ignore[arg-type]
+            args[p.name] = _check_type(v, p.type or "int", f"argument '{p.name}' of {cell.name}", loc)
+        return args
+
+    def chain(self, chain: ir.Chain | None, x: ir.Shape, env: dict[str, ir.Value]):
+        layers = []
+        for layer in chain.layers if chain else ():
+            op = _op(layer.op, layer.act, env)
+            y = _apply(op, x, layer.op.loc)
+            layers.append(ir.LayerInst(op=op, in_shape=x, out_shape=y, loc=layer.loc))
+            x = y
+        return tuple(layers), x
+
+    def network(self, net: ir.NetworkDef, overrides: dict[str, ir.Value] | None = None,
+                source: str = "", spec_hash: str = "", program: ir.Program | None = None) -> ir.Graph:
+        env: dict[str, ir.Value] = {}
+        for p in net.params:
+            if overrides and p.name in overrides:
+                v = overrides[p.name]
+            elif p.default is not None:
+                v = evaluate(p.default, env)
+            else:
+                raise ShrinkError(f"network '{net.name}' needs a value for '{p.name}'", p.loc,
+                                  "give the parameter a default")
+            env[p.name] = _check_type(v, p.type or "int", f"parameter '{p.name}'", p.loc)
+        inp = net.input
+        dims = []
+        for e in inp.shape:
+            v = _check_type(evaluate(e, env), "int", "an input dimension", e.loc)
+            if v < 1:
+                raise ShrinkError(f"input dimensions must be positive, got {v}", e.loc)
+            dims.append(v)
+        x = ir.Shape(c=dims[0], h=dims[1], w=dims[2]) if len(dims) == 3 else ir.Shape(c=dims[0])
+        input_shape = x
+        stem, x = self.chain(net.chain("stem"), x, env)
+        stages = []
+        for si, stage in enumerate(net.stages, 1):
+            cell = self.cells[stage.cell.op]
+            repeat = _check_type(evaluate(stage.repeat, env), "int", "a stage's repeat count",
+                                 stage.repeat.loc)
+            if repeat < 1:
+                raise ShrinkError(f"a stage repeats its cell at least once, got {repeat}",
+                                  stage.repeat.loc)
+            insts = []
+            for i in range(repeat):
+                args = self.cell_args(cell, stage, i == 0, env)
+                down = None
+                if i == 0 and stage.downsample is not None:
+                    down = _op(stage.downsample, None, env)
+                inst = self.cell(cell, args, x, down, stage.loc)
+                insts.append(inst)
+                x = inst.out_shape  # type: ignore[assignment]
+            stages.append(ir.StageInst(name=stage.name or f"stage{si}", cells=tuple(insts),
+                                       out_shape=x, loc=stage.loc))
+        head, x = self.chain(net.chain("head"), x, env)
+        return ir.Graph(network=net.name, source=source, spec_hash=spec_hash, args=env,
+                        input_name=inp.name, input_shape=input_shape, stem=stem,
+                        stages=tuple(stages), head=head, out_shape=x,
+                        program=program or ir.Program())
+
+
+def elaborate(program: ir.Program, network: str, *, source: str = "", spec_hash: str = "",
+              overrides: dict[str, ir.Value] | None = None) -> ir.Graph:
+    """Instantiate ``network`` of a resolved, DAG-checked ``program`` with concrete shapes."""
+    nets = program.networks
+    net = nets[network]
+    used = {s.cell.op for s in net.stages}
+    kept = tuple(i for i in program.items
+                 if (isinstance(i, ir.CellDef) and i.name in used) or i is net)
+    sub = program.model_copy(update={"items": kept})
+    return _Elaborator(program).network(net, overrides, source, spec_hash, sub)
+
+
+__all__ = ["elaborate", "evaluate", "merge_shapes", "pool_stride"]

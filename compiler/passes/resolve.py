@@ -1,0 +1,340 @@
+"""Name resolution: merge a spec with its includes into one program, and normalise it.
+
+After this pass:
+* every name refers to something that exists (ops, presets, cells, networks, nodes,
+  parameters, activations), with a located error and a 'did you mean' hint otherwise;
+* op presets are expanded: every ``OpCall`` in a cell or network names a primitive op (or, in
+  a stage, a cell) and its arguments are bound by name, in signature order;
+* network variants are expanded into networks of their own;
+* every parameter has a type (declared, or inferred from its default).
+
+Values are not evaluated here; that is ``elaborate``'s job, once arguments are known.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..errors import ShrinkError, did_you_mean
+from ..loader import Sources
+from ..ops import ACTIVATIONS, DOWNSAMPLE_OPS, OPS
+
+MERGES = ("concat", "sum", "mean")
+RESERVED = set(MERGES) | {"leaves"}
+
+
+def _where(loc: ir.Loc) -> str:
+    return f"{loc.file}:{loc.line}"
+
+
+class _Resolver:
+    def __init__(self, sources: Sources):
+        self.sources = sources
+        self.presets: dict[str, ir.OpPreset] = {}
+        self.cells: dict[str, ir.CellDef] = {}
+        self.networks: dict[str, ir.NetworkDef | ir.VariantDef] = {}
+        self.seen: dict[str, ir.Loc] = {}
+
+    # ------------------------------------------------------------------ namespace
+
+    def declare(self, item) -> None:
+        name, loc = item.name, item.loc
+        if name in OPS:
+            raise ShrinkError(f"'{name}' is a primitive op and cannot be redefined", loc,
+                              "choose another name")
+        if name in self.seen:
+            raise ShrinkError(f"'{name}' is already defined", loc,
+                              f"first defined at {_where(self.seen[name])}")
+        self.seen[name] = loc
+        if isinstance(item, ir.OpPreset):
+            self.presets[name] = item
+        elif isinstance(item, ir.CellDef):
+            self.cells[name] = item
+        else:
+            self.networks[name] = item
+
+    # ------------------------------------------------------------------ calls
+
+    def bind(self, call_args: tuple[ir.Arg, ...], names: list[str], required: set[str],
+             what: str, loc: ir.Loc, descr: dict[str, str] | None = None) -> dict[str, ir.Arg]:
+        bound: dict[str, ir.Arg] = {}
+        positional = True
+        for i, arg in enumerate(call_args):
+            if arg.name is None:
+                if not positional:
+                    raise ShrinkError("positional argument after a keyword argument", arg.loc,
+                                      "put positional arguments first")
+                if i >= len(names):
+                    raise ShrinkError(
+                        f"{what} takes at most {len(names)} argument{'s' if len(names) != 1 else ''}"
+                        f" ({', '.join(names) or 'none'}), got {len(call_args)}", arg.loc)
+                name = names[i]
+            else:
+                positional = False
+                name = arg.name
+                if name not in names:
+                    raise ShrinkError(f"{what} has no parameter '{name}'", arg.loc,
+                                      did_you_mean(name, names, "parameters"))
+            if name in bound:
+                raise ShrinkError(f"argument '{name}' of {what} is given twice", arg.loc)
+            bound[name] = ir.Arg(name=name, value=arg.value, loc=arg.loc)
+        missing = [n for n in names if n in required and n not in bound]
+        if missing:
+            n = missing[0]
+            extra = f" ({descr[n]})" if descr and descr.get(n) else ""
+            raise ShrinkError(f"{what} needs a value for '{n}'{extra}", loc,
+                              f"write {what}({', '.join(missing)}=...)" if len(missing) > 1 else
+                              f"pass {n} as an argument")
+        return {n: bound[n] for n in names if n in bound}
+
+    def expand(self, call: ir.OpCall, act: ir.Expr | None, scope: set[str],
+               allow: tuple[str, ...] | None = None) -> tuple[ir.OpCall, ir.Expr | None]:
+        """Expand presets, bind arguments by name and check the names in them."""
+        args, op, chain = tuple(call.args), call.op, []
+        while op in self.presets:
+            if op in chain:
+                raise ShrinkError(f"op preset '{op}' refers to itself", self.presets[op].loc)
+            chain.append(op)
+            preset = self.presets[op]
+            pos = [a for a in preset.call.args if a.name is None] + [a for a in args if a.name is None]
+            given = {a.name for a in args if a.name is not None}
+            kw = [a for a in preset.call.args if a.name is not None and a.name not in given]
+            args = tuple(pos + kw + [a for a in args if a.name is not None])
+            act = act if act is not None else preset.act
+            op = preset.call.op
+        if op not in OPS:
+            if op in self.cells:
+                raise ShrinkError(f"'{op}' is a cell; cells are used in network stages, not as ops",
+                                  call.loc)
+            raise ShrinkError(f"unknown op '{op}'", call.loc,
+                              did_you_mean(op, list(OPS) + list(self.presets), "ops"))
+        if allow is not None and op not in allow:
+            raise ShrinkError(f"'{op}' cannot be used here", call.loc,
+                              f"use one of: {', '.join(allow)}")
+        sig = OPS[op]
+        names = [p.name for p in sig.params]
+        required = {p.name for p in sig.params if p.default is None}
+        bound = self.bind(args, names, required, op, call.loc, {p.name: p.doc for p in sig.params})
+        for arg in bound.values():
+            self.check_names(arg.value, scope)
+        if act is not None:
+            self.check_act(act, scope)
+        return ir.OpCall(op=op, args=tuple(bound.values()), loc=call.loc), act
+
+    def check_names(self, expr: ir.Expr, scope: set[str]) -> None:
+        if isinstance(expr, ir.Ref):
+            if expr.name not in scope and expr.name not in ACTIVATIONS:
+                raise ShrinkError(f"unknown name '{expr.name}'", expr.loc,
+                                  did_you_mean(expr.name, scope | set(ACTIVATIONS)))
+        elif isinstance(expr, ir.BinOp):
+            self.check_names(expr.left, scope)
+            self.check_names(expr.right, scope)
+        elif isinstance(expr, ir.Neg):
+            self.check_names(expr.operand, scope)
+
+    def check_act(self, act: ir.Expr, scope: set[str]) -> None:
+        if not isinstance(act, ir.Ref):
+            raise ShrinkError("an activation is a name", act.loc,
+                              f"one of: {', '.join(ACTIVATIONS)}")
+        if act.name not in ACTIVATIONS and act.name not in scope:
+            raise ShrinkError(f"unknown activation '{act.name}'", act.loc,
+                              did_you_mean(act.name, set(ACTIVATIONS) | scope, "activations"))
+
+    def params(self, params: tuple[ir.Param, ...], scope: set[str]) -> tuple[ir.Param, ...]:
+        out, names = [], set()
+        for p in params:
+            if p.name in names:
+                raise ShrinkError(f"parameter '{p.name}' is declared twice", p.loc)
+            if p.name in ACTIVATIONS:
+                raise ShrinkError(f"parameter name '{p.name}' is an activation", p.loc,
+                                  "choose another name")
+            names.add(p.name)
+            typ = p.type
+            if p.default is not None:
+                self.check_names(p.default, scope)
+                if typ is None:
+                    d = p.default
+                    if isinstance(d, ir.Ref) and d.name in ACTIVATIONS:
+                        typ = "act"
+                    elif isinstance(d, ir.Num) and isinstance(d.value, float):
+                        typ = "float"
+                    else:
+                        typ = "int"
+            elif typ is None:
+                raise ShrinkError(f"parameter '{p.name}' needs a type or a default", p.loc,
+                                  f"write {p.name}: int")
+            out.append(p.model_copy(update={"type": typ}))
+        return tuple(out)
+
+    # ------------------------------------------------------------------ cells
+
+    def cell(self, cell: ir.CellDef) -> ir.CellDef:
+        params = self.params(cell.params, set())
+        inputs = [s for s in cell.body if isinstance(s, ir.InputStmt)]
+        outputs = [s for s in cell.body if isinstance(s, ir.OutputStmt)]
+        if not inputs:
+            raise ShrinkError(f"cell '{cell.name}' has no input", cell.loc,
+                              "its first statement is 'input x'")
+        if len(inputs) > 1:
+            raise ShrinkError("a cell has exactly one input", inputs[1].loc)
+        if cell.body[0] is not inputs[0]:
+            raise ShrinkError("'input' must be the first statement of a cell", inputs[0].loc)
+        if not outputs:
+            raise ShrinkError(f"cell '{cell.name}' has no output", cell.loc,
+                              "its last statement is 'output ...'")
+        if len(outputs) > 1:
+            raise ShrinkError("a cell has exactly one output", outputs[1].loc)
+        if cell.body[-1] is not outputs[0]:
+            raise ShrinkError("'output' must be the last statement of a cell", outputs[0].loc)
+        inp = inputs[0]
+        scope = {p.name for p in params}
+        if inp.channels is not None:
+            if inp.channels in scope:
+                raise ShrinkError(f"'{inp.channels}' is already a parameter", inp.loc)
+            scope.add(inp.channels)
+        known = {inp.name: inp.loc}
+        for stmt in cell.body:
+            if isinstance(stmt, ir.NodeStmt):
+                if stmt.name in RESERVED:
+                    raise ShrinkError(f"'{stmt.name}' is reserved and cannot name a node", stmt.loc,
+                                      "choose another name")
+                if stmt.name in known:
+                    raise ShrinkError(f"node '{stmt.name}' is defined twice", stmt.loc,
+                                      f"first defined at {_where(known[stmt.name])}")
+                known[stmt.name] = stmt.loc
+        body: list = [inp]
+        for stmt in cell.body:
+            if isinstance(stmt, ir.NodeStmt):
+                call, act = self.expand(stmt.op, stmt.act, scope)
+                inputs_ = stmt.inputs or ((body[-1].name),)
+                self.sources_ok(inputs_, known, stmt.name, stmt.inputs_loc if stmt.inputs else stmt.loc)
+                body.append(stmt.model_copy(update={"op": call, "act": act, "inputs": inputs_}))
+        out = outputs[0]
+        if out.nodes != ("leaves",):
+            self.sources_ok(out.nodes, known, "the output", out.loc)
+        if out.residual is not None and out.residual != inp.name:
+            raise ShrinkError(f"a residual adds the cell input '{inp.name}', not '{out.residual}'",
+                              out.loc, f"write + {inp.name}")
+        body.append(out)
+        return cell.model_copy(update={"params": params, "body": tuple(body)})
+
+    def sources_ok(self, names: tuple[str, ...], known: dict[str, ir.Loc], who: str,
+                   loc: ir.Loc) -> None:
+        seen = set()
+        for n in names:
+            if n == "leaves":
+                raise ShrinkError("'leaves' can only be used alone, in an output", loc,
+                                  "write output concat(leaves)")
+            if n not in known:
+                raise ShrinkError(f"unknown node '{n}'", loc, did_you_mean(n, known, "nodes"))
+            if n in seen:
+                raise ShrinkError(f"{who} takes '{n}' twice", loc)
+            seen.add(n)
+
+    # ------------------------------------------------------------------ networks
+
+    def network(self, net: ir.NetworkDef) -> ir.NetworkDef:
+        params = self.params(net.params, set())
+        scope = {p.name for p in params}
+        body: list = []
+        inputs = [s for s in net.body if isinstance(s, ir.NetInput)]
+        if not inputs:
+            raise ShrinkError(f"network '{net.name}' has no input", net.loc,
+                              "write e.g. input image[3, 224, 224]")
+        if len(inputs) > 1:
+            raise ShrinkError("a network has exactly one input", inputs[1].loc)
+        if net.body[0] is not inputs[0]:
+            raise ShrinkError("'input' must be the first statement of a network", inputs[0].loc)
+        if len(inputs[0].shape) not in (1, 3):
+            raise ShrinkError("a network input is [channels, height, width] or [features]",
+                              inputs[0].loc)
+        phase = 0  # 0 input, 1 stem, 2 stages, 3 head
+        for stmt in net.body:
+            if isinstance(stmt, ir.NetInput):
+                for e in stmt.shape:
+                    self.check_names(e, scope)
+                body.append(stmt)
+                continue
+            if isinstance(stmt, ir.Chain):
+                order = 1 if stmt.kind == "stem" else 3
+                if phase >= order:
+                    raise ShrinkError(
+                        f"'{stmt.kind}' {'is given twice' if phase == order else 'must come ' + ('before the stages' if order == 1 else 'last')}",
+                        stmt.loc)
+                phase = order
+                layers = []
+                for layer in stmt.layers:
+                    call, act = self.expand(layer.op, layer.act, scope)
+                    layers.append(layer.model_copy(update={"op": call, "act": act}))
+                body.append(stmt.model_copy(update={"layers": tuple(layers)}))
+                continue
+            if phase > 2:
+                raise ShrinkError("stages must come before the head", stmt.loc)
+            phase = 2
+            body.append(self.stage(stmt, scope))
+        return net.model_copy(update={"params": params, "body": tuple(body)})
+
+    def stage(self, stage: ir.StageStmt, scope: set[str]) -> ir.StageStmt:
+        name = stage.cell.op
+        if name not in self.cells:
+            if name in OPS or name in self.presets:
+                raise ShrinkError(f"'{name}' is an op; a stage repeats a cell", stage.cell.loc,
+                                  "use stem or head for single ops")
+            raise ShrinkError(f"unknown cell '{name}'", stage.cell.loc,
+                              did_you_mean(name, self.cells, "cells"))
+        cell = self.cells[name]
+        names = [p.name for p in cell.params]
+        required = {p.name for p in cell.params if p.default is None}
+        bound = self.bind(stage.cell.args, names, required, name, stage.cell.loc)
+        for a in bound.values():
+            self.check_names(a.value, scope)
+        self.check_names(stage.repeat, scope)
+        first = self.bind(stage.first, names, set(), f"first cell of {name}", stage.loc)
+        for a in first.values():
+            self.check_names(a.value, scope)
+        down = None
+        if stage.downsample is not None:
+            down, _ = self.expand(stage.downsample, None, scope, allow=DOWNSAMPLE_OPS)
+        return stage.model_copy(update={
+            "cell": ir.OpCall(op=name, args=tuple(bound.values()), loc=stage.cell.loc),
+            "downsample": down, "first": tuple(first.values()),
+        })
+
+    def variant(self, var: ir.VariantDef, stack: tuple[str, ...] = ()) -> ir.NetworkDef:
+        if var.base not in self.networks:
+            raise ShrinkError(f"unknown network '{var.base}'", var.loc,
+                              did_you_mean(var.base, self.networks, "networks"))
+        if var.base in stack or var.base == var.name:
+            raise ShrinkError(f"network '{var.name}' is defined in terms of itself", var.loc)
+        base = self.networks[var.base]
+        if isinstance(base, ir.VariantDef):
+            base = self.variant(base, stack + (var.name,))
+        names = [p.name for p in base.params]
+        bound = self.bind(var.args, names, set(), var.base, var.loc)
+        for a in bound.values():
+            self.check_names(a.value, set())
+        params = tuple(
+            p.model_copy(update={"default": bound[p.name].value}) if p.name in bound else p
+            for p in base.params
+        )
+        return base.model_copy(update={"name": var.name, "params": params, "loc": var.loc,
+                                       "comments": var.comments})
+
+
+def resolve(sources: Sources) -> ir.Program:
+    """Merge ``sources`` into one program and resolve every name in it."""
+    r = _Resolver(sources)
+    for prog in sources.programs:
+        for item in prog.items:
+            if not isinstance(item, ir.Include):
+                r.declare(item)
+    items: list = []
+    for name, cell in r.cells.items():
+        items.append(r.cell(cell))
+    for name, net in r.networks.items():
+        items.append(r.network(net if isinstance(net, ir.NetworkDef) else r.variant(net)))
+    return ir.Program(version=sources.main.version, items=tuple(items), file=sources.main.file)
+
+
+def main_networks(sources: Sources) -> list[str]:
+    """Networks defined in the main file itself (not in its includes), in order."""
+    return [i.name for i in sources.main.items if isinstance(i, (ir.NetworkDef, ir.VariantDef))]

@@ -1,0 +1,69 @@
+"""The graph IR's invariants, written down once and checked between passes.
+
+A violation here is a bug in shrinkc, not in a user's spec: it raises ``AssertionError``
+naming the invariant, so a pass that breaks the IR fails loudly in tests.
+"""
+
+from __future__ import annotations
+
+from . import ir
+
+
+class IRInvariantError(AssertionError):
+    pass
+
+
+def _require(cond: bool, what: str) -> None:
+    if not cond:
+        raise IRInvariantError(what)
+
+
+def verify_program(program: ir.Program) -> ir.Program:
+    names = [getattr(i, "name", None) for i in program.items if not isinstance(i, ir.Include)]
+    _require(len(names) == len(set(names)), "definition names are unique")
+    for cell in program.cells.values():
+        seen = {cell.input.name}
+        for n in cell.nodes:
+            _require(n.name not in seen, f"{cell.name}: node names are unique")
+            _require(all(s in seen for s in n.inputs), f"{cell.name}.{n.name}: inputs come first")
+            seen.add(n.name)
+        _require(all(s in seen or s == "leaves" for s in cell.output.nodes),
+                 f"{cell.name}: output names known nodes")
+    return program
+
+
+def verify_graph(graph: ir.Graph, *, costed: bool = False) -> ir.Graph:
+    x = graph.input_shape
+    for layer in graph.stem:
+        _require(layer.in_shape == x, "stem layers chain")
+        x = layer.out_shape
+    for stage in graph.stages:
+        _require(len(stage.cells) >= 1, f"{stage.name}: a stage has cells")
+        for cell in stage.cells:
+            _require(cell.in_shape == x, f"{stage.name}: cells chain")
+            names = [n.name for n in cell.nodes]
+            _require(len(names) == len(set(names)), f"{cell.cell}: node names are unique")
+            shapes = {}
+            for i, n in enumerate(cell.nodes):
+                _require(n.out_shape is not None, f"{cell.cell}.{n.name}: shape inferred")
+                _require(i == 0 or all(s in shapes for s in n.inputs),
+                         f"{cell.cell}.{n.name}: topological order")
+                shapes[n.name] = n.out_shape
+            _require(all(s in shapes for s in cell.output), f"{cell.cell}: output nodes exist")
+            _require((cell.residual == "project") == (cell.residual_op is not None),
+                     f"{cell.cell}: a projection exists iff the residual projects")
+            if costed:
+                _require(cell.cost is not None and all(n.cost is not None for n in cell.nodes),
+                         f"{cell.cell}: costed")
+            x = cell.out_shape
+        _require(stage.out_shape == x, f"{stage.name}: out shape is its last cell's")
+    for layer in graph.head:
+        _require(layer.in_shape == x, "head layers chain")
+        x = layer.out_shape
+    _require(graph.out_shape == x, "network out shape is the last layer's")
+    if costed:
+        _require(graph.cost is not None, "network costed")
+        parts = [*graph.stem, *graph.stages, *graph.head]
+        total = sum(p.cost.params for p in parts)  # type: ignore[union-attr]
+        _require(total == graph.cost.params, "network cost is the sum of its parts")  # type: ignore[union-attr]
+    return graph

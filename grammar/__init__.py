@@ -1,0 +1,1 @@
+"""The .shrink grammar (a data package: shrink.lark)."""

@@ -1,0 +1,282 @@
+"""The ``shrinkc`` command line: compile, stats, check, fmt.
+
+Exit codes: 0 success, 1 an error in the user's input (spec, data, files), 2 wrong
+command-line usage. Errors are printed as ``file:line:col: error: message`` with the source
+line and a hint; never as a traceback. Heavy modules (jinja2, torch) load only when needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from shrinkc.compiler.errors import Diagnostic, ShrinkError
+
+
+def _source_line(diag: Diagnostic, texts: dict[str, str]) -> str | None:
+    if diag.loc is None:
+        return None
+    text = texts.get(diag.loc.file)
+    if text is None:
+        try:
+            text = Path(diag.loc.file).read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            return None
+        texts[diag.loc.file] = text
+    lines = text.splitlines()
+    return lines[diag.loc.line - 1] if 0 < diag.loc.line <= len(lines) else None
+
+
+class Reporter:
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.color = hasattr(stream, "isatty") and stream.isatty() and "NO_COLOR" not in os.environ
+        self.texts: dict[str, str] = {}
+        self.errors = 0
+
+    def __call__(self, diag: Diagnostic) -> None:
+        if diag.severity == "error":
+            self.errors += 1
+        print(diag.render(_source_line(diag, self.texts), self.color), file=self.stream)
+
+
+def _human(n: int) -> str:
+    return f"{n / 1e9:.2f}G" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _graph(args, report: Reporter):
+    from shrinkc.compiler.pipeline import build_graph, check
+
+    checked = check(args.spec)
+    for w in checked.warnings:
+        report(w)
+    return build_graph(checked, getattr(args, "network", None))
+
+
+def cmd_compile(args, report: Reporter) -> int:
+    from shrinkc.compiler.fsutil import atomic_write, ensure_dir
+
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    known = ("pytorch", "ir")
+    for t in targets:
+        if t not in known:
+            raise UsageError(f"unknown target '{t}' (choose from {', '.join(known)})")
+    graph = _graph(args, report)
+    out = ensure_dir(Path(args.output))
+    stem = Path(args.spec).stem
+    for t in targets:
+        if t == "pytorch":
+            from shrinkc.backends.pytorch import generate
+
+            path = out / f"{stem}.py"
+            atomic_write(path, generate(graph))
+        else:
+            path = out / f"{stem}.ir.json"
+            atomic_write(path, graph.model_dump_json(indent=1) + "\n")
+        print(f"wrote {path.as_posix()} ({graph.network}: {graph.cost.params:,} params, "
+              f"{_human(graph.cost.macs)} MACs)")
+    return 0
+
+
+def stats_dict(graph) -> dict:
+    cells = graph.program.cells
+    stages = []
+    for s in graph.stages:
+        stages.append({
+            "name": s.name,
+            "cell": s.cells[0].cell,
+            "depth": len(s.cells),
+            "output": s.out_shape.as_list(),
+            "params": s.cost.params,
+            "macs": s.cost.macs,
+        })
+
+    def chain(layers):
+        return {
+            "ops": [layer.op.op for layer in layers],
+            "output": layers[-1].out_shape.as_list() if layers else None,
+            "params": sum(layer.cost.params for layer in layers),
+            "macs": sum(layer.cost.macs for layer in layers),
+        }
+
+    return {
+        "network": graph.network,
+        "source": graph.source,
+        "spec_hash": graph.spec_hash,
+        "input": graph.input_shape.as_list(),
+        "output": graph.out_shape.as_list(),
+        "params": graph.cost.params,
+        "macs": graph.cost.macs,
+        "edges": graph.edges,
+        "cells": {
+            name: {"nodes": len(cells[name].nodes) + 1, "edges": cells[name].edges}
+            for name in graph.cells_used
+        },
+        "stem": chain(graph.stem),
+        "stages": stages,
+        "head": chain(graph.head),
+    }
+
+
+def cmd_stats(args, report: Reporter) -> int:
+    graph = _graph(args, report)
+    d = stats_dict(graph)
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    rows = [("stem", "-", "", "x".join(map(str, d["stem"]["output"] or d["input"])),
+             d["stem"]["params"], d["stem"]["macs"])]
+    for s in d["stages"]:
+        rows.append((s["name"], s["cell"], f"x{s['depth']}", "x".join(map(str, s["output"])),
+                     s["params"], s["macs"]))
+    rows.append(("head", "-", "", "x".join(map(str, d["output"])), d["head"]["params"],
+                 d["head"]["macs"]))
+    print(f"{d['network']}  ({d['source']}, input {'x'.join(map(str, d['input']))})")
+    header = f"{'part':<10} {'cell':<20} {'depth':>5}  {'output':<14} {'params':>12} {'MACs':>14}"
+    print(header)
+    print("-" * len(header))
+    for name, cell, depth, shape, p, m in rows:
+        print(f"{name:<10} {cell:<20} {depth:>5}  {shape:<14} {p:>12,} {m:>14,}")
+    print("-" * len(header))
+    print(f"{'total':<10} {'':<20} {'':>5}  {'':<14} {d['params']:>12,} {d['macs']:>14,}")
+    print(f"{d['params']:,} parameters, {_human(d['macs'])} MACs, "
+          f"{d['edges']} live edges in {len(d['cells'])} distinct cell(s)")
+    return 0
+
+
+def cmd_check(args, report: Reporter) -> int:
+    from shrinkc.compiler.pipeline import build_graph, check
+
+    failed = 0
+    for spec in args.specs:
+        try:
+            checked = check(spec)
+            for w in checked.warnings:
+                report(w)
+            nets = checked.networks
+            for name in nets:
+                build_graph(checked, name)
+            what = f"{len(checked.program.cells)} cell(s), {len(nets)} network(s)"
+            if not args.quiet:
+                print(f"{spec}: ok ({what})")
+        except ShrinkError as e:
+            report(e.diagnostic)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _shrink_files(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*.shrink") if q.is_file())
+        elif p.exists():
+            files.append(p)
+        else:
+            raise ShrinkError(f"no such file or directory: {p.as_posix()}")
+    return files
+
+
+def cmd_fmt(args, report: Reporter) -> int:
+    from shrinkc.compiler.fsutil import atomic_write
+    from shrinkc.compiler.parser import parse, read_source
+    from shrinkc.compiler.printer import print_program
+
+    changed = failed = 0
+    for path in _shrink_files(args.paths):
+        shown = path.as_posix()
+        try:
+            text = read_source(path, shown)
+            new = print_program(parse(text, shown))
+        except ShrinkError as e:
+            report(e.diagnostic)
+            failed += 1
+            continue
+        if new == text:
+            continue
+        changed += 1
+        if args.check:
+            print(f"would reformat {shown}")
+        else:
+            atomic_write(path, new)
+            print(f"reformatted {shown}")
+    if failed:
+        return 1
+    return 1 if (args.check and changed) else 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # exit 2, as argparse does, with our prefix
+        self.print_usage(sys.stderr)
+        print(f"shrinkc: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from shrinkc import __version__
+
+    p = _Parser(prog="shrinkc", description="Compile .shrink architecture specs.")
+    p.add_argument("--version", action="version", version=f"shrinkc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("compile", help="compile a spec to standalone PyTorch (or IR JSON)")
+    c.add_argument("spec")
+    c.add_argument("-o", "--output", default="build", help="output directory (default: build)")
+    c.add_argument("--target", default="pytorch",
+                   help="comma-separated: pytorch (default), ir")
+    c.add_argument("--network", help="which network of the file (default: its last one)")
+    c.set_defaults(func=cmd_compile)
+
+    s = sub.add_parser("stats", help="per-stage parameters, MACs and output shapes")
+    s.add_argument("spec")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--network", help="which network of the file (default: its last one)")
+    s.set_defaults(func=cmd_stats)
+
+    k = sub.add_parser("check", help="check specs; errors as file:line:col")
+    k.add_argument("specs", nargs="+")
+    k.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    k.set_defaults(func=cmd_check)
+
+    f = sub.add_parser("fmt", help="format specs canonically, in place")
+    f.add_argument("paths", nargs="+", help="files or folders")
+    f.add_argument("--check", action="store_true",
+                   help="change nothing; exit 1 if a file is not formatted")
+    f.set_defaults(func=cmd_fmt)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    report = Reporter()
+    try:
+        return args.func(args, report)
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
+        print(f"shrinkc: error: {e}", file=sys.stderr)
+        return 2
+    except ShrinkError as e:
+        report(e.diagnostic)
+        return 1
+    except KeyboardInterrupt:
+        print("shrinkc: interrupted", file=sys.stderr)
+        return 130
+    except RecursionError:
+        report(Diagnostic("error", "spec is nested too deeply", None,
+                          "simplify deeply nested expressions"))
+        return 1

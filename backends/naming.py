@@ -56,5 +56,6 @@ class Namer:
 
 
 CELL_ATTRS = MODULE_ATTRS | {"downsample", "residual", "use_residual", "out_channels", "inputs"}
-CELL_LOCALS = {"in_channels", "downsample", "down_stride", "super"}
+# a cell's parameters are locals of its __init__ and keywords of Stage(...)
+CELL_LOCALS = {"in_channels", "downsample", "down_stride", "super", "cell", "depth", "first"}
 NETWORK_ATTRS = MODULE_ATTRS | {"stem", "head", "out_channels"}

@@ -214,6 +214,12 @@ def _stride_factors(call: ir.OpCall | None, names: dict[str, str]) -> list[str]:
 # --------------------------------------------------------------------------- cells
 
 
+def cell_param_names(cell: ir.CellDef) -> dict[str, str]:
+    """Python names of a cell's parameters (constructor arguments of its class)."""
+    namer = Namer(CELL_LOCALS)
+    return {p.name: namer(p.name) for p in cell.params}
+
+
 @dataclass
 class CellClass:
     name: str
@@ -227,8 +233,7 @@ class CellClass:
 def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
                 helpers: set[str]) -> CellClass:
     has_down = any(i.nodes[0].op is not None for i in insts)
-    pnames = Namer(CELL_LOCALS)
-    names = {p.name: pnames(p.name) for p in cell.params}
+    names = cell_param_names(cell)
     if cell.input.channels:
         names[cell.input.channels] = "in_channels"
     nodes = Namer(CELL_ATTRS)
@@ -397,9 +402,10 @@ def _network_class(graph: ir.Graph, net: ir.NetworkDef, class_name: str, cell_cl
         helpers.add("Stage")
         attr = attrs(inst.name)
         cell_cls = cell_classes[stage.cell.op]
+        kw = cell_param_names(graph.program.cells[stage.cell.op])
         args = [cell_cls, str(channels), _render(stage.repeat, names)]
-        args += [f"{a.name}={_render(a.value, names)}" for a in stage.cell.args]
-        first = [f'"{a.name}": {_render(a.value, names)}' for a in stage.first]
+        args += [f"{kw[a.name]}={_render(a.value, names)}" for a in stage.cell.args]  # type: ignore[index]
+        first = [f'"{kw[a.name]}": {_render(a.value, names)}' for a in stage.first]  # type: ignore[index]
         if stage.downsample is not None:
             d_src, _ = r.module(stage.downsample, None, channels, "")
             first.append(f'"downsample": {d_src}')

@@ -32,8 +32,8 @@ def _source_line(diag: Diagnostic, texts: dict[str, str]) -> str | None:
 
 
 class Reporter:
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream = stream or sys.stderr
         self.color = hasattr(stream, "isatty") and stream.isatty() and "NO_COLOR" not in os.environ
         self.texts: dict[str, str] = {}
         self.errors = 0

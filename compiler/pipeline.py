@@ -31,7 +31,8 @@ class Checked:
 def check(path: str | Path, text: str | None = None) -> Checked:
     sources = load(path, text)
     warnings: list[Diagnostic] = []
-    program = verify_program(check_dags(verify_program(resolve(sources)), warnings))
+    program = verify_program(resolve(sources), ordered=False)
+    program = verify_program(check_dags(program, warnings))
     return Checked(sources, program, warnings)
 
 

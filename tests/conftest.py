@@ -1,0 +1,36 @@
+"""Shared fixtures: paths, and compiling a spec to a generated PyTorch module."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+CNN_SPECS = sorted(SPECS.glob("*.shrink"))
+TEST_SPECS = Path(__file__).resolve().parent / "specs"
+
+
+def generate_module(spec: Path, out_dir: Path, name: str | None = None):
+    """Compile ``spec`` with the PyTorch backend and import the generated file."""
+    from shrinkc.backends.pytorch import generate
+    from shrinkc.compiler import compile_file
+
+    graph = compile_file(spec)
+    path = out_dir / f"{name or spec.stem}.py"
+    path.write_text(generate(graph))
+    mod_name = f"_shrinkc_generated_{path.stem}_{abs(hash(str(path)))}"
+    loader = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(loader)
+    sys.modules[mod_name] = module
+    loader.loader.exec_module(module)
+    return graph, module, path
+
+
+@pytest.fixture
+def chdir_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    return ROOT

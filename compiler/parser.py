@@ -7,6 +7,7 @@ Parsing never builds modules and never evaluates anything: that is the passes' j
 
 from __future__ import annotations
 
+import re
 import threading
 from functools import lru_cache
 from importlib import resources
@@ -74,6 +75,7 @@ def _lark() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         lexer_callbacks={"COMMENT": _collect_comment},
+        cache=True,  # the LALR tables, in the temp dir, keyed by the grammar's hash
     )
 
 
@@ -108,6 +110,9 @@ def _expected(names: set[str]) -> str:
     return ", ".join(shown)
 
 
+_STATEMENT_WORDS = {"include", "op", "cell", "network", "input", "output", "stem", "stage", "head"}
+
+
 def _syntax_error(err: UnexpectedInput, file: str, text: str) -> ShrinkError:
     line = getattr(err, "line", 1) or 1
     col = getattr(err, "column", 1) or 1
@@ -117,6 +122,12 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> ShrinkError:
         hint = None
         if ch == "'":
             hint = "strings use double quotes"
+        elif ch == '"':
+            rest = text[err.pos_in_stream + 1:].split("\n", 1)[0]
+            hint = ("only include takes a quoted path" if '"' in rest
+                    else 'close the string with " on the same line')
+        elif ch == ";":
+            hint = "a statement ends at the end of its line; no ';' is needed"
         elif ch in "{}":
             hint = "braces open and close cell and network bodies only"
         return ShrinkError(f"unexpected character {ch!r}", loc, hint)
@@ -136,14 +147,23 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> ShrinkError:
         width = len(tok.value) if tok is not None and tok.type not in ("_NL", "$END") else 1
         loc = ir.Loc(file=file, line=line, col=col, end_line=line, end_col=col + width)
         hint = f"expected {_expected(expected)}" if expected else None
-        if "VERSION_START" in expected or (tok is not None and line == 1 and "SHRINK" in expected):
+        if "SHRINK" in expected:  # 'shrink' is only ever expected as the first statement
             return ShrinkError(
                 "a .shrink file starts with its language version",
                 loc,
                 f"write 'shrink {LANGUAGE_VERSION}' on the first line",
             )
-        if tok is not None and tok.type == "NAME" and "__ANON_0" not in expected and expected == {"_NL"}:
-            hint = "one statement per line"
+        if tok is not None and tok.type not in ("_NL", "$END") and "_NL" in expected:
+            after = text[tok.end_pos:].lstrip(" \t") if tok.end_pos is not None else ""
+            if tok.value in _STATEMENT_WORDS or (after.startswith("=") and not after.startswith("==")):
+                hint = "one statement per line: start a new line before " + repr(tok.value)
+        if expected == {"LPAR"}:
+            lines = text.split("\n")  # lark counts lines by "\n" only
+            prefix = lines[line - 1][: col - 1] if 0 < line <= len(lines) else ""
+            before = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", prefix)
+            if before and before.group(1) in ("concat", "sum", "mean"):
+                word = before.group(1)
+                hint = f"'{word}' is a merge, written {word}(a, b); it cannot name a node"
         return ShrinkError(f"unexpected {what}", loc, hint)
     return ShrinkError(str(err).splitlines()[0], ir.Loc(file=file, line=line, col=col))
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import builtins
 import keyword
+from typing import Iterable
+
+from shrinkc.compiler import ir
 
 MODULE_ATTRS = frozenset(
     """T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda
@@ -59,3 +62,30 @@ CELL_ATTRS = MODULE_ATTRS | {"downsample", "residual", "use_residual", "out_chan
 # a cell's parameters are locals of its __init__ and keywords of Stage(...)
 CELL_LOCALS = {"in_channels", "downsample", "down_stride", "super", "cell", "depth", "first"}
 NETWORK_ATTRS = MODULE_ATTRS | {"stem", "head", "out_channels"}
+
+
+def act_module(act: ir.Expr | None) -> bool:
+    """Whether a spec activation (an expression, or None) becomes a module in generated code:
+    any activation except a literal ``identity`` (a parameter that is ``identity`` still does)."""
+    return act is not None and not (isinstance(act, ir.Ref) and act.name == "identity")
+
+
+def cell_attr_names(cell: ir.CellDef) -> dict[str, str]:
+    """Spec name -> attribute of the generated cell class, for the input and every node of
+    ``cell`` (a resolved ``ir.CellDef``). The PyTorch backend names its attributes with this,
+    and the ONNX backend names its initializers after them."""
+    nodes = Namer(CELL_ATTRS)
+    nodes(cell.input.name)
+    for n in cell.nodes:
+        for s in n.inputs:
+            nodes(s)
+        nodes(n.name)
+    for s in cell.output.nodes:
+        nodes(s)
+    return dict(nodes.names)
+
+
+def stage_attr_names(stages: Iterable[ir.StageInst]) -> list[str]:
+    """Attribute names of the stages (``ir.StageInst``) of the generated network class."""
+    attrs = Namer(NETWORK_ATTRS)
+    return [attrs(s.name) for s in stages]

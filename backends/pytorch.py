@@ -21,7 +21,7 @@ from shrinkc.compiler.errors import ShrinkError
 from shrinkc.compiler.ops import pool_stride
 from shrinkc.compiler.printer import expr as print_expr
 
-from .naming import CELL_ATTRS, CELL_LOCALS, NETWORK_ATTRS, Namer
+from .naming import CELL_LOCALS, Namer, act_module, cell_attr_names, stage_attr_names
 
 ACT_MODULES = {
     "relu": "nn.ReLU", "relu6": "nn.ReLU6", "swish": "nn.SiLU", "silu": "nn.SiLU",
@@ -141,9 +141,7 @@ class _OpRenderer:
         return [f"{py}={_render(e, self.names)}"]
 
     def act(self, act: ir.Expr | None) -> str | None:
-        if act is None:
-            return None
-        if isinstance(act, ir.Ref) and act.name == "identity":
+        if not act_module(act):
             return None
         return _render(act, self.names)
 
@@ -236,7 +234,7 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
     names = cell_param_names(cell)
     if cell.input.channels:
         names[cell.input.channels] = "in_channels"
-    nodes = Namer(CELL_ATTRS)
+    nodes = cell_attr_names(cell).__getitem__
     inp = cell.input
     x = nodes(inp.name)
     forward_arg = "inputs" if has_down else x
@@ -364,7 +362,7 @@ def _network_class(graph: ir.Graph, net: ir.NetworkDef, class_name: str, cell_cl
                    helpers: set[str]) -> NetworkClass:
     pnames = Namer({"super"})
     names = {p.name: pnames(p.name) for p in net.params}
-    attrs = Namer(NETWORK_ATTRS)
+    stage_attrs = stage_attr_names(graph.stages)
     r = _OpRenderer(names, helpers)
     sig = []
     for p in net.params:
@@ -398,9 +396,8 @@ def _network_class(graph: ir.Graph, net: ir.NetworkDef, class_name: str, cell_cl
             current = "x"
 
     chain("stem", graph.stem)
-    for stage, inst in zip(net.stages, graph.stages):
+    for stage, attr in zip(net.stages, stage_attrs):
         helpers.add("Stage")
-        attr = attrs(inst.name)
         cell_cls = cell_classes[stage.cell.op]
         kw = cell_param_names(graph.program.cells[stage.cell.op])
         args = [cell_cls, str(channels), _render(stage.repeat, names)]

@@ -63,25 +63,49 @@ def _graph(args, report: Reporter):
 def cmd_compile(args, report: Reporter) -> int:
     from shrinkc.compiler.fsutil import atomic_write, ensure_dir
 
-    targets = [t.strip() for t in args.target.split(",") if t.strip()]
-    known = ("pytorch", "ir")
+    targets = list(dict.fromkeys(t.strip() for t in args.target.split(",") if t.strip()))
+    known = ("pytorch", "onnx", "ir")
     for t in targets:
         if t not in known:
             raise UsageError(f"unknown target '{t}' (choose from {', '.join(known)})")
+    if not targets:
+        raise UsageError("no target given (choose from " + ", ".join(known) + ")")
+    onnx_only = [f for f, on in (("--weights", args.weights), ("--no-fold-bn", args.no_fold_bn),
+                                 ("--functions", args.functions)) if on]
+    if onnx_only and "onnx" not in targets:
+        raise UsageError(f"{', '.join(onnx_only)} only applies to --target onnx")
     graph = _graph(args, report)
-    out = ensure_dir(Path(args.output))
     stem = Path(args.spec).stem
+    summary = f"{graph.network}: {graph.cost.params:,} params, {_human(graph.cost.macs)} MACs"
+    # Everything is generated (and weights checked) before anything is written.
+    outputs: list[tuple[str, str | bytes, str]] = []
     for t in targets:
         if t == "pytorch":
             from shrinkc.backends.pytorch import generate
 
-            path = out / f"{stem}.py"
-            atomic_write(path, generate(graph))
+            outputs.append((f"{stem}.py", generate(graph), summary))
+        elif t == "onnx":
+            from shrinkc.backends import onnx as onnx_backend
+            from shrinkc.backends.weights import load_weights
+
+            weights = load_weights(args.weights, graph) if args.weights else None
+            source = Path(args.weights).name if args.weights else None
+            model = onnx_backend.generate(graph, weights, fold_bn=not args.no_fold_bn,
+                                          functions=args.functions, weights_source=source)
+            how = [f"opset {onnx_backend.OPSET}",
+                   "batch norm kept" if args.no_fold_bn else "batch norm folded",
+                   f"weights from {source}" if source else "random weights"]
+            if args.functions:
+                how.append("cells as functions")
+            outputs.append((f"{stem}.onnx", onnx_backend.serialize(model),
+                            f"{summary}; {', '.join(how)}"))
         else:
-            path = out / f"{stem}.ir.json"
-            atomic_write(path, graph.model_dump_json(indent=1) + "\n")
-        print(f"wrote {path.as_posix()} ({graph.network}: {graph.cost.params:,} params, "
-              f"{_human(graph.cost.macs)} MACs)")
+            outputs.append((f"{stem}.ir.json", graph.model_dump_json(indent=1) + "\n", summary))
+    out = ensure_dir(Path(args.output))
+    for name, data, what in outputs:
+        path = out / name
+        atomic_write(path, data)
+        print(f"wrote {path.as_posix()} ({what})")
     return 0
 
 
@@ -233,12 +257,19 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"shrinkc {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    c = sub.add_parser("compile", help="compile a spec to standalone PyTorch (or IR JSON)")
+    c = sub.add_parser("compile", help="compile a spec to standalone PyTorch, ONNX or IR JSON")
     c.add_argument("spec")
     c.add_argument("-o", "--output", default="build", help="output directory (default: build)")
     c.add_argument("--target", default="pytorch",
-                   help="comma-separated: pytorch (default), ir")
+                   help="comma-separated: pytorch (default), onnx, ir")
     c.add_argument("--network", help="which network of the file (default: its last one)")
+    c.add_argument("--weights", metavar="FILE",
+                   help="onnx: state_dict of the generated PyTorch module, saved with torch.save "
+                        "(.pt) or safetensors (.safetensors); default: seeded random weights")
+    c.add_argument("--no-fold-bn", action="store_true",
+                   help="onnx: keep BatchNormalization nodes (default: fold them into the convs)")
+    c.add_argument("--functions", action="store_true",
+                   help="onnx: emit each cell as an ONNX local function (default: a flat graph)")
     c.set_defaults(func=cmd_compile)
 
     s = sub.add_parser("stats", help="per-stage parameters, MACs and output shapes")

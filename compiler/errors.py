@@ -21,6 +21,7 @@ class Diagnostic:
     message: str
     loc: Loc | None = None
     hint: str | None = None
+    note: str | None = None  # context, e.g. the stage whose arguments led to this error
 
     def render(self, source_line: str | None = None, color: bool = False) -> str:
         where = f"{self.loc.file}:{self.loc.line}:{self.loc.col}" if self.loc else "shrinkc"
@@ -37,15 +38,18 @@ class Diagnostic:
             out.append("    " + " " * (self.loc.col - 1) + "^" + "~" * (width - 1))
         if self.hint:
             out.append(f"  hint: {self.hint}")
+        if self.note:
+            out.append(f"  note: {self.note}")
         return "\n".join(out)
 
 
 class ShrinkError(Exception):
     """An error in a user's spec, data or command line arguments that is reported, not raised."""
 
-    def __init__(self, message: str, loc: Loc | None = None, hint: str | None = None):
+    def __init__(self, message: str, loc: Loc | None = None, hint: str | None = None,
+                 note: str | None = None):
         super().__init__(message)
-        self.diagnostic = Diagnostic("error", message, loc, hint)
+        self.diagnostic = Diagnostic("error", message, loc, hint, note)
 
     def __str__(self) -> str:  # pragma: no cover - convenience for debugging
         return self.diagnostic.render()

@@ -44,6 +44,21 @@ class Loc(_Node):
 NOWHERE = Loc()
 
 
+class LocMap(_Node):
+    """Locations of a block's statements by key; like ``Loc``, never part of equality."""
+
+    at: dict[str, Loc] = Field(default_factory=dict)
+
+    def get(self, key: str, default: Loc | None = None) -> Loc | None:
+        return self.at.get(key, default)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LocMap)
+
+    def __hash__(self) -> int:
+        return 0
+
+
 # --------------------------------------------------------------------------- expressions
 
 
@@ -75,9 +90,19 @@ class Neg(_Node):
     loc: Loc = NOWHERE
 
 
-Expr = Annotated[Union[Num, Ref, BinOp, Neg], Field(discriminator="kind")]
+class Call(_Node):
+    """``log10(macs)``: a function call, allowed in search scores only."""
+
+    kind: Literal["call"] = "call"
+    func: str
+    args: tuple[Expr, ...]
+    loc: Loc = NOWHERE
+
+
+Expr = Annotated[Union[Num, Ref, BinOp, Neg, Call], Field(discriminator="kind")]
 BinOp.model_rebuild()
 Neg.model_rebuild()
+Call.model_rebuild()
 
 Value = Union[bool, int, float, str]  # str values are activation names
 
@@ -256,6 +281,48 @@ class VariantDef(_Node):
     loc: Loc = NOWHERE
 
 
+class SpaceDef(_Node):
+    """A search space: a cell template with N nodes, op assignment and live edges.
+
+    ``resolve`` expands it into an ordinary ``CellDef`` of the same name (``passes/space.py``),
+    so everything that takes a cell takes a space; the shrinker rewrites ``edges``.
+    """
+
+    kind: Literal["space"] = "space"
+    name: str
+    params: tuple[Param, ...] = ()
+    input_name: str = "x"
+    nodes: Expr
+    ops: tuple[OpCall, ...]
+    rule: Literal["list", "cycle"] = "list"
+    shuffle: int | None = None  # seed of the shuffle after cycling
+    act: Expr | None = None  # activation of nodes that feed others; leaves are linear
+    edges: tuple[tuple[int, int], ...] | None = None  # None: complete (every i < j)
+    output: OutputStmt
+    stmt_comments: dict[str, Comments] = Field(default_factory=dict)
+    end_comments: tuple[str, ...] = ()
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+    locs: LocMap = LocMap()
+
+
+class SearchDef(_Node):
+    """``search NAME { space S  network P  train(...)  shrink(...)  score EXPR }``."""
+
+    kind: Literal["search"] = "search"
+    name: str
+    space: str | None = None
+    network: str | None = None
+    train: tuple[Arg, ...] = ()
+    shrink: tuple[Arg, ...] = ()
+    score: Expr | None = None
+    stmt_comments: dict[str, Comments] = Field(default_factory=dict)
+    end_comments: tuple[str, ...] = ()
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+    locs: LocMap = LocMap()
+
+
 class OpPreset(_Node):
     """``op sep3 = sepconv(k=3)``: a named partial application of an op."""
 
@@ -275,7 +342,8 @@ class Include(_Node):
 
 
 Item = Annotated[
-    Union[Include, OpPreset, CellDef, NetworkDef, VariantDef], Field(discriminator="kind")
+    Union[Include, OpPreset, CellDef, SpaceDef, NetworkDef, VariantDef, SearchDef],
+    Field(discriminator="kind"),
 ]
 
 

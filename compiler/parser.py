@@ -110,7 +110,9 @@ def _expected(names: set[str]) -> str:
     return ", ".join(shown)
 
 
-_STATEMENT_WORDS = {"include", "op", "cell", "network", "input", "output", "stem", "stage", "head"}
+_COMMENT_LINES = re.compile(r"#[^\n]*")
+_STATEMENT_WORDS = {"include", "op", "cell", "space", "network", "search", "input", "output", "stem",
+                    "stage", "head"}
 
 
 def _syntax_error(err: UnexpectedInput, file: str, text: str) -> ShrinkError:
@@ -147,12 +149,19 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> ShrinkError:
         width = len(tok.value) if tok is not None and tok.type not in ("_NL", "$END") else 1
         loc = ir.Loc(file=file, line=line, col=col, end_line=line, end_col=col + width)
         hint = f"expected {_expected(expected)}" if expected else None
-        if "SHRINK" in expected:  # 'shrink' is only ever expected as the first statement
+        at_end = tok is None or tok.type == "$END" or tok.start_pos is None
+        start = len(text) if at_end else tok.start_pos
+        if "SHRINK" in expected and not _COMMENT_LINES.sub("", text[:start]).strip():
             return ShrinkError(
                 "a .shrink file starts with its language version",
                 loc,
                 f"write 'shrink {LANGUAGE_VERSION}' on the first line",
             )
+        closers = [t for t in ("COMMA", "RPAR", "RSQB") if t in expected]
+        if tok is not None and tok.type in ("NAME", "INT", "FLOAT") and closers[1:]:
+            hint = "missing " + " or ".join(_describe(t) for t in closers) + "?"
+        if at_end and "RBRACE" in expected:
+            hint = "missing '}' at the end of the block?"
         if tok is not None and tok.type not in ("_NL", "$END") and "_NL" in expected:
             after = text[tok.end_pos:].lstrip(" \t") if tok.end_pos is not None else ""
             if tok.value in _STATEMENT_WORDS or (after.startswith("=") and not after.startswith("==")):
@@ -200,9 +209,15 @@ class _ToIR(Transformer):
         return self.comments.get(id(meta), ir.NO_COMMENTS)
 
     # expressions
+    def _int(self, tok: Token) -> int:
+        try:
+            return int(tok.replace("_", ""))
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise ShrinkError("integer literal is too long", _tok_loc(self.file, tok)) from None
+
     def int(self, meta, children):
         (tok,) = children
-        return ir.Num(value=int(tok.replace("_", "")), loc=_tok_loc(self.file, tok))
+        return ir.Num(value=self._int(tok), loc=_tok_loc(self.file, tok))
 
     def float(self, meta, children):
         (tok,) = children
@@ -250,7 +265,7 @@ class _ToIR(Transformer):
     # top level
     def version(self, meta, children):
         (tok,) = children
-        return ("version", int(tok), _tok_loc(self.file, tok))
+        return ("version", self._int(tok), _tok_loc(self.file, tok))
 
     def include(self, meta, children):
         (tok,) = children
@@ -390,6 +405,104 @@ class _ToIR(Transformer):
             loc=_tok_loc(self.file, name),
         )
 
+    # search spaces
+    def space_nodes(self, meta, children):
+        (n,) = children
+        return "nodes", n, meta
+
+    def ops_list(self, meta, children):
+        return "ops", ("list", tuple(children), None), meta
+
+    def ops_cycle(self, meta, children):
+        *calls, seed = children
+        return "ops", ("cycle", tuple(calls), seed), meta
+
+    def shuffle(self, meta, children):
+        (tok,) = children
+        return int(tok)
+
+    def space_act(self, meta, children):
+        (tok,) = children
+        return "act", self._act(tok), meta
+
+    def edge(self, meta, children):
+        a, b = children
+        return int(a), int(b)
+
+    def space_edges(self, meta, children):
+        return "edges", tuple(e for e in children if e is not None), meta
+
+    def space(self, meta, children):
+        name, params, *body = children
+        fields: dict[str, Any] = {}
+        locs: dict[str, ir.Loc] = {}
+        comments: dict[str, ir.Comments] = {}
+        for stmt in body:
+            if isinstance(stmt, ir.InputStmt):
+                key, value, loc, c = "input", stmt.name, stmt.loc, stmt.comments
+            elif isinstance(stmt, ir.OutputStmt):
+                key, value, loc, c = "output", stmt, stmt.loc, None
+            else:
+                key, value, smeta = stmt
+                loc, c = _loc(self.file, smeta), self._c(smeta)
+            if key in fields:
+                raise ShrinkError(f"'{key}' is given twice in space '{name}'", loc)
+            fields[key], locs[key] = value, loc
+            if c is not None and c != ir.NO_COMMENTS:
+                comments[key] = c
+        where = _tok_loc(self.file, name)
+        for key in ("nodes", "ops", "output"):
+            if key not in fields:
+                raise ShrinkError(f"space '{name}' has no '{key}'", where,
+                                  {"nodes": "write e.g. nodes 8", "ops": "write e.g. ops conv(w)",
+                                   "output": "write e.g. output concat(leaves) + x"}[key])
+        rule, ops, seed = fields["ops"]
+        return ir.SpaceDef(
+            name=str(name), params=params or (), input_name=fields.get("input", "x"),
+            nodes=fields["nodes"], ops=ops, rule=rule, shuffle=seed, act=fields.get("act"),
+            edges=fields.get("edges"), output=fields["output"], stmt_comments=comments,
+            end_comments=self.comments.get(("end", id(meta)), ()), comments=self._c(meta),
+            loc=where, locs=ir.LocMap(at=locs),
+        )
+
+    def search_space(self, meta, children):
+        return "space", str(children[0]), meta
+
+    def search_network(self, meta, children):
+        return "network", str(children[0]), meta
+
+    def search_train(self, meta, children):
+        return "train", tuple(children[0] or ()), meta
+
+    def search_shrink(self, meta, children):
+        return "shrink", tuple(children[0] or ()), meta
+
+    def search_score(self, meta, children):
+        return "score", children[0], meta
+
+    def search(self, meta, children):
+        name, *body = children
+        fields: dict[str, Any] = {}
+        locs: dict[str, ir.Loc] = {}
+        comments: dict[str, ir.Comments] = {}
+        for key, value, smeta in body:
+            loc = _loc(self.file, smeta)
+            if key in fields:
+                raise ShrinkError(f"'{key}' is given twice in search '{name}'", loc)
+            fields[key], locs[key] = value, loc
+            c = self._c(smeta)
+            if c != ir.NO_COMMENTS:
+                comments[key] = c
+        return ir.SearchDef(
+            name=str(name), **fields, stmt_comments=comments,
+            end_comments=self.comments.get(("end", id(meta)), ()), comments=self._c(meta),
+            loc=_tok_loc(self.file, name), locs=ir.LocMap(at=locs),
+        )
+
+    def call(self, meta, children):
+        name, *args = children
+        return ir.Call(func=str(name), args=tuple(args), loc=_loc(self.file, meta))
+
     def start(self, meta, children):
         (_, version, vloc), *items = children
         return version, vloc, tuple(items)
@@ -400,8 +513,10 @@ class _ToIR(Transformer):
 _STATEMENTS = {
     "include", "preset", "cell", "network", "variant", "input_stmt", "node_stmt",
     "output_stmt", "net_input", "stem", "head", "stage", "version",
+    "space", "space_nodes", "ops_list", "ops_cycle", "space_act", "space_edges",
+    "search", "search_space", "search_network", "search_train", "search_shrink", "search_score",
 }
-_BLOCKS = {"cell", "network"}
+_BLOCKS = {"cell", "network", "space", "search"}
 
 
 def _attach_comments(tree: Tree, comments: list[Token]) -> tuple[dict, tuple, tuple]:
@@ -485,7 +600,7 @@ def read_source(path: Path, display: str | None = None, loc: ir.Loc | None = Non
     except OSError as e:
         raise ShrinkError(f"cannot read {display}: {e.strerror}", loc) from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # editors may write a BOM
     except UnicodeDecodeError as e:
         before = data[: e.start]
         line = before.count(b"\n") + 1

@@ -25,6 +25,8 @@ def expr(e: ir.Expr, parent: int = 0, right: bool = False) -> str:
         return e.name
     if isinstance(e, ir.Neg):
         return "-" + expr(e.operand, 3)
+    if isinstance(e, ir.Call):
+        return f"{e.func}({', '.join(expr(a) for a in e.args)})"
     prec = _PREC[e.op]
     s = f"{expr(e.left, prec)} {e.op} {expr(e.right, prec, True)}"
     if prec < parent or (right and prec == parent):
@@ -114,6 +116,66 @@ def _block(header: str, item, body) -> list[str]:
     return out
 
 
+def _edges(edges: tuple[tuple[int, int], ...]) -> str:
+    """``edges 0->1, 0->2, ...``, wrapped after a comma to stay under 100 columns."""
+    lines, line = [], "edges"
+    for k, (a, b) in enumerate(edges):
+        part = f"{a}->{b}" + ("," if k < len(edges) - 1 else "")
+        if len(INDENT + line) + 1 + len(part) > 96 and line.strip() != "edges":
+            lines.append(line)
+            line = INDENT + "   "
+        line += " " + part
+    lines.append(line)
+    return ("\n" + INDENT).join(lines)
+
+
+def _stmts(pairs, comments: dict[str, ir.Comments]) -> list[str]:
+    out: list[str] = []
+    for key, text in pairs:
+        c = comments.get(key, ir.NO_COMMENTS)
+        out += _leading(c, INDENT)
+        out.append(_with_trailing(INDENT + text, c))
+    return out
+
+
+def _space(s: ir.SpaceDef) -> list[str]:
+    ops = ", ".join(call(c) for c in s.ops)
+    if s.rule == "cycle":
+        ops = f"cycle({ops})" + (f" shuffle {s.shuffle}" if s.shuffle is not None else "")
+    pairs = [("input", f"input {s.input_name}"), ("nodes", f"nodes {expr(s.nodes)}"),
+             ("ops", f"ops {ops}")]
+    if s.act is not None:
+        pairs.append(("act", f"act {expr(s.act)}"))
+    if s.edges is not None:
+        pairs.append(("edges", _edges(s.edges)))
+    out = _leading(s.comments, "")
+    out.append(_with_trailing(f"space {s.name}{_params(s.params)} {{", s.comments))
+    out += _stmts(pairs, s.stmt_comments)
+    out += _leading(s.output.comments, INDENT)
+    out.append(_with_trailing(INDENT + statement(s.output), s.output.comments))
+    out += [INDENT + f"#{t}" if t != BLANK else "" for t in s.end_comments]
+    return out + ["}"]
+
+
+def _search(s: ir.SearchDef) -> list[str]:
+    pairs = []
+    if s.space is not None:
+        pairs.append(("space", f"space {s.space}"))
+    if s.network is not None:
+        pairs.append(("network", f"network {s.network}"))
+    if s.train:
+        pairs.append(("train", f"train({args(s.train)})"))
+    if s.shrink:
+        pairs.append(("shrink", f"shrink({args(s.shrink)})"))
+    if s.score is not None:
+        pairs.append(("score", f"score {expr(s.score)}"))
+    out = _leading(s.comments, "")
+    out.append(_with_trailing(f"search {s.name} {{", s.comments))
+    out += _stmts(pairs, s.stmt_comments)
+    out += [INDENT + f"#{t}" if t != BLANK else "" for t in s.end_comments]
+    return out + ["}"]
+
+
 def item(i) -> list[str]:
     if isinstance(i, ir.Include):
         return _leading(i.comments, "") + [_with_trailing(f'include "{i.path}"', i.comments)]
@@ -127,6 +189,10 @@ def item(i) -> list[str]:
         return _block(f"cell {i.name}{_params(i.params)}", i, i.body)
     if isinstance(i, ir.NetworkDef):
         return _block(f"network {i.name}{_params(i.params)}", i, i.body)
+    if isinstance(i, ir.SpaceDef):
+        return _space(i)
+    if isinstance(i, ir.SearchDef):
+        return _search(i)
     raise TypeError(type(i))
 
 

@@ -9,9 +9,13 @@ checked with the location of the statement that breaks it.
 
 from __future__ import annotations
 
+import math
+
 from .. import ir
 from ..errors import ShrinkError
 from ..ops import ACTIVATIONS, OPS, ShapeError, infer, pool_stride, projection
+
+MAX_REPEAT = 1000  # cells per stage; more is a typo, and would take minutes to elaborate
 
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "act": "an activation", "bool": "true or false"}
 
@@ -38,6 +42,8 @@ def evaluate(expr: ir.Expr, env: dict[str, ir.Value]) -> ir.Value:
         if isinstance(v, str):
             raise ShrinkError(f"cannot negate the activation '{v}'", expr.loc)
         return -v
+    if isinstance(expr, ir.Call):
+        raise ShrinkError(f"function call '{expr.func}(...)' outside a search score", expr.loc)
     left, right = evaluate(expr.left, env), evaluate(expr.right, env)
     for side in (left, right):
         if isinstance(side, str):
@@ -45,28 +51,44 @@ def evaluate(expr: ir.Expr, env: dict[str, ir.Value]) -> ir.Value:
     op = expr.op
     if op in ("/", "//", "%") and right == 0:
         raise ShrinkError("division by zero", expr.loc)
-    if op == "+":
-        return left + right
-    if op == "-":
-        return left - right
-    if op == "*":
-        return left * right
-    if op == "/":
-        return left / right
-    if op == "//":
-        return left // right
-    return left % right
+    try:
+        if op == "+":
+            return left + right
+        if op == "-":
+            return left - right
+        if op == "*":
+            return left * right
+        if op == "/":
+            return left / right
+        if op == "//":
+            return left // right
+        return left % right
+    except OverflowError:  # an int too large to mix with a float
+        raise ShrinkError("number too large", expr.loc) from None
 
 
-def _check_type(value: ir.Value, typ: str, what: str, loc: ir.Loc) -> ir.Value:
+def _has_truediv(expr: ir.Expr | None) -> bool:
+    if isinstance(expr, ir.BinOp):
+        return expr.op == "/" or _has_truediv(expr.left) or _has_truediv(expr.right)
+    return isinstance(expr, ir.Neg) and _has_truediv(expr.operand)
+
+
+def _check_type(value: ir.Value, typ: str, what: str, loc: ir.Loc,
+                expr: ir.Expr | None = None) -> ir.Value:
     actual = _type_of(value)
     if typ == "float" and actual == "int":
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ShrinkError(f"{what} is too large", loc) from None
     if typ == "act" and actual == "act" and value not in ACTIVATIONS:
         raise ShrinkError(f"unknown activation '{value}'", loc)
     if actual != typ:
         shown = f"'{value}'" if isinstance(value, str) else repr(value)
-        raise ShrinkError(f"{what} must be {_TYPE_NAMES[typ]}, got {shown}", loc)
+        hint = "use // for integer division" if typ == "int" and _has_truediv(expr) else None
+        raise ShrinkError(f"{what} must be {_TYPE_NAMES[typ]}, got {shown}", loc, hint)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ShrinkError(f"{what} must be a finite number, got {value}", loc)
     return value
 
 
@@ -78,7 +100,7 @@ def _op(call: ir.OpCall, act: ir.Expr | None, env: dict[str, ir.Value]) -> ir.Op
         if arg is None:
             attrs[p.name] = p.default  # type: ignore[assignment]
             continue
-        v = _check_type(evaluate(arg, env), p.type, f"{p.name} of {call.op}", arg.loc)
+        v = _check_type(evaluate(arg, env), p.type, f"{p.name} of {call.op}", arg.loc, arg)
         if p.minimum is not None and v < p.minimum:
             bound = "positive" if p.minimum == 1 else f"at least {p.minimum}"
             raise ShrinkError(f"{p.name} of {call.op} must be {bound}, got {v}", arg.loc)
@@ -117,18 +139,30 @@ def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc
     return first
 
 
+def _instantiated(err: ShrinkError, cell: ir.CellDef, args: dict[str, ir.Value],
+                  stage: ir.StageStmt) -> ShrinkError:
+    """An error in a cell's body, with a note naming the stage (and arguments) behind it."""
+    d, s = err.diagnostic, stage.loc
+    if d.note is not None or d.loc is None or (
+            d.loc.file == s.file and s.line <= d.loc.line <= s.end_line):
+        return err
+    shown = ", ".join(f"{k}={v}" for k, v in args.items())
+    note = f"in {cell.name}({shown}), instantiated by the stage at {s.file}:{s.line}:{s.col}"
+    return ShrinkError(d.message, d.loc, d.hint, note)
+
+
 class _Elaborator:
     def __init__(self, program: ir.Program):
         self.cells = program.cells
 
     def cell(self, cell: ir.CellDef, args: dict[str, ir.Value], x: ir.Shape,
-             down: ir.OpInst | None, loc: ir.Loc) -> ir.CellInst:
+             down: ir.OpInst | None, loc: ir.Loc, down_loc: ir.Loc | None = None) -> ir.CellInst:
         inp = cell.input
         env = dict(args)
         if inp.channels is not None:
             env[inp.channels] = x.c
         shapes: dict[str, ir.Shape] = {}
-        n0 = x if down is None else _apply(down, x, loc)
+        n0 = x if down is None else _apply(down, x, down_loc or loc)
         shapes[inp.name] = n0
         nodes = [ir.NodeInst(name=inp.name, op=down, in_shape=x, out_shape=n0, loc=inp.loc)]
         for n in cell.nodes:
@@ -169,10 +203,11 @@ class _Elaborator:
         for p in cell.params:
             if p.name in given:
                 arg = given[p.name]
-                v, loc = evaluate(arg.value, env), arg.loc
+                v, loc, expr = evaluate(arg.value, env), arg.loc, arg.value
             else:
-                v, loc = evaluate(p.default, {}), p.loc  # type: ignore[arg-type]
-            args[p.name] = _check_type(v, p.type or "int", f"argument '{p.name}' of {cell.name}", loc)
+                v, loc, expr = evaluate(p.default, {}), p.loc, p.default  # type: ignore[arg-type]
+            args[p.name] = _check_type(v, p.type or "int", f"argument '{p.name}' of {cell.name}",
+                                       loc, expr)
         return args
 
     def chain(self, chain: ir.Chain | None, x: ir.Shape, env: dict[str, ir.Value]):
@@ -214,13 +249,20 @@ class _Elaborator:
             if repeat < 1:
                 raise ShrinkError(f"a stage repeats its cell at least once, got {repeat}",
                                   stage.repeat.loc)
+            if repeat > MAX_REPEAT:
+                raise ShrinkError(f"a stage repeats its cell at most {MAX_REPEAT} times, got {repeat}",
+                                  stage.repeat.loc)
             insts = []
             for i in range(repeat):
                 args = self.cell_args(cell, stage, i == 0, env)
                 down = None
                 if i == 0 and stage.downsample is not None:
                     down = _op(stage.downsample, None, env)
-                inst = self.cell(cell, args, x, down, stage.loc)
+                try:
+                    inst = self.cell(cell, args, x, down, stage.loc,
+                                     stage.downsample.loc if stage.downsample else None)
+                except ShrinkError as e:
+                    raise _instantiated(e, cell, args, stage) from None
                 insts.append(inst)
                 x = inst.out_shape  # type: ignore[assignment]
             stages.append(ir.StageInst(name=stage.name or f"stage{si}", cells=tuple(insts),

@@ -14,9 +14,10 @@ Values are not evaluated here; that is ``elaborate``'s job, once arguments are k
 from __future__ import annotations
 
 from .. import ir
-from ..errors import ShrinkError, did_you_mean
+from ..errors import ShrinkError, closest, did_you_mean
 from ..loader import Sources
 from ..ops import ACTIVATIONS, DOWNSAMPLE_OPS, OPS
+from .space import expand as expand_space
 
 MERGES = ("concat", "sum", "mean")
 RESERVED = set(MERGES) | {"leaves"}
@@ -26,12 +27,30 @@ def _where(loc: ir.Loc) -> str:
     return f"{loc.file}:{loc.line}"
 
 
+def _param_hint(name: str, names: list[str], descr: dict[str, str] | None) -> str | None:
+    """'did you mean' for a keyword argument; also matches what a parameter stands for, so
+    that ``kernal=3`` or ``kernel_size=3`` suggest ``k``."""
+    if closest(name, names) is None and descr:
+        aliases: dict[str, str] = {}
+        for n, doc in descr.items():
+            if doc:
+                aliases.setdefault(doc.split()[0], n)
+                aliases.setdefault(doc.replace(" ", "_"), n)
+        alias = closest(name, aliases)
+        if alias is not None:
+            n = aliases[alias]
+            return f"did you mean '{n}' ({descr[n]})?"
+    return did_you_mean(name, names, "parameters")
+
+
 class _Resolver:
     def __init__(self, sources: Sources):
         self.sources = sources
         self.presets: dict[str, ir.OpPreset] = {}
         self.cells: dict[str, ir.CellDef] = {}
         self.networks: dict[str, ir.NetworkDef | ir.VariantDef] = {}
+        self.spaces: dict[str, ir.SpaceDef] = {}
+        self.searches: dict[str, ir.SearchDef] = {}
         self.seen: dict[str, ir.Loc] = {}
 
     # ------------------------------------------------------------------ namespace
@@ -49,8 +68,29 @@ class _Resolver:
             self.presets[name] = item
         elif isinstance(item, ir.CellDef):
             self.cells[name] = item
+        elif isinstance(item, ir.SpaceDef):
+            self.cells[name] = expand_space(item)
+            self.spaces[name] = item
+        elif isinstance(item, ir.SearchDef):
+            self.searches[name] = item
         else:
             self.networks[name] = item
+
+    def search(self, s: ir.SearchDef) -> ir.SearchDef:
+        """Check what a search names; its settings and score are checked by the shrinker."""
+        if s.space is None:
+            raise ShrinkError(f"search '{s.name}' names no space", s.loc, "write space NAME")
+        if s.space not in self.spaces:
+            hint = ("it is a cell; a search shrinks a space" if s.space in self.cells
+                    else did_you_mean(s.space, self.spaces, "spaces"))
+            raise ShrinkError(f"unknown space '{s.space}'", s.locs.get("space", s.loc), hint)
+        if s.network is None:
+            raise ShrinkError(f"search '{s.name}' names no proxy network", s.loc,
+                              "write network NAME")
+        if s.network not in self.networks:
+            raise ShrinkError(f"unknown network '{s.network}'", s.locs.get("network", s.loc),
+                              did_you_mean(s.network, self.networks, "networks"))
+        return s
 
     # ------------------------------------------------------------------ calls
 
@@ -73,7 +113,7 @@ class _Resolver:
                 name = arg.name
                 if name not in names:
                     raise ShrinkError(f"{what} has no parameter '{name}'", arg.loc,
-                                      did_you_mean(name, names, "parameters"))
+                                      _param_hint(name, names, descr))
             if name in bound:
                 raise ShrinkError(f"argument '{name}' of {what} is given twice", arg.loc)
             bound[name] = ir.Arg(name=name, value=arg.value, loc=arg.loc)
@@ -130,6 +170,9 @@ class _Resolver:
             self.check_names(expr.right, scope)
         elif isinstance(expr, ir.Neg):
             self.check_names(expr.operand, scope)
+        elif isinstance(expr, ir.Call):
+            raise ShrinkError(f"function call '{expr.func}(...)' outside a search score", expr.loc,
+                              "functions such as log10() may be used in `score` only")
 
     def check_act(self, act: ir.Expr, scope: set[str]) -> None:
         if not isinstance(act, ir.Ref):
@@ -332,6 +375,8 @@ def resolve(sources: Sources) -> ir.Program:
         items.append(r.cell(cell))
     for name, net in r.networks.items():
         items.append(r.network(net if isinstance(net, ir.NetworkDef) else r.variant(net)))
+    for search in r.searches.values():
+        items.append(r.search(search))
     return ir.Program(version=sources.main.version, items=tuple(items), file=sources.main.file)
 
 

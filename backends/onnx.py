@@ -1,0 +1,397 @@
+"""Graph IR -> ONNX inference model, built node by node with ``onnx.helper``.
+
+No tracing and no exporter: the graph comes straight from the IR, so compiling to ONNX needs
+neither torch nor a PyTorch module (torch is imported only to read a ``.pt`` checkpoint).
+
+The model
+    * opset :data:`OPSET` (28): the newest opset that both the onnx package and onnxruntime
+      here support (onnxruntime 1.32 rejects 29; ``tests/test_onnx.py`` checks that it runs).
+      The IR version is the lowest that carries it.
+    * one input, named as the spec's input (``image``), shape ``[batch, C, H, W]`` with a
+      dynamic ``batch``; one output, ``logits`` when the network ends in a ``linear`` layer,
+      else ``output``.
+    * inference semantics: dropout is dropped, batch norm uses its running statistics.
+    * by default a flat graph; with ``functions=True`` every cell instance is a call of an
+      ONNX model-local function (domain :data:`FUNCTION_DOMAIN`) named after the cell
+      (``ShrinkA``; instances with another structure, such as the first cell of a stage with
+      downsampling and a projection, get ``ShrinkA_2``, ...). A function takes the cell's
+      input and then its weights as inputs, so viewers such as Netron show one box per cell.
+
+Names
+    * Initializers carry the names of the generated PyTorch module's ``state_dict``
+      (``stem.conv.weight``, ``stage2.0.n1.depthwise.weight``, ``head.2.bias``; see
+      ``backends/weights.py`` for the layout). Without folding every tensor but
+      ``num_batches_tracked`` is an initializer under its own name (``...bn.running_var``).
+      With folding the batch norm disappears and the convolution before it keeps its name
+      and gains a bias: ``...conv.weight`` / ``...conv.bias``, or for ``sepconv``
+      ``...pointwise.weight`` / ``...pointwise.bias`` (the depthwise half is unchanged).
+      Scalar constants (``Clip`` bounds, the divisor of ``mean``) are ``const.<value>``.
+    * Nodes, and the values they produce, are named by module path with a suffix for the
+      part: ``stage2.0.n1.depthwise``, ``stage2.0.n1.pointwise``, ``stage2.0.n1.bn``,
+      ``stage2.0.n1.act``; merges are ``<node>.concat`` / ``.sum`` / ``.mean``, a cell's
+      output merge ``stage2.0.concat`` and its residual sum ``stage2.0.add``.
+
+Folding (``fold_bn=True``), computed in float64 and stored as float32, with PyTorch's
+``eps = 1e-5``::
+
+    scale  = gamma / sqrt(running_var + eps)          # per output channel
+    W'     = W * scale[:, None, None, None]
+    b'     = beta - running_mean * scale
+
+so ``Conv(x, W', b') == BatchNorm(Conv(x, W))`` in eval mode.
+
+Op mapping: conv/dwconv -> Conv (+ BatchNormalization); sepconv -> depthwise Conv, pointwise
+Conv (+ BatchNormalization); maxpool/avgpool -> MaxPool/AveragePool (``count_include_pad=1``
+as PyTorch's default); global_avgpool -> GlobalAveragePool + Flatten; flatten -> Flatten;
+linear -> Gemm (``transB=1``); dropout, identity -> nothing; concat -> Concat(axis=1);
+sum -> Sum; mean -> Sum then Div; residuals -> Add (with a strided 1x1 Conv where the IR
+projects). Activations: relu -> Relu, relu6 -> Clip(0, 6), swish/silu -> Mul(x, Sigmoid(x)) (the
+opset's Swish has no onnxruntime kernel at opset 28), hswish -> HardSwish, sigmoid -> Sigmoid,
+tanh -> Tanh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from shrinkc.compiler import ir
+from shrinkc.compiler.errors import ShrinkError
+
+from .naming import cell_attr_names
+from .weights import CONV_OPS, chain_prefixes, cell_prefixes, join, random_weights, wrapped
+
+OPSET = 28
+FUNCTION_DOMAIN = "shrinkc.cells"
+BN_EPS = 1e-5
+ACT_OPS = {"relu": "Relu", "hswish": "HardSwish", "sigmoid": "Sigmoid", "tanh": "Tanh"}
+# relu6 is Clip(x, 0, 6); swish/silu is x * Sigmoid(x): onnxruntime 1.32 has no kernel for the
+# Swish op of opset 24 in models stamped with a newer opset.
+
+
+def ir_version() -> int:
+    """The lowest ONNX IR version that carries :data:`OPSET`."""
+    return helper.find_min_ir_version_for([helper.make_opsetid("", OPSET)])
+
+
+# --------------------------------------------------------------------------- node bodies
+
+
+class _Body:
+    """A list of nodes under construction (the main graph, or one function body), with the
+    weights it reads and a namespace of value names."""
+
+    def __init__(self, weights: Mapping[str, np.ndarray], fold: bool, prefix: str = ""):
+        self.weights = weights
+        self.fold = fold
+        self.prefix = prefix  # module path of the body inside the network, with a dot
+        self.nodes: list[onnx.NodeProto] = []
+        self.taken: set[str] = set()
+
+    def fresh(self, name: str) -> str:
+        out, i = name, 1
+        while out in self.taken:
+            i += 1
+            out = f"{name}_{i}"
+        self.taken.add(out)
+        return out
+
+    def node(self, op_type: str, inputs: list[str], name: str, domain: str = "", **attrs) -> str:
+        out = self.fresh(name)
+        refs = [a for a in attrs.values() if isinstance(a, onnx.AttributeProto)]
+        plain = {k: v for k, v in attrs.items() if not isinstance(v, onnx.AttributeProto)}
+        node = helper.make_node(op_type, inputs, [out], name=out, domain=domain, **plain)
+        node.attribute.extend(refs)
+        self.nodes.append(node)
+        return out
+
+    def channels(self, name: str, key: str, value: int) -> int | onnx.AttributeProto:
+        """An integer attribute ``key`` that is a channel count (a depthwise ``group``)."""
+        return value
+
+    def weight(self, name: str) -> np.ndarray:
+        """The checkpoint tensor ``name`` (relative to this body)."""
+        return self.weights[self.prefix + name]
+
+    def tensor(self, name: str, array: np.ndarray) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def const(self, value: float) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _GraphBody(_Body):
+    def __init__(self, weights: Mapping[str, np.ndarray], fold: bool):
+        super().__init__(weights, fold)
+        self.initializers: dict[str, np.ndarray] = {}
+
+    def tensor(self, name: str, array: np.ndarray) -> str:
+        if name in self.initializers:
+            raise AssertionError(f"initializer {name} emitted twice")
+        self.initializers[name] = np.ascontiguousarray(array, dtype=np.float32)
+        self.taken.add(name)
+        return name
+
+    def const(self, value: float) -> str:
+        name = f"const.{value:g}"
+        if name not in self.initializers:
+            self.tensor(name, np.array(value, np.float32))
+        return name
+
+
+class _FunctionBody(_Body):
+    """A function body: weights become formal inputs (relative names), their initializers go
+    to the main graph under full names; constants are Constant nodes."""
+
+    def __init__(self, graph: _GraphBody, prefix: str):
+        super().__init__(graph.weights, graph.fold, prefix)
+        self.graph = graph
+        self.formals: list[str] = []
+        self.actuals: list[str] = []
+        self.consts: dict[float, str] = {}
+        self.attrs: dict[str, int] = {}  # function attribute -> value at this call
+
+    def channels(self, name: str, key: str, value: int) -> int | onnx.AttributeProto:
+        """Channel counts are attributes of the function, so one function serves every
+        instance of a cell with the same structure, whatever its width."""
+        attr = f"{name}.{key}".replace(".", "_")
+        self.attrs[attr] = value
+        ref = onnx.AttributeProto(name=key, ref_attr_name=attr, type=onnx.AttributeProto.INT)
+        return ref
+
+    def tensor(self, name: str, array: np.ndarray) -> str:
+        self.actuals.append(self.graph.tensor(self.prefix + name, array))
+        self.formals.append(name)
+        self.taken.add(name)
+        return name
+
+    def const(self, value: float) -> str:
+        if value not in self.consts:
+            self.consts[value] = self.node(
+                "Constant", [], f"const.{value:g}",
+                value=helper.make_tensor("", TensorProto.FLOAT, [], [value]))
+        return self.consts[value]
+
+
+# --------------------------------------------------------------------------- ops
+
+
+def _act(b: _Body, x: str, act: str | None, name: str) -> str:
+    if act is None:
+        return x
+    if act == "relu6":
+        return b.node("Clip", [x, b.const(0.0), b.const(6.0)], name)
+    if act in ("swish", "silu"):
+        return b.node("Mul", [x, b.node("Sigmoid", [x], join(name, "sigmoid"))], name)
+    return b.node(ACT_OPS[act], [x], name)
+
+
+def _conv_attrs(k: int, stride: int, dilation: int, groups: int | onnx.AttributeProto) -> dict:
+    pad = dilation * (k - 1) // 2
+    return {"kernel_shape": [k, k], "strides": [stride, stride], "pads": [pad] * 4,
+            "dilations": [dilation, dilation], "group": groups}
+
+
+def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict) -> str:
+    """``Conv`` (bias-free) then ``BatchNormalization``, or one ``Conv`` with BN folded in."""
+    w = b.weight(f"{conv}.weight")
+    stats = [b.weight(f"{bn}.{t}") for t in ("weight", "bias", "running_mean", "running_var")]
+    if b.fold:
+        gamma, beta, mean, var = (s.astype(np.float64) for s in stats)
+        scale = gamma / np.sqrt(var + BN_EPS)
+        w = w.astype(np.float64) * scale.reshape(-1, *([1] * (w.ndim - 1)))
+        bias = beta - mean * scale
+        return b.node("Conv", [x, b.tensor(f"{conv}.weight", w), b.tensor(f"{conv}.bias", bias)],
+                      conv, **attrs)
+    y = b.node("Conv", [x, b.tensor(f"{conv}.weight", w)], conv, **attrs)
+    names = [b.tensor(f"{bn}.{t}", s)
+             for t, s in zip(("weight", "bias", "running_mean", "running_var"), stats)]
+    return b.node("BatchNormalization", [y, *names], bn, epsilon=BN_EPS)
+
+
+def _pool(b: _Body, x: str, op: ir.OpInst, name: str) -> str:
+    k, p = int(op.attrs["k"]), int(op.attrs.get("padding", 0))
+    s = int(op.attrs.get("stride") or k)
+    attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": [p] * 4}
+    if op.op == "maxpool":
+        return b.node("MaxPool", [x], name, **attrs)
+    return b.node("AveragePool", [x], name, count_include_pad=1, **attrs)
+
+
+def _op(b: _Body, x: str, op: ir.OpInst, prefix: str, act: ir.Expr | None,
+        xs: ir.Shape) -> str:
+    """Emit ``op`` (with its activation) whose module sits at ``prefix``; return its output."""
+    a = op.attrs
+    if op.op in CONV_OPS:
+        k, s, d = int(a["k"]), int(a["stride"]), int(a["dilation"])
+        if op.op == "sepconv":
+            dw = join(prefix, "depthwise")
+            y = b.node("Conv", [x, b.tensor(f"{dw}.weight", b.weight(f"{dw}.weight"))], dw,
+                       **_conv_attrs(k, s, d, b.channels(dw, "group", xs.c)))
+            y = _conv_bn(b, y, join(prefix, "pointwise"), join(prefix, "bn"),
+                         _conv_attrs(1, 1, 1, 1))
+        else:
+            conv = join(prefix, "conv")
+            groups = b.channels(conv, "group", xs.c) if op.op == "dwconv" else int(a["groups"])
+            y = _conv_bn(b, x, join(prefix, "conv"), join(prefix, "bn"),
+                         _conv_attrs(k, s, d, groups))
+        return _act(b, y, op.act, join(prefix, "act"))
+    if op.op == "identity":
+        return _act(b, x, op.act, prefix)
+    wrap = wrapped(op.op, act)
+    path = join(prefix, "0") if wrap else prefix
+    if op.op in ("maxpool", "avgpool"):
+        y = _pool(b, x, op, path)
+    elif op.op == "global_avgpool":
+        y = b.node("Flatten", [b.node("GlobalAveragePool", [x], join(path, "pool"))], path,
+                   axis=1)
+    elif op.op == "flatten":
+        y = b.node("Flatten", [x], path, axis=1)
+    elif op.op == "linear":
+        y = b.node("Gemm", [x, b.tensor(f"{path}.weight", b.weight(f"{path}.weight")),
+                            b.tensor(f"{path}.bias", b.weight(f"{path}.bias"))], path, transB=1)
+    elif op.op == "dropout":
+        y = x
+    else:  # pragma: no cover - the op table and this backend are kept in step by tests
+        raise ShrinkError(f"the ONNX backend has no mapping for op '{op.op}'")
+    return _act(b, y, op.act, join(prefix, "1") if wrap else join(prefix, "act"))
+
+
+def _merge(b: _Body, xs: list[str], merge: str, name: str) -> str:
+    if len(xs) == 1:
+        return xs[0]
+    if merge == "concat":
+        return b.node("Concat", xs, name, axis=1)
+    total = b.node("Sum", xs, name if merge == "sum" else join(name, "sum"))
+    if merge == "sum":
+        return total
+    return b.node("Div", [total, b.const(float(len(xs)))], name)
+
+
+def _cell(b: _Body, graph: ir.Graph, inst: ir.CellInst, prefix: str, x: str) -> str:
+    """Emit one cell instance whose module sits at ``prefix``, reading ``x``."""
+    cell = graph.program.cells[inst.cell]
+    attrs = cell_attr_names(cell)
+    acts = {n.name: n.act for n in cell.nodes}
+    n0 = inst.nodes[0]
+    values = {n0.name: x}
+    if n0.op is not None:
+        values[n0.name] = _op(b, x, n0.op, join(prefix, "downsample"), None, n0.in_shape)  # type: ignore[arg-type]
+    for n in inst.nodes[1:]:
+        path = join(prefix, attrs[n.name])
+        xin = _merge(b, [values[s] for s in n.inputs], n.merge, join(path, n.merge))
+        values[n.name] = _op(b, xin, n.op, path, acts[n.name], n.in_shape)  # type: ignore[arg-type]
+    y = _merge(b, [values[s] for s in inst.output], inst.merge, join(prefix, inst.merge))
+    if inst.residual == "identity":
+        y = b.node("Add", [y, x], join(prefix, "add"))
+    elif inst.residual == "project":
+        r = _op(b, x, inst.residual_op, join(prefix, "residual"), None, inst.in_shape)  # type: ignore[arg-type]
+        y = b.node("Add", [y, r], join(prefix, "add"))
+    return y
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _value_info(name: str, shape: ir.Shape) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shape.as_list()])
+
+
+def output_name(graph: ir.Graph) -> str:
+    name = "logits" if any(layer.op.op == "linear" for layer in graph.head) else "output"
+    return name + "_" if name == graph.input_name else name
+
+
+def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
+             fold_bn: bool = True, functions: bool = False,
+             weights_source: str | None = None) -> onnx.ModelProto:
+    """The ONNX model of ``graph``'s network.
+
+    ``weights`` maps state_dict names to float32 arrays (checked by
+    ``weights.load_weights``); without them the weights are ``weights.random_weights``.
+    """
+    if weights is None:
+        weights = random_weights(graph)
+        weights_source = weights_source or "random (numpy, seed 0)"
+    b = _GraphBody(weights, fold_bn)
+    x = graph.input_name
+    b.taken.add(x)
+    out_name = output_name(graph)
+    b.taken.add(out_name)
+    funcs: dict[bytes, onnx.FunctionProto] = {}
+    func_names: set[str] = set()
+
+    for (prefix, act), layer in zip(chain_prefixes(graph, "stem"), graph.stem):
+        x = _op(b, x, layer.op, prefix, act, layer.in_shape)  # type: ignore[arg-type]
+    for stage, prefixes in zip(graph.stages, cell_prefixes(graph)):
+        for inst, prefix in zip(stage.cells, prefixes):
+            if not functions:
+                x = _cell(b, graph, inst, prefix, x)
+                continue
+            fb = _FunctionBody(b, prefix + ".")
+            cell_in = graph.program.cells[inst.cell].input.name
+            fb.taken.add(cell_in)
+            y = _cell(fb, graph, inst, "", cell_in)
+            if y == cell_in:
+                y = fb.node("Identity", [y], "output")
+            key = b"\0".join([*(n.SerializeToString(deterministic=True) for n in fb.nodes),
+                              "\0".join(fb.formals).encode(), cell_in.encode(), y.encode(),
+                              "\0".join(fb.attrs).encode()])
+            if key not in funcs:
+                name, i = inst.cell, 1
+                while name in func_names:
+                    i += 1
+                    name = f"{inst.cell}_{i}"
+                func_names.add(name)
+                funcs[key] = helper.make_function(
+                    FUNCTION_DOMAIN, name, [cell_in, *fb.formals], [y], fb.nodes,
+                    [helper.make_opsetid("", OPSET)], attributes=list(fb.attrs),
+                    doc_string=f"cell {inst.cell}")
+            x = b.node(funcs[key].name, [x, *fb.actuals], prefix, domain=FUNCTION_DOMAIN,
+                       **fb.attrs)
+    for (prefix, act), layer in zip(chain_prefixes(graph, "head"), graph.head):
+        x = _op(b, x, layer.op, prefix, act, layer.in_shape)  # type: ignore[arg-type]
+
+    if x == graph.input_name:
+        b.node("Identity", [x], out_name)
+        x = out_name
+    for node in b.nodes:  # the last value is the graph output: give it the output's name
+        node.input[:] = [out_name if i == x else i for i in node.input]
+        node.output[:] = [out_name if o == x else o for o in node.output]
+
+    inits = [numpy_helper.from_array(a, name) for name, a in b.initializers.items()]
+    g = helper.make_graph(
+        b.nodes, graph.network,
+        [_value_info(graph.input_name, graph.input_shape)],
+        [_value_info(out_name, graph.out_shape)],  # type: ignore[arg-type]
+        initializer=inits,
+    )
+    opsets = [helper.make_opsetid("", OPSET)]
+    if functions:
+        opsets.append(helper.make_opsetid(FUNCTION_DOMAIN, 1))
+    from shrinkc import __version__
+
+    model = helper.make_model(
+        g, opset_imports=opsets, producer_name="shrinkc", producer_version=__version__,
+        functions=list(funcs.values()), ir_version=ir_version(),
+        doc_string=f"{graph.network} from {graph.source}",
+    )
+    meta = {"network": graph.network, "source": graph.source, "spec_sha256": graph.spec_hash,
+            "batch_norm": "folded" if fold_bn else "kept", "weights": weights_source or ""}
+    helper.set_model_props(model, meta)
+    return model
+
+
+def serialize(model: onnx.ModelProto) -> bytes:
+    try:
+        return model.SerializeToString(deterministic=True)
+    except ValueError as e:  # protobuf's 2 GiB limit
+        raise ShrinkError(f"cannot serialize the ONNX model: {e}", None,
+                          "models over 2 GiB need external data, which shrinkc does not write yet"
+                          ) from None
+
+
+__all__ = ["FUNCTION_DOMAIN", "OPSET", "generate", "serialize"]

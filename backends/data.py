@@ -1,0 +1,142 @@
+"""Proxy-task data for the shrinker: scikit-learn's bundled digits, or a user's ``.npz``.
+
+Everything is checked before any training starts; a problem is a ``ShrinkError`` naming the
+array and what is wrong. Nothing is downloaded. numpy only (torch is not imported here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shrinkc.compiler.errors import ShrinkError
+
+DIGITS = "digits"
+NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
+
+
+@dataclass
+class ProxyData:
+    x_train: np.ndarray  # float32, N x C x H x W, standardised
+    y_train: np.ndarray  # int64
+    x_val: np.ndarray
+    y_val: np.ndarray
+    classes: int
+    name: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear resize of N x C x H x W images (align_corners=False), in numpy."""
+    n, c, h0, w0 = x.shape
+    if (h0, w0) == (h, w):
+        return x
+
+    def axis(src: int, dst: int):
+        pos = (np.arange(dst) + 0.5) * src / dst - 0.5
+        pos = np.clip(pos, 0, src - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, src - 1)
+        return lo, hi, (pos - lo).astype(np.float32)
+
+    ylo, yhi, yf = axis(h0, h)
+    xlo, xhi, xf = axis(w0, w)
+    rows = x[:, :, ylo, :] * (1 - yf)[None, None, :, None] + x[:, :, yhi, :] * yf[None, None, :, None]
+    return rows[:, :, :, xlo] * (1 - xf) + rows[:, :, :, xhi] * xf
+
+
+def _stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        rng.shuffle(idx)
+        k = int(round(len(idx) * val_fraction))
+        val.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def _standardise(x_train: np.ndarray, x_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x_train.mean(axis=(0, 2, 3), keepdims=True)
+    std = x_train.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    return ((x_train - mean) / std).astype(np.float32), ((x_val - mean) / std).astype(np.float32)
+
+
+def digits(shape: tuple[int, ...]) -> ProxyData:
+    """scikit-learn's 1,797 8x8 digits, resized to ``shape`` (C x H x W), channels repeated,
+    with a fixed stratified 80/20 train/validation split."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:  # pragma: no cover - an install problem
+        raise ShrinkError("the built-in proxy data needs scikit-learn", None,
+                          "pip install 'shrinkc[search]', or pass --data file.npz") from None
+    if len(shape) != 3:
+        raise ShrinkError(f"the digits proxy data needs an image-shaped network input, got {shape}")
+    c, h, w = shape
+    d = load_digits()
+    x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
+    x = np.repeat(_resize(x, h, w), c, axis=1)
+    y = d.target.astype(np.int64)
+    tr, va = _stratified_split(y, 0.2, seed=0)
+    x_train, x_val = _standardise(x[tr], x[va])
+    return ProxyData(x_train, y[tr], x_val, y[va], classes=10, name="digits")
+
+
+def load_npz(path: str | Path, shape: tuple[int, ...]) -> ProxyData:
+    """``x_train, y_train, x_val, y_val`` with images as N x C x H x W floats or
+    N x H x W x C uint8; checked against the proxy network's input ``shape``."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise ShrinkError(f"no such data file: {path}") from None
+    except (OSError, ValueError) as e:
+        raise ShrinkError(f"cannot read {path} as .npz: {e}", None,
+                          "save it with numpy.savez(path, x_train=..., y_train=..., x_val=..., y_val=...)") from None
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise ShrinkError(f"{path}: missing array '{missing[0]}'", None,
+                          f"found {', '.join(sorted(arrays)) or 'no arrays'}; need {', '.join(NPZ_KEYS)}")
+    out = {}
+    for split in ("train", "val"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 4:
+            raise ShrinkError(f"{path}: x_{split} has shape {x.shape}; expected N x C x H x W "
+                              "(float) or N x H x W x C (uint8)")
+        if x.dtype == np.uint8:
+            x = x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        elif np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float32)
+        else:
+            raise ShrinkError(f"{path}: x_{split} has dtype {x.dtype}; expected float or uint8")
+        if not np.isfinite(x).all():
+            raise ShrinkError(f"{path}: x_{split} contains NaN or infinite values")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise ShrinkError(f"{path}: y_{split} must be a 1-D array of integer labels, "
+                              f"got shape {y.shape} and dtype {y.dtype}")
+        if len(y) != len(x):
+            raise ShrinkError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
+        if len(y) == 0:
+            raise ShrinkError(f"{path}: x_{split} is empty")
+        if y.min() < 0:
+            raise ShrinkError(f"{path}: y_{split} has a negative label ({y.min()})")
+        if tuple(x.shape[1:]) != tuple(shape):
+            raise ShrinkError(
+                f"{path}: x_{split} images are {'x'.join(map(str, x.shape[1:]))} but the proxy "
+                f"network takes {'x'.join(map(str, shape))}", None,
+                "resize the data or change the proxy network's input")
+        out[split] = (x, y.astype(np.int64))
+    classes = int(max(out["train"][1].max(), out["val"][1].max())) + 1
+    x_train, x_val = _standardise(out["train"][0], out["val"][0])
+    return ProxyData(x_train, out["train"][1], x_val, out["val"][1], classes, str(path))
+
+
+def load(data: str | None, shape: tuple[int, ...]) -> ProxyData:
+    return digits(shape) if data in (None, DIGITS) else load_npz(data, shape)

@@ -1,0 +1,293 @@
+"""The shrinker: rules on hand-made DAGs, score expressions, and tiny searches end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, TEST_SPECS
+
+from shrinkc.compiler import ShrinkError, check, parse
+from shrinkc.compiler.passes import shrink as rules
+from shrinkc.compiler.passes.space import cleanup, expand, node_ops
+
+TINY = TEST_SPECS / "tiny_space.shrink"
+
+
+def space_of(text: str):
+    return next(i for i in parse(text).items if i.kind == "space")
+
+
+SPACE = """\
+shrink 1
+space S(w: int) {
+    input x
+    nodes 5
+    ops cycle(sepconv(w), conv(w, k=1)) shuffle 0
+    act relu
+    %s
+    output concat(leaves) + x
+}
+"""
+
+
+# ------------------------------------------------------------------ rules on hand-made DAGs
+
+
+def test_complete_space_expands_to_a_complete_cell():
+    cell = expand(space_of(SPACE % ""))
+    assert cell.edges == 10  # 5 nodes: every i < j
+    nodes = {n.name: n for n in cell.nodes}
+    assert nodes["n4"].inputs == ("x", "n1", "n2", "n3")
+    assert nodes["n4"].act is None  # the only leaf is linear
+    assert all(nodes[f"n{i}"].act is not None for i in (1, 2, 3))
+
+
+def test_cycle_and_shuffle_assignment_is_seeded():
+    ops = [c.op for c in node_ops(space_of(SPACE % ""))]
+    assert sorted(ops) == ["conv", "conv", "sepconv", "sepconv"]
+    again = [c.op for c in node_ops(space_of(SPACE % ""))]
+    assert ops == again
+    other = [c.op for c in node_ops(space_of((SPACE % "").replace("shuffle 0", "shuffle 7")))]
+    unshuffled = [c.op for c in node_ops(space_of((SPACE % "").replace(" shuffle 0", "")))]
+    assert unshuffled == ["sepconv", "conv", "sepconv", "conv"]
+    assert ops != unshuffled or other != unshuffled
+
+
+def test_cleanup_drops_edges_out_of_unreachable_nodes():
+    # node 1 lost its only input: its edges to 2 and 4 go, and then node 2 keeps 0->2 only
+    edges = ((1, 2), (0, 2), (1, 4), (2, 3), (3, 4))
+    assert cleanup(edges, 5) == ((0, 2), (2, 3), (3, 4))
+    cell = expand(space_of(SPACE % "edges 1->2, 0->2, 1->4, 2->3, 3->4"))
+    assert [n.name for n in cell.nodes] == ["n2", "n3", "n4"]
+    assert {n.name: n.act for n in cell.nodes}["n4"] is None
+
+
+def test_leaves_change_activation_as_edges_go():
+    cell = expand(space_of(SPACE % "edges 0->1, 0->2, 1->3, 0->4"))
+    acts = {n.name: n.act is not None for n in cell.nodes}
+    assert acts == {"n1": True, "n2": False, "n3": False, "n4": False}
+    assert cell.output.nodes == ("leaves",)
+
+
+def test_removal_and_shrink_space():
+    space = space_of(SPACE % "edges 0->1, 1->2, 0->3, 2->4")
+    edges = rules.live_edges(space)
+    after = rules.remove(space, edges, (0, 1))
+    assert after == ((0, 3),)  # 1 and then 2 and 4 become unreachable
+    # removing the last edge out of the input would leave no cell: not a candidate
+    assert (0, 3) in rules.shrink_space(edges, space)
+    assert rules.shrink_space(((0, 3),), space) == []
+
+
+def test_best_snapshot_prefers_score_then_fewer_edges():
+    snaps = [
+        {"step": 1, "edges": 9, "score": 0.5},
+        {"step": 2, "edges": 8, "score": 0.7},
+        {"step": 3, "edges": 6, "score": 0.7},
+        {"step": 4, "edges": 5, "score": 0.6},
+    ]
+    assert rules.best_snapshot(snaps)["step"] == 3
+    assert rules.best_snapshot([]) is None
+
+
+def test_sampling_is_seeded_and_takes_all_when_few():
+    edges = [(i, j) for j in range(1, 8) for i in range(j)]
+    a, b = rules.sample(edges, 10, 0, 1), rules.sample(edges, 10, 0, 1)
+    assert a == b and len(a) == 10 and len(set(a)) == 10
+    assert rules.sample(edges, 10, 0, 2) != a
+    assert rules.sample(edges[:4], 10, 0, 1) == edges[:4]
+    assert rules.target(28, 0.01) == 0 and rules.target(15, 0.25) == 4
+
+
+# ------------------------------------------------------------------ scores
+
+
+def _search(score: str, extra: str = ""):
+    text = TINY.read_text().replace("score acc - 0.1 * (log10(macs) - 6)", f"score {score}")
+    text = text.replace("shrink(candidates=3, drop=1, keep=0.2, seed=0)",
+                        f"shrink(candidates=3, drop=1, keep=0.2, seed=0{extra})")
+    checked = check(TINY, text)
+    return next(i for i in checked.program.items if i.kind == "search")
+
+
+def test_paper_score():
+    s = rules.settings(_search("acc - 0.1 * (log10(macs) - 6)"))
+    assert rules.score(s.score, {"acc": 0.9, "macs": 1e7, "params": 1, "edges": 3}) == pytest.approx(0.8)
+    s = rules.settings(_search("acc - params / 1000000 + 0 * edges - min(acc, 2) + max(1, 2)"))
+    assert rules.score(s.score, {"acc": 0.5, "macs": 1, "params": 500000, "edges": 2}) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("score, message, hint", [
+    ("accuracy - 0.1", "unknown name 'accuracy' in the score", "acc, edges, macs, params"),
+    ("acc - 0.1 * log(macs, 2)", "log() takes 1 argument, got 2", None),
+    ("acc - lg10(macs)", "unknown function 'lg10'", "did you mean 'log10'?"),
+])
+def test_score_errors_are_located(score, message, hint):
+    with pytest.raises(ShrinkError) as e:
+        rules.settings(_search(score))
+    d = e.value.diagnostic
+    assert message in d.message and d.loc is not None and d.loc.line == 24
+    if hint:
+        assert hint in d.hint
+
+
+def test_unknown_setting_is_an_error():
+    with pytest.raises(ShrinkError, match="unknown shrink setting 'kepp'") as e:
+        rules.settings(_search("acc", ", kepp=0.1"))
+    assert "keep" in e.value.diagnostic.hint
+
+
+def test_functions_outside_scores_are_errors(tmp_path):
+    p = tmp_path / "f.shrink"
+    p.write_text("shrink 1\nnetwork N {\n    input x[3, 8, 8]\n    stem conv(log10(8))\n}\n")
+    with pytest.raises(ShrinkError, match="outside a search score"):
+        check(p)
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def _run(out: Path, *extra: str, check_rc: bool = True):
+    r = subprocess.run([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
+                        "--quiet", *extra], capture_output=True, text=True, cwd=ROOT)
+    if check_rc:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def _log(out: Path):
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    for e in entries:
+        e.pop("seconds")
+    return entries
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    _run(out)
+    return out
+
+
+def test_tiny_search_end_to_end(reference_run):
+    out = reference_run
+    log = _log(out)
+    steps = sorted({e["step"] for e in log})
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 3
+    for s in steps:
+        chosen = [e for e in log if e["step"] == s and e["chosen"]]
+        assert len(chosen) == 1
+        others = [e for e in log if e["step"] == s]
+        assert chosen[0]["score"] == max(e["score"] for e in others)
+        assert {"edge", "score", "acc", "macs", "params"} <= set(chosen[0])
+    for s in steps:
+        snap = out / f"step-{s:02d}.shrink"
+        text = snap.read_text()
+        from shrinkc.compiler.printer import print_program
+
+        assert print_program(parse(text)) == text  # canonically formatted
+        from shrinkc.compiler.pipeline import build_graph
+
+        build_graph(check(snap))  # compiles
+    assert (out / "best.shrink").read_text() in [
+        (out / f"step-{s:02d}.shrink").read_text() for s in steps]
+    assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_workers_give_the_same_result(reference_run, tmp_path):
+    _run(tmp_path / "w2", "--workers", "2")
+    assert _log(tmp_path / "w2") == _log(reference_run)
+    assert (tmp_path / "w2" / "best.shrink").read_text() == (reference_run / "best.shrink").read_text()
+
+
+def test_resume_after_kill_gives_the_identical_result(reference_run, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
+                             "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    log = out / "log.jsonl"
+    while time.monotonic() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n = len(log.read_text().splitlines())
+    assert 5 <= n < len(_log(reference_run)), "killed mid-run"
+    again = _run(out, check_rc=False)
+    assert again.returncode == 1 and "--resume" in again.stderr  # never silently overwritten
+    _run(out, "--resume")
+    assert _log(out) == _log(reference_run)
+    assert (out / "best.shrink").read_text() == (reference_run / "best.shrink").read_text()
+
+
+def test_max_steps_and_overrides(tmp_path):
+    out = tmp_path / "short"
+    r = _run(out, "--max-steps", "2", "--candidates", "2", "--epochs", "1", "--seed", "3")
+    log = _log(out)
+    assert {e["step"] for e in log} == {1, 2} and len(log) == 4
+    assert "2 step(s)" in r.stdout
+
+
+def test_npz_data_and_its_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.npz"
+    np.savez(good, x_train=rng.random((40, 1, 8, 8), dtype=np.float32),
+             y_train=rng.integers(0, 3, 40), x_val=rng.random((20, 1, 8, 8), dtype=np.float32),
+             y_val=rng.integers(0, 3, 20))
+    _run(tmp_path / "npz", "--data", str(good), "--max-steps", "1")
+    nhwc = tmp_path / "nhwc.npz"
+    np.savez(nhwc, x_train=rng.integers(0, 255, (30, 8, 8, 1), dtype=np.uint8),
+             y_train=rng.integers(0, 3, 30), x_val=rng.integers(0, 255, (10, 8, 8, 1), dtype=np.uint8),
+             y_val=rng.integers(0, 3, 10))
+    _run(tmp_path / "nhwc", "--data", str(nhwc), "--max-steps", "1")
+    bad = {
+        "missing": ({"x_train": np.zeros((4, 1, 8, 8), np.float32)}, "missing array 'y_train'"),
+        "shape": ({"x_train": np.zeros((4, 3, 8, 8), np.float32), "y_train": np.zeros(4, int),
+                   "x_val": np.zeros((4, 3, 8, 8), np.float32), "y_val": np.zeros(4, int)},
+                  "images are 3x8x8 but the proxy network takes 1x8x8"),
+        "count": ({"x_train": np.zeros((4, 1, 8, 8), np.float32), "y_train": np.zeros(3, int),
+                   "x_val": np.zeros((4, 1, 8, 8), np.float32), "y_val": np.zeros(4, int)},
+                  "has 4 images but y_train has 3 labels"),
+        "labels": ({"x_train": np.zeros((4, 1, 8, 8), np.float32), "y_train": np.zeros(4),
+                    "x_val": np.zeros((4, 1, 8, 8), np.float32), "y_val": np.zeros(4, int)},
+                   "y_train must be a 1-D array of integer labels"),
+    }
+    for name, (arrays, message) in bad.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **arrays)
+        r = _run(tmp_path / f"bad-{name}", "--data", str(path), check_rc=False)
+        assert r.returncode == 1 and message in r.stderr, (name, r.stderr)
+        assert "Traceback" not in r.stderr
+        assert not (tmp_path / f"bad-{name}" / "log.jsonl").exists()  # nothing trained
+    notnpz = tmp_path / "junk.npz"
+    notnpz.write_text("not numpy")
+    r = _run(tmp_path / "bad-junk", "--data", str(notnpz), check_rc=False)
+    assert r.returncode == 1 and "cannot read" in r.stderr
+
+
+def test_paper_space_is_as_specified():
+    checked = check(ROOT / "specs" / "shrinkcnn_space.shrink")
+    space = next(i for i in checked.sources.main.items if i.kind == "space")
+    search = next(i for i in checked.program.items if i.kind == "search")
+    assert len(rules.live_edges(space)) == 28
+    ops = [c.op for c in node_ops(space)]
+    assert sorted(ops) == ["conv"] * 3 + ["sepconv"] * 4
+    s = rules.settings(search)
+    assert (s.candidates, s.drop, s.keep) == (10, 1, 0.01)
+    assert s.train["optimizer"] == "adam" and s.train["lr"] == 0.004 and s.train["epochs"] == 20
+    from shrinkc.compiler.pipeline import build_graph
+
+    g = build_graph(checked, "Proxy")
+    assert g.stem[0].op.attrs["out"] == 32
+    assert [c.args["w"] for s_ in g.stages for c in s_.cells] == [16, 32, 64]

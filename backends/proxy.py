@@ -77,22 +77,109 @@ def train(model, data, settings: dict, seed: int) -> tuple[float, int]:
     return best, epoch
 
 
+def _input_layout(graph) -> dict[tuple[str, int, str], list[tuple[str, int]]]:
+    """(stage name, cell index, node) -> the node's concatenated inputs as (source, channels)."""
+    out = {}
+    for stage in graph.stages:
+        for i, cell in enumerate(stage.cells):
+            shapes = {n.name: n.out_shape.c for n in cell.nodes}
+            for n in cell.nodes[1:]:
+                out[(stage.name, i, n.name)] = [(s, shapes[s]) for s in n.inputs]
+    return out
+
+
+def inherit(model, graph, parent_state: dict, parent_graph) -> int:
+    """Start ``model`` from a parent network's trained weights; returns tensors copied.
+
+    Tensors with the same name and shape are copied. A node that lost an input keeps the
+    slices of its weights that belong to the inputs it still has (the input-channel axis of
+    its convolution: dim 1, or dim 0 for depthwise weights). Any other tensor whose shape
+    changed (downstream of a changed channel count) takes the overlapping corner.
+    """
+    import torch
+
+    child_layout, parent_layout = _input_layout(graph), _input_layout(parent_graph)
+    state = model.state_dict()
+    copied = 0
+    with torch.no_grad():
+        for name, t in state.items():
+            p = parent_state.get(name)
+            if p is None:
+                continue
+            if p.shape == t.shape:
+                t.copy_(p)
+                copied += 1
+                continue
+            parts = name.split(".")
+            key = (parts[0], int(parts[1]), parts[2]) if len(parts) > 3 and parts[1].isdigit() else None
+            if key in child_layout and key in parent_layout and p.dim() == t.dim():
+                keep, at = [], 0
+                child_sources = {s for s, _ in child_layout[key]}
+                for src, c in parent_layout[key]:
+                    if src in child_sources:
+                        keep.extend(range(at, at + c))
+                    at += c
+                index = torch.tensor(keep, dtype=torch.long)
+                for dim in (1, 0):
+                    if p.dim() > dim and p.shape[dim] == at and t.shape[dim] == len(keep):
+                        p = p.index_select(dim, index)
+                        break
+                if p.shape == t.shape:
+                    t.copy_(p)
+                    copied += 1
+                    continue
+            corner = tuple(slice(0, min(a, b)) for a, b in zip(p.shape, t.shape))
+            if p.dim() == t.dim():
+                t[corner] = p[corner]
+                copied += 1
+    model.load_state_dict(state)
+    return copied
+
+
+def _state_bytes(model) -> bytes:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getvalue()
+
+
 def evaluate(job: dict) -> dict:
-    """Compile, build and train one candidate. ``job`` is plain data (picklable for workers)."""
+    """Compile, build and train one candidate. ``job`` is plain data (picklable for workers).
+
+    With ``job["parent"]`` (the parent's spec text and trained weights), the candidate starts
+    from the parent's weights and is fine-tuned for ``train["finetune"]`` epochs; the result
+    then carries the candidate's trained weights, so the winner can be the next parent.
+    """
+    import io
+
     import torch
 
     start = time.perf_counter()
     torch.set_num_threads(int(job.get("threads", 1)))
-    checked = check(job["path"], job["text"])
-    graph = build_graph(checked, job["network"], job.get("overrides") or None)
+    overrides = job.get("overrides") or None
+    graph = build_graph(check(job["path"], job["text"]), job["network"], overrides)
     data = _data(job.get("data"), tuple(graph.input_shape.as_list()))
     torch.manual_seed(job["seed"])
     model = build_module(graph)
-    acc, epochs = train(model, data, job["train"], job["seed"])
-    return {
+    settings = dict(job["train"])
+    parent = job.get("parent")
+    if parent is not None:
+        parent_graph = build_graph(check(job["path"], parent["text"]), job["network"], overrides)
+        state = torch.load(io.BytesIO(parent["state"]), map_location="cpu", weights_only=True)
+        inherit(model, graph, state, parent_graph)
+        settings["epochs"] = int(settings.get("finetune", 2))
+        settings["patience"] = 0
+    acc, epochs = train(model, data, settings, job["seed"])
+    result = {
         "acc": acc,
         "macs": graph.cost.macs,
         "params": graph.cost.params,
         "epochs": epochs,
         "seconds": round(time.perf_counter() - start, 3),
     }
+    if job.get("keep_state"):
+        result["state"] = _state_bytes(model)
+    return result

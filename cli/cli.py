@@ -245,7 +245,7 @@ def cmd_shrink(args, report: Reporter) -> int:
     opts = Options(spec=args.spec, out=args.output, data=args.data, workers=args.workers,
                    threads=args.threads, executor=args.executor, address=args.address,
                    resume=args.resume, quiet=args.quiet, max_steps=args.max_steps,
-                   search=args.search, overrides=overrides)
+                   search=args.search, inherit=args.inherit, overrides=overrides)
     result = run(opts, report)
     best = result["best"]
     if best is not None:
@@ -318,6 +318,9 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", choices=("local", "ray"), default="local")
     r.add_argument("--address", help="Ray cluster address (with --executor ray)")
     r.add_argument("--resume", action="store_true", help="continue the run in -o")
+    r.add_argument("--inherit", action="store_true",
+                   help="start candidates from the current DAG's trained weights and fine-tune "
+                   "them (train setting finetune, default 2 epochs) instead of training from scratch")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--search", help="which search block (default: the file's last)")
     r.set_defaults(func=cmd_shrink)

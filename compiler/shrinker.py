@@ -45,6 +45,7 @@ class Options:
     quiet: bool = False
     max_steps: int | None = None
     search: str | None = None
+    inherit: bool = False  # start candidates from the current DAG's trained weights
     overrides: dict = field(default_factory=dict)  # candidates, epochs, seed, ...
 
 
@@ -267,6 +268,7 @@ def run(opts: Options, report=None) -> dict:
                      "keep": settings.keep, "seed": settings.seed, "train": settings.train},
         "data": opts.data or proxy_data.DIGITS,
         "max_steps": opts.max_steps,
+        "inherit": opts.inherit,
     }
     log_path, meta_path = out / "log.jsonl", out / "run.json"
     if meta_path.exists() or log_path.exists():
@@ -288,7 +290,26 @@ def run(opts: Options, report=None) -> dict:
     snapshots: list[dict] = []
     executor = None
     step = 1
+    parent: dict | None = None
+    cand_dir = out / "candidates"
     try:
+        if opts.inherit:
+            parent_text = print_program(rules.with_edges(parsed, space.name, edges))
+            first = out / "parent-00.pt"
+            if not first.exists():
+                job = {"path": opts.spec, "text": parent_text, "network": search.network,
+                       "overrides": overrides, "train": settings.train, "data": opts.data,
+                       "seed": rules.candidate_seed(settings.seed, 0, (0, 0)),
+                       "threads": opts.threads, "keep_state": True}
+                executor = executor or _executor(opts)
+                (result,) = list(executor.map([job]))
+                log = [e for e in log if e["step"] != 0]
+                log.insert(0, {"step": 0, "edge": None, "edges": len(edges), "chosen": True,
+                               "score": rules.score(settings.score, {**result, "edges": len(edges)}),
+                               **{k: result[k] for k in ("acc", "macs", "params", "epochs", "seconds")}})
+                _write_log(log_path, log)
+                atomic_write(first, result["state"])
+            parent = {"text": parent_text, "state": first.read_bytes()}
         while len(edges) > goal and (opts.max_steps is None or step <= opts.max_steps):
             removable = rules.shrink_space(edges, space)
             if not removable:
@@ -304,7 +325,7 @@ def run(opts: Options, report=None) -> dict:
                     "path": opts.spec, "text": print_program(program), "network": search.network,
                     "overrides": overrides, "train": settings.train, "data": opts.data,
                     "seed": rules.candidate_seed(settings.seed, step, c), "threads": opts.threads,
-                    "edges": len(after),
+                    "edges": len(after), "parent": parent, "keep_state": parent is not None,
                 })
             for k, c in enumerate(cands):
                 if c in done:
@@ -312,6 +333,9 @@ def run(opts: Options, report=None) -> dict:
             if jobs:
                 executor = executor or _executor(opts)
                 for c, job, result in zip(todo, jobs, executor.map(jobs)):
+                    if "state" in result:
+                        ensure_dir(cand_dir)
+                        atomic_write(cand_dir / f"step-{step:02d}-{c[0]}-{c[1]}.pt", result["state"])
                     metrics = {**result, "edges": job["edges"]}
                     entry = {"step": step, "edge": list(c), "edges": job["edges"],
                              "score": rules.score(settings.score, metrics), "acc": result["acc"],
@@ -327,8 +351,18 @@ def run(opts: Options, report=None) -> dict:
             chosen = ranked[: settings.drop]
             for e in entries:
                 e["chosen"] = any(e is ch for ch in chosen)
+            if parent is not None:
+                kept = out / f"parent-{step:02d}.pt"
+                if not kept.exists():  # not already done before an interruption
+                    win = cand_dir / f"step-{step:02d}-{chosen[0]['edge'][0]}-{chosen[0]['edge'][1]}.pt"
+                    atomic_write(kept, win.read_bytes())
             _write_log(log_path, log)
             edges = rules.remove(space, edges, tuple(tuple(e["edge"]) for e in chosen))
+            if parent is not None:
+                parent = {"text": print_program(rules.with_edges(parsed, space.name, edges)),
+                          "state": (out / f"parent-{step:02d}.pt").read_bytes()}
+                for f in cand_dir.glob(f"step-{step:02d}-*.pt"):
+                    f.unlink()
             snap_text = print_program(rules.with_edges(parsed, space.name, edges))
             name = f"step-{step:02d}.shrink"
             atomic_write(out / name, snap_text)

@@ -291,3 +291,50 @@ def test_paper_space_is_as_specified():
     g = build_graph(checked, "Proxy")
     assert g.stem[0].op.attrs["out"] == 32
     assert [c.args["w"] for s_ in g.stages for c in s_.cells] == [16, 32, 64]
+
+
+def test_inherit_keeps_the_slices_of_the_remaining_inputs():
+    torch = pytest.importorskip("torch")
+    from shrinkc.backends.proxy import build_module, inherit
+    from shrinkc.compiler.pipeline import build_graph
+    from shrinkc.compiler.printer import print_program
+
+    checked = check(TINY)
+    space = next(i for i in checked.sources.main.items if i.kind == "space")
+    parent_graph = build_graph(checked, "TinyProxy")
+    child_text = print_program(rules.with_edges(checked.sources.main, "Tiny",
+                                                rules.remove(space, rules.live_edges(space), (1, 3))))
+    child_graph = build_graph(check(TINY, child_text), "TinyProxy")
+    torch.manual_seed(0)
+    parent, child = build_module(parent_graph), build_module(child_graph)
+    inherit(child, child_graph, parent.state_dict(), parent_graph)
+    # n3 took concat(x, n1, n2) with 8 + 8 + 8 channels; without 1->3 it keeps x's and n2's
+    p, c = parent.state_dict(), child.state_dict()
+    name = next(k for k in c if k.startswith("stage1.0.n3.") and k.endswith("weight") and c[k].dim() == 4)
+    assert c[name].shape[0 if "depthwise" in name else 1] == 16
+    keep = torch.tensor(list(range(0, 8)) + list(range(16, 24)))
+    dim = 0 if "depthwise" in name else 1
+    torch.testing.assert_close(c[name], p[name].index_select(dim, keep))
+    same = [k for k in c if c[k].shape == p[k].shape]
+    assert all(torch.equal(c[k], p[k]) for k in same)
+
+
+def test_inherit_search_resumes_identically(tmp_path):
+    ref = tmp_path / "ref"
+    _run(ref, "--inherit", "--max-steps", "3")
+    log = _log(ref)
+    assert log[0]["step"] == 0 and log[0]["edge"] is None  # the complete DAG, from scratch
+    assert all(e["epochs"] == 2 for e in log[1:])  # candidates are fine-tuned
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
+                             "--quiet", "--inherit", "--max-steps", "3"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (out / "log.jsonl").exists() and len((out / "log.jsonl").read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _run(out, "--inherit", "--max-steps", "3", "--resume")
+    assert _log(out) == log

@@ -27,10 +27,11 @@ SCORE_FUNCTIONS = {
 CNN_METRICS = ("acc", "macs", "params", "edges")
 
 TRAIN_KEYS = {"optimizer": str, "lr": float, "batch": int, "epochs": int, "patience": int,
-              "momentum": float, "weight_decay": float}
+              "momentum": float, "weight_decay": float, "finetune": int}
 SHRINK_KEYS = {"candidates": int, "drop": int, "keep": float, "seed": int}
 DEFAULT_SHRINK = {"candidates": 10, "drop": 1, "keep": 0.01, "seed": 0}
-DEFAULT_TRAIN = {"optimizer": "adam", "lr": 0.004, "batch": 128, "epochs": 20, "patience": 3}
+DEFAULT_TRAIN = {"optimizer": "adam", "lr": 0.004, "batch": 128, "epochs": 20, "patience": 3,
+                 "finetune": 2}  # finetune: epochs per candidate with --inherit
 
 
 @dataclass(frozen=True)

@@ -338,3 +338,10 @@ def test_inherit_search_resumes_identically(tmp_path):
     proc.wait()
     _run(out, "--inherit", "--max-steps", "3", "--resume")
     assert _log(out) == log
+
+
+def test_ray_executor_gives_the_same_result(reference_run, tmp_path):
+    pytest.importorskip("ray")
+    r = _run(tmp_path / "ray", "--executor", "ray", "--workers", "2")
+    assert "Traceback" not in r.stderr
+    assert _log(tmp_path / "ray") == _log(reference_run)

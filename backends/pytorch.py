@@ -440,6 +440,10 @@ def _template() -> jinja2.Template:
 
 def generate(graph: ir.Graph) -> str:
     """The standalone PyTorch source of ``graph``'s network."""
+    if graph.lm is not None:
+        from .pytorch_lm import generate_lm
+
+        return generate_lm(graph, text)
     program = graph.program
     net = program.networks[graph.network]
     classes = Namer({"Module"})

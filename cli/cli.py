@@ -85,8 +85,12 @@ def cmd_compile(args, report: Reporter) -> int:
 
             outputs.append((f"{stem}.py", generate(graph), summary))
         elif t == "onnx":
-            from shrinkc.backends import onnx as onnx_backend
-            from shrinkc.backends.weights import load_weights
+            try:
+                from shrinkc.backends import onnx as onnx_backend
+                from shrinkc.backends.weights import load_weights
+            except ImportError as e:
+                raise ShrinkError(f"the onnx target needs the '{e.name}' package", None,
+                                  "pip install 'shrinkc[onnx]'") from None
 
             weights = load_weights(args.weights, graph) if args.weights else None
             source = Path(args.weights).name if args.weights else None
@@ -130,6 +134,29 @@ def stats_dict(graph) -> dict:
             "macs": sum(layer.cost.macs for layer in layers),
         }
 
+    if graph.lm is not None:
+        lm = graph.lm
+        return {
+            "network": graph.network,
+            "source": graph.source,
+            "spec_hash": graph.spec_hash,
+            "kind": "language model",
+            "input": ["batch", "time"],
+            "output": ["batch", "time", lm.vocab],
+            "params": graph.cost.params,
+            "macs": graph.cost.macs,
+            "flops": lm.flops,
+            "edges": graph.edges,
+            "vocab": lm.vocab, "embed": lm.embed, "hidden": lm.hidden, "tied": lm.tied,
+            "dropout": lm.dropout,
+            "cells": {lm.cell.cell: {"nodes": len(lm.cell.nodes), "edges": graph.edges}},
+            "parts": {
+                "embedding": lm.vocab * lm.embed,
+                "cell": lm.cell.cost.params,
+                "decoder": graph.cost.params - lm.vocab * lm.embed - lm.cell.cost.params,
+            },
+            "stages": [],
+        }
     return {
         "network": graph.network,
         "source": graph.source,
@@ -154,6 +181,13 @@ def cmd_stats(args, report: Reporter) -> int:
     d = stats_dict(graph)
     if args.json:
         print(json.dumps(d, indent=2))
+        return 0
+    if graph.lm is not None:
+        print(f"{d['network']}  ({d['source']}, language model, vocabulary {d['vocab']:,})")
+        for part, n in d["parts"].items():
+            print(f"{part:<10} {n:>12,} parameters")
+        print(f"{d['params']:,} parameters, {d['edges']} live edges, {_human(d['flops'])} FLOPs "
+              f"per step (edges x hidden^2), {_human(d['macs'])} MACs per token")
         return 0
     rows = [("stem", "-", "", "x".join(map(str, d["stem"]["output"] or d["input"])),
              d["stem"]["params"], d["stem"]["macs"])]

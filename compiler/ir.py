@@ -154,6 +154,7 @@ class InputStmt(_Node):
     kind: Literal["input"] = "input"
     name: str
     channels: str | None = None  # ``input x[c]`` binds the input's channel count to ``c``
+    state: str | None = None  # recurrent cells: ``input x, h`` names x_t and h_{t-1}
     comments: Comments = NO_COMMENTS
     loc: Loc = NOWHERE
 
@@ -188,6 +189,7 @@ CellStmt = Annotated[Union[InputStmt, NodeStmt, OutputStmt], Field(discriminator
 class CellDef(_Node):
     kind: Literal["cell"] = "cell"
     name: str
+    recurrent: bool = False  # a highway recurrent cell (DARTS / ShrinkRNN semantics)
     params: tuple[Param, ...] = ()
     body: tuple[CellStmt, ...] = ()
     end_comments: tuple[str, ...] = ()
@@ -208,7 +210,10 @@ class CellDef(_Node):
 
     @property
     def edges(self) -> int:
-        """Live edges: one per (source, destination) pair of the DAG, output excluded."""
+        """Live edges: one per (source, destination) pair of the DAG, output excluded; in a
+        recurrent cell, node 0's two inputs (x_t, h_{t-1}) are not edges of the DAG."""
+        if self.recurrent:
+            return sum(len(n.inputs) for n in self.nodes[1:])
         return sum(len(n.inputs) for n in self.nodes)
 
 
@@ -246,7 +251,19 @@ class StageStmt(_Node):
     loc: Loc = NOWHERE
 
 
-NetStmt = Annotated[Union[NetInput, Chain, StageStmt], Field(discriminator="kind")]
+class LMStmt(_Node):
+    """A language model's statements: ``tokens``, ``embed``, ``recurrent``, ``dropout``,
+    ``decoder``; ``value`` holds the expression, name or dropout arguments."""
+
+    kind: Literal["tokens", "embed", "recurrent", "dropout", "decoder"]
+    value: Expr | None = None
+    name: str | None = None  # recurrent: the cell; decoder: tied or untied
+    args: tuple[Arg, ...] = ()  # dropout(embedding=..., input=..., hidden=..., output=...)
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+NetStmt = Annotated[Union[NetInput, Chain, StageStmt, LMStmt], Field(discriminator="kind")]
 
 
 class NetworkDef(_Node):
@@ -261,6 +278,13 @@ class NetworkDef(_Node):
     @property
     def input(self) -> NetInput:
         return next(s for s in self.body if isinstance(s, NetInput))
+
+    @property
+    def is_lm(self) -> bool:
+        return any(isinstance(s, LMStmt) for s in self.body)
+
+    def lm(self, kind: str) -> LMStmt | None:
+        return next((s for s in self.body if isinstance(s, LMStmt) and s.kind == kind), None)
 
     def chain(self, kind: str) -> Chain | None:
         return next((s for s in self.body if isinstance(s, Chain) and s.kind == kind), None)
@@ -454,6 +478,22 @@ class StageInst(_Node):
     loc: Loc = NOWHERE
 
 
+class LMInst(_Node):
+    """A language model instantiated: sizes, dropouts and its recurrent cell's nodes.
+
+    In the cell, ``nodes[0]`` is node 0 (it mixes x_t and h_{t-1}); each node's ``op`` is a
+    ``highway`` whose ``act`` is the node's activation; ``output`` names the averaged nodes.
+    """
+
+    vocab: int
+    embed: int
+    hidden: int
+    tied: bool = True
+    dropout: dict[str, float] = Field(default_factory=dict)
+    cell: CellInst
+    flops: int = 0  # the paper's convention: live edges x hidden^2 per step
+
+
 class Graph(_Node):
     """One network instantiated: the input of the backends and the cost model's result."""
 
@@ -469,9 +509,12 @@ class Graph(_Node):
     out_shape: Shape | None = None
     cost: Cost | None = None
     program: Program  # resolved definitions: the network and every cell it uses
+    lm: LMInst | None = None  # language models: the recurrent part (stem/stages/head empty)
 
     @property
     def cells_used(self) -> tuple[str, ...]:
+        if self.lm is not None:
+            return (self.lm.cell.cell,)
         seen: dict[str, None] = {}
         for stage in self.stages:
             for c in stage.cells:

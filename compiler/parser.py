@@ -115,6 +115,17 @@ _STATEMENT_WORDS = {"include", "op", "cell", "space", "network", "search", "inpu
                     "stage", "head"}
 
 
+def _open_bracket(text: str) -> str | None:
+    """The innermost bracket left open at the end of ``text`` (comments skipped)."""
+    stack: list[str] = []
+    for ch in _COMMENT_LINES.sub("", text):
+        if ch in "([":
+            stack.append(ch)
+        elif ch in ")]" and stack:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
 def _syntax_error(err: UnexpectedInput, file: str, text: str) -> ShrinkError:
     line = getattr(err, "line", 1) or 1
     col = getattr(err, "column", 1) or 1
@@ -157,9 +168,9 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> ShrinkError:
                 loc,
                 f"write 'shrink {LANGUAGE_VERSION}' on the first line",
             )
-        closers = [t for t in ("COMMA", "RPAR", "RSQB") if t in expected]
-        if tok is not None and tok.type in ("NAME", "INT", "FLOAT") and closers[1:]:
-            hint = "missing " + " or ".join(_describe(t) for t in closers) + "?"
+        closer = {"(": "RPAR", "[": "RSQB"}.get(_open_bracket(text[:start]) or "")
+        if tok is not None and tok.type in ("NAME", "INT", "FLOAT") and closer in expected:
+            hint = "missing " + " or ".join(_describe(t) for t in ("COMMA", closer) if t in expected) + "?"
         if at_end and "RBRACE" in expected:
             hint = "missing '}' at the end of the block?"
         if tok is not None and tok.type not in ("_NL", "$END") and "_NL" in expected:
@@ -314,9 +325,10 @@ class _ToIR(Transformer):
         return "concat", tuple(str(n) for n in names), False, _loc(self.file, meta)
 
     def input_stmt(self, meta, children):
-        name, channels = children
+        name, channels, state = children
         return ir.InputStmt(
             name=str(name), channels=None if channels is None else str(channels),
+            state=None if state is None else str(state),
             comments=self._c(meta), loc=_tok_loc(self.file, name),
         )
 
@@ -345,10 +357,13 @@ class _ToIR(Transformer):
             comments=self._c(meta), loc=_loc(self.file, meta),
         )
 
+    def recurrent(self, meta, children):
+        return True
+
     def cell(self, meta, children):
-        name, params, *body = children
+        recurrent, name, params, *body = children
         return ir.CellDef(
-            name=str(name), params=params or (), body=tuple(body),
+            name=str(name), recurrent=bool(recurrent), params=params or (), body=tuple(body),
             end_comments=self.comments.get(("end", id(meta)), ()),
             comments=self._c(meta), loc=_tok_loc(self.file, name),
         )
@@ -359,6 +374,25 @@ class _ToIR(Transformer):
             name=str(name), shape=tuple(shape), comments=self._c(meta),
             loc=_tok_loc(self.file, name),
         )
+
+    def _lm(self, kind, meta, **fields):
+        return ir.LMStmt(kind=kind, comments=self._c(meta), loc=_loc(self.file, meta), **fields)
+
+    def net_tokens(self, meta, children):
+        return self._lm("tokens", meta, value=children[0])
+
+    def net_embed(self, meta, children):
+        return self._lm("embed", meta, value=children[0])
+
+    def net_recurrent(self, meta, children):
+        name, hidden = children
+        return self._lm("recurrent", meta, name=str(name), value=hidden)
+
+    def net_dropout(self, meta, children):
+        return self._lm("dropout", meta, args=tuple(children[0] or ()))
+
+    def net_decoder(self, meta, children):
+        return self._lm("decoder", meta, name=str(children[0]))
 
     def layer(self, meta, children):
         call, act = children
@@ -515,6 +549,7 @@ _STATEMENTS = {
     "output_stmt", "net_input", "stem", "head", "stage", "version",
     "space", "space_nodes", "ops_list", "ops_cycle", "space_act", "space_edges",
     "search", "search_space", "search_network", "search_train", "search_shrink", "search_score",
+    "net_tokens", "net_embed", "net_recurrent", "net_dropout", "net_decoder",
 }
 _BLOCKS = {"cell", "network", "space", "search"}
 

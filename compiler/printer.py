@@ -69,7 +69,8 @@ def _sources(merge: str, names: tuple[str, ...], explicit: bool) -> str:
 def statement(s) -> str:
     """One statement of a cell or network body, without indentation or comments."""
     if isinstance(s, ir.InputStmt):
-        return f"input {s.name}" + (f"[{s.channels}]" if s.channels else "")
+        return (f"input {s.name}" + (f"[{s.channels}]" if s.channels else "")
+                + (f", {s.state}" if s.state else ""))
     if isinstance(s, ir.NodeStmt):
         line = f"{s.name} = {call(s.op)}{_act(s.act)}"
         if s.inputs:
@@ -94,6 +95,14 @@ def statement(s) -> str:
         if s.first:
             line += f" first({args(s.first)})"
         return line
+    if isinstance(s, ir.LMStmt):
+        if s.kind in ("tokens", "embed"):
+            return f"{s.kind} {expr(s.value)}"  # type: ignore[arg-type]
+        if s.kind == "recurrent":
+            return f"recurrent {s.name} hidden {expr(s.value)}"  # type: ignore[arg-type]
+        if s.kind == "dropout":
+            return f"dropout({args(s.args)})"
+        return f"decoder {s.name}"
     raise TypeError(type(s))
 
 
@@ -186,7 +195,8 @@ def item(i) -> list[str]:
         line = f"network {i.name} = {i.base}({args(i.args)})"
         return _leading(i.comments, "") + [_with_trailing(line, i.comments)]
     if isinstance(i, ir.CellDef):
-        return _block(f"cell {i.name}{_params(i.params)}", i, i.body)
+        kw = "recurrent cell" if i.recurrent else "cell"
+        return _block(f"{kw} {i.name}{_params(i.params)}", i, i.body)
     if isinstance(i, ir.NetworkDef):
         return _block(f"network {i.name}{_params(i.params)}", i, i.body)
     if isinstance(i, ir.SpaceDef):

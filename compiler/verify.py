@@ -23,7 +23,7 @@ def verify_program(program: ir.Program, *, ordered: bool = True) -> ir.Program:
     names = [getattr(i, "name", None) for i in program.items if not isinstance(i, ir.Include)]
     _require(len(names) == len(set(names)), "definition names are unique")
     for cell in program.cells.values():
-        seen = {cell.input.name}
+        seen = {cell.input.name, cell.input.state}
         for n in cell.nodes:
             _require(n.name not in seen, f"{cell.name}: node names are unique")
             if ordered:
@@ -63,6 +63,11 @@ def verify_graph(graph: ir.Graph, *, costed: bool = False) -> ir.Graph:
         _require(layer.in_shape == x, "head layers chain")
         x = layer.out_shape
     _require(graph.out_shape == x, "network out shape is the last layer's")
+    if graph.lm is not None:
+        _require(not (graph.stem or graph.stages or graph.head), "a language model has no stages")
+        if costed:
+            _require(graph.lm.cell.cost is not None and graph.cost is not None, "costed")
+        return graph
     if costed:
         _require(graph.cost is not None, "network costed")
         parts = [*graph.stem, *graph.stages, *graph.head]

@@ -10,7 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
-CNN_SPECS = sorted(SPECS.glob("*.shrink"))
+ALL_SHIPPED = sorted(SPECS.glob("*.shrink"))
+# the image networks (the language models have tests of their own)
+CNN_SPECS = [p for p in ALL_SHIPPED if "recurrent cell" not in p.read_text()]
 TEST_SPECS = Path(__file__).resolve().parent / "specs"
 
 

@@ -9,14 +9,14 @@ import textwrap
 
 import pytest
 
-from conftest import CNN_SPECS, ROOT, TEST_SPECS
+from conftest import ALL_SHIPPED, CNN_SPECS, ROOT, TEST_SPECS
 
 from shrinkc.compiler import ShrinkError, check, compile_file, parse
 from shrinkc.compiler.ir import Graph
 from shrinkc.compiler.pipeline import build_graph
 from shrinkc.compiler.printer import print_program
 
-ALL = CNN_SPECS + sorted(TEST_SPECS.glob("*.shrink"))
+ALL = ALL_SHIPPED + sorted(TEST_SPECS.glob("*.shrink"))
 
 
 def compile_text(tmp_path, text, name="spec.shrink", **files):

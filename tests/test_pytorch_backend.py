@@ -136,3 +136,77 @@ def test_output_is_deterministic_across_processes(tmp_path, chdir_root):
                         "-o", str(d)], check=True, capture_output=True)
         outs.append((d / "mobilenetv2.py").read_bytes())
     assert outs[0] == outs[1]
+
+
+# ------------------------------------------------------------------ language models
+
+
+@pytest.fixture(scope="module")
+def shrinkrnn(tmp_path_factory):
+    from conftest import SPECS
+
+    return generate_module(SPECS / "shrinkrnn.shrink", tmp_path_factory.mktemp("rnn"))
+
+
+def test_shrinkrnn_parameters_and_shapes(shrinkrnn):
+    graph, module, path = shrinkrnn
+    assert graph.cost.params == 23_000_700
+    model = module.build()
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 23_000_700
+    assert model.decoder.weight is model.embedding.weight
+    tokens = torch.randint(0, 10_000, (3, 7))
+    model.eval()
+    logits, hidden = model(tokens)
+    assert logits.shape == (3, 7, 10_000) and hidden.shape == (3, 745)
+    # carrying the hidden state over equals running the whole sequence at once
+    a, h = model(tokens[:, :4])
+    b, _ = model(tokens[:, 4:], h)
+    torch.testing.assert_close(torch.cat([a, b], dim=1), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_shrinkrnn_cell_matches_the_papers_formulas(shrinkrnn):
+    """An independent reference: the ShrinkRNN equations written out by hand."""
+    _, module, _ = shrinkrnn
+    torch.manual_seed(0)
+    cell = module.ShrinkRNNCell(5, 4)
+    for p in cell.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    x, h = torch.randn(2, 5), torch.randn(2, 4)
+
+    def hw(s, w, f):
+        c, hh = (s @ w.T).chunk(2, dim=-1)
+        return s + torch.sigmoid(c) * (f(hh) - s)
+
+    ident = lambda t: t  # noqa: E731
+    c0, h0 = (torch.cat([x, h], -1) @ cell.n0.weight.T).chunk(2, dim=-1)
+    s = {0: h + torch.sigmoid(c0) * (torch.tanh(h0) - h)}
+    edges = {1: [0], 2: [0], 3: [0, 1], 4: [0, 1, 2, 3], 5: [0, 1, 2, 3]}
+    acts = {1: ident, 2: torch.sigmoid, 3: torch.sigmoid, 4: torch.tanh, 5: ident}
+    for j, srcs in edges.items():
+        s[j] = sum(hw(s[i], getattr(cell, f"n{i}_to_n{j}").weight, acts[j]) for i in srcs) / len(srcs)
+    torch.testing.assert_close(cell(x, h), (s[4] + s[5]) / 2)
+
+
+def test_shrinkrnn_trains(shrinkrnn):
+    _, module, _ = shrinkrnn
+    model = module.build(vocab=50, size=16)
+    model.train()
+    tokens = torch.randint(0, 50, (4, 6))
+    logits, _ = model(tokens)
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 50), tokens.reshape(-1)).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_shrinkrnn_golden(monkeypatch):
+    from shrinkc.backends.pytorch import generate
+    from shrinkc.compiler import compile_file
+
+    monkeypatch.chdir(ROOT)
+    text = generate(compile_file("specs/shrinkrnn.shrink"))
+    golden = ROOT / "tests" / "golden" / "pytorch" / "shrinkrnn.py"
+    if os.environ.get("SHRINKC_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
+                        str(golden)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout

@@ -30,7 +30,29 @@ def _layers(layers: tuple[ir.LayerInst, ...]) -> tuple[ir.LayerInst, ...]:
     )
 
 
+def _language_model(graph: ir.Graph) -> ir.Graph:
+    """Embedding, node 0's W0 ((embed + hidden) x 2 hidden), one hidden x 2 hidden matrix
+    per live edge, decoder bias (and weights when untied). MACs are per token; ``flops`` is
+    the paper's live edges x hidden^2."""
+    lm = graph.lm
+    h = lm.hidden  # type: ignore[union-attr]
+    nodes = []
+    for n in lm.cell.nodes:  # type: ignore[union-attr]
+        fan_in = n.in_shape.c if n is lm.cell.nodes[0] else h * len(n.inputs)  # type: ignore[union-attr]
+        w = fan_in * 2 * h
+        nodes.append(n.model_copy(update={"cost": ir.Cost(params=w, macs=w)}))
+    cell_cost = sum((n.cost for n in nodes), ir.ZERO)  # type: ignore[misc]
+    cell = lm.cell.model_copy(update={"nodes": tuple(nodes), "cost": cell_cost})  # type: ignore[union-attr]
+    decoder = ir.Cost(params=lm.vocab + (0 if lm.tied else h * lm.vocab), macs=h * lm.vocab)  # type: ignore[union-attr]
+    total = ir.Cost(params=lm.vocab * lm.embed, macs=0) + cell_cost + decoder  # type: ignore[union-attr]
+    edges = graph.program.cells[cell.cell].edges
+    new_lm = lm.model_copy(update={"cell": cell, "flops": edges * h * h})  # type: ignore[union-attr]
+    return graph.model_copy(update={"lm": new_lm, "cost": total})
+
+
 def cost(graph: ir.Graph) -> ir.Graph:
+    if graph.lm is not None:
+        return _language_model(graph)
     stages = []
     for stage in graph.stages:
         cells = tuple(_cell(c) for c in stage.cells)

@@ -48,8 +48,8 @@ def check_cell(cell: ir.CellDef, diags: list[Diagnostic]) -> ir.CellDef:
         out_nodes = tuple(n.name for n in order if not consumers[n.name])
         if not out_nodes:
             raise ShrinkError(f"cell '{cell.name}' has no nodes for 'leaves'", out.loc)
-    # forward: reachable from the input
-    reach = {inp.name}
+    # forward: reachable from the input (and, in a recurrent cell, the state)
+    reach = {inp.name} | ({inp.state} if inp.state else set())
     for n in order:
         if any(s in reach for s in n.inputs):
             reach.add(n.name)

@@ -151,6 +151,13 @@ def _instantiated(err: ShrinkError, cell: ir.CellDef, args: dict[str, ir.Value],
     return ShrinkError(d.message, d.loc, d.hint, note)
 
 
+def _size(stmt: ir.LMStmt, env: dict[str, ir.Value], what: str) -> int:
+    v = _check_type(evaluate(stmt.value, env), "int", what, stmt.value.loc)  # type: ignore[arg-type]
+    if v < 1:
+        raise ShrinkError(f"{what} must be positive, got {v}", stmt.value.loc)  # type: ignore[union-attr]
+    return v  # type: ignore[return-value]
+
+
 class _Elaborator:
     def __init__(self, program: ir.Program):
         self.cells = program.cells
@@ -219,6 +226,40 @@ class _Elaborator:
             x = y
         return tuple(layers), x
 
+    def language_model(self, net: ir.NetworkDef, env: dict[str, ir.Value], source: str,
+                       spec_hash: str, program: ir.Program | None) -> ir.Graph:
+        """tokens -> embedding -> the recurrent cell over time -> decoder."""
+        vocab = _size(net.lm("tokens"), env, "the vocabulary size")  # type: ignore[arg-type]
+        embed = _size(net.lm("embed"), env, "the embedding size")  # type: ignore[arg-type]
+        rec = net.lm("recurrent")
+        hidden = _size(rec, env, "the hidden size")  # type: ignore[arg-type]
+        dec = net.lm("decoder")
+        tied = dec is None or dec.name == "tied"
+        if tied and embed != hidden:
+            raise ShrinkError(f"a tied decoder needs embed == hidden, got {embed} and {hidden}",
+                              (dec or rec).loc, "make them equal, or write decoder untied")  # type: ignore[union-attr]
+        dropout = {}
+        drop = net.lm("dropout")
+        for a in drop.args if drop else ():
+            p = _check_type(evaluate(a.value, env), "float", f"dropout {a.name}", a.loc)
+            if not 0 <= p < 1:  # type: ignore[operator]
+                raise ShrinkError(f"dropout {a.name} must be in [0, 1), got {p}", a.loc)
+            dropout[a.name] = p  # type: ignore[index]
+        cell = self.cells[rec.name]  # type: ignore[union-attr, index]
+        nodes = []
+        for i, n in enumerate(cell.nodes):
+            x = ir.Shape(c=embed + hidden if i == 0 else hidden)
+            nodes.append(ir.NodeInst(name=n.name, op=ir.OpInst(op="highway", act=n.op.op),
+                                     inputs=n.inputs, merge="mean", in_shape=x,
+                                     out_shape=ir.Shape(c=hidden), loc=n.loc))
+        inp = cell.input
+        inst = ir.CellInst(cell=cell.name, nodes=tuple(nodes), output=cell.output.nodes, merge="mean",
+                           in_shape=ir.Shape(c=embed), out_shape=ir.Shape(c=hidden), loc=rec.loc)  # type: ignore[union-attr]
+        lm = ir.LMInst(vocab=vocab, embed=embed, hidden=hidden, tied=tied, dropout=dropout, cell=inst)
+        return ir.Graph(network=net.name, source=source, spec_hash=spec_hash, args=env,
+                        input_name=f"{inp.name}_tokens", input_shape=ir.Shape(c=vocab),
+                        out_shape=ir.Shape(c=vocab), program=program or ir.Program(), lm=lm)
+
     def network(self, net: ir.NetworkDef, overrides: dict[str, ir.Value] | None = None,
                 source: str = "", spec_hash: str = "", program: ir.Program | None = None) -> ir.Graph:
         env: dict[str, ir.Value] = {}
@@ -231,6 +272,8 @@ class _Elaborator:
                 raise ShrinkError(f"network '{net.name}' needs a value for '{p.name}'", p.loc,
                                   "give the parameter a default")
             env[p.name] = _check_type(v, p.type or "int", f"parameter '{p.name}'", p.loc)
+        if net.is_lm:
+            return self.language_model(net, env, source, spec_hash, program)
         inp = net.input
         dims = []
         for e in inp.shape:
@@ -274,12 +317,16 @@ class _Elaborator:
                         program=program or ir.Program())
 
 
+
+
 def elaborate(program: ir.Program, network: str, *, source: str = "", spec_hash: str = "",
               overrides: dict[str, ir.Value] | None = None) -> ir.Graph:
     """Instantiate ``network`` of a resolved, DAG-checked ``program`` with concrete shapes."""
     nets = program.networks
     net = nets[network]
     used = {s.cell.op for s in net.stages}
+    if net.is_lm:
+        used = {net.lm("recurrent").name}  # type: ignore[union-attr]
     kept = tuple(i for i in program.items
                  if (isinstance(i, ir.CellDef) and i.name in used) or i is net)
     sub = program.model_copy(update={"items": kept})

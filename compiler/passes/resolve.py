@@ -20,6 +20,8 @@ from ..ops import ACTIVATIONS, DOWNSAMPLE_OPS, OPS
 from .space import expand as expand_space
 
 MERGES = ("concat", "sum", "mean")
+RECURRENT_ACTS = ("tanh", "relu", "sigmoid", "identity")
+LM_DROPOUTS = ("embedding", "input", "hidden", "output")
 RESERVED = set(MERGES) | {"leaves"}
 
 
@@ -132,7 +134,10 @@ class _Resolver:
         args, op, chain = tuple(call.args), call.op, []
         while op in self.presets:
             if op in chain:
-                raise ShrinkError(f"op preset '{op}' refers to itself", self.presets[op].loc)
+                cycle = chain[chain.index(op):] + [op]
+                what = (f"op preset '{op}' refers to itself" if len(cycle) == 2 else
+                        f"op presets refer to each other: {' -> '.join(cycle)}")
+                raise ShrinkError(what, self.presets[op].loc)
             chain.append(op)
             preset = self.presets[op]
             pos = [a for a in preset.call.args if a.name is None] + [a for a in args if a.name is None]
@@ -210,7 +215,62 @@ class _Resolver:
 
     # ------------------------------------------------------------------ cells
 
+    def recurrent_cell(self, cell: ir.CellDef) -> ir.CellDef:
+        """A highway recurrent cell: node 0 takes ``x, h``; every other node takes nodes;
+        ops are the nodes' activations; the output is the mean of nodes (or of the leaves)."""
+        if cell.params:
+            raise ShrinkError("a recurrent cell takes no parameters", cell.params[0].loc,
+                              "its sizes come from the network (embed, recurrent ... hidden)")
+        inputs = [s for s in cell.body if isinstance(s, ir.InputStmt)]
+        outputs = [s for s in cell.body if isinstance(s, ir.OutputStmt)]
+        nodes = [s for s in cell.body if isinstance(s, ir.NodeStmt)]
+        if len(inputs) != 1 or inputs[0].state is None or cell.body[0] is not inputs[0]:
+            raise ShrinkError(f"recurrent cell '{cell.name}' starts with 'input x, h'",
+                              (inputs[0] if inputs else cell).loc,
+                              "x is the step's input x_t, h the previous hidden state")
+        if len(outputs) != 1 or cell.body[-1] is not outputs[0]:
+            raise ShrinkError(f"recurrent cell '{cell.name}' ends with one 'output mean(...)'",
+                              cell.loc)
+        inp, out = inputs[0], outputs[0]
+        if inp.channels is not None:
+            raise ShrinkError("a recurrent cell's input binds no channel count", inp.loc)
+        if not nodes:
+            raise ShrinkError(f"recurrent cell '{cell.name}' has no nodes", cell.loc)
+        known = {inp.name: inp.loc, inp.state: inp.loc}
+        for i, n in enumerate(nodes):
+            if n.name in known or n.name in RESERVED:
+                raise ShrinkError(f"node '{n.name}' is defined twice or reserved", n.loc)
+            if n.op.op not in RECURRENT_ACTS or n.op.args or n.act is not None:
+                raise ShrinkError(f"a recurrent node is one of {', '.join(RECURRENT_ACTS)}",
+                                  n.op.loc, did_you_mean(n.op.op, RECURRENT_ACTS, "activations"))
+            if i == 0:
+                if set(n.inputs) != {inp.name, inp.state} or len(n.inputs) != 2:
+                    raise ShrinkError(f"node 0 of a recurrent cell mixes the input and the state",
+                                      n.inputs_loc if n.inputs else n.loc,
+                                      f"write {n.name} = {n.op.op} <- {inp.name}, {inp.state}")
+            else:
+                if not n.inputs:
+                    raise ShrinkError(f"recurrent node '{n.name}' needs its inputs", n.loc,
+                                      f"write {n.name} = {n.op.op} <- {nodes[0].name}")
+                bad = [s for s in n.inputs if s in (inp.name, inp.state)]
+                if bad:
+                    raise ShrinkError(f"only node 0 takes '{bad[0]}'", n.inputs_loc,
+                                      f"connect it to {nodes[0].name} instead")
+                self.sources_ok(n.inputs, {m.name: m.loc for m in nodes[:i]} | known,
+                                n.name, n.inputs_loc)
+                if n.merge != "concat" or n.explicit_merge:
+                    raise ShrinkError("a recurrent node averages its inputs; list them plainly",
+                                      n.inputs_loc, f"write {n.name} = {n.op.op} <- a, b")
+            known[n.name] = n.loc
+        if out.merge != "mean" or out.residual is not None:
+            raise ShrinkError("the new hidden state is a mean: write output mean(leaves)", out.loc)
+        if out.nodes != ("leaves",):
+            self.sources_ok(out.nodes, {n.name: n.loc for n in nodes}, "the output", out.loc)
+        return cell
+
     def cell(self, cell: ir.CellDef) -> ir.CellDef:
+        if cell.recurrent:
+            return self.recurrent_cell(cell)
         params = self.params(cell.params, set())
         inputs = [s for s in cell.body if isinstance(s, ir.InputStmt)]
         outputs = [s for s in cell.body if isinstance(s, ir.OutputStmt)]
@@ -275,9 +335,46 @@ class _Resolver:
 
     # ------------------------------------------------------------------ networks
 
+    def language_model(self, net: ir.NetworkDef, params, scope) -> ir.NetworkDef:
+        seen: dict[str, ir.LMStmt] = {}
+        for stmt in net.body:
+            if not isinstance(stmt, ir.LMStmt):
+                raise ShrinkError("a language model has tokens, embed, recurrent, dropout and "
+                                  "decoder statements only", stmt.loc)
+            if stmt.kind in seen:
+                raise ShrinkError(f"'{stmt.kind}' is given twice", stmt.loc)
+            seen[stmt.kind] = stmt
+            if stmt.value is not None:
+                self.check_names(stmt.value, scope)
+        for kind in ("tokens", "embed", "recurrent"):
+            if kind not in seen:
+                raise ShrinkError(f"language model '{net.name}' has no '{kind}'", net.loc,
+                                  {"tokens": "write tokens 10000 (the vocabulary size)",
+                                   "embed": "write embed 400 (the embedding size)",
+                                   "recurrent": "write recurrent CELL hidden 400"}[kind])
+        rec = seen["recurrent"]
+        cell = self.cells.get(rec.name)  # type: ignore[arg-type]
+        if cell is None or not cell.recurrent:
+            raise ShrinkError(f"unknown recurrent cell '{rec.name}'", rec.loc,
+                              did_you_mean(rec.name, [c for c, d in self.cells.items() if d.recurrent],  # type: ignore[arg-type]
+                                           "recurrent cells"))
+        if "dropout" in seen:
+            for a in seen["dropout"].args:
+                if a.name not in LM_DROPOUTS:
+                    raise ShrinkError(f"unknown dropout '{a.name}'" if a.name else
+                                      "dropouts are named", a.loc,
+                                      did_you_mean(a.name or "", LM_DROPOUTS, "dropouts"))
+                self.check_names(a.value, scope)
+        if "decoder" in seen and seen["decoder"].name not in ("tied", "untied"):
+            raise ShrinkError(f"a decoder is tied or untied, not '{seen['decoder'].name}'",
+                              seen["decoder"].loc)
+        return net.model_copy(update={"params": params})
+
     def network(self, net: ir.NetworkDef) -> ir.NetworkDef:
         params = self.params(net.params, set())
         scope = {p.name for p in params}
+        if net.is_lm:
+            return self.language_model(net, params, scope)
         body: list = []
         inputs = [s for s in net.body if isinstance(s, ir.NetInput)]
         if not inputs:

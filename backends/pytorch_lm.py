@@ -1,0 +1,121 @@
+"""Graph IR -> standalone PyTorch source for a language model with a recurrent cell.
+
+The cell class has one ``nn.Linear`` (no bias) for node 0, which mixes x_t and h_{t-1}, and
+one per live edge (``n0_to_n3``), each producing [c, h] for a highway update whose activation
+is the destination node's; a node averages its incoming updates and h_t is the mean of the
+output nodes. The network wraps it: embedding, the cell unrolled over time with variational
+dropout, and a decoder tied to the embedding (or not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jinja2
+
+from shrinkc.compiler import ir
+
+from .naming import CELL_ATTRS, Namer
+
+ACT_FUNCTIONS = {"tanh": "torch.tanh", "relu": "torch.relu", "sigmoid": "torch.sigmoid",
+                 "identity": "identity"}
+
+
+@dataclass
+class _Cell:
+    name: str
+    doc: str
+    init: list[str]
+    forward: list[str]
+
+
+@dataclass
+class _Net:
+    name: str
+    doc: str
+    signature: list[str]
+    vocab: str
+    embed: str
+    hidden: str
+
+
+def _cell(cell: ir.CellDef, class_name: str) -> _Cell:
+    names = Namer(CELL_ATTRS | {"x", "h", "xh", "x_mask", "h_mask", "hidden_size", "highway",
+                                "masked", "identity", "dropout_mask"})
+    node0 = cell.nodes[0]
+    feeds = {s for n in cell.nodes[1:] for s in n.inputs}
+    init = [f"self.{names(node0.name)} = nn.Linear(input_size + hidden_size, 2 * hidden_size, "
+            "bias=False)"]
+    fwd = ["xh = torch.cat([masked(x, x_mask), masked(h, h_mask)], dim=-1)",
+           f"{names(node0.name)} = highway(h, self.{names(node0.name)}(xh), "
+           f"{ACT_FUNCTIONS[node0.op.op]})"]
+    seen_masked = set()
+
+    def src(s: str) -> str:
+        if s not in seen_masked:
+            seen_masked.add(s)
+            fwd.append(f"{names(s)}_in = masked({names(s)}, h_mask)")
+        return f"{names(s)}_in"
+
+    for n in cell.nodes[1:]:
+        act = ACT_FUNCTIONS[n.op.op]
+        terms = []
+        for s in n.inputs:
+            edge = names(f"{s}_to_{n.name}")
+            init.append(f"self.{edge} = nn.Linear(hidden_size, 2 * hidden_size, bias=False)")
+            terms.append(f"highway({names(s)}, self.{edge}({src(s)}), {act})")
+        if len(terms) == 1:
+            fwd.append(f"{names(n.name)} = {terms[0]}")
+        else:
+            fwd.append(f"{names(n.name)} = (")
+            fwd += [f"    {t}{' +' if k < len(terms) - 1 else ''}" for k, t in enumerate(terms)]
+            fwd.append(f") / {len(terms)}")
+    outs = cell.output.nodes
+    if outs == ("leaves",):
+        outs = tuple(n.name for n in cell.nodes if n.name not in feeds)
+    joined = " + ".join(names(o) for o in outs)
+    fwd.append(f"return ({joined}) / {len(outs)}" if len(outs) > 1 else f"return {joined}")
+    doc = (f"Recurrent cell {cell.name} ({cell.loc.file}:{cell.loc.line}): "
+           f"{len(cell.nodes)} nodes, {cell.edges} edges.")
+    return _Cell(class_name, doc, init, fwd)
+
+
+@lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("shrinkc.backends", "templates"),
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined, autoescape=False,
+    )
+    return env.get_template("pytorch_lm.py.j2")
+
+
+def generate_lm(graph: ir.Graph, text) -> str:
+    """The standalone PyTorch source of a language-model ``graph``."""
+    from .pytorch import _render, _value
+
+    lm = graph.lm
+    assert lm is not None
+    net = graph.program.networks[graph.network]
+    classes = Namer({"Module", "identity", "highway", "masked", "dropout_mask"})
+    cell_class = classes(lm.cell.cell)
+    net_class = classes(graph.network)
+    pnames = Namer({"super"})
+    names = {p.name: pnames(p.name) for p in net.params}
+    sig = []
+    for p in net.params:
+        ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
+        sig.append(f"{names[p.name]}: {ann} = {_value(graph.args[p.name])}")
+    size = {k: _render(net.lm(k).value, names) for k in ("tokens", "embed")}  # type: ignore[union-attr]
+    hidden = _render(net.lm("recurrent").value, names)  # type: ignore[union-attr]
+    doc = (f"Language model {net.name} ({text(net.loc.file)}:{net.loc.line}): "
+           f"{graph.cost.params:,} parameters.")  # type: ignore[union-attr]
+    cell = _cell(graph.program.cells[lm.cell.cell], cell_class)
+    cell.doc = text(cell.doc)
+    dropout = {k: lm.dropout.get(k, 0.0) for k in ("embedding", "input", "hidden", "output")}
+    return _template().render(
+        graph=graph, source=text(graph.source), params=f"{graph.cost.params:,}",  # type: ignore[union-attr]
+        flops=f"{lm.flops:,}", cell=cell, tied=lm.tied, dropout=dropout,
+        net=_Net(net_class, doc, sig, size["tokens"], size["embed"], hidden),
+    )

@@ -77,6 +77,66 @@ def train(model, data, settings: dict, seed: int) -> tuple[float, int]:
     return best, epoch
 
 
+def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
+    """Train a language model with truncated back-propagation through time; returns (best
+    validation perplexity, epochs run). SGD with gradient clipping, as DARTS' search does."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    batch, bptt = int(settings.get("batch", 128)), int(settings.get("bptt", 35))
+    clip, lr = float(settings.get("clip", 0.25)), float(settings.get("lr", 20.0))
+    epochs, patience = int(settings.get("epochs", 10)), int(settings.get("patience", 0))
+
+    def batchify(ids, n):
+        t = torch.from_numpy(ids)
+        cols = len(t) // n
+        return t[: n * cols].view(n, cols)
+
+    train_data = batchify(corpus.train, min(batch, max(1, len(corpus.train) // (bptt + 1))))
+    valid_data = batchify(corpus.valid, 10 if len(corpus.valid) > 10 * (bptt + 1) else 1)
+    if settings.get("optimizer", "sgd") == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=float(settings.get("weight_decay", 0)))
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=float(settings.get("weight_decay", 0)))
+    vocab = corpus.size
+    best, since, epoch = math.inf, 0, 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        hidden = None
+        for i in range(0, train_data.size(1) - 1, bptt):
+            n = min(bptt, train_data.size(1) - 1 - i)
+            x, y = train_data[:, i:i + n], train_data[:, i + 1:i + 1 + n]
+            logits, hidden = model(x, hidden)
+            hidden = hidden.detach()
+            loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+        model.eval()
+        total, count, hidden = 0.0, 0, None
+        with torch.no_grad():
+            for i in range(0, valid_data.size(1) - 1, bptt):
+                n = min(bptt, valid_data.size(1) - 1 - i)
+                x, y = valid_data[:, i:i + n], valid_data[:, i + 1:i + 1 + n]
+                logits, hidden = model(x, hidden)
+                total += F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1), reduction="sum").item()
+                count += y.numel()
+        ppl = math.exp(min(total / max(1, count), 50.0))
+        if not math.isfinite(ppl):
+            ppl = math.inf
+        if ppl < best:
+            best, since = ppl, 0
+        else:
+            since += 1
+            if patience and since >= patience:
+                break
+    return best, epoch
+
+
 def _input_layout(graph) -> dict[tuple[str, int, str], list[tuple[str, int]]]:
     """(stage name, cell index, node) -> the node's concatenated inputs as (source, channels)."""
     out = {}
@@ -161,9 +221,15 @@ def evaluate(job: dict) -> dict:
     torch.set_num_threads(int(job.get("threads", 1)))
     overrides = job.get("overrides") or None
     graph = build_graph(check(job["path"], job["text"]), job["network"], overrides)
-    data = _data(job.get("data"), tuple(graph.input_shape.as_list()))
     torch.manual_seed(job["seed"])
     model = build_module(graph)
+    if graph.lm is not None:
+        from shrinkc.backends import corpus
+
+        ppl, epochs = train_lm(model, corpus.load(job.get("data")), job["train"], job["seed"])
+        return {"ppl": ppl, "flops": graph.lm.flops, "params": graph.cost.params,
+                "epochs": epochs, "seconds": round(time.perf_counter() - start, 3)}
+    data = _data(job.get("data"), tuple(graph.input_shape.as_list()))
     settings = dict(job["train"])
     parent = job.get("parent")
     if parent is not None:

@@ -60,6 +60,22 @@ def _graph(args, report: Reporter):
     return build_graph(checked, getattr(args, "network", None))
 
 
+def _import_numpy_without_blas_threads() -> None:
+    """Import numpy with OpenBLAS limited to one thread: compiling does no linear algebra,
+    and starting a BLAS thread pool is a good part of numpy's import time."""
+    if "numpy" in sys.modules:
+        return
+    old = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        import numpy  # noqa: F401
+    finally:
+        if old is None:
+            del os.environ["OPENBLAS_NUM_THREADS"]
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = old
+
+
 def cmd_compile(args, report: Reporter) -> int:
     from shrinkc.compiler.fsutil import atomic_write, ensure_dir
 
@@ -86,6 +102,7 @@ def cmd_compile(args, report: Reporter) -> int:
             outputs.append((f"{stem}.py", generate(graph), summary))
         elif t == "onnx":
             try:
+                _import_numpy_without_blas_threads()
                 from shrinkc.backends import onnx as onnx_backend
                 from shrinkc.backends.weights import load_weights
             except ImportError as e:
@@ -283,10 +300,11 @@ def cmd_shrink(args, report: Reporter) -> int:
     result = run(opts, report)
     best = result["best"]
     if best is not None:
+        what = (f"ppl {best['ppl']:.2f}, {_human(best['flops'])} FLOPs" if "ppl" in best
+                else f"acc {best['acc']:.4f}, {_human(best['macs'])} MACs")
         print(f"{result['steps']} step(s), {result['trained']} candidates in the log; "
               f"best: {result['out']}/{best['file']} ({best['edges']} edges, score "
-              f"{best['score']:.4f}, acc {best['acc']:.4f}, {_human(best['macs'])} MACs) "
-              f"-> {result['out']}/best.shrink")
+              f"{best['score']:.4f}, {what}) -> {result['out']}/best.shrink")
     return 0
 
 

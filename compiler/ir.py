@@ -314,6 +314,7 @@ class SpaceDef(_Node):
 
     kind: Literal["space"] = "space"
     name: str
+    recurrent: bool = False  # a recurrent cell: node 0 (tanh) mixes x_t and h_{t-1}
     params: tuple[Param, ...] = ()
     input_name: str = "x"
     nodes: Expr

@@ -467,7 +467,7 @@ class _ToIR(Transformer):
         return "edges", tuple(e for e in children if e is not None), meta
 
     def space(self, meta, children):
-        name, params, *body = children
+        recurrent, name, params, *body = children
         fields: dict[str, Any] = {}
         locs: dict[str, ir.Loc] = {}
         comments: dict[str, ir.Comments] = {}
@@ -492,7 +492,7 @@ class _ToIR(Transformer):
                                    "output": "write e.g. output concat(leaves) + x"}[key])
         rule, ops, seed = fields["ops"]
         return ir.SpaceDef(
-            name=str(name), params=params or (), input_name=fields.get("input", "x"),
+            name=str(name), recurrent=bool(recurrent), params=params or (), input_name=fields.get("input", "x"),
             nodes=fields["nodes"], ops=ops, rule=rule, shuffle=seed, act=fields.get("act"),
             edges=fields.get("edges"), output=fields["output"], stmt_comments=comments,
             end_comments=self.comments.get(("end", id(meta)), ()), comments=self._c(meta),

@@ -151,14 +151,16 @@ def _space(s: ir.SpaceDef) -> list[str]:
     ops = ", ".join(call(c) for c in s.ops)
     if s.rule == "cycle":
         ops = f"cycle({ops})" + (f" shuffle {s.shuffle}" if s.shuffle is not None else "")
-    pairs = [("input", f"input {s.input_name}"), ("nodes", f"nodes {expr(s.nodes)}"),
-             ("ops", f"ops {ops}")]
+    pairs = [("nodes", f"nodes {expr(s.nodes)}"), ("ops", f"ops {ops}")]
+    if not s.recurrent:
+        pairs.insert(0, ("input", f"input {s.input_name}"))
     if s.act is not None:
         pairs.append(("act", f"act {expr(s.act)}"))
     if s.edges is not None:
         pairs.append(("edges", _edges(s.edges)))
     out = _leading(s.comments, "")
-    out.append(_with_trailing(f"space {s.name}{_params(s.params)} {{", s.comments))
+    kw = "recurrent space" if s.recurrent else "space"
+    out.append(_with_trailing(f"{kw} {s.name}{_params(s.params)} {{", s.comments))
     out += _stmts(pairs, s.stmt_comments)
     out += _leading(s.output.comments, INDENT)
     out.append(_with_trailing(INDENT + statement(s.output), s.output.comments))

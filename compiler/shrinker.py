@@ -236,7 +236,8 @@ def run(opts: Options, report=None) -> dict:
         if report:
             report(w)
     search = _find_search(checked, opts.search)
-    settings = rules.settings(search, opts.overrides)
+    is_lm = checked.program.networks[search.network].is_lm
+    settings = rules.settings(search, opts.overrides, rules.LM_METRICS if is_lm else rules.CNN_METRICS)
     parsed = checked.sources.main
     spaces = {i.name: i for i in parsed.items if isinstance(i, ir.SpaceDef)}
     if search.space not in spaces:
@@ -248,15 +249,21 @@ def run(opts: Options, report=None) -> dict:
     graph = build_graph(checked, search.network)
     from shrinkc.backends import data as proxy_data
 
-    data = proxy_data.load(opts.data, tuple(graph.input_shape.as_list()))
-    overrides = {}
     net = checked.program.networks[search.network]
-    if "classes" in {p.name for p in net.params}:
-        overrides["classes"] = data.classes
-    elif graph.out_shape.c != data.classes:  # type: ignore[union-attr]
+    knob, classes = ("vocab", 0) if is_lm else ("classes", 0)
+    if is_lm:
+        from shrinkc.backends import corpus
+
+        classes = corpus.load(opts.data).size
+    else:
+        classes = proxy_data.load(opts.data, tuple(graph.input_shape.as_list())).classes
+    overrides = {}
+    if knob in {p.name for p in net.params}:
+        overrides[knob] = classes
+    elif graph.out_shape.c != classes:  # type: ignore[union-attr]
         raise ShrinkError(f"network {search.network} outputs {graph.out_shape.c} values but the "  # type: ignore[union-attr]
-                          f"data has {data.classes} classes", net.loc,
-                          "give the network a 'classes' parameter")
+                          f"data has {classes} {'tokens' if is_lm else 'classes'}", net.loc,
+                          f"give the network a '{knob}' parameter")
 
     out = ensure_dir(Path(opts.out))
     text = checked.sources.texts[parsed.file]
@@ -266,7 +273,7 @@ def run(opts: Options, report=None) -> dict:
         "search": search.name,
         "settings": {"candidates": settings.candidates, "drop": settings.drop,
                      "keep": settings.keep, "seed": settings.seed, "train": settings.train},
-        "data": opts.data or proxy_data.DIGITS,
+        "data": opts.data or ("generated corpus" if is_lm else proxy_data.DIGITS),
         "max_steps": opts.max_steps,
         "inherit": opts.inherit,
     }
@@ -306,7 +313,7 @@ def run(opts: Options, report=None) -> dict:
                 log = [e for e in log if e["step"] != 0]
                 log.insert(0, {"step": 0, "edge": None, "edges": len(edges), "chosen": True,
                                "score": rules.score(settings.score, {**result, "edges": len(edges)}),
-                               **{k: result[k] for k in ("acc", "macs", "params", "epochs", "seconds")}})
+                               **{k: v for k, v in result.items() if k != "state"}})
                 _write_log(log_path, log)
                 atomic_write(first, result["state"])
             parent = {"text": parent_text, "state": first.read_bytes()}
@@ -338,10 +345,8 @@ def run(opts: Options, report=None) -> dict:
                         atomic_write(cand_dir / f"step-{step:02d}-{c[0]}-{c[1]}.pt", result["state"])
                     metrics = {**result, "edges": job["edges"]}
                     entry = {"step": step, "edge": list(c), "edges": job["edges"],
-                             "score": rules.score(settings.score, metrics), "acc": result["acc"],
-                             "macs": result["macs"], "params": result["params"],
-                             "epochs": result["epochs"], "seconds": result["seconds"],
-                             "chosen": False}
+                             "score": rules.score(settings.score, metrics), "chosen": False,
+                             **{k: v for k, v in result.items() if k != "state"}}
                     log.append(entry)
                     done[c] = entry
                     _write_log(log_path, log)
@@ -367,9 +372,9 @@ def run(opts: Options, report=None) -> dict:
             name = f"step-{step:02d}.shrink"
             atomic_write(out / name, snap_text)
             best_entry = chosen[0]
-            snapshots.append({"step": step, "edges": len(edges), "score": best_entry["score"],
-                              "acc": best_entry["acc"], "macs": best_entry["macs"],
-                              "params": best_entry["params"], "file": name, "text": snap_text})
+            snapshots.append({"step": step, "edges": len(edges), "file": name, "text": snap_text,
+                              **{k: best_entry[k] for k in ("score", "acc", "macs", "ppl", "flops",
+                                                            "params") if k in best_entry}})
             best = rules.best_snapshot(snapshots)
             atomic_write(out / "best.shrink", best["text"])  # type: ignore[index]
             _plot(out / "scores.png", snapshots, log)

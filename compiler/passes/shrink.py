@@ -25,9 +25,11 @@ SCORE_FUNCTIONS = {
     "sqrt": (1, math.sqrt), "exp": (1, math.exp), "min": (2, min), "max": (2, max),
 }
 CNN_METRICS = ("acc", "macs", "params", "edges")
+LM_METRICS = ("ppl", "flops", "params", "edges")
 
 TRAIN_KEYS = {"optimizer": str, "lr": float, "batch": int, "epochs": int, "patience": int,
-              "momentum": float, "weight_decay": float, "finetune": int}
+              "momentum": float, "weight_decay": float, "finetune": int, "bptt": int,
+              "clip": float}
 SHRINK_KEYS = {"candidates": int, "drop": int, "keep": float, "seed": int}
 DEFAULT_SHRINK = {"candidates": 10, "drop": 1, "keep": 0.01, "seed": 0}
 DEFAULT_TRAIN = {"optimizer": "adam", "lr": 0.004, "batch": 128, "epochs": 20, "patience": 3,

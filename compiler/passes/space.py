@@ -73,10 +73,33 @@ def cleanup(edges, n: int) -> tuple[tuple[int, int], ...]:
 
 
 def node_name(space: ir.SpaceDef, i: int) -> str:
+    if space.recurrent:
+        return f"n{i}"
     return space.input_name if i == 0 else f"n{i}"
 
 
+def _expand_recurrent(space: ir.SpaceDef) -> ir.CellDef:
+    """Node 0 mixes x_t and h_{t-1} (tanh, as in DARTS); nodes 1..N-1 take the listed ops
+    (activations); the output is the space's (``mean(leaves)``)."""
+    n = node_count(space)
+    ops = node_ops(space)
+    edges = cleanup(all_edges(space), n)
+    where = space.locs.get("edges", space.loc)
+    body: list = [ir.InputStmt(name="x", state="h", loc=space.loc),
+                  ir.NodeStmt(name="n0", op=ir.OpCall(op="tanh", loc=space.loc),
+                              inputs=("x", "h"), loc=space.loc, inputs_loc=where)]
+    for j in sorted({j for _, j in edges}):
+        body.append(ir.NodeStmt(name=f"n{j}", op=ops[j - 1],
+                                inputs=tuple(f"n{i}" for i, jj in edges if jj == j),
+                                loc=space.loc, inputs_loc=where))
+    body.append(space.output)
+    return ir.CellDef(name=space.name, recurrent=True, body=tuple(body), comments=space.comments,
+                      loc=space.loc)
+
+
 def expand(space: ir.SpaceDef) -> ir.CellDef:
+    if space.recurrent:
+        return _expand_recurrent(space)
     n = node_count(space)
     ops = node_ops(space)
     edges = cleanup(all_edges(space), n)

@@ -131,6 +131,9 @@ def cmd_compile(args, report: Reporter) -> int:
 
 
 def stats_dict(graph) -> dict:
+    from shrinkc.compiler.cellhash import cell_hashes
+
+    hashes = cell_hashes(graph)
     cells = graph.program.cells
     stages = []
     for s in graph.stages:
@@ -166,7 +169,8 @@ def stats_dict(graph) -> dict:
             "edges": graph.edges,
             "vocab": lm.vocab, "embed": lm.embed, "hidden": lm.hidden, "tied": lm.tied,
             "dropout": lm.dropout,
-            "cells": {lm.cell.cell: {"nodes": len(lm.cell.nodes), "edges": graph.edges}},
+            "cells": {lm.cell.cell: {"nodes": len(lm.cell.nodes), "edges": graph.edges,
+                                     "hash": hashes[lm.cell.cell]}},
             "parts": {
                 "embedding": lm.vocab * lm.embed,
                 "cell": lm.cell.cost.params,
@@ -184,7 +188,8 @@ def stats_dict(graph) -> dict:
         "macs": graph.cost.macs,
         "edges": graph.edges,
         "cells": {
-            name: {"nodes": len(cells[name].nodes) + 1, "edges": cells[name].edges}
+            name: {"nodes": len(cells[name].nodes) + 1, "edges": cells[name].edges,
+                   "hash": hashes[name]}
             for name in graph.cells_used
         },
         "stem": chain(graph.stem),
@@ -205,6 +210,8 @@ def cmd_stats(args, report: Reporter) -> int:
             print(f"{part:<10} {n:>12,} parameters")
         print(f"{d['params']:,} parameters, {d['edges']} live edges, {_human(d['flops'])} FLOPs "
               f"per step (edges x hidden^2), {_human(d['macs'])} MACs per token")
+        for name, c in d["cells"].items():
+            print(f"cell {name}: {c['nodes']} nodes, {c['edges']} edges, hash {c['hash'][:16]}")
         return 0
     rows = [("stem", "-", "", "x".join(map(str, d["stem"]["output"] or d["input"])),
              d["stem"]["params"], d["stem"]["macs"])]
@@ -223,6 +230,8 @@ def cmd_stats(args, report: Reporter) -> int:
     print(f"{'total':<10} {'':<20} {'':>5}  {'':<14} {d['params']:>12,} {d['macs']:>14,}")
     print(f"{d['params']:,} parameters, {_human(d['macs'])} MACs, "
           f"{d['edges']} live edges in {len(d['cells'])} distinct cell(s)")
+    for name, c in d["cells"].items():
+        print(f"cell {name}: {c['nodes']} nodes, {c['edges']} edges, hash {c['hash'][:16]}")
     return 0
 
 
@@ -382,6 +391,10 @@ def make_parser() -> argparse.ArgumentParser:
     f.add_argument("--check", action="store_true",
                    help="change nothing; exit 1 if a file is not formatted")
     f.set_defaults(func=cmd_fmt)
+
+    from shrinkc.vcs import register as register_vcs
+
+    register_vcs(sub)
     return p
 
 

@@ -31,7 +31,12 @@ class Diagnostic:
         out = [f"{where}: {sev}: {self.message}"]
         if source_line is not None and self.loc is not None:
             text = source_line.rstrip("\n").replace("\t", " ")
-            out.append(f"    {text}")
+            if color:  # highlighted with Pygments where it is installed
+                from .highlight import highlight_line
+
+                out.append(f"    {highlight_line(text)}")
+            else:
+                out.append(f"    {text}")
             width = max(1, min(self.loc.end_col - self.loc.col, len(text) - self.loc.col + 1))
             if self.loc.end_line != self.loc.line:
                 width = max(1, len(text) - self.loc.col + 1)

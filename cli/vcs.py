@@ -1,0 +1,209 @@
+"""Architectures under version control: ``shrinkc diff``, ``viz`` and ``schema``.
+
+``register(subparsers)`` adds the commands to ``shrinkc``'s parser; :func:`main` runs them on
+their own (``python -m shrinkc.vcs diff a.shrink b.shrink``). Each command is
+``func(args, report) -> int`` like the others in :mod:`shrinkc.cli`.
+
+``diff`` exits like diff(1): 0 when the two specs mean the same, 1 when they differ, 2 on
+trouble (wrong usage, a missing file, a spec with errors).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from shrinkc.compiler.errors import ShrinkError
+
+
+def _usage_error(message: str) -> Exception:
+    from shrinkc.cli import UsageError
+
+    return UsageError(message)
+
+
+# --------------------------------------------------------------------------- diff
+
+
+def cmd_diff(args, report) -> int:
+    from shrinkc.compiler.pipeline import check
+    from shrinkc.compiler.semdiff import diff_checked, render
+
+    try:
+        checked = []
+        for spec in (args.a, args.b):
+            c = check(spec)
+            for w in c.warnings:
+                report(w)
+            checked.append(c)
+        d = diff_checked(checked[0], checked[1], Path(args.a).as_posix(), Path(args.b).as_posix())
+    except ShrinkError as e:  # trouble, not a difference: exit 2 as diff(1) does
+        report(e.diagnostic)
+        return 2
+    if args.json:
+        print(json.dumps(d, indent=2))
+    elif args.brief:
+        if not d["equal"]:
+            print(f"Specs {d['a']} and {d['b']} differ")
+    else:
+        sys.stdout.write(render(d))
+    return 0 if d["equal"] else 1
+
+
+# --------------------------------------------------------------------------- viz
+
+
+def _picture(args, report) -> str:
+    from shrinkc.backends import viz
+    from shrinkc.compiler.errors import did_you_mean
+    from shrinkc.compiler.pipeline import build_graph, check
+
+    if args.cell is None and (args.stage or args.symbolic):
+        raise _usage_error("--stage and --symbolic need --cell NAME")
+    checked = check(args.spec)
+    for w in checked.warnings:
+        report(w)
+    cells = checked.program.cells
+    has_network = args.network is not None or bool(checked.networks)
+    if args.cell is not None:
+        if args.cell not in cells:
+            raise ShrinkError(f"no cell '{args.cell}' in {args.spec}", None,
+                              did_you_mean(args.cell, cells, "cells"))
+        if args.symbolic or not has_network:
+            if args.stage:
+                raise ShrinkError(f"{args.spec} has no network: --stage has nothing to pick")
+            return viz.cell_definition_dot(cells[args.cell])
+        graph = build_graph(checked, args.network)
+        if args.stage is None and args.cell not in graph.cells_used:
+            return viz.cell_definition_dot(cells[args.cell])  # a cell the network does not use
+        return viz.cell_instance_dot(graph, args.cell, args.stage)
+    if has_network:
+        return viz.network_dot(build_graph(checked, args.network))
+    if not cells:
+        raise ShrinkError(f"{args.spec} defines no network and no cell: nothing to draw")
+    return viz.cells_dot(checked.program, Path(args.spec).stem)
+
+
+def cmd_viz(args, report) -> int:
+    from shrinkc.backends import viz
+
+    if args.output is not None:
+        fmt = Path(args.output).suffix.lower().lstrip(".")
+        if fmt not in viz.FORMATS:
+            raise _usage_error(f"cannot tell the picture format of '{args.output}' "
+                               f"(use .svg, .png, .pdf or .dot)")
+    source = _picture(args, report)
+    if args.output is None:
+        sys.stdout.write(source)
+        return 0
+    viz.write(source, args.output)
+    print(f"wrote {Path(args.output).as_posix()}")
+    return 0
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def ir_schema() -> dict:
+    """JSON Schema (draft 2020-12) of the graph IR that ``compile --target ir`` writes."""
+    from shrinkc import __version__
+    from shrinkc.compiler import ir
+
+    schema = ir.Graph.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "shrinkc IR (Graph)",
+        "description": f"One network of a .shrink spec, instantiated and costed (shrinkc "
+                       f"{__version__}; written by 'shrinkc compile --target ir').",
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+    }
+
+
+def cmd_schema(args, report) -> int:
+    text = json.dumps(ir_schema(), indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    from shrinkc.compiler.fsutil import atomic_write
+
+    atomic_write(Path(args.output), text)
+    print(f"wrote {Path(args.output).as_posix()}")
+    return 0
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def register(sub) -> None:
+    """Add ``diff``, ``viz`` and ``schema`` to ``shrinkc``'s subparsers."""
+    d = sub.add_parser("diff", help="semantic diff of two specs: exit 0 equal, 1 different",
+                       description="Compare two specs by meaning: node names, statement order "
+                                   "and formatting do not count. Exit 0 when equal, 1 when "
+                                   "different, 2 on trouble, like diff(1).")
+    d.add_argument("a", help="the old spec")
+    d.add_argument("b", help="the new spec")
+    d.add_argument("--json", action="store_true", help="print the differences as JSON")
+    d.add_argument("-q", "--brief", action="store_true", help="only say whether they differ")
+    d.set_defaults(func=cmd_diff)
+
+    v = sub.add_parser("viz", help="draw a network or a cell with Graphviz",
+                       description="Draw the network (its stages, with each cell it uses) or, "
+                                   "with --cell, one cell as a DAG. Rendering .svg, .png or "
+                                   ".pdf needs Graphviz's 'dot'; .dot needs nothing.")
+    v.add_argument("spec")
+    v.add_argument("-o", "--output",
+                   help="picture to write: .svg, .png, .pdf or .dot (default: DOT on stdout)")
+    v.add_argument("--cell", help="draw this cell instead of the network")
+    v.add_argument("--stage", help="with --cell: the stage whose instance to draw "
+                                   "(default: the first stage that repeats the cell)")
+    v.add_argument("--symbolic", action="store_true",
+                   help="with --cell: draw the definition, widths as written (e.g. 'w')")
+    v.add_argument("--network", help="which network of the file (default: its last one)")
+    v.set_defaults(func=cmd_viz)
+
+    s = sub.add_parser("schema", help="JSON Schema of the IR that --target ir writes")
+    s.add_argument("-o", "--output", help="file to write (default: stdout)")
+    s.set_defaults(func=cmd_schema)
+
+
+def make_parser():
+    from shrinkc import __version__
+    from shrinkc.cli import _Parser
+
+    p = _Parser(prog="shrinkc", description="Architectures under version control.")
+    p.add_argument("--version", action="version", version=f"shrinkc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``diff``, ``viz`` or ``schema`` as ``shrinkc`` would (until ``shrinkc.cli`` does)."""
+    from shrinkc.cli import Reporter, UsageError
+    from shrinkc.compiler.errors import Diagnostic
+
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    report = Reporter()
+    try:
+        return args.func(args, report)
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
+        print(f"shrinkc: error: {e}", file=sys.stderr)
+        return 2
+    except ShrinkError as e:
+        report(e.diagnostic)
+        return 1
+    except KeyboardInterrupt:
+        print("shrinkc: interrupted", file=sys.stderr)
+        return 130
+    except RecursionError:
+        report(Diagnostic("error", "spec is nested too deeply", None,
+                          "simplify deeply nested expressions"))
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

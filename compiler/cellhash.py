@@ -1,0 +1,246 @@
+"""Isomorphism-invariant hashes of cells (Weisfeiler-Lehman, as NAS-Bench-101's ``hash_module``).
+
+Two cells that differ only in node names, statement order or formatting hash equal; a changed
+edge, op, argument, activation, merge mode, output or residual hashes different. The hash is
+built with ``hashlib`` only (never Python's ``hash()``), so it is the same in every process
+and on every machine: the shrinker uses it to skip training candidates it has already seen.
+
+* :func:`dag_hash` hashes a bare DAG: one label per node and a set of ``(src, dst)`` edges.
+* :func:`cell_graph` turns a resolved :class:`~shrinkc.compiler.ir.CellDef` into such a DAG:
+  the input node (and, in a recurrent cell, the state node h_{t-1}), one node per operation (label: op, canonical arguments, activation, merge
+  mode), an output node (label: merge mode) and, when the cell has one, a residual node (label:
+  its mode) fed by the input and the output. The cell's parameter list is part of the input
+  node's label, since arguments refer to it.
+* :func:`cell_hash` is ``dag_hash`` of ``cell_graph``; :func:`cell_hashes` hashes every cell a
+  network uses (for ``shrinkc stats``).
+
+The order of the inputs of a ``concat`` does not take part: it permutes channels, which gives
+the same family of functions (NAS-Bench-101 makes the same choice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from . import ir
+
+INPUT, STATE, NODE, OUTPUT, RESIDUAL = "input", "state", "node", "output", "residual"
+_IN_CHANNELS = "$in"  # placeholder for the name bound by ``input x[c]``
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _adjacency(n: int, edges: Iterable[tuple[int, int]]) -> tuple[list[list[int]], list[list[int]]]:
+    preds: list[list[int]] = [[] for _ in range(n)]
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for src, dst in set(edges):
+        if not (0 <= src < n and 0 <= dst < n):
+            raise ValueError(f"edge ({src}, {dst}) names a node outside 0..{n - 1}")
+        succs[src].append(dst)
+        preds[dst].append(src)
+    return preds, succs
+
+
+def wl_colors(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int | None = None,
+              ) -> list[str]:
+    """Weisfeiler-Lehman colours of the nodes after ``rounds`` refinements (default: n).
+
+    Round 0 is each node's label with its in- and out-degree; each round hashes a node's colour
+    with the sorted colours of its in-neighbours and, separately, of its out-neighbours.
+    """
+    n = len(labels)
+    preds, succs = _adjacency(n, edges)
+    colors = [_sha(json.dumps([len(succs[v]), len(preds[v]), labels[v]])) for v in range(n)]
+    for _ in range(n if rounds is None else rounds):
+        colors = [
+            _sha(",".join(sorted(colors[u] for u in preds[v])) + "|"
+                 + ",".join(sorted(colors[u] for u in succs[v])) + "|" + colors[v])
+            for v in range(n)
+        ]
+    return colors
+
+
+def dag_hash(nodes_ops: list[str], edges: set[tuple[int, int]]) -> str:
+    """Isomorphism-invariant hash (64 hex digits) of a DAG with labelled nodes.
+
+    ``nodes_ops[i]`` is node i's label (an op name, or any string); ``edges`` holds
+    ``(src, dst)`` index pairs. Relabelling the indices (a permutation that carries the labels
+    and edges along) gives the same hash; a different label or edge gives another one (up to
+    the rare graphs that Weisfeiler-Lehman cannot tell apart).
+    """
+    labels = [str(x) for x in nodes_ops]
+    colors = wl_colors(labels, edges)
+    return _sha(f"{len(labels)}|{len(set(edges))}|" + ",".join(sorted(colors)))
+
+
+# --------------------------------------------------------------------------- cells as DAGs
+
+
+def expr_key(e: ir.Expr | None, bound: str | None = None) -> str:
+    """A canonical text of an expression, without locations (``bound`` -> ``$in``)."""
+    if e is None:
+        return ""
+    if isinstance(e, ir.Num):
+        v = e.value
+        return repr(float(v)) if isinstance(v, float) else str(int(v))
+    if isinstance(e, ir.Ref):
+        return _IN_CHANNELS if bound is not None and e.name == bound else e.name
+    if isinstance(e, ir.BinOp):
+        return f"({expr_key(e.left, bound)} {e.op} {expr_key(e.right, bound)})"
+    if isinstance(e, ir.Neg):
+        return f"(-{expr_key(e.operand, bound)})"
+    func, args = getattr(e, "func", None), getattr(e, "args", None)
+    if func is not None and args is not None:  # a call, e.g. log10(x)
+        return f"{func}({', '.join(expr_key(a, bound) for a in args)})"
+    return json.dumps(e.model_dump(mode="json", exclude={"loc"}), sort_keys=True)
+
+
+def _defaults(op: str) -> dict[str, object]:
+    try:
+        from .ops import OPS
+    except ImportError:  # pragma: no cover - ops is part of the compiler
+        return {}
+    sig = OPS.get(op)
+    if sig is None:
+        return {}
+    return {p.name: p.default for p in sig.params if p.default is not None}
+
+
+def call_key(call: ir.OpCall, bound: str | None = None) -> str:
+    """``op(name=value, ...)`` with keyword arguments sorted and defaults filled in."""
+    positional = [expr_key(a.value, bound) for a in call.args if a.name is None]
+    named = {a.name: expr_key(a.value, bound) for a in call.args if a.name is not None}
+    for name, default in _defaults(call.op).items():
+        if name not in named:
+            named[name] = expr_key(ir.Num(value=default)) if isinstance(default, (int, float)) \
+                else str(default)
+    parts = positional + [f"{k}={v}" for k, v in sorted(named.items())]
+    return f"{call.op}({', '.join(parts)})"
+
+
+def call_text(call: ir.OpCall) -> str:
+    """``op(args)`` as written, for people: the first required argument bare."""
+    try:
+        from .ops import OPS
+    except ImportError:  # pragma: no cover
+        OPS = {}
+    sig = OPS.get(call.op)
+    order = [p.name for p in sig.params] if sig else []
+    first = order[0] if sig and sig.params and sig.params[0].default is None else None
+    named = sorted((a for a in call.args if a.name is not None),
+                   key=lambda a: order.index(a.name) if a.name in order else len(order))
+    parts = [expr_text(a.value) for a in call.args if a.name is None]
+    for a in named:
+        v = expr_text(a.value)
+        parts.append(v if a.name == first and not parts else f"{a.name}={v}")
+    return f"{call.op}({', '.join(parts)})" if parts else call.op
+
+
+def expr_text(e: ir.Expr | None) -> str:
+    """An expression as the printer writes it (canonical text where the printer cannot)."""
+    if e is None:
+        return ""
+    try:
+        from .printer import expr
+
+        return expr(e)
+    except (KeyError, TypeError, AttributeError):  # a kind the printer does not know
+        return expr_key(e)
+
+
+def params_key(params: tuple[ir.Param, ...]) -> str:
+    return ", ".join(
+        p.name + (f": {p.type}" if p.type else "") + (f" = {expr_key(p.default)}" if p.default
+                                                      is not None else "")
+        for p in params
+    )
+
+
+@dataclass
+class CellGraph:
+    """A cell as a labelled DAG: index 0 is the input; then the nodes, the output, the residual."""
+
+    cell: str
+    names: list[str] = field(default_factory=list)  # node names; "output" and "residual" too
+    kinds: list[str] = field(default_factory=list)  # INPUT, STATE, NODE, OUTPUT or RESIDUAL
+    labels: list[str] = field(default_factory=list)  # what the hash sees
+    ops: list[str] = field(default_factory=list)  # the op's name ("input", "output", ...)
+    calls: list[str] = field(default_factory=list)  # canonical op call ("" for special nodes)
+    shown: list[str] = field(default_factory=list)  # the op call for people: sepconv(w, k=3)
+    acts: list[str] = field(default_factory=list)  # canonical activation ("" when linear)
+    merges: list[str] = field(default_factory=list)  # merge mode where >1 input, else ""
+    edges: set[tuple[int, int]] = field(default_factory=set)
+    params: str = ""
+
+    def index(self, kind: str) -> int | None:
+        return next((i for i, k in enumerate(self.kinds) if k == kind), None)
+
+    def _add(self, name: str, kind: str, label: str, op: str, call: str = "", act: str = "",
+             merge: str = "", shown: str = "") -> int:
+        self.names.append(name)
+        self.kinds.append(kind)
+        self.labels.append(label)
+        self.ops.append(op)
+        self.calls.append(call)
+        self.shown.append(shown or call)
+        self.acts.append(act)
+        self.merges.append(merge)
+        return len(self.names) - 1
+
+
+def cell_graph(cell: ir.CellDef) -> CellGraph:
+    """The labelled DAG of a resolved cell (``check`` output: nodes explicit and live)."""
+    inp = cell.input
+    bound = inp.channels
+    g = CellGraph(cell=cell.name, params=params_key(cell.params))
+    recurrent = "|recurrent" if getattr(cell, "recurrent", False) else ""
+    index = {inp.name: g._add(inp.name, INPUT, f"input|params=({g.params}){recurrent}", "input")}
+    state = getattr(inp, "state", None)  # a recurrent cell's h_{t-1}
+    if state:
+        index[state] = g._add(state, STATE, "state", "state")
+    for node in cell.nodes:
+        call = call_key(node.op, bound)
+        act = expr_key(node.act, bound)
+        merge = node.merge if len(set(node.inputs)) > 1 else ""
+        label = f"node|{call}|act={act}|merge={merge}"
+        if len(set(node.inputs)) != len(node.inputs):  # a repeated input: keep the multiplicity
+            label += f"|fan_in={len(node.inputs)}"
+        index[node.name] = g._add(node.name, NODE, label, node.op.op, call, act, merge,
+                                  call_text(node.op))
+    for node in cell.nodes:
+        for src in node.inputs:
+            if src in index:
+                g.edges.add((index[src], index[node.name]))
+    out = cell.output
+    merge = out.merge if len(set(out.nodes)) > 1 else ""
+    label = f"output|merge={merge}"
+    if len(set(out.nodes)) != len(out.nodes):
+        label += f"|fan_in={len(out.nodes)}"
+    o = g._add("output", OUTPUT, label, "output", merge=merge)
+    for src in out.nodes:
+        if src in index:
+            g.edges.add((index[src], o))
+    if out.residual is not None:
+        r = g._add("residual", RESIDUAL, f"residual|{out.residual_mode}", "residual",
+                   call=out.residual_mode)
+        g.edges.add((o, r))
+        if out.residual in index:
+            g.edges.add((index[out.residual], r))
+    return g
+
+
+def cell_hash(cell: ir.CellDef) -> str:
+    """Isomorphism-invariant hash (64 hex digits) of a resolved cell; see the module docstring."""
+    g = cell_graph(cell)
+    return dag_hash(g.labels, g.edges)
+
+
+def cell_hashes(graph: ir.Graph) -> dict[str, str]:
+    """``{cell name: cell_hash}`` for every cell that the network of ``graph`` uses, in order."""
+    cells = graph.program.cells
+    return {name: cell_hash(cells[name]) for name in graph.cells_used}

@@ -25,11 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ir
+from .cellhash import cell_hash
 from .errors import ShrinkError, warning
 from .fsutil import atomic_write, ensure_dir
 from .passes import shrink as rules
+from .passes.space import expand as expand_space
 from .pipeline import Checked, build_graph, check
 from .printer import print_program
+
+Edge = tuple[int, int]
 
 
 @dataclass
@@ -324,33 +328,52 @@ def run(opts: Options, report=None) -> dict:
             cands = rules.sample(removable, settings.candidates, settings.seed, step)
             done = {tuple(e["edge"]): e for e in log if e["step"] == step}
             todo = [c for c in cands if c not in done]
-            jobs = []
+            # a candidate isomorphic to one trained earlier in the run (or in this step) is
+            # not trained again: it takes that candidate's metrics (not with --inherit, where
+            # the result depends on the parent's weights)
+            trained_hashes = {e["hash"]: e for e in log if "hash" in e and "isomorphic_to" not in e}
+            plan: list[tuple[Edge, dict | None, str]] = []
             for c in todo:
                 after = rules.remove(space, edges, c)
                 program = rules.with_edges(parsed, space.name, after)
-                jobs.append({
+                h = cell_hash(expand_space(rules.with_edges(parsed, space.name, after).defs(
+                    ir.SpaceDef)[space.name]))  # type: ignore[arg-type]
+                dup = parent is None and (h in trained_hashes or any(p[2] == h for p in plan))
+                plan.append((c, None if dup else {
                     "path": opts.spec, "text": print_program(program), "network": search.network,
                     "overrides": overrides, "train": settings.train, "data": opts.data,
                     "seed": rules.candidate_seed(settings.seed, step, c), "threads": opts.threads,
                     "edges": len(after), "parent": parent, "keep_state": parent is not None,
-                })
+                }, h))
             for k, c in enumerate(cands):
                 if c in done:
                     progress.update(step, k + 1, len(cands), len(edges), None)
+            jobs = [job for _, job, _ in plan if job is not None]
+            results = iter(())
             if jobs:
                 executor = executor or _executor(opts)
-                for c, job, result in zip(todo, jobs, executor.map(jobs)):
+                results = executor.map(jobs)
+            for c, job, h in plan:
+                if job is None:
+                    twin = trained_hashes.get(h) or next(done[p[0]] for p in plan if p[2] == h)
+                    entry = {**twin, "step": step, "edge": list(c), "chosen": False,
+                             "seconds": 0.0, "isomorphic_to": [twin["step"], twin["edge"]]}
+                    seconds = 0.0
+                else:
+                    result = next(results)
                     if "state" in result:
                         ensure_dir(cand_dir)
                         atomic_write(cand_dir / f"step-{step:02d}-{c[0]}-{c[1]}.pt", result["state"])
                     metrics = {**result, "edges": job["edges"]}
-                    entry = {"step": step, "edge": list(c), "edges": job["edges"],
+                    entry = {"step": step, "edge": list(c), "edges": job["edges"], "hash": h,
                              "score": rules.score(settings.score, metrics), "chosen": False,
                              **{k: v for k, v in result.items() if k != "state"}}
-                    log.append(entry)
-                    done[c] = entry
-                    _write_log(log_path, log)
-                    progress.update(step, len(done), len(cands), len(edges), result["seconds"])
+                    trained_hashes.setdefault(h, entry)
+                    seconds = result["seconds"]
+                log.append(entry)
+                done[c] = entry
+                _write_log(log_path, log)
+                progress.update(step, len(done), len(cands), len(edges), seconds)
             entries = [done[c] for c in cands]
             ranked = sorted(entries, key=lambda e: (-e["score"], e["edges"], e["edge"]))
             chosen = ranked[: settings.drop]

@@ -345,3 +345,14 @@ def test_ray_executor_gives_the_same_result(reference_run, tmp_path):
     r = _run(tmp_path / "ray", "--executor", "ray", "--workers", "2")
     assert "Traceback" not in r.stderr
     assert _log(tmp_path / "ray") == _log(reference_run)
+
+
+def test_isomorphic_candidates_are_not_retrained(reference_run):
+    raw = [json.loads(x) for x in (reference_run / "log.jsonl").read_text().splitlines()]
+    twins = [e for e in raw if "isomorphic_to" in e]
+    assert twins, "the tiny space has isomorphic removals"
+    for e in twins:
+        step, edge = e["isomorphic_to"]
+        twin = next(t for t in raw if t["step"] == step and t["edge"] == edge)
+        assert e["seconds"] == 0 and e["hash"] == twin["hash"]
+        assert (e["acc"], e["macs"], e["score"]) == (twin["acc"], twin["macs"], twin["score"])

@@ -1,0 +1,136 @@
+"""ShrinkRNN: the released network's numbers, and a tiny recurrent search end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TEST_SPECS
+from shrinkc.cli import main
+
+PENN = ROOT.parent / "shared" / "data" / "penn_proxy"
+TINY = TEST_SPECS / "tiny_rnn_space.shrink"
+
+
+def test_stats_json(capsys, chdir_root):
+    assert main(["stats", "specs/shrinkrnn.shrink", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["params"] == 23_000_700
+    assert d["edges"] == 12 and d["flops"] == 12 * 745 * 745
+    assert d["parts"] == {"embedding": 7_450_000, "cell": 2_220_100 + 12 * 1_110_050,
+                          "decoder": 10_000}
+    assert d["output"] == ["batch", "time", 10_000]
+
+
+def test_recurrent_cell_errors_are_located(tmp_path):
+    bad = tmp_path / "bad.shrink"
+    bad.write_text("shrink 1\nrecurrent cell C {\n    input x, h\n    n0 = tanh <- x, h\n"
+                   "    n1 = tanhh <- n0\n    output mean(leaves)\n}\n")
+    r = subprocess.run([sys.executable, "-m", "shrinkc", "check", str(bad)], capture_output=True,
+                       text=True)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"{bad}:5:10: error:") and "did you mean 'tanh'?" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def corpus_slice(tmp_path_factory):
+    if not PENN.exists():
+        pytest.skip("../shared/data/penn_proxy is not beside the repository")
+    d = tmp_path_factory.mktemp("penn_slice")
+    for split, n in (("train", 400), ("valid", 60), ("test", 60)):
+        lines = (PENN / f"{split}.txt").read_text().splitlines()[:n]
+        (d / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return d
+
+
+def _run(out: Path, data: Path, *extra, check=True):
+    r = subprocess.run([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
+                        "--data", str(data), "--quiet", *extra], capture_output=True, text=True,
+                       cwd=ROOT)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def _log(out: Path):
+    entries = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    for e in entries:
+        e.pop("seconds")
+    return entries
+
+
+@pytest.fixture(scope="module")
+def reference(corpus_slice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rnn") / "run"
+    _run(out, corpus_slice)
+    return out
+
+
+def test_tiny_rnn_search_end_to_end(reference):
+    log = _log(reference)
+    assert {"ppl", "flops", "score", "edge"} <= set(log[0])
+    steps = sorted({e["step"] for e in log})
+    assert len(steps) >= 2
+    for s in steps:
+        chosen = [e for e in log if e["step"] == s and e["chosen"]]
+        assert len(chosen) == 1
+    best = (reference / "best.shrink").read_text()
+    assert "recurrent space TinyRNN" in best and "edges " in best
+    from shrinkc.compiler import check
+    from shrinkc.compiler.pipeline import build_graph
+
+    g = build_graph(check(reference / "best.shrink"))
+    assert g.lm is not None and g.edges < 6
+
+
+def test_rnn_resume_after_kill(reference, corpus_slice, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
+                             "--data", str(corpus_slice), "--quiet"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (out / "log.jsonl").exists() and len((out / "log.jsonl").read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _run(out, corpus_slice, "--resume")
+    assert _log(out) == _log(reference)
+
+
+def test_generated_corpus_without_data(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o",
+                        str(tmp_path / "gen"), "--quiet", "--max-steps", "1"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "gen" / "run.json").read_text())["data"] == "generated corpus"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "corpus file missing"),
+    ("empty", "corpus file is empty"),
+    ("binary", "is not UTF-8 text"),
+    ("nodir", "no such corpus directory"),
+])
+def test_bad_corpus_is_an_error_before_training(tmp_path, case, message):
+    d = tmp_path / "corpus"
+    if case != "nodir":
+        d.mkdir()
+        for split in ("train", "valid", "test"):
+            (d / f"{split}.txt").write_text("a b c\n")
+        if case == "missing":
+            (d / "valid.txt").unlink()
+        elif case == "empty":
+            (d / "test.txt").write_text("\n\n")
+        elif case == "binary":
+            (d / "train.txt").write_bytes(b"\xff\xfe\x00abc")
+    r = _run(tmp_path / "out", d, check=False)
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out" / "log.jsonl").exists()

@@ -1,4 +1,4 @@
-"""The AutoShrink CNN search in the paper's setting, three ways, in one table.
+"""The AutoShrink search (CNN or RNN) in the paper's setting, three ways, in one table.
 
 1. ``shrinkc shrink`` as the paper does it: every candidate trained from scratch;
 2. the same with ``--inherit``: candidates start from the current DAG's weights and are
@@ -11,8 +11,11 @@ same budget and seed, and that score is the one to compare.
 
     python benchmarks/shrink_search.py                    # the full paper setting (hours)
     python benchmarks/shrink_search.py --max-steps 3 --epochs 3 --workers 2   # a quick look
+    python benchmarks/shrink_search.py --spec specs/shrinkrnn_space.shrink \
+        --data ../shared/data/penn_proxy                   # ShrinkRNN on the proxy corpus
 
-Defaults follow specs/shrinkcnn_space.shrink (K=10, keep 0.01, 20 epochs, patience 3).
+Settings come from the spec (CNN: K=10, keep 0.01, 20 epochs, patience 3; RNN: K=10,
+keep 0.25, SGD lr 20, batch 128, up to 10 epochs).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="keep the run directories here")
+    ap.add_argument("--data", help="proxy data: .npz (CNN) or a PTB-layout folder (RNN)")
     args = ap.parse_args()
 
     from shrinkc.backends.proxy import evaluate
@@ -62,6 +66,8 @@ def main() -> None:
 
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="shrink-bench-"))
     common = ["--workers", str(args.workers), "--seed", str(args.seed)]
+    if args.data:
+        common += ["--data", args.data]
     if args.max_steps:
         common += ["--max-steps", str(args.max_steps)]
     if args.epochs:
@@ -71,7 +77,9 @@ def main() -> None:
     parsed = checked.sources.main
     space = next(i for i in parsed.items if isinstance(i, SpaceDef))
     search = next(i for i in checked.program.items if isinstance(i, SearchDef))
-    settings = rules.settings(search, {"epochs": args.epochs, "seed": args.seed})
+    is_lm = checked.program.networks[search.network].is_lm
+    metrics = rules.LM_METRICS if is_lm else rules.CNN_METRICS
+    settings = rules.settings(search, {"epochs": args.epochs, "seed": args.seed}, metrics)
 
     rows = {}
     t_scratch = shrink(args.spec, base / "scratch", common)
@@ -88,12 +96,21 @@ def main() -> None:
         edges = cleanup(tuple(sorted(rng.sample(full, k), key=lambda e: (e[1], e[0]))), n)
         if rules.valid(edges):
             cells.append(edges)
-    classes = {"classes": 10}
+    if is_lm:
+        from shrinkc.backends import corpus
+
+        classes = {"vocab": corpus.load(args.data).size}
+    else:
+        from shrinkc.backends import data as proxy_data
+        from shrinkc.compiler.pipeline import build_graph
+
+        shape = tuple(build_graph(checked, search.network).input_shape.as_list())
+        classes = {"classes": proxy_data.load(args.data, shape).classes}
 
     def job(edges, seed):
         return {"path": args.spec, "text": print_program(rules.with_edges(parsed, space.name, edges)),
                 "network": search.network, "overrides": classes, "train": settings.train,
-                "data": None, "seed": seed, "threads": 1, "edges": len(edges)}
+                "data": args.data, "seed": seed, "threads": 1, "edges": len(edges)}
 
     t = time.perf_counter()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
@@ -128,10 +145,11 @@ def main() -> None:
 
     times = {"scratch": t_scratch, "inherit": t_inherit, "random": t_random}
     counts = {"scratch": n_trained, "inherit": len(log(base / "inherit")), "random": len(cells)}
-    print(f"AutoShrink CNN search, {args.spec}, {args.workers} worker(s), "
+    print(f"AutoShrink {'RNN' if is_lm else 'CNN'} search, {args.spec}, {args.workers} worker(s), "
           f"epochs {settings.train['epochs']}, max steps {args.max_steps or 'all'}")
+    quality, cost = ("ppl", "flops") if is_lm else ("acc", "macs")
     head = (f"{'method':<22} {'wall s':>8} {'trained':>8} {'edges':>6} {'found score':>12} "
-            f"{'retrained score':>16} {'acc':>7} {'MACs':>12}")
+            f"{'retrained score':>16} {quality:>7} {cost.upper():>12}")
     print(head)
     print("-" * len(head))
     labels = {"scratch": "shrink (paper)", "inherit": "shrink --inherit", "random": "random search"}
@@ -140,7 +158,7 @@ def main() -> None:
         rs = rules.score(settings.score, {**r, "edges": len(edges)})
         rows[name] = rs
         print(f"{labels[name]:<22} {times[name]:>8.1f} {counts[name]:>8} {len(edges):>6} "
-              f"{entry['score']:>12.4f} {rs:>16.4f} {r['acc']:>7.4f} {r['macs']:>12,}")
+              f"{entry['score']:>12.4f} {rs:>16.4f} {r[quality]:>7.4g} {r[cost]:>12,}")
     print(f"\n--inherit: {t_scratch / t_inherit:.2f}x faster than from scratch (target >= 3x); "
           f"retrained best score {rows['inherit'] - rows['scratch']:+.4f} vs from scratch "
           f"(target >= -0.01)")

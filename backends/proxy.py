@@ -223,13 +223,6 @@ def evaluate(job: dict) -> dict:
     graph = build_graph(check(job["path"], job["text"]), job["network"], overrides)
     torch.manual_seed(job["seed"])
     model = build_module(graph)
-    if graph.lm is not None:
-        from shrinkc.backends import corpus
-
-        ppl, epochs = train_lm(model, corpus.load(job.get("data")), job["train"], job["seed"])
-        return {"ppl": ppl, "flops": graph.lm.flops, "params": graph.cost.params,
-                "epochs": epochs, "seconds": round(time.perf_counter() - start, 3)}
-    data = _data(job.get("data"), tuple(graph.input_shape.as_list()))
     settings = dict(job["train"])
     parent = job.get("parent")
     if parent is not None:
@@ -238,14 +231,17 @@ def evaluate(job: dict) -> dict:
         inherit(model, graph, state, parent_graph)
         settings["epochs"] = int(settings.get("finetune", 2))
         settings["patience"] = 0
-    acc, epochs = train(model, data, settings, job["seed"])
-    result = {
-        "acc": acc,
-        "macs": graph.cost.macs,
-        "params": graph.cost.params,
-        "epochs": epochs,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    if graph.lm is not None:
+        from shrinkc.backends import corpus
+
+        ppl, epochs = train_lm(model, corpus.load(job.get("data")), settings, job["seed"])
+        result = {"ppl": ppl, "flops": graph.lm.flops}
+    else:
+        data = _data(job.get("data"), tuple(graph.input_shape.as_list()))
+        acc, epochs = train(model, data, settings, job["seed"])
+        result = {"acc": acc, "macs": graph.cost.macs}
+    result.update(params=graph.cost.params, epochs=epochs,
+                  seconds=round(time.perf_counter() - start, 3))
     if job.get("keep_state"):
         result["state"] = _state_bytes(model)
     return result

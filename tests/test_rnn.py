@@ -134,3 +134,9 @@ def test_bad_corpus_is_an_error_before_training(tmp_path, case, message):
     r = _run(tmp_path / "out", d, check=False)
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out" / "log.jsonl").exists()
+
+
+def test_rnn_inherit(corpus_slice, tmp_path):
+    _run(tmp_path / "inh", corpus_slice, "--inherit", "--max-steps", "1")
+    log = _log(tmp_path / "inh")
+    assert log[0]["step"] == 0 and all(e["epochs"] == 2 for e in log[1:])

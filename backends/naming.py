@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
-from typing import Iterable
+from collections.abc import Iterable
 
 from shrinkc.compiler import ir
 

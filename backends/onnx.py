@@ -7,15 +7,20 @@ The model
     * opset :data:`OPSET` (28): the newest opset that both the onnx package and onnxruntime
       here support (onnxruntime 1.32 rejects 29; ``tests/test_onnx.py`` checks that it runs).
       The IR version is the lowest that carries it.
-    * one input, named as the spec's input (``image``), shape ``[batch, C, H, W]`` with a
-      dynamic ``batch``; one output, ``logits`` when the network ends in a ``linear`` layer,
-      else ``output``.
+    * one input, named as the spec's input (``image``), shape ``[batch, C, H, W]`` (or
+      ``[batch, C]``) with a dynamic ``batch``; one output, ``logits`` when the head has a
+      ``linear`` layer, else ``output``.
+    * weights from a checked state_dict (``weights.load_weights``), or else deterministic
+      random ones (``weights.random_weights``: numpy, seed 0, He-scaled convolutions, random
+      batch-norm statistics); the model's metadata says which (``weights``).
     * inference semantics: dropout is dropped, batch norm uses its running statistics.
     * by default a flat graph; with ``functions=True`` every cell instance is a call of an
       ONNX model-local function (domain :data:`FUNCTION_DOMAIN`) named after the cell
       (``ShrinkA``; instances with another structure, such as the first cell of a stage with
       downsampling and a projection, get ``ShrinkA_2``, ...). A function takes the cell's
-      input and then its weights as inputs, so viewers such as Netron show one box per cell.
+      input and then its weights as inputs, so viewers such as Netron show one box per cell;
+      depthwise group counts (channel counts) are function attributes (``n1_depthwise_group``),
+      so cells of one structure share a function whatever their width.
 
 Names
     * Initializers carry the names of the generated PyTorch module's ``state_dict``
@@ -56,13 +61,12 @@ from collections.abc import Mapping
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
-
+from onnx import TensorProto, helper
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
 from .naming import cell_attr_names
-from .weights import CONV_OPS, chain_prefixes, cell_prefixes, join, random_weights, wrapped
+from .weights import CONV_OPS, cell_prefixes, chain_prefixes, join, random_weights, wrapped
 
 OPSET = 28
 FUNCTION_DOMAIN = "shrinkc.cells"
@@ -127,19 +131,21 @@ class _GraphBody(_Body):
     def __init__(self, weights: Mapping[str, np.ndarray], fold: bool):
         super().__init__(weights, fold)
         self.initializers: dict[str, np.ndarray] = {}
+        self.consts: dict[float, str] = {}
 
     def tensor(self, name: str, array: np.ndarray) -> str:
-        if name in self.initializers:
+        if name in self.taken:  # pragma: no cover - module paths never collide
             raise AssertionError(f"initializer {name} emitted twice")
-        self.initializers[name] = np.ascontiguousarray(array, dtype=np.float32)
+        self.initializers[name] = np.require(array, np.float32, "C")
         self.taken.add(name)
         return name
 
     def const(self, value: float) -> str:
-        name = f"const.{value:g}"
-        if name not in self.initializers:
-            self.tensor(name, np.array(value, np.float32))
-        return name
+        if value not in self.consts:
+            name = self.fresh(f"const.{value:g}")
+            self.initializers[name] = np.array(value, np.float32)
+            self.consts[value] = name
+        return self.consts[value]
 
 
 class _FunctionBody(_Body):
@@ -157,7 +163,11 @@ class _FunctionBody(_Body):
     def channels(self, name: str, key: str, value: int) -> int | onnx.AttributeProto:
         """Channel counts are attributes of the function, so one function serves every
         instance of a cell with the same structure, whatever its width."""
-        attr = f"{name}.{key}".replace(".", "_")
+        attr = base = f"{name}.{key}".replace(".", "_")
+        i = 1
+        while attr in self.attrs:
+            i += 1
+            attr = f"{base}_{i}"
         self.attrs[attr] = value
         ref = onnx.AttributeProto(name=key, ref_attr_name=attr, type=onnx.AttributeProto.INT)
         return ref
@@ -362,12 +372,10 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
         node.input[:] = [out_name if i == x else i for i in node.input]
         node.output[:] = [out_name if o == x else o for o in node.output]
 
-    inits = [numpy_helper.from_array(a, name) for name, a in b.initializers.items()]
     g = helper.make_graph(
         b.nodes, graph.network,
         [_value_info(graph.input_name, graph.input_shape)],
         [_value_info(out_name, graph.out_shape)],  # type: ignore[arg-type]
-        initializer=inits,
     )
     opsets = [helper.make_opsetid("", OPSET)]
     if functions:
@@ -379,6 +387,11 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
         functions=list(funcs.values()), ir_version=ir_version(),
         doc_string=f"{graph.network} from {graph.source}",
     )
+    for name, a in b.initializers.items():  # built in place: no copy of the weights
+        t = model.graph.initializer.add()
+        t.name, t.data_type = name, TensorProto.FLOAT
+        t.dims.extend(a.shape)
+        t.raw_data = a.astype("<f4", copy=False).tobytes()  # ONNX raw data is little-endian
     meta = {"network": graph.network, "source": graph.source, "spec_sha256": graph.spec_hash,
             "batch_norm": "folded" if fold_bn else "kept", "weights": weights_source or ""}
     helper.set_model_props(model, meta)

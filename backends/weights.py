@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError, closest
 
@@ -159,28 +158,31 @@ def expected_tensors(graph: ir.Graph) -> dict[str, TensorSpec]:
 
 
 def random_weights(graph: ir.Graph, seed: int = SEED) -> dict[str, np.ndarray]:
-    """Deterministic random weights: He-normal convolutions, PyTorch-style uniform linear
-    layers, and batch norms with random affine parameters and running statistics. Each tensor
-    has its own generator seeded by ``seed`` and its name, so a tensor does not change when
-    others are added or removed. ``num_batches_tracked`` is left out (it is never used)."""
+    """Deterministic random weights at plausible scales, all drawn uniformly in float32 (fast):
+    He-uniform convolutions (``+-sqrt(6 / fan_in)``, the variance of He-normal), PyTorch-style
+    linear layers (``+-1 / sqrt(fan_in)``), batch norms with weight in [0.5, 1.5], bias and
+    running mean in [-0.1, 0.1] and running variance in [0.5, 2]. Each tensor has its own
+    generator seeded by ``seed`` and its name, so a tensor does not change when others are
+    added or removed. ``num_batches_tracked`` is left out (it is never used)."""
+    bounds = {"bn.weight": (0.5, 1.5), "bn.bias": (-0.1, 0.1), "bn.running_mean": (-0.1, 0.1),
+              "bn.running_var": (0.5, 2.0)}
     out: dict[str, np.ndarray] = {}
     for name, spec in expected_tensors(graph).items():
         if spec.role == "bn." + UNUSED:
             continue
+        if spec.role == "conv.weight":
+            hi = float(np.sqrt(6.0 / spec.fan_in))
+            lo = -hi
+        elif spec.role.startswith("linear."):
+            hi = float(1.0 / np.sqrt(spec.fan_in))
+            lo = -hi
+        else:
+            lo, hi = bounds[spec.role]
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-        shape = spec.shape
-        if spec.role == "conv.weight":  # He (Kaiming) normal, fan-in
-            arr = rng.standard_normal(shape) * np.sqrt(2.0 / spec.fan_in)
-        elif spec.role.startswith("linear."):  # uniform(+-1/sqrt(in)), as PyTorch does
-            bound = 1.0 / np.sqrt(spec.fan_in)
-            arr = rng.uniform(-bound, bound, shape)
-        elif spec.role == "bn.weight":
-            arr = rng.uniform(0.5, 1.5, shape)
-        elif spec.role == "bn.running_var":
-            arr = rng.uniform(0.5, 2.0, shape)
-        else:  # bn.bias, bn.running_mean
-            arr = rng.normal(0.0, 0.1, shape)
-        out[name] = arr.astype(spec.dtype)
+        arr = rng.random(spec.shape, dtype=np.float32)
+        arr *= np.float32(hi - lo)
+        arr += np.float32(lo)
+        out[name] = arr
     return out
 
 
@@ -204,12 +206,16 @@ def _not_a_checkpoint(path: Path, what: str, why: str) -> ShrinkError:
 
 
 def _read_safetensors(path: Path) -> dict[str, Found]:
-    from safetensors import SafetensorError, safe_open
+    try:
+        from safetensors import SafetensorError, safe_open
+    except ImportError:
+        raise ShrinkError(f"reading {path.as_posix()} needs the safetensors package", None,
+                          "pip install safetensors") from None
 
     out: dict[str, Found] = {}
     try:
         with safe_open(str(path), framework="numpy") as f:  # safetensors' numpy reader
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118 - a safe_open handle, not a dict
                 sl = f.get_slice(key)
                 dtype = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16",
                          "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
@@ -235,15 +241,17 @@ def _read_torch(path: Path) -> dict[str, Found]:
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
         raise _not_a_checkpoint(path, "a PyTorch checkpoint", str(e)) from None
     if not isinstance(obj, Mapping) or not all(isinstance(k, str) for k in obj):
-        raise ShrinkError(f"{path.as_posix()} holds a {type(obj).__name__}, not a state_dict",
+        raise ShrinkError(f"{path.as_posix()} holds a value of type {type(obj).__name__}, "
+                          "not a state_dict",
                           None, "save model.state_dict() with torch.save")
     out: dict[str, Found] = {}
     for key, t in obj.items():
         if not isinstance(t, torch.Tensor):
             inner = isinstance(t, Mapping)
+            what = "a nested dict" if inner else f"a value of type {type(t).__name__}"
             raise ShrinkError(
-                f"{path.as_posix()} is not a state_dict: '{key}' holds a {type(t).__name__}, "
-                "not a tensor", None,
+                f"{path.as_posix()} is not a state_dict: '{key}' holds {what}, not a tensor",
+                None,
                 f"pass the state_dict under '{key}' on its own (torch.save(ckpt['{key}'], ...))"
                 if inner else "save model.state_dict() with torch.save")
         dtype = str(t.dtype).removeprefix("torch.")
@@ -286,17 +294,17 @@ def check_weights(found: Mapping[str, Found], graph: ir.Graph, source: str) -> d
             problems.append((f"missing tensor '{name}' (expected shape {spec}, found none)", hint))
         elif got.shape != spec.shape:
             problems.append((f"tensor '{name}' has shape {_shape(got.shape)}, expected {spec}",
-                             "the checkpoint belongs to another network or other arguments"))
+                             "was it saved from another network, or with other arguments?"))
         elif got.dtype != spec.dtype and not unused:
-            problems.append((f"tensor '{name}' (shape {spec}) has dtype {got.dtype}, "
-                             f"expected {spec.dtype}",
+            problems.append((f"tensor '{name}' (shape {spec}) has dtype {got.dtype}, expected "
+                             + spec.dtype,
                              "save the weights in float32 (model.float().state_dict())"))
     for name, got in found.items():
         if name not in expected:
-            near = closest(name, expected)
+            near = None if problems else closest(name, expected)  # only the first is shown
             problems.append((
-                f"unexpected tensor '{name}' (shape {_shape(got.shape)}, expected none): "
-                f"{graph.network} has no such tensor",
+                (f"unexpected tensor '{name}' (shape {_shape(got.shape)}, expected none): "
+                 f"{graph.network} has no such tensor"),
                 f"did you mean '{near}' (shape {expected[near]})?" if near else None))
     if problems:
         message, hint = problems[0]

@@ -1,7 +1,6 @@
 """Architectures under version control: ``shrinkc diff``, ``viz`` and ``schema``.
 
-``register(subparsers)`` adds the commands to ``shrinkc``'s parser; :func:`main` runs them on
-their own (``python -m shrinkc.vcs diff a.shrink b.shrink``). Each command is
+``register(subparsers)`` adds the commands to ``shrinkc``'s parser. Each command is
 ``func(args, report) -> int`` like the others in :mod:`shrinkc.cli`.
 
 ``diff`` exits like diff(1): 0 when the two specs mean the same, 1 when they differ, 2 on
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from shrinkc.compiler.errors import ShrinkError
@@ -166,44 +164,3 @@ def register(sub) -> None:
     s = sub.add_parser("schema", help="JSON Schema of the IR that --target ir writes")
     s.add_argument("-o", "--output", help="file to write (default: stdout)")
     s.set_defaults(func=cmd_schema)
-
-
-def make_parser():
-    from shrinkc import __version__
-    from shrinkc.cli import _Parser
-
-    p = _Parser(prog="shrinkc", description="Architectures under version control.")
-    p.add_argument("--version", action="version", version=f"shrinkc {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    register(sub)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``diff``, ``viz`` or ``schema`` as ``shrinkc`` would (until ``shrinkc.cli`` does)."""
-    from shrinkc.cli import Reporter, UsageError
-    from shrinkc.compiler.errors import Diagnostic
-
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    report = Reporter()
-    try:
-        return args.func(args, report)
-    except UsageError as e:
-        parser.print_usage(sys.stderr)
-        print(f"shrinkc: error: {e}", file=sys.stderr)
-        return 2
-    except ShrinkError as e:
-        report(e.diagnostic)
-        return 1
-    except KeyboardInterrupt:
-        print("shrinkc: interrupted", file=sys.stderr)
-        return 130
-    except RecursionError:
-        report(Diagnostic("error", "spec is nested too deeply", None,
-                          "simplify deeply nested expressions"))
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

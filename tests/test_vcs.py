@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SPECS, TEST_SPECS
+
+from shrinkc.cli import main
 from shrinkc.compiler.cellhash import cell_hash, cell_hashes, dag_hash
 from shrinkc.compiler.pipeline import build_graph, check
-from shrinkc.vcs import main
+
+from conftest import ROOT, SPECS, TEST_SPECS
 
 A = "specs/shrinkcnn_a.shrink"
 B = "specs/shrinkcnn_b.shrink"
@@ -291,7 +293,7 @@ def test_diff_trouble_exits_2_not_1(tmp_path, capsys, chdir_root):
 
 
 def _run(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "shrinkc.vcs", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "shrinkc", *args], capture_output=True,
                           text=True, cwd=ROOT, check=False, **kw)
 
 
@@ -452,6 +454,7 @@ SHIPPED = sorted(SPECS.glob("*.shrink")) + sorted(TEST_SPECS.rglob("*.shrink"))
 def test_lexer_tokenizes_specs_without_errors(spec):
     pytest.importorskip("pygments")
     from pygments.token import Error
+
     from shrinkc.compiler.highlight import ShrinkLexer
 
     text = spec.read_text()
@@ -463,6 +466,7 @@ def test_lexer_tokenizes_specs_without_errors(spec):
 def test_lexer_token_kinds():
     pytest.importorskip("pygments")
     from pygments.token import Keyword, Name
+
     from shrinkc.compiler.highlight import ShrinkLexer
 
     toks = [(t, v) for t, v in ShrinkLexer().get_tokens(

@@ -32,6 +32,31 @@ def _data(name: str | None, shape: tuple[int, ...]):
     return proxy_data.load(name, shape)
 
 
+def _optimizer(model, settings: dict, default: str, lr: float):
+    import torch
+
+    wd = float(settings.get("weight_decay", 0.0))
+    if settings.get("optimizer", default) == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, weight_decay=wd,
+                               momentum=float(settings.get("momentum", 0.0)))
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+
+
+class _EarlyStop:
+    """Keeps the best validation value; says stop after ``patience`` epochs without a gain."""
+
+    def __init__(self, patience: int, higher_is_better: bool):
+        self.patience, self.sign = patience, 1 if higher_is_better else -1
+        self.best, self.since = None, 0
+
+    def __call__(self, value: float) -> bool:
+        if self.best is None or self.sign * (value - self.best) > 0:
+            self.best, self.since = value, 0
+            return False
+        self.since += 1
+        return bool(self.patience) and self.since >= self.patience
+
+
 def train(model, data, settings: dict, seed: int) -> tuple[float, int]:
     """Train ``model``; returns (best validation accuracy, epochs run)."""
     import torch
@@ -41,17 +66,11 @@ def train(model, data, settings: dict, seed: int) -> tuple[float, int]:
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     x_val, y_val = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
-    lr = float(settings.get("lr", 0.004))
-    wd = float(settings.get("weight_decay", 0.0))
-    if settings.get("optimizer", "adam") == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=float(settings.get("momentum", 0.9)),
-                              weight_decay=wd)
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    opt = _optimizer(model, settings, "adam", float(settings.get("lr", 0.004)))
     batch, epochs = int(settings.get("batch", 128)), int(settings.get("epochs", 20))
-    patience = int(settings.get("patience", 0))
-    best, since, epoch = 0.0, 0, 0
-    for epoch in range(1, epochs + 1):
+    stop, epoch = _EarlyStop(int(settings.get("patience", 0)), higher_is_better=True), 0
+    while epoch < epochs:
+        epoch += 1
         model.train()
         perm = torch.randperm(len(x_train), generator=gen)
         for i in range(0, len(perm), batch):
@@ -67,14 +86,9 @@ def train(model, data, settings: dict, seed: int) -> tuple[float, int]:
         with torch.no_grad():
             for i in range(0, len(x_val), 512):
                 correct += (model(x_val[i:i + 512]).argmax(1) == y_val[i:i + 512]).sum().item()
-        acc = correct / len(x_val)
-        if acc > best:
-            best, since = acc, 0
-        else:
-            since += 1
-            if patience and since >= patience:
-                break
-    return best, epoch
+        if stop(correct / len(x_val)):
+            break
+    return stop.best or 0.0, epoch
 
 
 def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
@@ -88,7 +102,7 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
     torch.manual_seed(seed)
     batch, bptt = int(settings.get("batch", 128)), int(settings.get("bptt", 35))
     clip, lr = float(settings.get("clip", 0.25)), float(settings.get("lr", 20.0))
-    epochs, patience = int(settings.get("epochs", 10)), int(settings.get("patience", 0))
+    epochs = int(settings.get("epochs", 10))
 
     def batchify(ids, n):
         t = torch.from_numpy(ids)
@@ -97,13 +111,11 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
 
     train_data = batchify(corpus.train, min(batch, max(1, len(corpus.train) // (bptt + 1))))
     valid_data = batchify(corpus.valid, 10 if len(corpus.valid) > 10 * (bptt + 1) else 1)
-    if settings.get("optimizer", "sgd") == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=float(settings.get("weight_decay", 0)))
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=float(settings.get("weight_decay", 0)))
+    opt = _optimizer(model, settings, "sgd", lr)
     vocab = corpus.size
-    best, since, epoch = math.inf, 0, 0
-    for epoch in range(1, epochs + 1):
+    stop, epoch = _EarlyStop(int(settings.get("patience", 0)), higher_is_better=False), 0
+    while epoch < epochs:
+        epoch += 1
         model.train()
         hidden = None
         for i in range(0, train_data.size(1) - 1, bptt):
@@ -126,15 +138,9 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
                 total += F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1), reduction="sum").item()
                 count += y.numel()
         ppl = math.exp(min(total / max(1, count), 50.0))
-        if not math.isfinite(ppl):
-            ppl = math.inf
-        if ppl < best:
-            best, since = ppl, 0
-        else:
-            since += 1
-            if patience and since >= patience:
-                break
-    return best, epoch
+        if stop(ppl if math.isfinite(ppl) else math.inf):
+            break
+    return stop.best if stop.best is not None else math.inf, epoch
 
 
 def _input_layout(graph) -> dict[tuple[str, int, str], list[tuple[str, int]]]:

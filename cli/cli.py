@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from shrinkc.compiler.errors import Diagnostic, ShrinkError
+from shrinkc.compiler.ir import Loc
 
 
 def _source_line(diag: Diagnostic, texts: dict[str, str]) -> str | None:
@@ -27,8 +28,9 @@ def _source_line(diag: Diagnostic, texts: dict[str, str]) -> str | None:
         except OSError:
             return None
         texts[diag.loc.file] = text
-    lines = text.splitlines()
-    return lines[diag.loc.line - 1] if 0 < diag.loc.line <= len(lines) else None
+    lines = text.split("\n")  # as the parser counts lines (not str.splitlines())
+    line = lines[diag.loc.line - 1] if 0 < diag.loc.line <= len(lines) else None
+    return None if line is None else line.rstrip("\r")
 
 
 class Reporter:
@@ -114,7 +116,8 @@ def cmd_compile(args, report: Reporter) -> int:
             model = onnx_backend.generate(graph, weights, fold_bn=not args.no_fold_bn,
                                           functions=args.functions, weights_source=source)
             how = [f"opset {onnx_backend.OPSET}",
-                   "batch norm kept" if args.no_fold_bn else "batch norm folded",
+                   "time loop as Scan" if graph.lm is not None
+                   else "batch norm kept" if args.no_fold_bn else "batch norm folded",
                    f"weights from {source}" if source else "random weights"]
             if args.functions:
                 how.append("cells as functions")
@@ -252,6 +255,10 @@ def cmd_check(args, report: Reporter) -> int:
                 print(f"{spec}: ok ({what})")
         except ShrinkError as e:
             report(e.diagnostic)
+            failed += 1
+        except RecursionError:
+            report(Diagnostic("error", "spec is nested too deeply", Loc(file=spec),
+                              "simplify deeply nested expressions"))
             failed += 1
     return 1 if failed else 0
 

@@ -112,7 +112,7 @@ def _expected(names: set[str]) -> str:
 
 _COMMENT_LINES = re.compile(r"#[^\n]*")
 _STATEMENT_WORDS = {"include", "op", "cell", "space", "network", "search", "input", "output", "stem",
-                    "stage", "head"}
+                    "stage", "head", "recurrent", "tokens", "embed", "decoder"}
 
 
 def _open_bracket(text: str) -> str | None:
@@ -453,7 +453,7 @@ class _ToIR(Transformer):
 
     def shuffle(self, meta, children):
         (tok,) = children
-        return int(tok)
+        return self._int(tok)
 
     def space_act(self, meta, children):
         (tok,) = children
@@ -461,7 +461,7 @@ class _ToIR(Transformer):
 
     def edge(self, meta, children):
         a, b = children
-        return int(a), int(b)
+        return self._int(a), self._int(b)
 
     def space_edges(self, meta, children):
         return "edges", tuple(e for e in children if e is not None), meta

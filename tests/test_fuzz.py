@@ -1,7 +1,7 @@
 """Fuzzing the front end: mutated specs are reported (exit 0 or 1), never a traceback or a hang.
 
-Each example takes a shipped spec (``specs/*.shrink``, and ``tests/specs/tiny.shrink``, which
-uses every feature of the language) and applies a few realistic edits: lines deleted,
+Each example takes a shipped spec (``specs/*.shrink``, and the small specs of ``tests/specs/``,
+which use every feature of the language) and applies a few realistic edits: lines deleted,
 duplicated or swapped; characters and tokens deleted or inserted; numbers replaced by 0, -1 or
 huge values; names replaced by other names of the same file. The mutant is written beside
 copies of every spec, so that ``include "shrinkcnn_a.shrink"`` still resolves.
@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from shrinkc.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDS = sorted((ROOT / "specs").glob("*.shrink")) + [ROOT / "tests" / "specs" / "tiny.shrink"]
+SEEDS = [*sorted((ROOT / "specs").glob("*.shrink")),
+         *sorted((ROOT / "tests" / "specs").glob("*.shrink"))]
 TEXTS = {p.name: p.read_text(encoding="utf-8") for p in SEEDS}
 
 NUMBER = re.compile(r"(?<![A-Za-z_0-9.])\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
@@ -32,6 +33,8 @@ TOKENS = [
     "{", "}", ":", "//", "concat", "sum", "mean", "leaves", "conv", "sepconv", "dwconv",
     "maxpool(2)", "avgpool", "global_avgpool", "flatten", "linear", "dropout", "identity",
     "relu", "swish", "int", "float", "act", "0", "-1", "1.5", "1e999", '"specs.shrink"', "\n",
+    "space", "search", "nodes", "ops", "cycle(", "shuffle", "edges", "0 -> 1", "train(", "score",
+    "recurrent", "tokens", "embed", "hidden", "decoder", "tied", "input x, h",
 ]
 NUMBERS = ["0", "-1", "1", "2", "0.0", "0.5", "1.0", "999999999", "10000000000000000000000000000000",
            "1e999", "3.7", "-0"]
@@ -124,4 +127,4 @@ def test_mutated_specs_never_crash(spec_dir, capsys, seed, edits):
     assert "Traceback" not in out + err
     if rc == 1:
         assert err.strip(), "an error must say what is wrong"
-        assert re.search(r"^(\S+:\d+:\d+|shrinkc): error: ", err, re.M), err
+        assert re.search(r"^(\S+:\d+:\d+|shrinkc): error: ", err, re.MULTILINE), err

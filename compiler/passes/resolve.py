@@ -452,9 +452,12 @@ class _Resolver:
         bound = self.bind(var.args, names, set(), var.base, var.loc)
         for a in bound.values():
             self.check_names(a.value, set())
+        # a variant keeps its base's parameter types (``classes = 10`` is an int whatever a
+        # variant passes), and a value it passes is located at the variant
         params = tuple(
-            p.model_copy(update={"default": bound[p.name].value}) if p.name in bound else p
-            for p in base.params
+            p.model_copy(update={"default": bound[p.name].value, "loc": bound[p.name].loc})
+            if p.name in bound else p
+            for p in self.params(base.params, set())
         )
         return base.model_copy(update={"name": var.name, "params": params, "loc": var.loc,
                                        "comments": var.comments})

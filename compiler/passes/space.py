@@ -14,6 +14,8 @@ import random
 from .. import ir
 from ..errors import ShrinkError
 
+MAX_NODES = 256
+
 
 def node_count(space: ir.SpaceDef) -> int:
     from .elaborate import evaluate
@@ -22,6 +24,8 @@ def node_count(space: ir.SpaceDef) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 2:
         raise ShrinkError(f"nodes must be an integer of at least 2, got {n!r}", space.nodes.loc,
                           "node 0 is the input, so a space has at least 2 nodes")
+    if n > MAX_NODES:  # a complete DAG has n(n-1)/2 edges: more would take minutes to expand
+        raise ShrinkError(f"a space has at most {MAX_NODES} nodes, got {n}", space.nodes.loc)
     return n
 
 
@@ -54,7 +58,7 @@ def all_edges(space: ir.SpaceDef) -> tuple[tuple[int, int], ...]:
     seen = set()
     for i, j in space.edges:
         if not 0 <= i < j < n:
-            raise ShrinkError(f"edge {i}->{j} is not an edge of a {n}-node DAG", 
+            raise ShrinkError(f"edge {i}->{j} is not an edge of a {n}-node DAG",
                               space.locs.get("edges", space.loc),
                               f"edges go from a lower to a higher node, 0 to {n - 1}")
         if (i, j) in seen:

@@ -288,7 +288,7 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
     mode = out.residual_mode if out.residual else None
     if mode == "project":
         helpers.add("ConvBN")
-        cond = f"in_channels != self.out_channels"
+        cond = "in_channels != self.out_channels"
         if stride:
             cond = f"{stride} != 1 or {cond}"
         stride_kw = f", stride={stride}" if stride else ""

@@ -39,7 +39,7 @@ def main() -> None:
             "python -c 'pass' (interpreter start)": [sys.executable, "-c", "pass"],
         }
         times: dict[str, list[float]] = {k: [] for k in cases}
-        for name, cmd in cases.items():  # warm the file cache once
+        for cmd in cases.values():  # warm the file cache once
             cold(cmd)
         for _ in range(args.runs):
             for name, cmd in cases.items():

@@ -9,8 +9,8 @@ collected by the passes into a list the caller prints.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .ir import Loc
 

@@ -16,7 +16,7 @@ The invariants of the graph level are checked in one place, ``compiler.verify``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -99,12 +99,12 @@ class Call(_Node):
     loc: Loc = NOWHERE
 
 
-Expr = Annotated[Union[Num, Ref, BinOp, Neg, Call], Field(discriminator="kind")]
+Expr = Annotated[Num | Ref | BinOp | Neg | Call, Field(discriminator="kind")]
 BinOp.model_rebuild()
 Neg.model_rebuild()
 Call.model_rebuild()
 
-Value = Union[bool, int, float, str]  # str values are activation names
+Value = bool | int | float | str  # str values are activation names
 
 
 # --------------------------------------------------------------------------- program level
@@ -183,7 +183,7 @@ class OutputStmt(_Node):
     loc: Loc = NOWHERE
 
 
-CellStmt = Annotated[Union[InputStmt, NodeStmt, OutputStmt], Field(discriminator="kind")]
+CellStmt = Annotated[InputStmt | NodeStmt | OutputStmt, Field(discriminator="kind")]
 
 
 class CellDef(_Node):
@@ -263,7 +263,7 @@ class LMStmt(_Node):
     loc: Loc = NOWHERE
 
 
-NetStmt = Annotated[Union[NetInput, Chain, StageStmt, LMStmt], Field(discriminator="kind")]
+NetStmt = Annotated[NetInput | Chain | StageStmt | LMStmt, Field(discriminator="kind")]
 
 
 class NetworkDef(_Node):
@@ -367,7 +367,7 @@ class Include(_Node):
 
 
 Item = Annotated[
-    Union[Include, OpPreset, CellDef, SpaceDef, NetworkDef, VariantDef, SearchDef],
+    Include | OpPreset | CellDef | SpaceDef | NetworkDef | VariantDef | SearchDef,
     Field(discriminator="kind"),
 ]
 

@@ -12,8 +12,8 @@ Pure Python: the compiler never imports torch. Backends map the same op names to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .ir import Cost, OpInst, Shape, Value
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (
@@ -612,7 +613,7 @@ def _attach_comments(tree: Tree, comments: list[Token]) -> tuple[dict, tuple, tu
         return tuple(out)
 
     out: dict[Any, Any] = {}
-    for key in set(k for k in groups if isinstance(k, int)) | set(trailing):
+    for key in {k for k in groups if isinstance(k, int)} | set(trailing):
         out[key] = ir.Comments(leading=texts(key), trailing=trailing.get(key))
     for key in groups:
         if isinstance(key, tuple):

@@ -272,7 +272,7 @@ def _lm_info(lm) -> dict[str, Any]:
 
 def _dict_changes(path: str, a: dict, b: dict, out: list[dict]) -> None:
     for k in list(a) + [k for k in b if k not in a]:
-        if a.get(k, None) != b.get(k, None) or (k in a) != (k in b):
+        if a.get(k) != b.get(k) or (k in a) != (k in b):
             out.append({"path": f"{path}.{k}" if path else k,
                         "a": a.get(k), "b": b.get(k)})
 

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-
 from shrinkc.cli import main
+
+from conftest import ROOT
 
 
 def run(*args, cwd=ROOT):

@@ -9,12 +9,12 @@ import textwrap
 
 import pytest
 
-from conftest import ALL_SHIPPED, CNN_SPECS, ROOT, TEST_SPECS
-
-from shrinkc.compiler import ShrinkError, check, compile_file, parse
+from shrinkc.compiler import check, compile_file, parse
 from shrinkc.compiler.ir import Graph
 from shrinkc.compiler.pipeline import build_graph
 from shrinkc.compiler.printer import print_program
+
+from conftest import ALL_SHIPPED, CNN_SPECS, ROOT, TEST_SPECS
 
 ALL = ALL_SHIPPED + sorted(TEST_SPECS.glob("*.shrink"))
 

@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TEST_SPECS
+
 from shrinkc.cli import main
+
+from conftest import ROOT, TEST_SPECS
 
 PENN = ROOT.parent / "shared" / "data" / "penn_proxy"
 TINY = TEST_SPECS / "tiny_rnn_space.shrink"

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, TEST_SPECS
-
 from shrinkc.compiler import ShrinkError, check, parse
 from shrinkc.compiler.passes import shrink as rules
 from shrinkc.compiler.passes.space import cleanup, expand, node_ops
+
+from conftest import ROOT, TEST_SPECS
 
 TINY = TEST_SPECS / "tiny_space.shrink"
 
@@ -312,7 +312,7 @@ def test_inherit_keeps_the_slices_of_the_remaining_inputs():
     p, c = parent.state_dict(), child.state_dict()
     name = next(k for k in c if k.startswith("stage1.0.n3.") and k.endswith("weight") and c[k].dim() == 4)
     assert c[name].shape[0 if "depthwise" in name else 1] == 16
-    keep = torch.tensor(list(range(0, 8)) + list(range(16, 24)))
+    keep = torch.tensor(list(range(8)) + list(range(16, 24)))
     dim = 0 if "depthwise" in name else 1
     torch.testing.assert_close(c[name], p[name].index_select(dim, keep))
     same = [k for k in c if c[k].shape == p[k].shape]

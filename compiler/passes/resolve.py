@@ -245,7 +245,7 @@ class _Resolver:
                                   n.op.loc, did_you_mean(n.op.op, RECURRENT_ACTS, "activations"))
             if i == 0:
                 if set(n.inputs) != {inp.name, inp.state} or len(n.inputs) != 2:
-                    raise ShrinkError(f"node 0 of a recurrent cell mixes the input and the state",
+                    raise ShrinkError("node 0 of a recurrent cell mixes the input and the state",
                                       n.inputs_loc if n.inputs else n.loc,
                                       f"write {n.name} = {n.op.op} <- {inp.name}, {inp.state}")
             else:
@@ -471,9 +471,9 @@ def resolve(sources: Sources) -> ir.Program:
             if not isinstance(item, ir.Include):
                 r.declare(item)
     items: list = []
-    for name, cell in r.cells.items():
+    for cell in r.cells.values():
         items.append(r.cell(cell))
-    for name, net in r.networks.items():
+    for net in r.networks.values():
         items.append(r.network(net if isinstance(net, ir.NetworkDef) else r.variant(net)))
     for search in r.searches.values():
         items.append(r.search(search))

@@ -36,10 +36,20 @@ sys.path.insert(0, str(ROOT))
 
 
 def shrink(spec: str, out: Path, extra: list[str]) -> float:
+    """Run (or, when ``out`` already holds a run, resume) a search; returns its wall time,
+    counting the candidates' own seconds for a run finished in earlier invocations."""
+    resume = ["--resume"] if (out / "run.json").exists() else []
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "shrinkc", "shrink", spec, "-o", str(out), "--quiet",
-                    *extra], check=True, cwd=ROOT)
-    return time.perf_counter() - t
+                    *extra, *resume], check=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if resume:  # the run spans invocations: count its candidates' training time instead
+        return sum(e.get("seconds", 0.0) for e in log(out)) / max(1, _workers(extra))
+    return wall
+
+
+def _workers(extra: list[str]) -> int:
+    return int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
 
 
 def log(out: Path) -> list[dict]:
@@ -53,7 +63,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="epochs from scratch (default: the spec's)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", help="keep the run directories here")
+    ap.add_argument("--out", help="keep the run directories here; run again with the same "
+                    "--out to resume an interrupted benchmark")
     ap.add_argument("--data", help="proxy data: .npz (CNN) or a PTB-layout folder (RNN)")
     args = ap.parse_args()
 

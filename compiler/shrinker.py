@@ -72,12 +72,29 @@ class _InProcess(_Executor):
             yield evaluate(job)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the driver dies (even by kill -9), instead of
+    training the rest of the queued candidates for nobody."""
+    import os
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 class _Processes(_Executor):
     def __init__(self, workers: int):
         import multiprocessing
+        import os
         from concurrent.futures import ProcessPoolExecutor
 
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_exit_with_parent, initargs=(os.getpid(),))
 
     def map(self, jobs):
         from shrinkc.backends.proxy import evaluate

@@ -356,3 +356,48 @@ def test_isomorphic_candidates_are_not_retrained(reference_run):
         twin = next(t for t in raw if t["step"] == step and t["edge"] == edge)
         assert e["seconds"] == 0 and e["hash"] == twin["hash"]
         assert (e["acc"], e["macs"], e["score"]) == (twin["acc"], twin["macs"], twin["score"])
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_end_when_the_driver_is_killed(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o",
+                             str(tmp_path / "w"), "--quiet", "--workers", "2"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        workers = [p for p in _children(proc.pid) if "spawn_main" in _cmdline(p)]
+        time.sleep(0.1)
+    assert len(workers) >= 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_running(p) for p in workers):
+        time.sleep(0.2)
+    assert not [p for p in workers if _running(p)], "worker processes outlived the driver"

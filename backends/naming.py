@@ -32,9 +32,12 @@ class Namer:
         self.taken: set[str] = set()
         self.names: dict[str, str] = {}
 
-    def __call__(self, name: str) -> str:
-        if name in self.names:
-            return self.names[name]
+    def __call__(self, name: str, key: object = None) -> str:
+        """The Python name for ``name``; ``key`` (default: the name) tells apart things that
+        want the same spelling, e.g. an edge ``n0_to_n1`` and a node called ``n0_to_n1``."""
+        key = name if key is None else key
+        if key in self.names:
+            return self.names[key]
         safe = name
         while (
             safe in self.reserved
@@ -45,7 +48,7 @@ class Namer:
         ):
             safe = ("n" + safe) if safe.startswith("__") else safe + "_"
         self.taken.add(safe)
-        self.names[name] = safe
+        self.names[key] = safe
         return safe
 
 
@@ -80,3 +83,30 @@ def stage_attr_names(stages: Iterable[ir.StageInst]) -> list[str]:
     """Attribute names of the stages (``ir.StageInst``) of the generated network class."""
     attrs = Namer(NETWORK_ATTRS)
     return [attrs(s.name) for s in stages]
+
+
+# locals and helpers of a generated recurrent cell's forward(), which attributes must avoid
+RECURRENT_LOCALS = {"x", "h", "xh", "x_mask", "h_mask", "hidden_size", "highway", "masked",
+                    "identity", "dropout_mask"}
+
+
+def edge_key(src: str, dst: str) -> tuple[str, str, str]:
+    return ("edge", src, dst)
+
+
+def recurrent_cell_names(nodes, outputs) -> dict:
+    """Attributes of a generated recurrent cell: spec node name -> attribute, and
+    ``edge_key(src, dst)`` -> the edge's attribute (``n0_to_n3``). ``nodes`` are the cell's
+    nodes in order (node 0 first; anything with ``.name`` and ``.inputs``), ``outputs`` the
+    averaged nodes. The PyTorch and ONNX backends both name with this."""
+    names = Namer(CELL_ATTRS | RECURRENT_LOCALS)
+    names(nodes[0].name)
+    for n in nodes[1:]:
+        for s in n.inputs:
+            names(f"{s}_to_{n.name}", edge_key(s, n.name))
+            names(s)
+        names(n.name)
+    for s in outputs:
+        names(s)
+    return dict(names.names)
+

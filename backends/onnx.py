@@ -62,6 +62,7 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
@@ -322,7 +323,12 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
 
     ``weights`` maps state_dict names to float32 arrays (checked by
     ``weights.load_weights``); without them the weights are ``weights.random_weights``.
+    A language model (``graph.lm``) is ``onnx_lm.generate_lm``'s (``fold_bn`` does not apply).
     """
+    if graph.lm is not None:
+        from .onnx_lm import generate_lm
+
+        return generate_lm(graph, weights, functions=functions, weights_source=weights_source)
     if weights is None:
         weights = random_weights(graph)
         weights_source = weights_source or "random (numpy, seed 0)"

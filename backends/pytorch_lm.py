@@ -16,7 +16,7 @@ import jinja2
 
 from shrinkc.compiler import ir
 
-from .naming import CELL_ATTRS, Namer
+from .naming import RECURRENT_LOCALS, Namer, edge_key, recurrent_cell_names
 
 ACT_FUNCTIONS = {"tanh": "torch.tanh", "relu": "torch.relu", "sigmoid": "torch.sigmoid",
                  "identity": "identity"}
@@ -41,40 +41,41 @@ class _Net:
 
 
 def _cell(cell: ir.CellDef, class_name: str) -> _Cell:
-    names = Namer(CELL_ATTRS | {"x", "h", "xh", "x_mask", "h_mask", "hidden_size", "highway",
-                                "masked", "identity", "dropout_mask"})
-    node0 = cell.nodes[0]
     feeds = {s for n in cell.nodes[1:] for s in n.inputs}
-    init = [f"self.{names(node0.name)} = nn.Linear(input_size + hidden_size, 2 * hidden_size, "
+    outs = cell.output.nodes
+    if outs == ("leaves",):
+        outs = tuple(n.name for n in cell.nodes if n.name not in feeds)
+    attr = recurrent_cell_names(cell.nodes, outs)
+    # the masked copies of node states are locals too: keep them clear of every other name
+    local = Namer(set(attr.values()) | RECURRENT_LOCALS)
+    node0 = cell.nodes[0]
+    init = [f"self.{attr[node0.name]} = nn.Linear(input_size + hidden_size, 2 * hidden_size, "
             "bias=False)"]
     fwd = ["xh = torch.cat([masked(x, x_mask), masked(h, h_mask)], dim=-1)",
-           f"{names(node0.name)} = highway(h, self.{names(node0.name)}(xh), "
+           f"{attr[node0.name]} = highway(h, self.{attr[node0.name]}(xh), "
            f"{ACT_FUNCTIONS[node0.op.op]})"]
-    seen_masked = set()
+    seen_masked: dict[str, str] = {}
 
     def src(s: str) -> str:
         if s not in seen_masked:
-            seen_masked.add(s)
-            fwd.append(f"{names(s)}_in = masked({names(s)}, h_mask)")
-        return f"{names(s)}_in"
+            seen_masked[s] = local(f"{attr[s]}_in")
+            fwd.append(f"{seen_masked[s]} = masked({attr[s]}, h_mask)")
+        return seen_masked[s]
 
     for n in cell.nodes[1:]:
         act = ACT_FUNCTIONS[n.op.op]
         terms = []
         for s in n.inputs:
-            edge = names(f"{s}_to_{n.name}")
+            edge = attr[edge_key(s, n.name)]
             init.append(f"self.{edge} = nn.Linear(hidden_size, 2 * hidden_size, bias=False)")
-            terms.append(f"highway({names(s)}, self.{edge}({src(s)}), {act})")
+            terms.append(f"highway({attr[s]}, self.{edge}({src(s)}), {act})")
         if len(terms) == 1:
-            fwd.append(f"{names(n.name)} = {terms[0]}")
+            fwd.append(f"{attr[n.name]} = {terms[0]}")
         else:
-            fwd.append(f"{names(n.name)} = (")
+            fwd.append(f"{attr[n.name]} = (")
             fwd += [f"    {t}{' +' if k < len(terms) - 1 else ''}" for k, t in enumerate(terms)]
             fwd.append(f") / {len(terms)}")
-    outs = cell.output.nodes
-    if outs == ("leaves",):
-        outs = tuple(n.name for n in cell.nodes if n.name not in feeds)
-    joined = " + ".join(names(o) for o in outs)
+    joined = " + ".join(attr[o] for o in outs)
     fwd.append(f"return ({joined}) / {len(outs)}" if len(outs) > 1 else f"return {joined}")
     doc = (f"Recurrent cell {cell.name} ({cell.loc.file}:{cell.loc.line}): "
            f"{len(cell.nodes)} nodes, {cell.edges} edges.")

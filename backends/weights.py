@@ -14,7 +14,11 @@ except lazily to read a ``.pt`` file):
 * ``linear`` is ``weight`` and ``bias``; pools, dropout, flatten and identity hold nothing;
 * an op other than conv-style and identity that has an activation is wrapped as
   ``nn.Sequential(op, act)``, so its tensors get a ``0.`` more (``head.3.0.weight``);
-* a projecting residual is ``<stage>.<i>.residual.conv`` / ``.bn``; downsampling holds nothing.
+* a projecting residual is ``<stage>.<i>.residual.conv`` / ``.bn``; downsampling holds nothing;
+* a language model (``graph.lm``) is ``embedding.weight``, ``cell.<node 0>.weight``,
+  ``cell.<i>_to_<j>.weight`` per edge, ``decoder.weight`` and ``decoder.bias``; a tied
+  decoder's weight is the embedding's and may be saved under either name
+  (``onnx_lm.lm_tensors``, ``onnx_lm.tie_checkpoint``).
 
 ``num_batches_tracked`` may be present or missing in a checkpoint; it is never used.
 """
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError, closest
 
@@ -151,6 +156,10 @@ def op_tensors(site: Site) -> list[tuple[str, TensorSpec]]:
 
 def expected_tensors(graph: ir.Graph) -> dict[str, TensorSpec]:
     """Name -> shape and dtype of every tensor of the generated module's ``state_dict``."""
+    if graph.lm is not None:  # a language model: embedding, cell, decoder
+        from .onnx_lm import lm_tensors
+
+        return lm_tensors(graph)
     return {name: spec for site in sites(graph) for name, spec in op_tensors(site)}
 
 
@@ -163,7 +172,12 @@ def random_weights(graph: ir.Graph, seed: int = SEED) -> dict[str, np.ndarray]:
     linear layers (``+-1 / sqrt(fan_in)``), batch norms with weight in [0.5, 1.5], bias and
     running mean in [-0.1, 0.1] and running variance in [0.5, 2]. Each tensor has its own
     generator seeded by ``seed`` and its name, so a tensor does not change when others are
-    added or removed. ``num_batches_tracked`` is left out (it is never used)."""
+    added or removed. ``num_batches_tracked`` is left out (it is never used). Language models:
+    ``onnx_lm.random_lm_weights``."""
+    if graph.lm is not None:
+        from .onnx_lm import random_lm_weights
+
+        return random_lm_weights(graph, seed)
     bounds = {"bn.weight": (0.5, 1.5), "bn.bias": (-0.1, 0.1), "bn.running_mean": (-0.1, 0.1),
               "bn.running_var": (0.5, 2.0)}
     out: dict[str, np.ndarray] = {}
@@ -277,6 +291,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Found]:
 def check_weights(found: Mapping[str, Found], graph: ir.Graph, source: str) -> dict[str, np.ndarray]:
     """The checkpoint's tensors as float32 arrays, or an error naming the first tensor that
     does not fit ``graph`` (missing, wrong shape or dtype, then unexpected ones)."""
+    if graph.lm is not None:  # a tied decoder may be saved under either name, or both
+        from .onnx_lm import tie_checkpoint
+
+        found = tie_checkpoint(found, graph, source)
     expected = expected_tensors(graph)
     problems: list[tuple[str, str | None]] = []
     for name, spec in expected.items():

@@ -210,3 +210,33 @@ def test_shrinkrnn_golden(monkeypatch):
     r = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
                         str(golden)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+def test_recurrent_names_cannot_collide_with_generated_locals(tmp_path):
+    """A node called like a generated local (``n0_in``, ``n0_to_n2``) computes what the same
+    cell with plain names computes."""
+    spec = """shrink 1
+recurrent cell C {{
+    input x, h
+    {a} = tanh <- x, h
+    {b} = sigmoid <- {a}
+    {c} = relu <- {a}, {b}
+    output mean(leaves)
+}}
+network N(vocab = 20) {{
+    tokens vocab
+    embed 6
+    recurrent C hidden 6
+    decoder tied
+}}
+"""
+    odd, plain = tmp_path / "odd.shrink", tmp_path / "plain.shrink"
+    odd.write_text(spec.format(a="n0", b="n0_in", c="n0_to_n0_in"))
+    plain.write_text(spec.format(a="p", b="q", c="r"))
+    _, m_odd, _ = generate_module(odd, tmp_path)
+    _, m_plain, _ = generate_module(plain, tmp_path)
+    torch.manual_seed(0)
+    a, b = m_odd.build().eval(), m_plain.build().eval()
+    b.load_state_dict(dict(zip(b.state_dict(), a.state_dict().values())))
+    tokens = torch.randint(0, 20, (2, 5))
+    torch.testing.assert_close(a(tokens)[0], b(tokens)[0])

@@ -110,3 +110,13 @@ def recurrent_cell_names(nodes, outputs) -> dict:
         names(s)
     return dict(names.names)
 
+
+def fresh_name(taken: set[str], name: str) -> str:
+    """``name``, or ``name_2``, ``name_3``... whichever is not taken yet (then taken): unique
+    node and value names in generated graphs."""
+    out, i = name, 1
+    while out in taken:
+        i += 1
+        out = f"{name}_{i}"
+    taken.add(out)
+    return out

@@ -66,7 +66,7 @@ from onnx import TensorProto, helper
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
-from .naming import cell_attr_names
+from .naming import cell_attr_names, fresh_name
 from .weights import CONV_OPS, cell_prefixes, chain_prefixes, join, random_weights, wrapped
 
 OPSET = 28
@@ -97,12 +97,7 @@ class _Body:
         self.taken: set[str] = set()
 
     def fresh(self, name: str) -> str:
-        out, i = name, 1
-        while out in self.taken:
-            i += 1
-            out = f"{name}_{i}"
-        self.taken.add(out)
-        return out
+        return fresh_name(self.taken, name)
 
     def node(self, op_type: str, inputs: list[str], name: str, domain: str = "", **attrs) -> str:
         out = self.fresh(name)

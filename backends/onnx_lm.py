@@ -79,7 +79,7 @@ from onnx import TensorProto, helper
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
-from .naming import edge_key, recurrent_cell_names
+from .naming import edge_key, fresh_name, recurrent_cell_names
 from .weights import SEED, Found, TensorSpec
 
 ACT_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "identity": None}
@@ -173,12 +173,7 @@ class _Builder:
         self.consts: dict[str, str] = {}
 
     def fresh(self, name: str) -> str:
-        out, i = name, 1
-        while out in self.taken:
-            i += 1
-            out = f"{name}_{i}"
-        self.taken.add(out)
-        return out
+        return fresh_name(self.taken, name)
 
     def node(self, op_type: str, inputs: list[str], name: str, outputs: list[str] | None = None,
              **attrs) -> str:

@@ -36,3 +36,33 @@ def generate_module(spec: Path, out_dir: Path, name: str | None = None):
 def chdir_root(monkeypatch):
     monkeypatch.chdir(ROOT)
     return ROOT
+
+
+def check_golden(path: Path, text: str) -> None:
+    """Generated output is stable: compare with the stored file (SHRINKC_UPDATE_GOLDEN=1
+    rewrites it), so an unintended change to generated code shows up as a diff."""
+    import os
+
+    if os.environ.get("SHRINKC_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), "run with SHRINKC_UPDATE_GOLDEN=1 to create"
+    assert text == path.read_text()
+
+
+def compile_fails(spec: Path, tmp_path: Path, capsys, weights: Path, *needles: str,
+                  targets: str = "onnx") -> str:
+    """``shrinkc compile --weights`` fails with exit 1, a message holding ``needles``, no
+    traceback, and nothing written."""
+    from shrinkc.cli import main
+
+    out = tmp_path / "out"
+    rc = main(["compile", str(spec), "--target", targets, "-o", str(out), "--weights", str(weights)])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "error:" in err and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    assert not out.exists() or not list(out.iterdir())  # nothing written
+    return err
+

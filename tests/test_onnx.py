@@ -23,7 +23,7 @@ from shrinkc.backends.weights import expected_tensors
 from shrinkc.cli import main
 from shrinkc.compiler import compile_file
 
-from conftest import CNN_SPECS, ROOT, TEST_SPECS, generate_module
+from conftest import CNN_SPECS, ROOT, TEST_SPECS, check_golden, compile_fails, generate_module
 
 TINY = TEST_SPECS / "tiny.shrink"
 ALL_SPECS = CNN_SPECS + [TINY]
@@ -288,12 +288,7 @@ def test_golden(spec, suffix, opts, monkeypatch):
     """The emitted graph is stable: an unintended change shows up as a diff here."""
     monkeypatch.chdir(ROOT)
     text = summary(onnx_backend.generate(compile_file(spec.relative_to(ROOT)), **opts))
-    golden = GOLDEN / f"{spec.stem}{suffix}.txt"
-    if os.environ.get("SHRINKC_UPDATE_GOLDEN"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert golden.exists(), "run with SHRINKC_UPDATE_GOLDEN=1 to create"
-    assert text == golden.read_text()
+    check_golden(GOLDEN / f"{spec.stem}{suffix}.txt", text)
 
 
 # --------------------------------------------------------------------------- bad checkpoints
@@ -306,15 +301,7 @@ def tiny_state(torch, tmp_path_factory):
 
 
 def _fails(tmp_path, capsys, weights: Path, *needles: str, targets: str = "onnx") -> str:
-    out = tmp_path / "out"
-    rc = main(["compile", str(TINY), "--target", targets, "-o", str(out), "--weights", str(weights)])
-    err = capsys.readouterr().err
-    assert rc == 1, err
-    assert "error:" in err and "Traceback" not in err
-    for needle in needles:
-        assert needle in err, err
-    assert not out.exists() or not list(out.iterdir())  # nothing written
-    return err
+    return compile_fails(TINY, tmp_path, capsys, weights, *needles, targets=targets)
 
 
 def test_missing_tensor(torch, tiny_state, tmp_path, capsys):

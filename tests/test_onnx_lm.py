@@ -7,7 +7,6 @@ Regenerate the golden summaries with ``SHRINKC_UPDATE_GOLDEN=1 pytest tests/test
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -25,7 +24,7 @@ from shrinkc.backends.weights import expected_tensors, random_weights
 from shrinkc.cli import main
 from shrinkc.compiler import compile_file
 
-from conftest import ROOT, SPECS, TEST_SPECS, generate_module
+from conftest import ROOT, SPECS, TEST_SPECS, check_golden, compile_fails, generate_module
 
 SHRINKRNN = SPECS / "shrinkrnn.shrink"
 PROXY = SPECS / "shrinkrnn_space.shrink"  # ProxyLM, the search's network (complete cell)
@@ -358,11 +357,7 @@ def test_golden(spec, monkeypatch):
     """The emitted graph is stable: an unintended change shows up as a diff here."""
     monkeypatch.chdir(ROOT)
     text = summary(generate_lm(compile_file(spec.relative_to(ROOT))))
-    golden = GOLDEN / f"{spec.stem}.txt"
-    if os.environ.get("SHRINKC_UPDATE_GOLDEN"):
-        golden.write_text(text)
-    assert golden.exists(), "run with SHRINKC_UPDATE_GOLDEN=1 to create"
-    assert text == golden.read_text()
+    check_golden(GOLDEN / f"{spec.stem}.txt", text)
 
 
 # --------------------------------------------------------------------------- bad checkpoints
@@ -375,15 +370,7 @@ def tiny_state(torch, tmp_path_factory):
 
 
 def _fails(tmp_path, capsys, weights: Path, *needles: str, targets: str = "onnx") -> str:
-    out = tmp_path / "out"
-    rc = main(["compile", str(TINY), "--target", targets, "-o", str(out), "--weights", str(weights)])
-    err = capsys.readouterr().err
-    assert rc == 1, err
-    assert "error:" in err and "Traceback" not in err
-    for needle in needles:
-        assert needle in err, err
-    assert not out.exists() or not list(out.iterdir())  # nothing written
-    return err
+    return compile_fails(TINY, tmp_path, capsys, weights, *needles, targets=targets)
 
 
 def test_missing_tensor(torch, tiny_state, tmp_path, capsys):

@@ -4,7 +4,6 @@ every language feature) through parameter counting, forward, backward, FX and ru
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import CNN_SPECS, ROOT, TEST_SPECS, generate_module  # noqa: E402
+from conftest import CNN_SPECS, ROOT, TEST_SPECS, check_golden, generate_module  # noqa: E402
 
 ALL_SPECS = CNN_SPECS + [TEST_SPECS / "tiny.shrink"]
 IDS = [p.stem for p in ALL_SPECS]
@@ -121,11 +120,7 @@ def test_golden(spec, monkeypatch):
 
     monkeypatch.chdir(ROOT)
     text = generate(compile_file(spec.relative_to(ROOT)))
-    golden = ROOT / "tests" / "golden" / "pytorch" / f"{spec.stem}.py"
-    if os.environ.get("SHRINKC_UPDATE_GOLDEN"):
-        golden.write_text(text)
-    assert golden.exists(), "run with SHRINKC_UPDATE_GOLDEN=1 to create"
-    assert text == golden.read_text()
+    check_golden(ROOT / "tests" / "golden" / "pytorch" / f"{spec.stem}.py", text)
 
 
 def test_output_is_deterministic_across_processes(tmp_path, chdir_root):
@@ -204,9 +199,7 @@ def test_shrinkrnn_golden(monkeypatch):
     monkeypatch.chdir(ROOT)
     text = generate(compile_file("specs/shrinkrnn.shrink"))
     golden = ROOT / "tests" / "golden" / "pytorch" / "shrinkrnn.py"
-    if os.environ.get("SHRINKC_UPDATE_GOLDEN"):
-        golden.write_text(text)
-    assert text == golden.read_text()
+    check_golden(golden, text)
     r = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
                         str(golden)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout

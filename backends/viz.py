@@ -281,7 +281,7 @@ def _finish(d: _Drawing, outs: list[str], merge: str, prefix: str, residual: str
 
 
 def _text(e: ir.Expr | None) -> str:
-    from shrinkc.compiler.cellhash import expr_text
+    from shrinkc.compiler.analysis.cellhash import expr_text
 
     return expr_text(e)
 

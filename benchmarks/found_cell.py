@@ -41,7 +41,7 @@ def main() -> None:
     from shrinkc.compiler.ir import CellDef, Comments, Program, SpaceDef
     from shrinkc.compiler.passes.space import expand
     from shrinkc.compiler.pipeline import build_graph
-    from shrinkc.compiler.printer import print_program
+    from shrinkc.compiler.syntax.printer import print_program
 
     run = Path(args.run)
     best = parse((run / "best.shrink").read_text(), str(run / "best.shrink"))

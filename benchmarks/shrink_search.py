@@ -68,12 +68,12 @@ def main() -> None:
     ap.add_argument("--data", help="proxy data: .npz (CNN) or a PTB-layout folder (RNN)")
     args = ap.parse_args()
 
-    from shrinkc.backends.proxy import evaluate
+    from shrinkc.search.train import evaluate
     from shrinkc.compiler import check
     from shrinkc.compiler.ir import SearchDef, SpaceDef
-    from shrinkc.compiler.passes import shrink as rules
+    from shrinkc.search import rules
     from shrinkc.compiler.passes.space import cleanup, node_count
-    from shrinkc.compiler.printer import print_program
+    from shrinkc.compiler.syntax.printer import print_program
 
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="shrink-bench-"))
     common = ["--workers", str(args.workers), "--seed", str(args.seed)]
@@ -108,11 +108,11 @@ def main() -> None:
         if rules.valid(edges):
             cells.append(edges)
     if is_lm:
-        from shrinkc.backends import corpus
+        from shrinkc.search.data import corpus
 
         classes = {"vocab": corpus.load(args.data).size}
     else:
-        from shrinkc.backends import data as proxy_data
+        from shrinkc.search.data import images as proxy_data
         from shrinkc.compiler.pipeline import build_graph
 
         shape = tuple(build_graph(checked, search.network).input_shape.as_list())

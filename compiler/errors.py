@@ -9,7 +9,7 @@ collected by the passes into a list the caller prints.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .ir import Loc
@@ -23,7 +23,9 @@ class Diagnostic:
     hint: str | None = None
     note: str | None = None  # context, e.g. the stage whose arguments led to this error
 
-    def render(self, source_line: str | None = None, color: bool = False) -> str:
+    def render(self, source_line: str | None = None, color: bool = False,
+               highlight: Callable[[str], str] | None = None) -> str:
+        """The message as the command line prints it; ``highlight`` colours the source line."""
         where = f"{self.loc.file}:{self.loc.line}:{self.loc.col}" if self.loc else "shrinkc"
         sev = self.severity
         if color:
@@ -31,12 +33,7 @@ class Diagnostic:
         out = [f"{where}: {sev}: {self.message}"]
         if source_line is not None and self.loc is not None:
             text = source_line.rstrip("\n").replace("\t", " ")
-            if color:  # highlighted with Pygments where it is installed
-                from .highlight import highlight_line
-
-                out.append(f"    {highlight_line(text)}")
-            else:
-                out.append(f"    {text}")
+            out.append(f"    {highlight(text) if color and highlight else text}")
             width = max(1, min(self.loc.end_col - self.loc.col, len(text) - self.loc.col + 1))
             if self.loc.end_line != self.loc.line:
                 width = max(1, len(text) - self.loc.col + 1)

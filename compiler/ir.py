@@ -513,6 +513,10 @@ class Graph(_Node):
     lm: LMInst | None = None  # language models: the recurrent part (stem/stages/head empty)
 
     @property
+    def kind(self) -> str:
+        return "lm" if self.lm is not None else "cnn"
+
+    @property
     def cells_used(self) -> tuple[str, ...]:
         if self.lm is not None:
             return (self.lm.cell.cell,)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import ir
 from .errors import ShrinkError
-from .parser import parse, read_source
+from .syntax.parser import parse, read_source
 
 
 @dataclass

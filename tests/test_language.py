@@ -12,7 +12,7 @@ import pytest
 from shrinkc.compiler import check, compile_file, parse
 from shrinkc.compiler.ir import Graph
 from shrinkc.compiler.pipeline import build_graph
-from shrinkc.compiler.printer import print_program
+from shrinkc.compiler.syntax.printer import print_program
 
 from conftest import ALL_SHIPPED, CNN_SPECS, ROOT, TEST_SPECS
 

@@ -19,7 +19,7 @@ ort = pytest.importorskip("onnxruntime")
 np = pytest.importorskip("numpy")
 
 from shrinkc.backends import onnx as onnx_backend
-from shrinkc.backends.weights import expected_tensors
+from shrinkc.backends.onnx.checkpoint import expected_tensors
 from shrinkc.cli import main
 from shrinkc.compiler import compile_file
 
@@ -439,7 +439,7 @@ def test_compiling_to_onnx_does_not_import_torch(tmp_path):
     """In a fresh process, with random weights and with .safetensors weights; the output is
     also byte-identical to this process's (random weights are deterministic)."""
     st = pytest.importorskip("safetensors.numpy")
-    from shrinkc.backends.weights import random_weights
+    from shrinkc.backends.onnx.checkpoint import random_weights
 
     graph = compile_file(TINY)
     st.save_file(random_weights(graph, seed=7), str(tmp_path / "w.safetensors"))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from shrinkc.compiler import ShrinkError, check, parse
-from shrinkc.compiler.passes import shrink as rules
+from shrinkc.search import rules
 from shrinkc.compiler.passes.space import cleanup, expand, node_ops
 
 from conftest import ROOT, TEST_SPECS
@@ -192,7 +192,7 @@ def test_tiny_search_end_to_end(reference_run):
     for s in steps:
         snap = out / f"step-{s:02d}.shrink"
         text = snap.read_text()
-        from shrinkc.compiler.printer import print_program
+        from shrinkc.compiler.syntax.printer import print_program
 
         assert print_program(parse(text)) == text  # canonically formatted
         from shrinkc.compiler.pipeline import build_graph
@@ -295,9 +295,9 @@ def test_paper_space_is_as_specified():
 
 def test_inherit_keeps_the_slices_of_the_remaining_inputs():
     torch = pytest.importorskip("torch")
-    from shrinkc.backends.proxy import build_module, inherit
+    from shrinkc.search.train import build_module, inherit
     from shrinkc.compiler.pipeline import build_graph
-    from shrinkc.compiler.printer import print_program
+    from shrinkc.compiler.syntax.printer import print_program
 
     checked = check(TINY)
     space = next(i for i in checked.sources.main.items if i.kind == "space")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shrinkc.cli import main
-from shrinkc.compiler.cellhash import cell_hash, cell_hashes, dag_hash
+from shrinkc.compiler.analysis.cellhash import cell_hash, cell_hashes, dag_hash
 from shrinkc.compiler.pipeline import build_graph, check
 
 from conftest import ROOT, SPECS, TEST_SPECS
@@ -106,7 +106,7 @@ def test_dag_hash_is_the_same_in_every_process():
     # pinned: a change here changes every hash the shrinker has recorded
     assert dag_hash(["input", "conv", "output"], {(0, 1), (1, 2)}) == \
         "94b8e3878af63c4ed8f6fbcd3bc0bb15da6d235a709f96efc14d112cb0e71326"
-    code = ("from shrinkc.compiler.cellhash import dag_hash; "
+    code = ("from shrinkc.compiler.analysis.cellhash import dag_hash; "
             f"print(dag_hash({DAG_OPS!r}, {sorted(DAG_EDGES)!r}))")
     outs = set()
     for seed in ("0", "1", "12345"):
@@ -432,7 +432,7 @@ def test_schema_to_stdout_and_file(tmp_path, capsys):
 def test_schema_validates_real_ir(tmp_path, spec, chdir_root):
     jsonschema = pytest.importorskip("jsonschema")
     from shrinkc.cli import main as shrinkc_main
-    from shrinkc.vcs import ir_schema
+    from shrinkc.commands.vcs import ir_schema
 
     schema = ir_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -455,7 +455,7 @@ def test_lexer_tokenizes_specs_without_errors(spec):
     pytest.importorskip("pygments")
     from pygments.token import Error
 
-    from shrinkc.compiler.highlight import ShrinkLexer
+    from shrinkc.compiler.syntax.highlight import ShrinkLexer
 
     text = spec.read_text()
     tokens = list(ShrinkLexer().get_tokens(text))
@@ -467,7 +467,7 @@ def test_lexer_token_kinds():
     pytest.importorskip("pygments")
     from pygments.token import Keyword, Name
 
-    from shrinkc.compiler.highlight import ShrinkLexer
+    from shrinkc.compiler.syntax.highlight import ShrinkLexer
 
     toks = [(t, v) for t, v in ShrinkLexer().get_tokens(
         "stage ShrinkA(12, act) x 1 downsample maxpool(2)\n    n3 = sepconv(w) <- x, n1\n"
@@ -493,7 +493,7 @@ def test_lexer_entry_point_when_installed():
 
 
 def test_highlight_line_colours_and_falls_back(monkeypatch):
-    from shrinkc.compiler import highlight
+    from shrinkc.compiler.syntax import highlight
 
     line = "    n1 = sepconv(w, k=3) act <- x  # comment"
     out = highlight.highlight_line(line)
@@ -507,7 +507,7 @@ def test_highlight_line_colours_and_falls_back(monkeypatch):
 
 def test_compiler_does_not_import_pygments_or_graphviz():
     code = ("import sys; from shrinkc.compiler.pipeline import build_graph, check; "
-            "import shrinkc.compiler.cellhash, shrinkc.compiler.semdiff, shrinkc.vcs; "
+            "import shrinkc.compiler.analysis.cellhash, shrinkc.compiler.analysis.semdiff, shrinkc.commands.vcs; "
             "build_graph(check('specs/shrinkcnn_a.shrink')); "
             "print(sorted(m for m in ('pygments', 'graphviz') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,

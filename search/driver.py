@@ -1,7 +1,7 @@
 """``shrinkc shrink``: the AutoShrink search driver, its run directory, resume and executors.
 
 The rules live in ``passes/shrink.py`` (pure); candidates are trained by
-``shrinkc.backends.proxy.evaluate`` (torch), in this process, in local worker processes
+``shrinkc.search.train.evaluate`` (torch), in this process, in local worker processes
 (``--workers N``) or on a Ray cluster (``--executor ray``). This module imports neither torch
 nor ray at import time.
 
@@ -24,14 +24,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ir
-from .cellhash import cell_hash
-from .errors import ShrinkError, warning
-from .fsutil import atomic_write, ensure_dir
-from .passes import shrink as rules
-from .passes.space import expand as expand_space
-from .pipeline import Checked, build_graph, check
-from .printer import print_program
+from shrinkc.compiler import ir
+from shrinkc.compiler.analysis.cellhash import cell_hash
+from shrinkc.compiler.errors import ShrinkError, warning
+from shrinkc.compiler.fsutil import atomic_write, ensure_dir
+from . import rules
+from shrinkc.compiler.passes.space import expand as expand_space
+from shrinkc.compiler.pipeline import Checked, build_graph, check
+from shrinkc.compiler.syntax.printer import print_program
 
 Edge = tuple[int, int]
 
@@ -66,7 +66,7 @@ class _Executor:
 
 class _InProcess(_Executor):
     def map(self, jobs):
-        from shrinkc.backends.proxy import evaluate
+        from shrinkc.search.train import evaluate
 
         for job in jobs:
             yield evaluate(job)
@@ -97,7 +97,7 @@ class _Processes(_Executor):
                                         initializer=_exit_with_parent, initargs=(os.getpid(),))
 
     def map(self, jobs):
-        from shrinkc.backends.proxy import evaluate
+        from shrinkc.search.train import evaluate
 
         futures = [self.pool.submit(evaluate, job) for job in jobs]
         try:
@@ -118,7 +118,7 @@ class _Ray(_Executor):
         except ImportError:
             raise ShrinkError("--executor ray needs Ray", None,
                               "pip install 'shrinkc[ray]'") from None
-        from shrinkc.backends.proxy import evaluate
+        from shrinkc.search.train import evaluate
 
         self.ray = ray
         if not ray.is_initialized():
@@ -268,12 +268,12 @@ def run(opts: Options, report=None) -> dict:
 
     # the proxy network and its data, checked before anything is trained
     graph = build_graph(checked, search.network)
-    from shrinkc.backends import data as proxy_data
+    from shrinkc.search.data import images as proxy_data
 
     net = checked.program.networks[search.network]
     knob, classes = ("vocab", 0) if is_lm else ("classes", 0)
     if is_lm:
-        from shrinkc.backends import corpus
+        from shrinkc.search.data import corpus
 
         classes = corpus.load(opts.data).size
     else:

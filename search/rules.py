@@ -14,9 +14,9 @@ import math
 import random
 from dataclasses import dataclass
 
-from .. import ir
-from ..errors import ShrinkError, did_you_mean
-from .space import all_edges, cleanup, node_count
+from shrinkc.compiler import ir
+from shrinkc.compiler.errors import ShrinkError, did_you_mean
+from shrinkc.compiler.passes.space import all_edges, cleanup, node_count
 
 Edge = tuple[int, int]
 
@@ -61,7 +61,7 @@ def _settings(args: tuple[ir.Arg, ...], keys: dict, defaults: dict, what: str) -
                 raise ShrinkError(f"{a.name} is a name, e.g. adam", a.loc)
             value: object = v.name
         else:
-            from .elaborate import evaluate
+            from shrinkc.compiler.passes.elaborate import evaluate
 
             value = evaluate(v, {})
             if isinstance(value, str) or (keys[a.name] is int and not isinstance(value, int)):

@@ -21,7 +21,8 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from . import ir
+from .. import ir
+from ..units import human
 from .cellhash import (
     INPUT,
     NODE,
@@ -234,7 +235,7 @@ def op_text(op: ir.OpInst | None) -> str:
 
 def _required_first(op: str) -> str | None:
     """The op's first parameter when it is required (``out``, a pool's ``k``): shown bare."""
-    from .ops import OPS
+    from ..ops import OPS
 
     sig = OPS.get(op)
     if sig is None or not sig.params or sig.params[0].default is not None:
@@ -344,7 +345,7 @@ def diff_networks(a: ir.Graph | None, b: ir.Graph | None) -> dict[str, Any]:
 
 
 def _main_graph(checked) -> ir.Graph | None:
-    from .pipeline import build_graph
+    from ..pipeline import build_graph
 
     if not checked.networks:
         return None
@@ -385,7 +386,7 @@ def diff_checked(a, b, name_a: str = "a", name_b: str = "b") -> dict[str, Any]:
 
 
 def diff_files(path_a: str | Path, path_b: str | Path) -> dict[str, Any]:
-    from .pipeline import check
+    from ..pipeline import check
 
     return diff_checked(check(path_a), check(path_b), Path(path_a).as_posix(),
                         Path(path_b).as_posix())
@@ -406,10 +407,6 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _human(n: int) -> str:
-    return f"{n / 1e9:.2f}G" if abs(n) >= 1e9 else f"{n / 1e6:.1f}M" if abs(n) >= 1e5 else f"{n:,}"
-
-
 def _costs(c: dict[str, tuple[int, int]]) -> str:
     parts = []
     if "params" in c:
@@ -418,7 +415,7 @@ def _costs(c: dict[str, tuple[int, int]]) -> str:
     if "macs" in c:
         a, b = c["macs"]
         sign = "+" if b >= a else "-"
-        parts.append(f"MACs {_human(a)} -> {_human(b)} ({sign}{_human(abs(b - a))})")
+        parts.append(f"MACs {human(a)} -> {human(b)} ({sign}{human(abs(b - a))})")
     return ", ".join(parts)
 
 

@@ -25,7 +25,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import ir
+from .. import ir
 
 INPUT, STATE, NODE, OUTPUT, RESIDUAL = "input", "state", "node", "output", "residual"
 _IN_CHANNELS = "$in"  # placeholder for the name bound by ``input x[c]``
@@ -102,7 +102,7 @@ def expr_key(e: ir.Expr | None, bound: str | None = None) -> str:
 
 def _defaults(op: str) -> dict[str, object]:
     try:
-        from .ops import OPS
+        from ..ops import OPS
     except ImportError:  # pragma: no cover - ops is part of the compiler
         return {}
     sig = OPS.get(op)
@@ -126,7 +126,7 @@ def call_key(call: ir.OpCall, bound: str | None = None) -> str:
 def call_text(call: ir.OpCall) -> str:
     """``op(args)`` as written, for people: the first required argument bare."""
     try:
-        from .ops import OPS
+        from ..ops import OPS
     except ImportError:  # pragma: no cover
         OPS = {}
     sig = OPS.get(call.op)
@@ -146,7 +146,7 @@ def expr_text(e: ir.Expr | None) -> str:
     if e is None:
         return ""
     try:
-        from .printer import expr
+        from ..syntax.printer import expr
 
         return expr(e)
     except (KeyError, TypeError, AttributeError):  # a kind the printer does not know

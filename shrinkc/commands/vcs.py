@@ -1,7 +1,7 @@
 """Architectures under version control: ``shrinkc diff``, ``viz`` and ``schema``.
 
 ``register(subparsers)`` adds the commands to ``shrinkc``'s parser. Each command is
-``func(args, report) -> int`` like the others in :mod:`shrinkc.cli`.
+``func(args, report) -> int`` like the others in :mod:`shrinkc.commands`.
 
 ``diff`` exits like diff(1): 0 when the two specs mean the same, 1 when they differ, 2 on
 trouble (wrong usage, a missing file, a spec with errors).
@@ -14,12 +14,7 @@ import sys
 from pathlib import Path
 
 from shrinkc.compiler.errors import ShrinkError
-
-
-def _usage_error(message: str) -> Exception:
-    from shrinkc.cli import UsageError
-
-    return UsageError(message)
+from shrinkc.console import UsageError
 
 
 # --------------------------------------------------------------------------- diff
@@ -27,7 +22,7 @@ def _usage_error(message: str) -> Exception:
 
 def cmd_diff(args, report) -> int:
     from shrinkc.compiler.pipeline import check
-    from shrinkc.compiler.semdiff import diff_checked, render
+    from shrinkc.compiler.analysis.semdiff import diff_checked, render
 
     try:
         checked = []
@@ -59,7 +54,7 @@ def _picture(args, report) -> str:
     from shrinkc.compiler.pipeline import build_graph, check
 
     if args.cell is None and (args.stage or args.symbolic):
-        raise _usage_error("--stage and --symbolic need --cell NAME")
+        raise UsageError("--stage and --symbolic need --cell NAME")
     checked = check(args.spec)
     for w in checked.warnings:
         report(w)
@@ -90,7 +85,7 @@ def cmd_viz(args, report) -> int:
     if args.output is not None:
         fmt = Path(args.output).suffix.lower().lstrip(".")
         if fmt not in viz.FORMATS:
-            raise _usage_error(f"cannot tell the picture format of '{args.output}' "
+            raise UsageError(f"cannot tell the picture format of '{args.output}' "
                                f"(use .svg, .png, .pdf or .dot)")
     source = _picture(args, report)
     if args.output is None:
@@ -106,7 +101,7 @@ def cmd_viz(args, report) -> int:
 
 def ir_schema() -> dict:
     """JSON Schema (draft 2020-12) of the graph IR that ``compile --target ir`` writes."""
-    from shrinkc import __version__
+    from shrinkc.compiler.version import __version__
     from shrinkc.compiler import ir
 
     schema = ir.Graph.model_json_schema()

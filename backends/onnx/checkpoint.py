@@ -35,7 +35,7 @@ import numpy as np
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError, closest
 
-from .naming import act_module, cell_attr_names, stage_attr_names
+from ..naming import act_module, cell_attr_names, stage_attr_names
 
 CONV_OPS = ("conv", "sepconv", "dwconv")
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -157,7 +157,7 @@ def op_tensors(site: Site) -> list[tuple[str, TensorSpec]]:
 def expected_tensors(graph: ir.Graph) -> dict[str, TensorSpec]:
     """Name -> shape and dtype of every tensor of the generated module's ``state_dict``."""
     if graph.lm is not None:  # a language model: embedding, cell, decoder
-        from .onnx_lm import lm_tensors
+        from .lm import lm_tensors
 
         return lm_tensors(graph)
     return {name: spec for site in sites(graph) for name, spec in op_tensors(site)}
@@ -175,7 +175,7 @@ def random_weights(graph: ir.Graph, seed: int = SEED) -> dict[str, np.ndarray]:
     added or removed. ``num_batches_tracked`` is left out (it is never used). Language models:
     ``onnx_lm.random_lm_weights``."""
     if graph.lm is not None:
-        from .onnx_lm import random_lm_weights
+        from .lm import random_lm_weights
 
         return random_lm_weights(graph, seed)
     bounds = {"bn.weight": (0.5, 1.5), "bn.bias": (-0.1, 0.1), "bn.running_mean": (-0.1, 0.1),
@@ -292,7 +292,7 @@ def check_weights(found: Mapping[str, Found], graph: ir.Graph, source: str) -> d
     """The checkpoint's tensors as float32 arrays, or an error naming the first tensor that
     does not fit ``graph`` (missing, wrong shape or dtype, then unexpected ones)."""
     if graph.lm is not None:  # a tied decoder may be saved under either name, or both
-        from .onnx_lm import tie_checkpoint
+        from .lm import tie_checkpoint
 
         found = tie_checkpoint(found, graph, source)
     expected = expected_tensors(graph)

@@ -24,8 +24,8 @@ from lark.exceptions import (
     VisitError,
 )
 
-from . import ir
-from .errors import ShrinkError
+from .. import ir
+from ..errors import ShrinkError
 from .printer import BLANK
 
 LANGUAGE_VERSION = 1

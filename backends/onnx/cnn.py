@@ -66,8 +66,8 @@ from onnx import TensorProto, helper
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
-from .naming import cell_attr_names, fresh_name
-from .weights import CONV_OPS, cell_prefixes, chain_prefixes, join, random_weights, wrapped
+from ..naming import cell_attr_names, fresh_name
+from .checkpoint import CONV_OPS, cell_prefixes, chain_prefixes, join, random_weights, wrapped
 
 OPSET = 28
 FUNCTION_DOMAIN = "shrinkc.cells"
@@ -321,7 +321,7 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
     A language model (``graph.lm``) is ``onnx_lm.generate_lm``'s (``fold_bn`` does not apply).
     """
     if graph.lm is not None:
-        from .onnx_lm import generate_lm
+        from .lm import generate_lm
 
         return generate_lm(graph, weights, functions=functions, weights_source=weights_source)
     if weights is None:
@@ -381,7 +381,7 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
     opsets = [helper.make_opsetid("", OPSET)]
     if functions:
         opsets.append(helper.make_opsetid(FUNCTION_DOMAIN, 1))
-    from shrinkc import __version__
+    from shrinkc.compiler.version import __version__
 
     model = helper.make_model(
         g, opset_imports=opsets, producer_name="shrinkc", producer_version=__version__,

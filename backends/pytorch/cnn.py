@@ -19,9 +19,10 @@ import jinja2
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.compiler.ops import pool_stride
-from shrinkc.compiler.printer import expr as print_expr
+from shrinkc.compiler.units import human
+from shrinkc.compiler.syntax.printer import expr as print_expr
 
-from .naming import CELL_LOCALS, Namer, act_module, cell_attr_names, stage_attr_names
+from ..naming import CELL_LOCALS, Namer, act_module, cell_attr_names, stage_attr_names
 
 ACT_MODULES = {
     "relu": "nn.ReLU", "relu6": "nn.ReLU6", "swish": "nn.SiLU", "silu": "nn.SiLU",
@@ -115,10 +116,6 @@ def _call(func: str, args: list[str], indent: str) -> str:
 def text(s: str) -> str:
     """User text (file names) made safe inside a comment, docstring or string literal."""
     return s.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-
-
-def _human(n: int) -> str:
-    return f"{n / 1e9:.2f}G" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
 
 # --------------------------------------------------------------------------- ops
@@ -418,7 +415,7 @@ def _network_class(graph: ir.Graph, net: ir.NetworkDef, class_name: str, cell_cl
     cost = graph.cost
     where = f"{text(net.loc.file)}:{net.loc.line}"
     doc = (f"Network {net.name} ({where}): {cost.params:,} parameters, "  # type: ignore[union-attr]
-           f"{_human(cost.macs)} MACs at {'x'.join(map(str, graph.input_shape.as_list()))}.")  # type: ignore[union-attr]
+           f"{human(cost.macs, kilo=True)} MACs at {'x'.join(map(str, graph.input_shape.as_list()))}.")  # type: ignore[union-attr]
     return NetworkClass(class_name, doc, sig, init, inp, fwd)
 
 
@@ -428,7 +425,7 @@ def _network_class(graph: ir.Graph, net: ir.NetworkDef, class_name: str, cell_cl
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("shrinkc.backends", "templates"),
+        loader=jinja2.PackageLoader("shrinkc.backends.pytorch", "templates"),
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -441,7 +438,7 @@ def _template() -> jinja2.Template:
 def generate(graph: ir.Graph) -> str:
     """The standalone PyTorch source of ``graph``'s network."""
     if graph.lm is not None:
-        from .pytorch_lm import generate_lm
+        from .lm import generate_lm
 
         return generate_lm(graph, text)
     program = graph.program
@@ -464,7 +461,7 @@ def generate(graph: ir.Graph) -> str:
         graph=graph,
         source=text(graph.source),
         params=f"{graph.cost.params:,}",  # type: ignore[union-attr]
-        macs=_human(graph.cost.macs),  # type: ignore[union-attr]
+        macs=human(graph.cost.macs, kilo=True),  # type: ignore[union-attr]
         macs_exact=f"{graph.cost.macs:,}",  # type: ignore[union-attr]
         helpers=helpers,
         cells=cells,

@@ -14,7 +14,7 @@ import types
 from functools import lru_cache
 from typing import Any
 
-from shrinkc.backends import data as proxy_data
+from shrinkc.search.data import images as proxy_data
 from shrinkc.backends.pytorch import generate
 from shrinkc.compiler.pipeline import build_graph, check
 
@@ -238,7 +238,7 @@ def evaluate(job: dict) -> dict:
         settings["epochs"] = int(settings.get("finetune", 2))
         settings["patience"] = 0
     if graph.lm is not None:
-        from shrinkc.backends import corpus
+        from shrinkc.search.data import corpus
 
         ppl, epochs = train_lm(model, corpus.load(job.get("data")), settings, job["seed"])
         result = {"ppl": ppl, "flops": graph.lm.flops}

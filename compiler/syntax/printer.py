@@ -8,7 +8,7 @@ parser attached them. ``print_program(parse(t))`` is idempotent and
 
 from __future__ import annotations
 
-from . import ir
+from .. import ir
 
 INDENT = "    "
 BLANK = "\n"  # marker in Comments.leading: a blank line between comment paragraphs

@@ -16,7 +16,7 @@ import jinja2
 
 from shrinkc.compiler import ir
 
-from .naming import RECURRENT_LOCALS, Namer, edge_key, recurrent_cell_names
+from ..naming import RECURRENT_LOCALS, Namer, edge_key, recurrent_cell_names
 
 ACT_FUNCTIONS = {"tanh": "torch.tanh", "relu": "torch.relu", "sigmoid": "torch.sigmoid",
                  "identity": "identity"}
@@ -85,7 +85,7 @@ def _cell(cell: ir.CellDef, class_name: str) -> _Cell:
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("shrinkc.backends", "templates"),
+        loader=jinja2.PackageLoader("shrinkc.backends.pytorch", "templates"),
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
         undefined=jinja2.StrictUndefined, autoescape=False,
     )
@@ -94,7 +94,7 @@ def _template() -> jinja2.Template:
 
 def generate_lm(graph: ir.Graph, text) -> str:
     """The standalone PyTorch source of a language-model ``graph``."""
-    from .pytorch import _render, _value
+    from .cnn import _render, _value
 
     lm = graph.lm
     assert lm is not None

@@ -79,8 +79,8 @@ from onnx import TensorProto, helper
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
-from .naming import edge_key, fresh_name, recurrent_cell_names
-from .weights import SEED, Found, TensorSpec
+from ..naming import edge_key, fresh_name, recurrent_cell_names
+from .checkpoint import SEED, Found, TensorSpec
 
 ACT_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "identity": None}
 TOKENS, HIDDEN, LOGITS, LAST_HIDDEN = "tokens", "hidden", "logits", "last_hidden"
@@ -278,7 +278,7 @@ def generate_lm(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None
     ``weights`` maps state_dict names to float32 arrays (checked by
     ``weights.load_weights``); without them the weights are :func:`random_lm_weights`.
     """
-    from .onnx import OPSET, ir_version
+    from .cnn import OPSET, ir_version
 
     lm = graph.lm
     assert lm is not None
@@ -319,7 +319,7 @@ def generate_lm(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None
          helper.make_tensor_value_info(LAST_HIDDEN, TensorProto.FLOAT, ["batch", lm.hidden],
                                        doc_string="h_T, the state after the last step")],
     )
-    from shrinkc import __version__
+    from shrinkc.compiler.version import __version__
 
     model = helper.make_model(
         g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="shrinkc",

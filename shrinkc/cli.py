@@ -1,0 +1,62 @@
+"""The ``shrinkc`` command line: the entry point and its parser.
+
+Commands: compile, stats, check, fmt (``commands/build.py``), shrink (``commands/shrink.py``),
+diff, viz, schema (``commands/vcs.py``).
+
+Exit codes: 0 success, 1 an error in the user's input (spec, data, files), 2 wrong
+command-line usage. Errors are printed as ``file:line:col: error: message`` with the source
+line and a hint; never as a traceback. Heavy modules (jinja2, rich, torch) load only when
+needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from shrinkc.compiler.errors import Diagnostic, ShrinkError
+from shrinkc.console import Reporter, UsageError
+
+__all__ = ["Reporter", "UsageError", "main", "make_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # exit 2, as argparse does, with our prefix
+        self.print_usage(sys.stderr)
+        print(f"shrinkc: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from shrinkc.commands import build, shrink, vcs
+    from shrinkc.compiler.version import __version__
+
+    p = _Parser(prog="shrinkc", description="Compile .shrink architecture specs.")
+    p.add_argument("--version", action="version", version=f"shrinkc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for group in (build, shrink, vcs):
+        group.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    report = Reporter()
+    try:
+        return args.func(args, report)
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
+        print(f"shrinkc: error: {e}", file=sys.stderr)
+        return 2
+    except ShrinkError as e:
+        report(e.diagnostic)
+        return 1
+    except KeyboardInterrupt:
+        print("shrinkc: interrupted", file=sys.stderr)
+        return 130
+    except RecursionError:
+        report(Diagnostic("error", "spec is nested too deeply", None,
+                          "simplify deeply nested expressions"))
+        return 1

@@ -1,0 +1,1 @@
+"""The commands of ``shrinkc``, one module per group: build (compile, stats, check, fmt), shrink, and vcs (diff, viz, schema). Each module has ``register(subparsers)``; each command is ``func(args, report) -> int``."""

@@ -1,0 +1,343 @@
+"""Building specs: ``shrinkc compile``, ``stats``, ``check`` and ``fmt``.
+
+Heavy modules (jinja2, numpy, onnx, rich) load only in the command that needs them, so that
+``shrinkc compile`` starts fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from shrinkc.compiler.errors import Diagnostic, ShrinkError
+from shrinkc.compiler.ir import Loc
+from shrinkc.compiler.units import human
+from shrinkc.console import UsageError, stdout_console
+
+TARGETS = ("pytorch", "onnx", "ir")
+
+
+def graph_of(args, report):
+    """Check ``args.spec``, report its warnings, and build ``args.network`` (or the last)."""
+    from shrinkc.compiler.pipeline import build_graph, check
+
+    checked = check(args.spec)
+    for w in checked.warnings:
+        report(w)
+    return build_graph(checked, getattr(args, "network", None))
+
+
+# --------------------------------------------------------------------------- compile
+
+
+def _import_numpy_without_blas_threads() -> None:
+    """Import numpy with OpenBLAS limited to one thread: compiling does no linear algebra,
+    and starting a BLAS thread pool is a good part of numpy's import time."""
+    if "numpy" in sys.modules:
+        return
+    old = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        import numpy  # noqa: F401
+    finally:
+        if old is None:
+            del os.environ["OPENBLAS_NUM_THREADS"]
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = old
+
+
+def _targets(args) -> list[str]:
+    targets = list(dict.fromkeys(t.strip() for t in args.target.split(",") if t.strip()))
+    for t in targets:
+        if t not in TARGETS:
+            raise UsageError(f"unknown target '{t}' (choose from {', '.join(TARGETS)})")
+    if not targets:
+        raise UsageError("no target given (choose from " + ", ".join(TARGETS) + ")")
+    onnx_only = [f for f, on in (("--weights", args.weights), ("--no-fold-bn", args.no_fold_bn),
+                                 ("--functions", args.functions)) if on]
+    if onnx_only and "onnx" not in targets:
+        raise UsageError(f"{', '.join(onnx_only)} only applies to --target onnx")
+    return targets
+
+
+def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
+    """The serialized ONNX model of ``graph`` and what to say about it."""
+    try:
+        _import_numpy_without_blas_threads()
+        from shrinkc.backends import onnx as onnx_backend
+        from shrinkc.backends.onnx.checkpoint import load_weights
+    except ImportError as e:
+        raise ShrinkError(f"the onnx target needs the '{e.name}' package", None,
+                          "pip install 'shrinkc[onnx]'") from None
+
+    weights = load_weights(args.weights, graph) if args.weights else None
+    source = Path(args.weights).name if args.weights else None
+    model = onnx_backend.generate(graph, weights, fold_bn=not args.no_fold_bn,
+                                  functions=args.functions, weights_source=source)
+    how = [f"opset {onnx_backend.OPSET}",
+           "time loop as Scan" if graph.kind == "lm"
+           else "batch norm kept" if args.no_fold_bn else "batch norm folded",
+           f"weights from {source}" if source else "random weights"]
+    if args.functions:
+        how.append("cells as functions")
+    return onnx_backend.serialize(model), f"{summary}; {', '.join(how)}"
+
+
+def cmd_compile(args, report) -> int:
+    from shrinkc.compiler.fsutil import atomic_write, ensure_dir
+
+    targets = _targets(args)
+    graph = graph_of(args, report)
+    stem = Path(args.spec).stem
+    summary = f"{graph.network}: {graph.cost.params:,} params, {human(graph.cost.macs)} MACs"
+    # Everything is generated (and weights checked) before anything is written.
+    outputs: list[tuple[str, str | bytes, str]] = []
+    for t in targets:
+        if t == "pytorch":
+            from shrinkc.backends.pytorch import generate
+
+            outputs.append((f"{stem}.py", generate(graph), summary))
+        elif t == "onnx":
+            data, what = _onnx(args, graph, summary)
+            outputs.append((f"{stem}.onnx", data, what))
+        else:
+            outputs.append((f"{stem}.ir.json", graph.model_dump_json(indent=1) + "\n", summary))
+    out = ensure_dir(Path(args.output))
+    for name, data, what in outputs:
+        path = out / name
+        atomic_write(path, data)
+        print(f"wrote {path.as_posix()} ({what})")
+    return 0
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def _chain(layers) -> dict:
+    return {
+        "ops": [layer.op.op for layer in layers],
+        "output": layers[-1].out_shape.as_list() if layers else None,
+        "params": sum(layer.cost.params for layer in layers),
+        "macs": sum(layer.cost.macs for layer in layers),
+    }
+
+
+def _lm_stats(graph, hashes: dict[str, str]) -> dict:
+    lm = graph.lm
+    return {
+        "network": graph.network,
+        "source": graph.source,
+        "spec_hash": graph.spec_hash,
+        "kind": "language model",
+        "input": ["batch", "time"],
+        "output": ["batch", "time", lm.vocab],
+        "params": graph.cost.params,
+        "macs": graph.cost.macs,
+        "flops": lm.flops,
+        "edges": graph.edges,
+        "vocab": lm.vocab, "embed": lm.embed, "hidden": lm.hidden, "tied": lm.tied,
+        "dropout": lm.dropout,
+        "cells": {lm.cell.cell: {"nodes": len(lm.cell.nodes), "edges": graph.edges,
+                                 "hash": hashes[lm.cell.cell]}},
+        "parts": {
+            "embedding": lm.vocab * lm.embed,
+            "cell": lm.cell.cost.params,
+            "decoder": graph.cost.params - lm.vocab * lm.embed - lm.cell.cost.params,
+        },
+        "stages": [],
+    }
+
+
+def stats_dict(graph) -> dict:
+    """What ``shrinkc stats --json`` prints."""
+    from shrinkc.compiler.analysis.cellhash import cell_hashes
+
+    hashes = cell_hashes(graph)
+    if graph.kind == "lm":
+        return _lm_stats(graph, hashes)
+    cells = graph.program.cells
+    return {
+        "network": graph.network,
+        "source": graph.source,
+        "spec_hash": graph.spec_hash,
+        "input": graph.input_shape.as_list(),
+        "output": graph.out_shape.as_list(),
+        "params": graph.cost.params,
+        "macs": graph.cost.macs,
+        "edges": graph.edges,
+        "cells": {
+            name: {"nodes": len(cells[name].nodes) + 1, "edges": cells[name].edges,
+                   "hash": hashes[name]}
+            for name in graph.cells_used
+        },
+        "stem": _chain(graph.stem),
+        "stages": [{"name": s.name, "cell": s.cells[0].cell, "depth": len(s.cells),
+                    "output": s.out_shape.as_list(), "params": s.cost.params,
+                    "macs": s.cost.macs} for s in graph.stages],
+        "head": _chain(graph.head),
+    }
+
+
+def _print_lm_stats(d: dict, console) -> None:
+    from rich.table import Table
+
+    console.print(f"{d['network']}  ({d['source']}, language model, vocabulary {d['vocab']:,})")
+    table = Table(box=None, pad_edge=False)
+    table.add_column("part")
+    table.add_column("params", justify="right")
+    for part, n in d["parts"].items():
+        table.add_row(part, f"{n:,}")
+    table.add_row("total", f"{d['params']:,}", style="bold", end_section=True)
+    console.print(table)
+    console.print(f"{d['params']:,} parameters, {d['edges']} live edges, {human(d['flops'])} "
+                  f"FLOPs per step (edges x hidden^2), {human(d['macs'])} MACs per token")
+
+
+def _print_cnn_stats(d: dict, console) -> None:
+    from rich import box
+    from rich.table import Table
+
+    def shape(s) -> str:
+        return "x".join(map(str, s))
+
+    console.print(f"{d['network']}  ({d['source']}, input {shape(d['input'])})")
+    table = Table(box=box.SIMPLE, show_footer=True, pad_edge=False, show_edge=False)
+    table.add_column("part", footer="total")
+    table.add_column("cell")
+    table.add_column("depth", justify="right")
+    table.add_column("output")
+    table.add_column("params", justify="right", footer=f"{d['params']:,}")
+    table.add_column("MACs", justify="right", footer=f"{d['macs']:,}")
+    table.add_row("stem", "-", "", shape(d["stem"]["output"] or d["input"]),
+                  f"{d['stem']['params']:,}", f"{d['stem']['macs']:,}")
+    for s in d["stages"]:
+        table.add_row(s["name"], s["cell"], f"x{s['depth']}", shape(s["output"]),
+                      f"{s['params']:,}", f"{s['macs']:,}")
+    table.add_row("head", "-", "", shape(d["output"]), f"{d['head']['params']:,}",
+                  f"{d['head']['macs']:,}")
+    console.print(table)
+    console.print(f"{d['params']:,} parameters, {human(d['macs'])} MACs, "
+                  f"{d['edges']} live edges in {len(d['cells'])} distinct cell(s)")
+
+
+def cmd_stats(args, report) -> int:
+    graph = graph_of(args, report)
+    d = stats_dict(graph)
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    console = stdout_console()
+    (_print_lm_stats if graph.kind == "lm" else _print_cnn_stats)(d, console)
+    for name, c in d["cells"].items():
+        console.print(f"cell {name}: {c['nodes']} nodes, {c['edges']} edges, "
+                      f"hash {c['hash'][:16]}")
+    return 0
+
+
+# --------------------------------------------------------------------------- check, fmt
+
+
+def cmd_check(args, report) -> int:
+    from shrinkc.compiler.pipeline import build_graph, check
+
+    failed = 0
+    for spec in args.specs:
+        try:
+            checked = check(spec)
+            for w in checked.warnings:
+                report(w)
+            nets = checked.networks
+            for name in nets:
+                build_graph(checked, name)
+            what = f"{len(checked.program.cells)} cell(s), {len(nets)} network(s)"
+            if not args.quiet:
+                print(f"{spec}: ok ({what})")
+        except ShrinkError as e:
+            report(e.diagnostic)
+            failed += 1
+        except RecursionError:
+            report(Diagnostic("error", "spec is nested too deeply", Loc(file=spec),
+                              "simplify deeply nested expressions"))
+            failed += 1
+    return 1 if failed else 0
+
+
+def _shrink_files(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*.shrink") if q.is_file())
+        elif p.exists():
+            files.append(p)
+        else:
+            raise ShrinkError(f"no such file or directory: {p.as_posix()}")
+    return files
+
+
+def cmd_fmt(args, report) -> int:
+    from shrinkc.compiler.fsutil import atomic_write
+    from shrinkc.compiler.syntax.parser import parse, read_source
+    from shrinkc.compiler.syntax.printer import print_program
+
+    changed = failed = 0
+    for path in _shrink_files(args.paths):
+        shown = path.as_posix()
+        try:
+            text = read_source(path, shown)
+            new = print_program(parse(text, shown))
+        except ShrinkError as e:
+            report(e.diagnostic)
+            failed += 1
+            continue
+        if new == text:
+            continue
+        changed += 1
+        if args.check:
+            print(f"would reformat {shown}")
+        else:
+            atomic_write(path, new)
+            print(f"reformatted {shown}")
+    if failed:
+        return 1
+    return 1 if (args.check and changed) else 0
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def register(sub) -> None:
+    """Add ``compile``, ``stats``, ``check`` and ``fmt`` to ``shrinkc``'s subparsers."""
+    c = sub.add_parser("compile", help="compile a spec to standalone PyTorch, ONNX or IR JSON")
+    c.add_argument("spec")
+    c.add_argument("-o", "--output", default="build", help="output directory (default: build)")
+    c.add_argument("--target", default="pytorch",
+                   help="comma-separated: pytorch (default), onnx, ir")
+    c.add_argument("--network", help="which network of the file (default: its last one)")
+    c.add_argument("--weights", metavar="FILE",
+                   help="onnx: state_dict of the generated PyTorch module, saved with torch.save "
+                        "(.pt) or safetensors (.safetensors); default: seeded random weights")
+    c.add_argument("--no-fold-bn", action="store_true",
+                   help="onnx: keep BatchNormalization nodes (default: fold them into the convs)")
+    c.add_argument("--functions", action="store_true",
+                   help="onnx: emit each cell as an ONNX local function (default: a flat graph)")
+    c.set_defaults(func=cmd_compile)
+
+    s = sub.add_parser("stats", help="per-stage parameters, MACs and output shapes")
+    s.add_argument("spec")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--network", help="which network of the file (default: its last one)")
+    s.set_defaults(func=cmd_stats)
+
+    k = sub.add_parser("check", help="check specs; errors as file:line:col")
+    k.add_argument("specs", nargs="+")
+    k.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    k.set_defaults(func=cmd_check)
+
+    f = sub.add_parser("fmt", help="format specs canonically, in place")
+    f.add_argument("paths", nargs="+", help="files or folders")
+    f.add_argument("--check", action="store_true",
+                   help="change nothing; exit 1 if a file is not formatted")
+    f.set_defaults(func=cmd_fmt)

@@ -1,0 +1,52 @@
+"""The search: ``shrinkc shrink``."""
+
+from __future__ import annotations
+
+from shrinkc.compiler.units import human
+from shrinkc.console import UsageError
+
+
+def cmd_shrink(args, report) -> int:
+    from shrinkc.search.driver import Options, run
+
+    if args.workers < 1 or args.threads < 1:
+        raise UsageError("--workers and --threads take a positive number")
+    overrides = {"candidates": args.candidates, "epochs": args.epochs, "seed": args.seed}
+    opts = Options(spec=args.spec, out=args.output, data=args.data, workers=args.workers,
+                   threads=args.threads, executor=args.executor, address=args.address,
+                   resume=args.resume, quiet=args.quiet, max_steps=args.max_steps,
+                   search=args.search, inherit=args.inherit, overrides=overrides)
+    result = run(opts, report)
+    best = result["best"]
+    if best is not None:
+        what = (f"ppl {best['ppl']:.2f}, {human(best['flops'])} FLOPs" if "ppl" in best
+                else f"acc {best['acc']:.4f}, {human(best['macs'])} MACs")
+        print(f"{result['steps']} step(s), {result['trained']} candidates in the log; "
+              f"best: {result['out']}/{best['file']} ({best['edges']} edges, score "
+              f"{best['score']:.4f}, {what}) -> {result['out']}/best.shrink")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``shrink`` to ``shrinkc``'s subparsers."""
+    r = sub.add_parser("shrink", help="AutoShrink search over a space's edges")
+    r.add_argument("spec", help="a search-space file (space, proxy network, search block)")
+    r.add_argument("-o", "--output", required=True, help="run directory")
+    r.add_argument("--data", help="proxy data .npz (x_train, y_train, x_val, y_val); "
+                   "default: scikit-learn's digits")
+    r.add_argument("--candidates", type=int, help="candidates per step (K)")
+    r.add_argument("--max-steps", type=int, help="stop after N removal steps")
+    r.add_argument("--epochs", type=int, help="training epochs per candidate")
+    r.add_argument("--seed", type=int, help="search seed")
+    r.add_argument("--workers", type=int, default=1, help="local worker processes")
+    r.add_argument("--threads", type=int, default=1,
+                   help="torch threads per candidate (fixed, so results do not depend on workers)")
+    r.add_argument("--executor", choices=("local", "ray"), default="local")
+    r.add_argument("--address", help="Ray cluster address (with --executor ray)")
+    r.add_argument("--resume", action="store_true", help="continue the run in -o")
+    r.add_argument("--inherit", action="store_true",
+                   help="start candidates from the current DAG's trained weights and fine-tune "
+                   "them (train setting finetune, default 2 epochs) instead of training from scratch")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--search", help="which search block (default: the file's last)")
+    r.set_defaults(func=cmd_shrink)

@@ -16,9 +16,10 @@ The invariants of the graph level are checked in one place, ``compiler.verify``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from functools import lru_cache
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 
 class _Node(BaseModel):
@@ -386,11 +387,11 @@ class Program(_Node):
 
     @property
     def cells(self) -> dict[str, CellDef]:
-        return self.defs(CellDef)  # type: ignore[return-value]
+        return {i.name: i for i in self.items if isinstance(i, CellDef)}
 
     @property
     def networks(self) -> dict[str, NetworkDef]:
-        return self.defs(NetworkDef)  # type: ignore[return-value]
+        return {i.name: i for i in self.items if isinstance(i, NetworkDef)}
 
 
 # --------------------------------------------------------------------------- graph level
@@ -437,13 +438,16 @@ ZERO = Cost()
 
 
 class NodeInst(_Node):
+    """One node of a cell instance. Shapes come from ``passes.elaborate``; costs from
+    ``passes.cost`` (``ZERO`` until that pass has run)."""
+
     name: str
     op: OpInst | None  # None for node 0 without downsampling
     inputs: tuple[str, ...] = ()
     merge: Merge = "concat"
-    in_shape: Shape | None = None
-    out_shape: Shape | None = None
-    cost: Cost | None = None
+    in_shape: Shape
+    out_shape: Shape
+    cost: Cost = ZERO
     loc: Loc = NOWHERE
 
 
@@ -457,25 +461,25 @@ class CellInst(_Node):
     merge: Merge = "concat"
     residual: Literal["none", "identity", "project"] = "none"
     residual_op: OpInst | None = None
-    in_shape: Shape | None = None
-    out_shape: Shape | None = None
-    cost: Cost | None = None
+    in_shape: Shape
+    out_shape: Shape
+    cost: Cost = ZERO
     loc: Loc = NOWHERE
 
 
 class LayerInst(_Node):
     op: OpInst
-    in_shape: Shape | None = None
-    out_shape: Shape | None = None
-    cost: Cost | None = None
+    in_shape: Shape
+    out_shape: Shape
+    cost: Cost = ZERO
     loc: Loc = NOWHERE
 
 
 class StageInst(_Node):
     name: str
     cells: tuple[CellInst, ...]
-    out_shape: Shape | None = None
-    cost: Cost | None = None
+    out_shape: Shape
+    cost: Cost = ZERO
     loc: Loc = NOWHERE
 
 
@@ -495,8 +499,11 @@ class LMInst(_Node):
     flops: int = 0  # the paper's convention: live edges x hidden^2 per step
 
 
-class Graph(_Node):
-    """One network instantiated: the input of the backends and the cost model's result."""
+class _GraphBase(_Node):
+    """What every instantiated network has. The JSON layout of both kinds is one: the fields
+    in this order, then ``stem``, ``stages``, ``head``, ``out_shape``, ``cost``, ``program``
+    and ``lm`` (null for an image network; the stem, stages and head of a language model are
+    empty), so ``compile --target ir`` files keep one shape."""
 
     network: str
     source: str  # the spec file as given on the command line
@@ -504,22 +511,22 @@ class Graph(_Node):
     args: dict[str, Value] = Field(default_factory=dict)
     input_name: str = "input"
     input_shape: Shape
+
+
+class CNNGraph(_GraphBase):
+    """An image network: stem, stages of cell instances, head."""
+
+    kind: ClassVar[Literal["cnn"]] = "cnn"
     stem: tuple[LayerInst, ...] = ()
     stages: tuple[StageInst, ...] = ()
     head: tuple[LayerInst, ...] = ()
-    out_shape: Shape | None = None
-    cost: Cost | None = None
+    out_shape: Shape
+    cost: Cost = ZERO  # filled in by passes.cost
     program: Program  # resolved definitions: the network and every cell it uses
-    lm: LMInst | None = None  # language models: the recurrent part (stem/stages/head empty)
-
-    @property
-    def kind(self) -> str:
-        return "lm" if self.lm is not None else "cnn"
+    lm: None = None  # the shared JSON layout: always null here
 
     @property
     def cells_used(self) -> tuple[str, ...]:
-        if self.lm is not None:
-            return (self.lm.cell.cell,)
         seen: dict[str, None] = {}
         for stage in self.stages:
             for c in stage.cells:
@@ -528,5 +535,47 @@ class Graph(_Node):
 
     @property
     def edges(self) -> int:
+        """Live edges of the distinct cells the network uses."""
         cells = self.program.cells
         return sum(cells[name].edges for name in self.cells_used)
+
+
+class LMGraph(_GraphBase):
+    """A language model: embedding, one recurrent cell over time, decoder (``lm``)."""
+
+    kind: ClassVar[Literal["lm"]] = "lm"
+    stem: tuple[()] = ()
+    stages: tuple[()] = ()
+    head: tuple[()] = ()
+    out_shape: Shape
+    cost: Cost = ZERO  # filled in by passes.cost
+    program: Program
+    lm: LMInst
+
+    @property
+    def cells_used(self) -> tuple[str, ...]:
+        return (self.lm.cell.cell,)
+
+    @property
+    def edges(self) -> int:
+        """Live edges of the recurrent cell (node 0's two inputs are not edges)."""
+        return self.program.cells[self.lm.cell.cell].edges
+
+
+def _graph_kind(value: object) -> str:
+    lm = value.get("lm") if isinstance(value, dict) else getattr(value, "lm", None)
+    return "cnn" if lm is None else "lm"
+
+
+Graph = Annotated[
+    Annotated[CNNGraph, Tag("cnn")] | Annotated[LMGraph, Tag("lm")],
+    Discriminator(_graph_kind),
+]
+"""One network instantiated: the input of the backends and the cost model's result. Which
+kind it is shows in ``graph.kind`` (``"cnn"`` or ``"lm"``)."""
+
+
+@lru_cache(maxsize=1)
+def graph_adapter() -> TypeAdapter:
+    """Validation, JSON and JSON Schema of :data:`Graph` (built on first use)."""
+    return TypeAdapter(Graph)

@@ -47,7 +47,6 @@ def verify_graph(graph: ir.Graph, *, costed: bool = False) -> ir.Graph:
             _require(len(names) == len(set(names)), f"{cell.cell}: node names are unique")
             shapes = {}
             for i, n in enumerate(cell.nodes):
-                _require(n.out_shape is not None, f"{cell.cell}.{n.name}: shape inferred")
                 _require(i == 0 or all(s in shapes for s in n.inputs),
                          f"{cell.cell}.{n.name}: topological order")
                 shapes[n.name] = n.out_shape
@@ -55,22 +54,28 @@ def verify_graph(graph: ir.Graph, *, costed: bool = False) -> ir.Graph:
             _require((cell.residual == "project") == (cell.residual_op is not None),
                      f"{cell.cell}: a projection exists iff the residual projects")
             if costed:
-                _require(cell.cost is not None and all(n.cost is not None for n in cell.nodes),
-                         f"{cell.cell}: costed")
+                own = sum(n.cost.params for n in cell.nodes)
+                _require(cell.cost.params >= own, f"{cell.cell}: cost covers its nodes")
             x = cell.out_shape
         _require(stage.out_shape == x, f"{stage.name}: out shape is its last cell's")
     for layer in graph.head:
         _require(layer.in_shape == x, "head layers chain")
         x = layer.out_shape
     _require(graph.out_shape == x, "network out shape is the last layer's")
-    if graph.lm is not None:
-        _require(not (graph.stem or graph.stages or graph.head), "a language model has no stages")
+    if isinstance(graph, ir.LMGraph):
         if costed:
-            _require(graph.lm.cell.cost is not None and graph.cost is not None, "costed")
+            cell = graph.lm.cell
+            _require(cell.cost.params == sum(n.cost.params for n in cell.nodes) > 0,
+                     "the recurrent cell's cost is the sum of its nodes'")
+            _require(graph.cost.params > cell.cost.params, "network costed")
         return graph
     if costed:
-        _require(graph.cost is not None, "network costed")
         parts = [*graph.stem, *graph.stages, *graph.head]
-        total = sum(p.cost.params for p in parts)  # type: ignore[union-attr]
-        _require(total == graph.cost.params, "network cost is the sum of its parts")  # type: ignore[union-attr]
+        _require(sum(p.cost.params for p in parts) == graph.cost.params,
+                 "network cost is the sum of its parts")
+        _require(sum(p.cost.macs for p in parts) == graph.cost.macs,
+                 "network MACs are the sum of its parts'")
+        for stage in graph.stages:
+            _require(stage.cost == sum((c.cost for c in stage.cells), ir.ZERO),
+                     f"{stage.name}: cost is the sum of its cells'")
     return graph

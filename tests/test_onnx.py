@@ -19,7 +19,7 @@ ort = pytest.importorskip("onnxruntime")
 np = pytest.importorskip("numpy")
 
 from shrinkc.backends import onnx as onnx_backend
-from shrinkc.backends.onnx.checkpoint import expected_tensors
+from shrinkc.backends.layout import expected_tensors
 from shrinkc.cli import main
 from shrinkc.compiler import compile_file
 

@@ -422,7 +422,12 @@ def test_schema_to_stdout_and_file(tmp_path, capsys):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert {"network", "stages", "program"} <= set(schema["properties"])
+    # one object schema per kind of network (image network, language model), each with the
+    # fields of the IR JSON
+    kinds = [schema["$defs"][v["$ref"].rsplit("/", 1)[1]] for v in schema["oneOf"]]
+    assert [k["title"] for k in kinds] == ["CNNGraph", "LMGraph"]
+    for kind in kinds:
+        assert {"network", "stages", "program", "lm"} <= set(kind["properties"])
     out = tmp_path / "shrink-ir.schema.json"
     assert main(["schema", "-o", str(out)]) == 0
     assert json.loads(out.read_text()) == schema

@@ -1,10 +1,39 @@
 """The ONNX backend: a built graph (and optionally trained weights) -> an ONNX model.
 
 Built straight from the IR with ``onnx.helper``; never imports torch. ``cnn`` writes image
-networks, ``lm`` language models (the time loop as a Scan), ``checkpoint`` reads and checks
-trained weights against the generated module's state_dict layout.
+networks, ``lm`` language models (the time loop as a Scan), ``checkpoint`` draws random
+weights and reads and checks trained ones against the module layout (``backends.layout``).
 """
 
-from .cnn import FUNCTION_DOMAIN, OPSET, generate, ir_version, serialize
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+
+from shrinkc.compiler import ir
+
+from .cnn import generate_cnn
+from .common import FUNCTION_DOMAIN, OPSET, ir_version, serialize
+from .lm import generate_lm
+
+
+def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
+             fold_bn: bool = True, functions: bool = False,
+             weights_source: str | None = None) -> onnx.ModelProto:
+    """The ONNX model of ``graph``'s network.
+
+    ``weights`` maps state_dict names to float32 arrays (checked by
+    ``checkpoint.load_weights``); without them the weights are ``checkpoint.random_weights``.
+    ``fold_bn`` folds batch norms into convolutions (image networks); ``functions`` emits
+    each cell as an ONNX local function (image networks; a language model's cell is already
+    one subgraph, the body of its Scan).
+    """
+    if isinstance(graph, ir.LMGraph):
+        return generate_lm(graph, weights, functions=functions, weights_source=weights_source)
+    return generate_cnn(graph, weights, fold_bn=fold_bn, functions=functions,
+                        weights_source=weights_source)
+
 
 __all__ = ["FUNCTION_DOMAIN", "OPSET", "generate", "ir_version", "serialize"]

@@ -1,32 +1,16 @@
-"""Weights for the ONNX backend: the tensors a network holds, random ones, or a checkpoint's.
+"""Weights for the ONNX backend: random ones, or a checkpoint's, checked against the layout.
 
-The tensors are those of the ``state_dict`` of the module the PyTorch backend generates, with
-the same names, shapes and order, derived from the IR alone (this module never imports torch,
-except lazily to read a ``.pt`` file):
-
-* the stem and the head are ``stem.`` / ``head.`` when they hold one layer, else
-  ``stem.<i>.`` / ``head.<i>.``; a stage is ``<stage>.<cell index>.`` and a cell node is
-  ``<stage>.<i>.<node>.``, with node and stage names as the generated code spells them
-  (``naming.cell_attr_names``, ``naming.stage_attr_names``);
-* ``conv`` and ``dwconv`` are a ``ConvBN``: ``conv.weight`` then ``bn.weight``, ``bn.bias``,
-  ``bn.running_mean``, ``bn.running_var``, ``bn.num_batches_tracked``; ``sepconv`` is
-  ``depthwise.weight``, ``pointwise.weight`` and the same ``bn.*``;
-* ``linear`` is ``weight`` and ``bias``; pools, dropout, flatten and identity hold nothing;
-* an op other than conv-style and identity that has an activation is wrapped as
-  ``nn.Sequential(op, act)``, so its tensors get a ``0.`` more (``head.3.0.weight``);
-* a projecting residual is ``<stage>.<i>.residual.conv`` / ``.bn``; downsampling holds nothing;
-* a language model (``graph.lm``) is ``embedding.weight``, ``cell.<node 0>.weight``,
-  ``cell.<i>_to_<j>.weight`` per edge, ``decoder.weight`` and ``decoder.bias``; a tied
-  decoder's weight is the embedding's and may be saved under either name
-  (``onnx_lm.lm_tensors``, ``onnx_lm.tie_checkpoint``).
-
+The tensors are those of the ``state_dict`` of the module the PyTorch backend generates
+(``backends.layout``). This module never imports torch, except lazily to read a ``.pt``
+file. A tied language model's checkpoint may hold ``embedding.weight``, ``decoder.weight``
+or both (equal), as ``safetensors.torch.save_model`` keeps only one of shared tensors.
 ``num_batches_tracked`` may be present or missing in a checkpoint; it is never used.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,132 +19,9 @@ import numpy as np
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError, closest
 
-from ..naming import act_module, cell_attr_names, stage_attr_names
+from ..layout import UNUSED, expected_tensors, lm_tensors, shape_text
 
-CONV_OPS = ("conv", "sepconv", "dwconv")
-BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-UNUSED = "num_batches_tracked"
 SEED = 0
-
-
-# --------------------------------------------------------------------------- module layout
-
-
-def join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def wrapped(op: str, act: ir.Expr | None) -> bool:
-    """Whether the generated code wraps ``op`` as ``nn.Sequential(op, act)``."""
-    return op not in CONV_OPS and op != "identity" and act_module(act)
-
-
-def chain_prefixes(graph: ir.Graph, kind: str) -> list[tuple[str, ir.Expr | None]]:
-    """(module path, spec activation) of each layer of the stem or the head."""
-    stmt = graph.program.networks[graph.network].chain(kind)
-    if stmt is None:
-        return []
-    if len(stmt.layers) == 1:
-        return [(kind, stmt.layers[0].act)]
-    return [(f"{kind}.{i}", layer.act) for i, layer in enumerate(stmt.layers)]
-
-
-def cell_prefixes(graph: ir.Graph) -> list[list[str]]:
-    """Module path of every cell instance, stage by stage: ``stage2.0``."""
-    return [[f"{attr}.{i}" for i in range(len(stage.cells))]
-            for attr, stage in zip(stage_attr_names(graph.stages), graph.stages)]
-
-
-@dataclass(frozen=True)
-class Site:
-    """One op of the network at its module path (``stage2.0.n1``, ``head.2.0``)."""
-
-    path: str
-    op: ir.OpInst
-    x: ir.Shape
-    y: ir.Shape
-
-
-def sites(graph: ir.Graph) -> Iterator[Site]:
-    """Every op of ``graph`` with its module path, in the generated module's order."""
-
-    def chain(kind: str, layers: tuple[ir.LayerInst, ...]) -> Iterator[Site]:
-        for (prefix, act), layer in zip(chain_prefixes(graph, kind), layers):
-            path = join(prefix, "0") if wrapped(layer.op.op, act) else prefix
-            yield Site(path, layer.op, layer.in_shape, layer.out_shape)  # type: ignore[arg-type]
-
-    yield from chain("stem", graph.stem)
-    cells = graph.program.cells
-    for stage, prefixes in zip(graph.stages, cell_prefixes(graph)):
-        for inst, prefix in zip(stage.cells, prefixes):
-            cell = cells[inst.cell]
-            attrs = cell_attr_names(cell)
-            acts = {n.name: n.act for n in cell.nodes}
-            n0 = inst.nodes[0]
-            if n0.op is not None:
-                yield Site(join(prefix, "downsample"), n0.op, n0.in_shape, n0.out_shape)  # type: ignore[arg-type]
-            for n in inst.nodes[1:]:
-                path = join(prefix, attrs[n.name])
-                if wrapped(n.op.op, acts[n.name]):  # type: ignore[union-attr]
-                    path = join(path, "0")
-                yield Site(path, n.op, n.in_shape, n.out_shape)  # type: ignore[arg-type]
-            if inst.residual == "project":
-                yield Site(join(prefix, "residual"), inst.residual_op,  # type: ignore[arg-type]
-                           inst.in_shape, inst.out_shape)  # type: ignore[arg-type]
-    yield from chain("head", graph.head)
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    shape: tuple[int, ...]
-    dtype: str  # numpy dtype name
-    role: str  # "conv.weight", "bn.running_var", "linear.bias", ...
-    fan_in: int = 1
-
-    def __str__(self) -> str:
-        return _shape(self.shape)
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
-
-
-def op_tensors(site: Site) -> list[tuple[str, TensorSpec]]:
-    """The tensors of one op, named as in the generated module's ``state_dict``."""
-    op, a, cin, cout = site.op.op, site.op.attrs, site.x.c, site.y.c
-    f32 = "float32"
-
-    def bn(prefix: str) -> list[tuple[str, TensorSpec]]:
-        return [(f"{prefix}.bn.{t}",
-                 TensorSpec((), "int64", f"bn.{t}") if t == UNUSED
-                 else TensorSpec((cout,), f32, f"bn.{t}"))
-                for t in BN_TENSORS]
-
-    if op in ("conv", "dwconv"):
-        k = int(a["k"])
-        groups = cin if op == "dwconv" else int(a.get("groups", 1))
-        fan_in = cin // groups * k * k
-        return [(f"{site.path}.conv.weight",
-                 TensorSpec((cout, cin // groups, k, k), f32, "conv.weight", fan_in)),
-                *bn(site.path)]
-    if op == "sepconv":
-        k = int(a["k"])
-        return [(f"{site.path}.depthwise.weight", TensorSpec((cin, 1, k, k), f32, "conv.weight", k * k)),
-                (f"{site.path}.pointwise.weight", TensorSpec((cout, cin, 1, 1), f32, "conv.weight", cin)),
-                *bn(site.path)]
-    if op == "linear":
-        return [(f"{site.path}.weight", TensorSpec((cout, cin), f32, "linear.weight", cin)),
-                (f"{site.path}.bias", TensorSpec((cout,), f32, "linear.bias", cin))]
-    return []
-
-
-def expected_tensors(graph: ir.Graph) -> dict[str, TensorSpec]:
-    """Name -> shape and dtype of every tensor of the generated module's ``state_dict``."""
-    if graph.lm is not None:  # a language model: embedding, cell, decoder
-        from .lm import lm_tensors
-
-        return lm_tensors(graph)
-    return {name: spec for site in sites(graph) for name, spec in op_tensors(site)}
 
 
 # --------------------------------------------------------------------------- random weights
@@ -173,10 +34,8 @@ def random_weights(graph: ir.Graph, seed: int = SEED) -> dict[str, np.ndarray]:
     running mean in [-0.1, 0.1] and running variance in [0.5, 2]. Each tensor has its own
     generator seeded by ``seed`` and its name, so a tensor does not change when others are
     added or removed. ``num_batches_tracked`` is left out (it is never used). Language models:
-    ``onnx_lm.random_lm_weights``."""
-    if graph.lm is not None:
-        from .lm import random_lm_weights
-
+    ``random_lm_weights``."""
+    if isinstance(graph, ir.LMGraph):
         return random_lm_weights(graph, seed)
     bounds = {"bn.weight": (0.5, 1.5), "bn.bias": (-0.1, 0.1), "bn.running_mean": (-0.1, 0.1),
               "bn.running_var": (0.5, 2.0)}
@@ -197,6 +56,31 @@ def random_weights(graph: ir.Graph, seed: int = SEED) -> dict[str, np.ndarray]:
         arr *= np.float32(hi - lo)
         arr += np.float32(lo)
         out[name] = arr
+    return out
+
+
+# a language model's reset_parameters(): embedding and an untied decoder U(-0.1, 0.1), the cell
+# U(-0.04, 0.04), decoder bias 0
+INIT_BOUNDS = {"embedding": 0.1, "cell": 0.04, "decoder.weight": 0.1, "decoder.bias": 0.0}
+
+
+def random_lm_weights(graph: ir.LMGraph, seed: int = SEED) -> dict[str, np.ndarray]:
+    """Deterministic random weights in the ranges of the module's ``reset_parameters``
+    (float32, uniform; each tensor from a generator seeded by ``seed`` and its name); a tied
+    ``decoder.weight`` is the embedding array itself."""
+    out: dict[str, np.ndarray] = {}
+    specs = lm_tensors(graph)
+    for name, spec in specs.items():
+        if spec.role == "tied":
+            continue
+        bound = np.float32(INIT_BOUNDS[spec.role])
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        arr = rng.random(spec.shape, dtype=np.float32)
+        arr *= 2 * bound
+        arr -= bound
+        out[name] = arr
+    if specs["decoder.weight"].role == "tied":
+        out["decoder.weight"] = out["embedding.weight"]
     return out
 
 
@@ -288,12 +172,31 @@ def read_checkpoint(path: str | Path) -> dict[str, Found]:
     return _read_torch(path)
 
 
+def tie_checkpoint(found: Mapping[str, Found], graph: ir.LMGraph, source: str) -> Mapping[str, Found]:
+    """A tied model's checkpoint with both ``embedding.weight`` and ``decoder.weight`` where it
+    holds one of them; an error where it holds two different ones."""
+    lm = graph.lm
+    if not lm.tied:
+        return found
+    emb, dec = found.get("embedding.weight"), found.get("decoder.weight")
+    if emb is None and dec is not None:
+        return {"embedding.weight": dec, **found}
+    if dec is None and emb is not None:
+        return {**found, "decoder.weight": emb}
+    if (emb is not None and dec is not None and emb.array is not None and dec.array is not None
+            and emb.shape == dec.shape and emb.dtype == dec.dtype
+            and not np.array_equal(emb.array, dec.array, equal_nan=True)):
+        raise ShrinkError(
+            f"weights {source} do not fit {graph.network}: tensors 'embedding.weight' and "
+            f"'decoder.weight' differ, but {graph.network} ties its decoder to its embedding",
+            None, "were they saved from a model with an untied decoder ('decoder untied')?")
+    return found
+
+
 def check_weights(found: Mapping[str, Found], graph: ir.Graph, source: str) -> dict[str, np.ndarray]:
     """The checkpoint's tensors as float32 arrays, or an error naming the first tensor that
     does not fit ``graph`` (missing, wrong shape or dtype, then unexpected ones)."""
-    if graph.lm is not None:  # a tied decoder may be saved under either name, or both
-        from .lm import tie_checkpoint
-
+    if isinstance(graph, ir.LMGraph):  # a tied decoder may be saved under either name, or both
         found = tie_checkpoint(found, graph, source)
     expected = expected_tensors(graph)
     problems: list[tuple[str, str | None]] = []
@@ -311,7 +214,7 @@ def check_weights(found: Mapping[str, Found], graph: ir.Graph, source: str) -> d
                         "the unwrapped module")
             problems.append((f"missing tensor '{name}' (expected shape {spec}, found none)", hint))
         elif got.shape != spec.shape:
-            problems.append((f"tensor '{name}' has shape {_shape(got.shape)}, expected {spec}",
+            problems.append((f"tensor '{name}' has shape {shape_text(got.shape)}, expected {spec}",
                              "was it saved from another network, or with other arguments?"))
         elif got.dtype != spec.dtype and not unused:
             problems.append((f"tensor '{name}' (shape {spec}) has dtype {got.dtype}, expected "
@@ -321,7 +224,7 @@ def check_weights(found: Mapping[str, Found], graph: ir.Graph, source: str) -> d
         if name not in expected:
             near = None if problems else closest(name, expected)  # only the first is shown
             problems.append((
-                (f"unexpected tensor '{name}' (shape {_shape(got.shape)}, expected none): "
+                (f"unexpected tensor '{name}' (shape {shape_text(got.shape)}, expected none): "
                  f"{graph.network} has no such tensor"),
                 f"did you mean '{near}' (shape {expected[near]})?" if near else None))
     if problems:
@@ -339,4 +242,4 @@ def load_weights(path: str | Path, graph: ir.Graph) -> dict[str, np.ndarray]:
     return check_weights(read_checkpoint(path), graph, Path(path).as_posix())
 
 
-__all__ = ["expected_tensors", "load_weights", "random_weights", "sites"]
+__all__ = ["load_weights", "random_weights", "read_checkpoint"]

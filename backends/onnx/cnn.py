@@ -66,20 +66,15 @@ from onnx import TensorProto, helper
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
+from ..layout import CONV_OPS, cell_prefixes, chain_prefixes, join, wrapped
 from ..naming import cell_attr_names, fresh_name
-from .checkpoint import CONV_OPS, cell_prefixes, chain_prefixes, join, random_weights, wrapped
+from .checkpoint import random_weights
+from .common import FUNCTION_DOMAIN, OPSET, ir_version
 
-OPSET = 28
-FUNCTION_DOMAIN = "shrinkc.cells"
 BN_EPS = 1e-5
 ACT_OPS = {"relu": "Relu", "hswish": "HardSwish", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 # relu6 is Clip(x, 0, 6); swish/silu is x * Sigmoid(x): onnxruntime 1.32 has no kernel for the
 # Swish op of opset 24 in models stamped with a newer opset.
-
-
-def ir_version() -> int:
-    """The lowest ONNX IR version that carries :data:`OPSET`."""
-    return helper.find_min_ir_version_for([helper.make_opsetid("", OPSET)])
 
 
 # --------------------------------------------------------------------------- node bodies
@@ -311,19 +306,14 @@ def output_name(graph: ir.Graph) -> str:
     return name + "_" if name == graph.input_name else name
 
 
-def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
-             fold_bn: bool = True, functions: bool = False,
-             weights_source: str | None = None) -> onnx.ModelProto:
+def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = None, *,
+                 fold_bn: bool = True, functions: bool = False,
+                 weights_source: str | None = None) -> onnx.ModelProto:
     """The ONNX model of ``graph``'s network.
 
     ``weights`` maps state_dict names to float32 arrays (checked by
     ``weights.load_weights``); without them the weights are ``weights.random_weights``.
-    A language model (``graph.lm``) is ``onnx_lm.generate_lm``'s (``fold_bn`` does not apply).
     """
-    if graph.lm is not None:
-        from .lm import generate_lm
-
-        return generate_lm(graph, weights, functions=functions, weights_source=weights_source)
     if weights is None:
         weights = random_weights(graph)
         weights_source = weights_source or "random (numpy, seed 0)"
@@ -397,15 +387,3 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
             "batch_norm": "folded" if fold_bn else "kept", "weights": weights_source or ""}
     helper.set_model_props(model, meta)
     return model
-
-
-def serialize(model: onnx.ModelProto) -> bytes:
-    try:
-        return model.SerializeToString(deterministic=True)
-    except ValueError as e:  # protobuf's 2 GiB limit
-        raise ShrinkError(f"cannot serialize the ONNX model: {e}", None,
-                          "models over 2 GiB need external data, which shrinkc does not write yet"
-                          ) from None
-
-
-__all__ = ["FUNCTION_DOMAIN", "OPSET", "generate", "serialize"]

@@ -69,7 +69,6 @@ shared tensors. Without a checkpoint the weights are deterministic random ones
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -79,85 +78,13 @@ from onnx import TensorProto, helper
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
-from ..naming import edge_key, fresh_name, recurrent_cell_names
-from .checkpoint import SEED, Found, TensorSpec
+from ..layout import cell_names, lm_tensors
+from ..naming import edge_key, fresh_name
+from .checkpoint import random_lm_weights
+from .common import OPSET, ir_version
 
 ACT_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "identity": None}
 TOKENS, HIDDEN, LOGITS, LAST_HIDDEN = "tokens", "hidden", "logits", "last_hidden"
-# the module's reset_parameters(): embedding and an untied decoder U(-0.1, 0.1), the cell
-# U(-0.04, 0.04), decoder bias 0
-INIT_BOUNDS = {"embedding": 0.1, "cell": 0.04, "decoder.weight": 0.1, "decoder.bias": 0.0}
-
-
-# --------------------------------------------------------------------------- layout
-
-
-def cell_names(cell: ir.CellInst) -> dict:
-    """Spec name -> attribute of the generated cell class for every node, and
-    ``edge_key(src, dst)`` -> the edge's attribute (``n0_to_n3``): the PyTorch backend's names."""
-    return recurrent_cell_names(cell.nodes, cell.output)
-
-
-def lm_tensors(graph: ir.Graph) -> dict[str, TensorSpec]:
-    """Name -> shape and dtype of every tensor of the generated language model's
-    ``state_dict``, in its order. A tied ``decoder.weight`` has the role ``"tied"``."""
-    lm = graph.lm
-    assert lm is not None
-    cell, names = lm.cell, cell_names(lm.cell)
-    f32 = "float32"
-    out = {"embedding.weight": TensorSpec((lm.vocab, lm.embed), f32, "embedding")}
-    n0 = cell.nodes[0]
-    out[f"cell.{names[n0.name]}.weight"] = TensorSpec(
-        (2 * lm.hidden, lm.embed + lm.hidden), f32, "cell", lm.embed + lm.hidden)
-    for n in cell.nodes[1:]:
-        for s in n.inputs:
-            out[f"cell.{names[edge_key(s, n.name)]}.weight"] = TensorSpec(
-                (2 * lm.hidden, lm.hidden), f32, "cell", lm.hidden)
-    out["decoder.weight"] = TensorSpec((lm.vocab, lm.hidden), f32,
-                                       "tied" if lm.tied else "decoder.weight", lm.hidden)
-    out["decoder.bias"] = TensorSpec((lm.vocab,), f32, "decoder.bias", lm.hidden)
-    return out
-
-
-def random_lm_weights(graph: ir.Graph, seed: int = SEED) -> dict[str, np.ndarray]:
-    """Deterministic random weights in the ranges of the module's ``reset_parameters``
-    (float32, uniform; each tensor from a generator seeded by ``seed`` and its name); a tied
-    ``decoder.weight`` is the embedding array itself."""
-    out: dict[str, np.ndarray] = {}
-    specs = lm_tensors(graph)
-    for name, spec in specs.items():
-        if spec.role == "tied":
-            continue
-        bound = np.float32(INIT_BOUNDS[spec.role])
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-        arr = rng.random(spec.shape, dtype=np.float32)
-        arr *= 2 * bound
-        arr -= bound
-        out[name] = arr
-    if specs["decoder.weight"].role == "tied":
-        out["decoder.weight"] = out["embedding.weight"]
-    return out
-
-
-def tie_checkpoint(found: Mapping[str, Found], graph: ir.Graph, source: str) -> Mapping[str, Found]:
-    """A tied model's checkpoint with both ``embedding.weight`` and ``decoder.weight`` where it
-    holds one of them; an error where it holds two different ones."""
-    lm = graph.lm
-    if lm is None or not lm.tied:
-        return found
-    emb, dec = found.get("embedding.weight"), found.get("decoder.weight")
-    if emb is None and dec is not None:
-        return {"embedding.weight": dec, **found}
-    if dec is None and emb is not None:
-        return {**found, "decoder.weight": emb}
-    if (emb is not None and dec is not None and emb.array is not None and dec.array is not None
-            and emb.shape == dec.shape and emb.dtype == dec.dtype
-            and not np.array_equal(emb.array, dec.array, equal_nan=True)):
-        raise ShrinkError(
-            f"weights {source} do not fit {graph.network}: tensors 'embedding.weight' and "
-            f"'decoder.weight' differ, but {graph.network} ties its decoder to its embedding",
-            None, "were they saved from a model with an untied decoder ('decoder untied')?")
-    return found
 
 
 # --------------------------------------------------------------------------- graph building
@@ -215,10 +142,9 @@ def _mean(b: _Builder, xs: list[str], name: str) -> str:
     return b.node("Div", [total, n], f"{name}.mean")
 
 
-def _cell_body(graph: ir.Graph, taken: set[str]) -> onnx.GraphProto:
+def _cell_body(graph: ir.LMGraph, taken: set[str]) -> onnx.GraphProto:
     """The Scan body: one step (h_{t-1}, x_t) -> (h_t, h_t)."""
     lm = graph.lm
-    assert lm is not None
     cell, names = lm.cell, cell_names(lm.cell)
     spec_input = graph.program.cells[cell.cell].input
     b = _Builder(taken)
@@ -271,17 +197,14 @@ def _initial_state(b: _Builder, hidden: int) -> str:
                   then_branch=branch(zb, zeros, "zeros"), else_branch=branch(gb, given, "given"))
 
 
-def generate_lm(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
+def generate_lm(graph: ir.LMGraph, weights: Mapping[str, np.ndarray] | None = None, *,
                 functions: bool = False, weights_source: str | None = None) -> onnx.ModelProto:
-    """The ONNX model of the language model ``graph`` (``graph.lm`` is set).
+    """The ONNX model of the language model ``graph``.
 
     ``weights`` maps state_dict names to float32 arrays (checked by
     ``weights.load_weights``); without them the weights are :func:`random_lm_weights`.
     """
-    from .cnn import OPSET, ir_version
-
     lm = graph.lm
-    assert lm is not None
     if functions:
         raise ShrinkError(f"--functions is for image networks: {graph.network} is a language "
                           "model, whose cell is already one subgraph (the body of the Scan)")
@@ -342,4 +265,4 @@ def generate_lm(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None
     return model
 
 
-__all__ = ["cell_names", "generate_lm", "lm_tensors", "random_lm_weights", "tie_checkpoint"]
+__all__ = ["generate_lm"]

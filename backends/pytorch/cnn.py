@@ -11,112 +11,15 @@ This module never imports torch and never parses: it reads the ``Graph`` only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import lru_cache
-
-import jinja2
+from dataclasses import dataclass
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.compiler.ops import pool_stride
 from shrinkc.compiler.units import human
-from shrinkc.compiler.syntax.printer import expr as print_expr
 
 from ..naming import CELL_LOCALS, Namer, act_module, cell_attr_names, stage_attr_names
-
-ACT_MODULES = {
-    "relu": "nn.ReLU", "relu6": "nn.ReLU6", "swish": "nn.SiLU", "silu": "nn.SiLU",
-    "hswish": "nn.Hardswish", "sigmoid": "nn.Sigmoid", "tanh": "nn.Tanh", "identity": "nn.Identity",
-}
-MAX_LINE = 99
-
-
-# --------------------------------------------------------------------------- expressions
-
-
-def _render(e: ir.Expr, names: dict[str, str]) -> str:
-    """An expression as Python source, with spec names mapped to Python names."""
-
-    def rename(x: ir.Expr) -> ir.Expr:
-        if isinstance(x, ir.Ref):
-            if x.name in names:
-                return x.model_copy(update={"name": names[x.name]})
-            return x.model_copy(update={"name": ACT_MODULES[x.name]})
-        if isinstance(x, ir.BinOp):
-            return x.model_copy(update={"left": rename(x.left), "right": rename(x.right)})
-        if isinstance(x, ir.Neg):
-            return x.model_copy(update={"operand": rename(x.operand)})
-        return x
-
-    return print_expr(rename(e))
-
-
-@dataclass
-class Lin:
-    """A channel count as a linear combination of terms: ``in_channels + 2 * w``."""
-
-    terms: dict[str, int] = field(default_factory=dict)
-    const: int = 0
-
-    @staticmethod
-    def of(e: ir.Expr, names: dict[str, str]) -> Lin:
-        if isinstance(e, ir.Num) and isinstance(e.value, int):
-            return Lin(const=e.value)
-        if isinstance(e, ir.BinOp) and e.op in ("+", "-"):
-            left, right = Lin.of(e.left, names), Lin.of(e.right, names)
-            return left + (right if e.op == "+" else right.scale(-1))
-        return Lin.term(_render(e, names))
-
-    @staticmethod
-    def term(t: str) -> Lin:
-        return Lin(terms={t: 1})
-
-    def scale(self, k: int) -> Lin:
-        return Lin({t: c * k for t, c in self.terms.items()}, self.const * k)
-
-    def __add__(self, other: Lin) -> Lin:
-        terms = dict(self.terms)
-        for t, c in other.terms.items():
-            terms[t] = terms.get(t, 0) + c
-        return Lin({t: c for t, c in terms.items() if c}, self.const + other.const)
-
-    def __str__(self) -> str:
-        parts: list[str] = []
-        for t, c in self.terms.items():
-            if c != 1 and any(op in t for op in ("//", "/", "%", "+", "-")):
-                t = f"({t})"
-            mag = abs(c)
-            s = t if mag == 1 else f"{mag} * {t}"
-            parts.append(("- " if c < 0 else "+ ") + s)
-        if self.const or not parts:
-            parts.append(("- " if self.const < 0 else "+ ") + str(abs(self.const)))
-        out = " ".join(parts)
-        return out[2:] if out.startswith("+ ") else "-" + out[2:]
-
-
-def _value(v: ir.Value) -> str:
-    if isinstance(v, str):
-        return ACT_MODULES[v]
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
-
-
-def _call(func: str, args: list[str], indent: str) -> str:
-    """A call on one line when it fits, else its arguments on one line, else one per line."""
-    one = f"{func}({', '.join(args)})"
-    if len(indent) + len(one) <= MAX_LINE or not args:
-        return one
-    inner = indent + "    "
-    if len(inner) + len(", ".join(args)) <= MAX_LINE:
-        return f"{func}(\n{inner}{', '.join(args)},\n{indent})"
-    return f"{func}(\n" + "".join(f"{inner}{a},\n" for a in args) + f"{indent})"
-
-
-def text(s: str) -> str:
-    """User text (file names) made safe inside a comment, docstring or string literal."""
-    return s.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-
+from .source import Lin, call_source, render, template, text, value
 
 # --------------------------------------------------------------------------- ops
 
@@ -135,12 +38,12 @@ class _OpRenderer:
         e = call.arg(name)
         if e is None or (isinstance(e, ir.Num) and e.value == default):
             return []
-        return [f"{py}={_render(e, self.names)}"]
+        return [f"{py}={render(e, self.names)}"]
 
     def act(self, act: ir.Expr | None) -> str | None:
         if not act_module(act):
             return None
-        return _render(act, self.names)
+        return render(act, self.names)
 
     def render(self, call: ir.OpCall, act: ir.Expr | None, cin: Lin, indent: str,
                concrete_out: int | None = None) -> tuple[str, Lin, bool]:
@@ -154,19 +57,19 @@ class _OpRenderer:
             kdef = 3 if op == "sepconv" else 1
             args = [str(cin), str(out)]
             args += self.kw(call, "k", "kernel_size", kdef) if op != "dwconv" else [
-                f"kernel_size={_render(call.arg('k'), self.names)}" if call.arg("k") else "kernel_size=3"]
+                f"kernel_size={render(call.arg('k'), self.names)}" if call.arg("k") else "kernel_size=3"]
             args += self.kw(call, "stride", "stride", 1)
             if op == "dwconv":
                 args.append(f"groups={cin}")
             else:
                 args += self.kw(call, "groups", "groups", 1)
             args += self.kw(call, "dilation", "dilation", 1) + act_kw
-            return _call(helper, args, indent), out, True
+            return call_source(helper, args, indent), out, True
         if op in ("maxpool", "avgpool"):
             cls = "nn.MaxPool2d" if op == "maxpool" else "nn.AvgPool2d"
-            args = [_render(call.arg("k"), self.names)]  # type: ignore[arg-type]
+            args = [render(call.arg("k"), self.names)]  # type: ignore[arg-type]
             args += self.kw(call, "stride", "stride", 0) + self.kw(call, "padding", "padding", 0)
-            return _call(cls, args, indent), cin, False
+            return call_source(cls, args, indent), cin, False
         if op == "global_avgpool":
             self.helpers.add("GlobalAvgPool")
             return "GlobalAvgPool()", cin, False
@@ -174,10 +77,10 @@ class _OpRenderer:
             return "nn.Flatten()", Lin(const=concrete_out or 0), False
         if op == "linear":
             out = Lin.of(call.arg("out"), self.names)  # type: ignore[arg-type]
-            return _call("nn.Linear", [str(cin), str(out)], indent), out, False
+            return call_source("nn.Linear", [str(cin), str(out)], indent), out, False
         if op == "dropout":
             p = call.arg("p")
-            return f"nn.Dropout({_render(p, self.names) if p is not None else ''})", cin, False
+            return f"nn.Dropout({render(p, self.names) if p is not None else ''})", cin, False
         return "nn.Identity()", cin, False
 
     def module(self, call: ir.OpCall, act: ir.Expr | None, cin: Lin, indent: str,
@@ -202,7 +105,7 @@ def _stride_factors(call: ir.OpCall | None, names: dict[str, str]) -> list[str]:
         return []
     if e is None or (isinstance(e, ir.Num) and e.value == 1):
         return []
-    s = _render(e, names)
+    s = render(e, names)
     return [f"({s})" if any(op in s for op in " +-") else s]
 
 
@@ -244,7 +147,7 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
         if p.default is None:
             sig.append(f"{py}: {ann}")
         else:
-            sig.append(f"{py}: {ann} = {_render(p.default, {})}")
+            sig.append(f"{py}: {ann} = {render(p.default, {})}")
     if has_down:
         sig.append("downsample: nn.Module | None = None")
 
@@ -364,7 +267,7 @@ def _network_class(graph: ir.Graph, net: ir.NetworkDef, class_name: str, cell_cl
     sig = []
     for p in net.params:
         ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
-        sig.append(f"{names[p.name]}: {ann} = {_value(graph.args[p.name])}")
+        sig.append(f"{names[p.name]}: {ann} = {value(graph.args[p.name])}")
     init: list[str] = []
     fwd: list[str] = []
     inp = Namer()(graph.input_name)
@@ -397,15 +300,15 @@ def _network_class(graph: ir.Graph, net: ir.NetworkDef, class_name: str, cell_cl
         helpers.add("Stage")
         cell_cls = cell_classes[stage.cell.op]
         kw = cell_param_names(graph.program.cells[stage.cell.op])
-        args = [cell_cls, str(channels), _render(stage.repeat, names)]
-        args += [f"{kw[a.name]}={_render(a.value, names)}" for a in stage.cell.args]  # type: ignore[index]
-        first = [f'"{kw[a.name]}": {_render(a.value, names)}' for a in stage.first]  # type: ignore[index]
+        args = [cell_cls, str(channels), render(stage.repeat, names)]
+        args += [f"{kw[a.name]}={render(a.value, names)}" for a in stage.cell.args]  # type: ignore[index]
+        first = [f'"{kw[a.name]}": {render(a.value, names)}' for a in stage.first]  # type: ignore[index]
         if stage.downsample is not None:
             d_src, _ = r.module(stage.downsample, None, channels, "")
             first.append(f'"downsample": {d_src}')
         if first:
             args.append(f"first={{{', '.join(first)}}}")
-        init.append(f"self.{attr} = " + _call("Stage", args, "        "))
+        init.append(f"self.{attr} = " + call_source("Stage", args, "        "))
         fwd.append(f"x = self.{attr}({current})")
         current = "x"
         channels = Lin.term(f"self.{attr}.out_channels")
@@ -422,25 +325,8 @@ def _network_class(graph: ir.Graph, net: ir.NetworkDef, class_name: str, cell_cl
 # --------------------------------------------------------------------------- file
 
 
-@lru_cache(maxsize=1)
-def _template() -> jinja2.Template:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("shrinkc.backends.pytorch", "templates"),
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-    )
-    return env.get_template("pytorch.py.j2")
-
-
-def generate(graph: ir.Graph) -> str:
-    """The standalone PyTorch source of ``graph``'s network."""
-    if graph.lm is not None:
-        from .lm import generate_lm
-
-        return generate_lm(graph, text)
+def generate_cnn(graph: ir.CNNGraph) -> str:
+    """The standalone PyTorch source of an image network."""
     program = graph.program
     net = program.networks[graph.network]
     classes = Namer({"Module"})
@@ -457,7 +343,7 @@ def generate(graph: ir.Graph) -> str:
     ]
     network = _network_class(graph, net, net_class, cell_classes, helpers)
     shape = graph.input_shape.as_list()
-    return _template().render(
+    return template("cnn.py.j2").render(
         graph=graph,
         source=text(graph.source),
         params=f"{graph.cost.params:,}",  # type: ignore[union-attr]
@@ -472,4 +358,4 @@ def generate(graph: ir.Graph) -> str:
     )
 
 
-__all__ = ["generate"]
+__all__ = ["generate_cnn"]

@@ -10,13 +10,11 @@ dropout, and a decoder tied to the embedding (or not).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
-import jinja2
 
 from shrinkc.compiler import ir
 
 from ..naming import RECURRENT_LOCALS, Namer, edge_key, recurrent_cell_names
+from .source import render, template, text, value
 
 ACT_FUNCTIONS = {"tanh": "torch.tanh", "relu": "torch.relu", "sigmoid": "torch.sigmoid",
                  "identity": "identity"}
@@ -82,22 +80,9 @@ def _cell(cell: ir.CellDef, class_name: str) -> _Cell:
     return _Cell(class_name, doc, init, fwd)
 
 
-@lru_cache(maxsize=1)
-def _template() -> jinja2.Template:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("shrinkc.backends.pytorch", "templates"),
-        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined, autoescape=False,
-    )
-    return env.get_template("pytorch_lm.py.j2")
-
-
-def generate_lm(graph: ir.Graph, text) -> str:
+def generate_lm(graph: ir.LMGraph) -> str:
     """The standalone PyTorch source of a language-model ``graph``."""
-    from .cnn import _render, _value
-
     lm = graph.lm
-    assert lm is not None
     net = graph.program.networks[graph.network]
     classes = Namer({"Module", "identity", "highway", "masked", "dropout_mask"})
     cell_class = classes(lm.cell.cell)
@@ -107,15 +92,15 @@ def generate_lm(graph: ir.Graph, text) -> str:
     sig = []
     for p in net.params:
         ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
-        sig.append(f"{names[p.name]}: {ann} = {_value(graph.args[p.name])}")
-    size = {k: _render(net.lm(k).value, names) for k in ("tokens", "embed")}  # type: ignore[union-attr]
-    hidden = _render(net.lm("recurrent").value, names)  # type: ignore[union-attr]
+        sig.append(f"{names[p.name]}: {ann} = {value(graph.args[p.name])}")
+    size = {k: render(net.lm(k).value, names) for k in ("tokens", "embed")}  # type: ignore[union-attr]
+    hidden = render(net.lm("recurrent").value, names)  # type: ignore[union-attr]
     doc = (f"Language model {net.name} ({text(net.loc.file)}:{net.loc.line}): "
            f"{graph.cost.params:,} parameters.")  # type: ignore[union-attr]
     cell = _cell(graph.program.cells[lm.cell.cell], cell_class)
     cell.doc = text(cell.doc)
     dropout = {k: lm.dropout.get(k, 0.0) for k in ("embedding", "input", "hidden", "output")}
-    return _template().render(
+    return template("lm.py.j2").render(
         graph=graph, source=text(graph.source), params=f"{graph.cost.params:,}",  # type: ignore[union-attr]
         flops=f"{lm.flops:,}", cell=cell, tied=lm.tied, dropout=dropout,
         net=_Net(net_class, doc, sig, size["tokens"], size["embed"], hidden),

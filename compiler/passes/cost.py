@@ -11,54 +11,55 @@ from ..ops import cost as op_cost
 
 
 def _node(node: ir.NodeInst) -> ir.NodeInst:
-    c = ir.ZERO if node.op is None else op_cost(node.op, node.in_shape, node.out_shape)  # type: ignore[arg-type]
+    c = ir.ZERO if node.op is None else op_cost(node.op, node.in_shape, node.out_shape)
     return node.model_copy(update={"cost": c})
 
 
 def _cell(cell: ir.CellInst) -> ir.CellInst:
     nodes = tuple(_node(n) for n in cell.nodes)
-    total = sum((n.cost for n in nodes), ir.ZERO)  # type: ignore[misc]
+    total = sum((n.cost for n in nodes), ir.ZERO)
     if cell.residual_op is not None:
-        total = total + op_cost(cell.residual_op, cell.in_shape, cell.out_shape)  # type: ignore[arg-type]
+        total = total + op_cost(cell.residual_op, cell.in_shape, cell.out_shape)
     return cell.model_copy(update={"nodes": nodes, "cost": total})
 
 
 def _layers(layers: tuple[ir.LayerInst, ...]) -> tuple[ir.LayerInst, ...]:
     return tuple(
-        layer.model_copy(update={"cost": op_cost(layer.op, layer.in_shape, layer.out_shape)})  # type: ignore[arg-type]
+        layer.model_copy(update={"cost": op_cost(layer.op, layer.in_shape, layer.out_shape)})
         for layer in layers
     )
 
 
-def _language_model(graph: ir.Graph) -> ir.Graph:
+def _language_model(graph: ir.LMGraph) -> ir.LMGraph:
     """Embedding, node 0's W0 ((embed + hidden) x 2 hidden), one hidden x 2 hidden matrix
     per live edge, decoder bias (and weights when untied). MACs are per token; ``flops`` is
     the paper's live edges x hidden^2."""
     lm = graph.lm
-    h = lm.hidden  # type: ignore[union-attr]
+    h = lm.hidden
     nodes = []
-    for n in lm.cell.nodes:  # type: ignore[union-attr]
-        fan_in = n.in_shape.c if n is lm.cell.nodes[0] else h * len(n.inputs)  # type: ignore[union-attr]
+    for n in lm.cell.nodes:
+        fan_in = n.in_shape.c if n is lm.cell.nodes[0] else h * len(n.inputs)
         w = fan_in * 2 * h
         nodes.append(n.model_copy(update={"cost": ir.Cost(params=w, macs=w)}))
-    cell_cost = sum((n.cost for n in nodes), ir.ZERO)  # type: ignore[misc]
-    cell = lm.cell.model_copy(update={"nodes": tuple(nodes), "cost": cell_cost})  # type: ignore[union-attr]
-    decoder = ir.Cost(params=lm.vocab + (0 if lm.tied else h * lm.vocab), macs=h * lm.vocab)  # type: ignore[union-attr]
-    total = ir.Cost(params=lm.vocab * lm.embed, macs=0) + cell_cost + decoder  # type: ignore[union-attr]
+    cell_cost = sum((n.cost for n in nodes), ir.ZERO)
+    cell = lm.cell.model_copy(update={"nodes": tuple(nodes), "cost": cell_cost})
+    decoder = ir.Cost(params=lm.vocab + (0 if lm.tied else h * lm.vocab), macs=h * lm.vocab)
+    total = ir.Cost(params=lm.vocab * lm.embed, macs=0) + cell_cost + decoder
     edges = graph.program.cells[cell.cell].edges
-    new_lm = lm.model_copy(update={"cell": cell, "flops": edges * h * h})  # type: ignore[union-attr]
+    new_lm = lm.model_copy(update={"cell": cell, "flops": edges * h * h})
     return graph.model_copy(update={"lm": new_lm, "cost": total})
 
 
 def cost(graph: ir.Graph) -> ir.Graph:
-    if graph.lm is not None:
+    """``graph`` with the cost of every node, cell, layer and stage, and the total."""
+    if isinstance(graph, ir.LMGraph):
         return _language_model(graph)
     stages = []
     for stage in graph.stages:
         cells = tuple(_cell(c) for c in stage.cells)
         stages.append(stage.model_copy(update={
-            "cells": cells, "cost": sum((c.cost for c in cells), ir.ZERO)}))  # type: ignore[misc]
+            "cells": cells, "cost": sum((c.cost for c in cells), ir.ZERO)}))
     stem, head = _layers(graph.stem), _layers(graph.head)
-    total = sum((x.cost for x in (*stem, *stages, *head)), ir.ZERO)  # type: ignore[misc]
+    total = sum((x.cost for x in (*stem, *stages, *head)), ir.ZERO)
     return graph.model_copy(update={"stem": stem, "stages": tuple(stages), "head": head,
                                     "cost": total})

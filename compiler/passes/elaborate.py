@@ -227,7 +227,7 @@ class _Elaborator:
         return tuple(layers), x
 
     def language_model(self, net: ir.NetworkDef, env: dict[str, ir.Value], source: str,
-                       spec_hash: str, program: ir.Program | None) -> ir.Graph:
+                       spec_hash: str, program: ir.Program | None) -> ir.LMGraph:
         """tokens -> embedding -> the recurrent cell over time -> decoder."""
         vocab = _size(net.lm("tokens"), env, "the vocabulary size")  # type: ignore[arg-type]
         embed = _size(net.lm("embed"), env, "the embedding size")  # type: ignore[arg-type]
@@ -256,9 +256,9 @@ class _Elaborator:
         inst = ir.CellInst(cell=cell.name, nodes=tuple(nodes), output=cell.output.nodes, merge="mean",
                            in_shape=ir.Shape(c=embed), out_shape=ir.Shape(c=hidden), loc=rec.loc)  # type: ignore[union-attr]
         lm = ir.LMInst(vocab=vocab, embed=embed, hidden=hidden, tied=tied, dropout=dropout, cell=inst)
-        return ir.Graph(network=net.name, source=source, spec_hash=spec_hash, args=env,
-                        input_name=f"{inp.name}_tokens", input_shape=ir.Shape(c=vocab),
-                        out_shape=ir.Shape(c=vocab), program=program or ir.Program(), lm=lm)
+        return ir.LMGraph(network=net.name, source=source, spec_hash=spec_hash, args=env,
+                          input_name=f"{inp.name}_tokens", input_shape=ir.Shape(c=vocab),
+                          out_shape=ir.Shape(c=vocab), program=program or ir.Program(), lm=lm)
 
     def network(self, net: ir.NetworkDef, overrides: dict[str, ir.Value] | None = None,
                 source: str = "", spec_hash: str = "", program: ir.Program | None = None) -> ir.Graph:
@@ -311,10 +311,10 @@ class _Elaborator:
             stages.append(ir.StageInst(name=stage.name or f"stage{si}", cells=tuple(insts),
                                        out_shape=x, loc=stage.loc))
         head, x = self.chain(net.chain("head"), x, env)
-        return ir.Graph(network=net.name, source=source, spec_hash=spec_hash, args=env,
-                        input_name=inp.name, input_shape=input_shape, stem=stem,
-                        stages=tuple(stages), head=head, out_shape=x,
-                        program=program or ir.Program())
+        return ir.CNNGraph(network=net.name, source=source, spec_hash=spec_hash, args=env,
+                           input_name=inp.name, input_shape=input_shape, stem=stem,
+                           stages=tuple(stages), head=head, out_shape=x,
+                           program=program or ir.Program())
 
 
 

@@ -55,8 +55,9 @@ def _score(a: CellGraph, b: CellGraph, m: dict[int, int]) -> float:
     return 4 * edges + 2 * labels + ops
 
 
-def match_nodes(a: CellGraph, b: CellGraph) -> dict[int, int]:
-    """A partial map from nodes of ``a`` to nodes of ``b`` that maximises what they share."""
+def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
+    """Individualisation-refinement: pin the special nodes, then pairs whose colours agree,
+    from the widest neighbourhood down to the label alone."""
     m: dict[int, int] = {}
     pins_a: dict[int, str] = {}
     pins_b: dict[int, str] = {}
@@ -69,7 +70,6 @@ def match_nodes(a: CellGraph, b: CellGraph) -> dict[int, int]:
         i, j = a.index(kind), b.index(kind)
         if i is not None and j is not None:
             pin(i, j)
-    # 1. individualisation-refinement, from the widest neighbourhood down to the label alone
     for rounds in range(max(len(a.names), len(b.names)), -1, -1):
         while True:
             ca, cb = _recolor(a, pins_a, rounds), _recolor(b, pins_b, rounds)
@@ -79,7 +79,12 @@ def match_nodes(a: CellGraph, b: CellGraph) -> dict[int, int]:
             if pair is None:
                 break
             pin(*pair)
-    # 2. the rest (changed ops): by the matched neighbours they share
+    return m
+
+
+def _match_by_neighbours(a: CellGraph, b: CellGraph, m: dict[int, int]) -> dict[int, int]:
+    """The rest (nodes whose op changed), paired by the matched neighbours they share."""
+    m = dict(m)
     preds_a = {i: {s for s, d in a.edges if d == i} for i in range(len(a.names))}
     succs_a = {i: {d for s, d in a.edges if s == i} for i in range(len(a.names))}
     preds_b = {j: {s for s, d in b.edges if d == j} for j in range(len(b.names))}
@@ -101,33 +106,45 @@ def match_nodes(a: CellGraph, b: CellGraph) -> dict[int, int]:
                 if best is None or score > best[0]:
                     best = (score, i, j)
         if best is None:
-            break
+            return m
         m[best[1]] = best[2]
-    # 3. improve by swapping partners (or moving to a free node) while edges are gained
+
+
+def _improve_by_swaps(a: CellGraph, b: CellGraph, m: dict[int, int]) -> dict[int, int]:
+    """Swap partners (or move to a free node) while that gains shared edges; small cells
+    only (at most 40 nodes a side), as each pass tries every pair."""
     nodes_a = [i for i in range(len(a.names)) if a.kinds[i] == NODE]
     nodes_b = [j for j in range(len(b.names)) if b.kinds[j] == NODE]
-    if len(nodes_a) <= 40 and len(nodes_b) <= 40:
-        current = _score(a, b, m)
-        improved = True
-        while improved:
-            improved = False
-            for i in nodes_a:
-                for j in nodes_b:
-                    if m.get(i) == j:
-                        continue
-                    trial = dict(m)
-                    other = next((k for k, v in trial.items() if v == j), None)
-                    old = trial.get(i)
-                    trial[i] = j
-                    if other is not None:
-                        if old is None:
-                            del trial[other]
-                        else:
-                            trial[other] = old
-                    s = _score(a, b, trial)
-                    if s > current:
-                        m, current, improved = trial, s, True
+    if len(nodes_a) > 40 or len(nodes_b) > 40:
+        return m
+    current = _score(a, b, m)
+    improved = True
+    while improved:
+        improved = False
+        for i in nodes_a:
+            for j in nodes_b:
+                if m.get(i) == j:
+                    continue
+                trial = dict(m)
+                other = next((k for k, v in trial.items() if v == j), None)
+                old = trial.get(i)
+                trial[i] = j
+                if other is not None:
+                    if old is None:
+                        del trial[other]
+                    else:
+                        trial[other] = old
+                s = _score(a, b, trial)
+                if s > current:
+                    m, current, improved = trial, s, True
     return m
+
+
+def match_nodes(a: CellGraph, b: CellGraph) -> dict[int, int]:
+    """A partial map from nodes of ``a`` to nodes of ``b`` that maximises what they share."""
+    m = _match_by_colour(a, b)
+    m = _match_by_neighbours(a, b, m)
+    return _improve_by_swaps(a, b, m)
 
 
 # --------------------------------------------------------------------------- cells
@@ -419,66 +436,75 @@ def _costs(c: dict[str, tuple[int, int]]) -> str:
     return ", ".join(parts)
 
 
+def _render_cell(name: str, c: dict[str, Any]) -> list[str]:
+    """The lines of one cell's changes."""
+    status = c["status"]
+    if status == "equal":
+        return []
+    if status == "added":
+        return [f"+ cell {name}"]
+    if status == "removed":
+        return [f"- cell {name}"]
+    if status == "renamed":
+        return [f"~ cell {name} renamed to {c['b']} (same structure)"]
+    out = [f"~ cell {name}"]
+    if "params" in c:
+        out.append(f"    params: {c['params']['a']} -> {c['params']['b']}")
+    for n in c["nodes_removed"]:
+        out.append(f"    - node {n['name']} = {n['op']}")
+    for n in c["nodes_added"]:
+        out.append(f"    + node {n['name']} = {n['op']}")
+    for n in c["nodes_changed"]:
+        who = n["a"] if n["a"] == n["b"] else f"{n['a']}/{n['b']}"
+        for key in ("op", "act", "merge", "residual"):
+            if key in n:
+                what = "" if key == "op" else f"{key} "
+                out.append(f"    ~ {who}: {what}{n[key][0]} -> {n[key][1]}")
+    if "residual" in c:
+        out.append(f"    ~ residual: {c['residual']['a']} -> {c['residual']['b']}")
+    for s, t in c["edges_removed"]:
+        out.append(f"    - edge {s} -> {t}")
+    for s, t in c["edges_added"]:
+        out.append(f"    + edge {s} -> {t}")
+    out.append(f"    hash: {c['hash_a'][:12]} -> {c['hash_b'][:12]}")
+    return out
+
+
+def _render_network(net: dict[str, Any]) -> list[str]:
+    """The lines of the network's changes: arguments and shapes, then costs per stage."""
+    if net["equal"] and "params" not in net:
+        return []
+    title = net["a"] if net["a"] == net["b"] else f"{_fmt(net['a'])} -> {_fmt(net['b'])}"
+    out = [f"{'~' if not net['equal'] else ' '} network {title}"]
+    costs: dict[str, dict[str, tuple[int, int]]] = {}
+    for ch in net["changes"]:
+        path = ch["path"].removeprefix("stages.")
+        if path.endswith((".params", ".macs")):
+            stage, _, key = path.rpartition(".")
+            costs.setdefault(stage, {})[key] = (ch["a"], ch["b"])
+    for ch in net["changes"]:
+        if ch["path"] == "network":
+            continue
+        a, b = ch["a"], ch["b"]
+        path = ch["path"].removeprefix("stages.")
+        if path.endswith((".params", ".macs")):
+            stage = path.rpartition(".")[0]
+            if stage in costs:
+                out.append(f"    {stage}: {_costs(costs.pop(stage))}")
+        else:
+            out.append(f"    {path}: {_fmt(a)} -> {_fmt(b)}")
+    if "params" in net:
+        p, m = net["params"], net["macs"]
+        out.append(f"    total: {_costs({'params': (p['a'], p['b']), 'macs': (m['a'], m['b'])})}")
+    return out
+
+
 def render(d: dict[str, Any]) -> str:
     """The diff as text for people; empty when the two files mean the same."""
     if d["equal"]:
         return ""
     out = [f"--- {d['a']}", f"+++ {d['b']}"]
     for name, c in d["cells"].items():
-        status = c["status"]
-        if status == "equal":
-            continue
-        if status == "added":
-            out.append(f"+ cell {name}")
-            continue
-        if status == "removed":
-            out.append(f"- cell {name}")
-            continue
-        if status == "renamed":
-            out.append(f"~ cell {name} renamed to {c['b']} (same structure)")
-            continue
-        out.append(f"~ cell {name}")
-        if "params" in c:
-            out.append(f"    params: {c['params']['a']} -> {c['params']['b']}")
-        for n in c["nodes_removed"]:
-            out.append(f"    - node {n['name']} = {n['op']}")
-        for n in c["nodes_added"]:
-            out.append(f"    + node {n['name']} = {n['op']}")
-        for n in c["nodes_changed"]:
-            who = n["a"] if n["a"] == n["b"] else f"{n['a']}/{n['b']}"
-            for key in ("op", "act", "merge", "residual"):
-                if key in n:
-                    what = "" if key == "op" else f"{key} "
-                    out.append(f"    ~ {who}: {what}{n[key][0]} -> {n[key][1]}")
-        if "residual" in c:
-            out.append(f"    ~ residual: {c['residual']['a']} -> {c['residual']['b']}")
-        for s, t in c["edges_removed"]:
-            out.append(f"    - edge {s} -> {t}")
-        for s, t in c["edges_added"]:
-            out.append(f"    + edge {s} -> {t}")
-        out.append(f"    hash: {c['hash_a'][:12]} -> {c['hash_b'][:12]}")
-    net = d["network"]
-    if not net["equal"] or "params" in net:
-        title = net["a"] if net["a"] == net["b"] else f"{_fmt(net['a'])} -> {_fmt(net['b'])}"
-        out.append(f"{'~' if not net['equal'] else ' '} network {title}")
-        costs: dict[str, dict[str, tuple[int, int]]] = {}
-        for ch in net["changes"]:
-            path = ch["path"].removeprefix("stages.")
-            if path.endswith((".params", ".macs")):
-                stage, _, key = path.rpartition(".")
-                costs.setdefault(stage, {})[key] = (ch["a"], ch["b"])
-        for ch in net["changes"]:
-            if ch["path"] == "network":
-                continue
-            a, b = ch["a"], ch["b"]
-            path = ch["path"].removeprefix("stages.")
-            if path.endswith((".params", ".macs")):
-                stage = path.rpartition(".")[0]
-                if stage in costs:
-                    out.append(f"    {stage}: {_costs(costs.pop(stage))}")
-            else:
-                out.append(f"    {path}: {_fmt(a)} -> {_fmt(b)}")
-        if "params" in net:
-            p, m = net["params"], net["macs"]
-            out.append(f"    total: {_costs({'params': (p['a'], p['b']), 'macs': (m['a'], m['b'])})}")
+        out += _render_cell(name, c)
+    out += _render_network(d["network"])
     return "\n".join(out) + "\n"

@@ -105,7 +105,7 @@ def _describe(term: str) -> str:
 
 
 def _expected(names: set[str]) -> str:
-    shown = sorted({_describe(n) for n in names if not n.startswith("__ANON") or True})
+    shown = sorted({_describe(n) for n in names})
     if len(shown) > 8:
         shown = shown[:8] + ["..."]
     return ", ".join(shown)
@@ -555,62 +555,91 @@ _STATEMENTS = {
 _BLOCKS = {"cell", "network", "space", "search"}
 
 
+class _Holders:
+    """Where comments can go: every statement's first line (and a block's closing line), the
+    end line of each statement (for trailing comments) and the lines that open a block."""
+
+    def __init__(self, tree: Tree):
+        self.at: list[tuple[int, int, str, Any]] = []  # (line, order, kind, meta)
+        self.ends: dict[int, Any] = {}  # end line of a statement -> meta (innermost wins)
+        self.block_lines: set[int] = set()
+        order = 0
+        for sub in tree.iter_subtrees_topdown():
+            if sub.data not in _STATEMENTS or sub.meta.empty:
+                continue
+            order += 1
+            self.at.append((sub.meta.line, order, "stmt", sub.meta))
+            if sub.data in _BLOCKS:
+                self.block_lines.add(sub.meta.line)
+                self.at.append((sub.meta.end_line, order + 10**6, "end", sub.meta))
+            elif sub.meta.end_line not in self.ends or sub.data not in ("include", "preset",
+                                                                         "variant"):
+                self.ends[sub.meta.end_line] = sub.meta
+        self.at.sort(key=lambda h: (h[0], h[1]))
+
+    def trailing_owner(self, tok: Token, taken: dict[int, str]) -> Any | None:
+        """The statement a comment trails: one ending on its line before it, or a block
+        opened on its line; None when the comment stands on a line of its own."""
+        line = tok.line
+        if line in self.ends and self.ends[line].end_column <= tok.column \
+                and id(self.ends[line]) not in taken:
+            return self.ends[line]
+        if line in self.block_lines:  # after a block's opening brace: keep it on that line
+            meta = next(h[3] for h in self.at if h[0] == line and h[2] == "stmt")
+            if id(meta) not in taken:
+                return meta
+        return None
+
+    def leading_key(self, line: int) -> tuple[Any, int | None]:
+        """(key, line of the statement) of the comment block on ``line``: the next statement,
+        the end of the enclosing block, the file's header or its end."""
+        target = next((h for h in self.at if h[0] > line or (h[0] == line and h[2] == "end")),
+                      None)
+        if target is None:
+            return "eof", None
+        if target[2] == "end":
+            return ("end", id(target[3])), target[0]
+        if target[1] == 1:  # before the version line
+            return "header", None
+        return id(target[3]), target[0]
+
+
+def _comment_block(lines: list[tuple[int, str]], next_line: int | None) -> tuple[str, ...]:
+    """Comment lines as one block, with a blank where the source had blank lines between
+    them, and after them when the statement they lead does not follow at once."""
+    out: list[str] = []
+    last = None
+    for line, text in lines:
+        if last is not None and line > last + 1:
+            out.append(BLANK)
+        out.append(text)
+        last = line
+    if next_line is not None and last is not None and next_line > last + 1:
+        out.append(BLANK)
+    return tuple(out)
+
+
 def _attach_comments(tree: Tree, comments: list[Token]) -> tuple[dict, tuple, tuple]:
     """Give each comment to a statement: trailing when it ends the statement's last line,
     otherwise leading of the next statement (or the end of the enclosing block or file)."""
-    holders: list[tuple[int, int, str, Any]] = []  # (line, order, kind, meta)
-    ends: dict[int, Any] = {}  # end line of a statement -> meta (innermost wins)
-    block_lines: set[int] = set()
-    order = 0
-    for sub in tree.iter_subtrees_topdown():
-        if sub.data not in _STATEMENTS or sub.meta.empty:
-            continue
-        order += 1
-        holders.append((sub.meta.line, order, "stmt", sub.meta))
-        if sub.data in _BLOCKS:
-            block_lines.add(sub.meta.line)
-            holders.append((sub.meta.end_line, order + 10**6, "end", sub.meta))
-        elif sub.meta.end_line not in ends or sub.data not in ("include", "preset", "variant"):
-            ends[sub.meta.end_line] = sub.meta
-    holders.sort(key=lambda h: (h[0], h[1]))
+    holders = _Holders(tree)
     groups: dict[Any, list[tuple[int, str]]] = {}  # key -> [(line, text)]
     stmt_line: dict[Any, int] = {}
     trailing: dict[int, str] = {}
     for tok in comments:
         text = str(tok)[1:].rstrip()
-        line = tok.line
-        if line in ends and ends[line].end_column <= tok.column and id(ends[line]) not in trailing:
-            trailing[id(ends[line])] = text
+        owner = holders.trailing_owner(tok, trailing)
+        if owner is not None:
+            trailing[id(owner)] = text
             continue
-        if line in block_lines:  # after a block's opening brace: keep it on that line
-            meta = next(h[3] for h in holders if h[0] == line and h[2] == "stmt")
-            if id(meta) not in trailing:
-                trailing[id(meta)] = text
-                continue
-        target = next((h for h in holders if h[0] > line or (h[0] == line and h[2] == "end")), None)
-        if target is None:
-            key: Any = "eof"
-        elif target[2] == "end":
-            key = ("end", id(target[3]))
-            stmt_line[key] = target[0]
-        elif target[1] == 1:  # before the version line
-            key = "header"
-        else:
-            key = id(target[3])
-            stmt_line[key] = target[0]
-        groups.setdefault(key, []).append((line, text))
+        key, line = holders.leading_key(tok.line)
+        if line is not None:
+            stmt_line[key] = line
+        groups.setdefault(key, []).append((tok.line, text))
 
     def texts(key: Any) -> tuple[str, ...]:
-        out: list[str] = []
-        last = None
-        for line, text in groups.get(key, ()):
-            if last is not None and line > last + 1:
-                out.append(BLANK)
-            out.append(text)
-            last = line
-        if isinstance(key, int) and last is not None and stmt_line[key] > last + 1:
-            out.append(BLANK)
-        return tuple(out)
+        return _comment_block(groups.get(key, []),
+                              stmt_line.get(key) if isinstance(key, int) else None)
 
     out: dict[Any, Any] = {}
     for key in {k for k in groups if isinstance(k, int)} | set(trailing):

@@ -22,6 +22,7 @@ class Diagnostic:
     loc: Loc | None = None
     hint: str | None = None
     note: str | None = None  # context, e.g. the stage whose arguments led to this error
+    quote: bool = True  # False for a file that is not a spec: its lines are never echoed
 
     def render(self, source_line: str | None = None, color: bool = False,
                highlight: Callable[[str], str] | None = None) -> str:
@@ -31,13 +32,8 @@ class Diagnostic:
         if color:
             sev = ("\x1b[1;31m" if sev == "error" else "\x1b[1;35m") + sev + "\x1b[0m"
         out = [f"{where}: {sev}: {self.message}"]
-        if source_line is not None and self.loc is not None:
-            text = source_line.rstrip("\n").replace("\t", " ")
-            out.append(f"    {highlight(text) if color and highlight else text}")
-            width = max(1, min(self.loc.end_col - self.loc.col, len(text) - self.loc.col + 1))
-            if self.loc.end_line != self.loc.line:
-                width = max(1, len(text) - self.loc.col + 1)
-            out.append("    " + " " * (self.loc.col - 1) + "^" + "~" * (width - 1))
+        if source_line is not None and self.loc is not None and self.quote:
+            out += _quoted(source_line, self.loc, highlight if color else None)
         if self.hint:
             out.append(f"  hint: {self.hint}")
         if self.note:
@@ -45,13 +41,52 @@ class Diagnostic:
         return "\n".join(out)
 
 
+QUOTE_WIDTH = 120  # longest source excerpt shown under a message
+
+
+def _visible(ch: str) -> str:
+    """A character as a terminal may show it: control characters (terminal escapes among
+    them) as ``\\xNN``, tabs as a space."""
+    if ch == "\t":
+        return " "
+    code = ord(ch)
+    if code < 0x20 or 0x7F <= code < 0xA0:
+        return f"\\x{code:02x}"
+    return ch
+
+
+def _quoted(source_line: str, loc: Loc, highlight: Callable[[str], str] | None) -> list[str]:
+    """The source line (escaped, and cut to :data:`QUOTE_WIDTH` around the location) and a
+    caret line under the located span."""
+    raw = source_line.rstrip("\n")
+    start = max(0, min(loc.col - 1, len(raw)))
+    stop = len(raw) if loc.end_line != loc.line else max(start + 1, min(loc.end_col - 1, len(raw)))
+    lo = max(0, start - QUOTE_WIDTH // 2)
+    hi = min(len(raw), max(lo + QUOTE_WIDTH, start + 1))
+    parts = [_visible(c) for c in raw[lo:hi]]
+    text = "".join(parts)
+    caret_at = len("".join(parts[: start - lo]))
+    width = max(1, len("".join(parts[start - lo: min(stop, hi) - lo])))
+    if lo > 0:
+        text, caret_at = "..." + text, caret_at + 3
+    if hi < len(raw):
+        text += "..."
+    plain = all(len(p) == 1 for p in parts) and lo == 0 and hi == len(raw)
+    shown = highlight(text) if highlight and plain else text
+    return [f"    {shown}", "    " + " " * caret_at + "^" + "~" * (width - 1)]
+
+
 class ShrinkError(Exception):
-    """An error in a user's spec, data or command line arguments that is reported, not raised."""
+    """An error in a user's spec, data or command line arguments that is reported, not raised.
+
+    ``quote=False`` keeps the command line from echoing the located source line: for files
+    that turned out not to be specs (binary, not UTF-8, not starting like a spec), whose
+    content may be anything, secrets included."""
 
     def __init__(self, message: str, loc: Loc | None = None, hint: str | None = None,
-                 note: str | None = None):
+                 note: str | None = None, *, quote: bool = True):
         super().__init__(message)
-        self.diagnostic = Diagnostic("error", message, loc, hint, note)
+        self.diagnostic = Diagnostic("error", message, loc, hint, note, quote)
 
     def __str__(self) -> str:  # pragma: no cover - convenience for debugging
         return self.diagnostic.render()

@@ -381,6 +381,8 @@ class Program(_Node):
     end_comments: tuple[str, ...] = ()
     file: str = "<string>"
     header_comments: tuple[str, ...] = ()
+    # the comment after ``shrink 1``, for fmt; not part of the IR JSON (whose shape is fixed)
+    version_comment: str | None = Field(default=None, exclude=True)
 
     def defs(self, kind: type) -> dict[str, object]:
         return {i.name: i for i in self.items if isinstance(i, kind)}

@@ -29,6 +29,9 @@ class Sources:
         return h.hexdigest()
 
 
+MAX_INCLUDE_DEPTH = 64  # includes of includes: far beyond any real project, far below a stack
+
+
 def load(path: str | Path, text: str | None = None) -> Sources:
     """Parse ``path`` (or ``text`` standing for it) and, recursively, its includes."""
     path = Path(path)
@@ -46,6 +49,9 @@ def load(path: str | Path, text: str | None = None) -> Sources:
                 raise ShrinkError(f"include cycle: {chain}", loc, "remove one include of the cycle")
         if key in done:
             return done[key]
+        if len(stack) >= MAX_INCLUDE_DEPTH:
+            raise ShrinkError(f"includes are nested more than {MAX_INCLUDE_DEPTH} deep", loc,
+                              "include the files you need from fewer levels")
         content = src if src is not None else read_source(p, shown, loc)
         prog = parse(content, shown)
         for item in prog.items:

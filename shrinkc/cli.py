@@ -12,6 +12,8 @@ needed.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,12 +42,32 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+TROUBLE = {"diff": 2}  # the exit code that means "trouble" where 1 means something else
+
+
+def _output_failed(args, e: OSError) -> int:
+    """stdout could not be written (a full disk, a closed pipe): say so on stderr, and exit
+    with the code that means trouble for this command (diff's 1 means "different")."""
+    with contextlib.suppress(OSError):  # nothing more goes to the broken stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    with contextlib.suppress(OSError):
+        print(f"shrinkc: error: cannot write the output: {e.strerror or e}", file=sys.stderr)
+    return TROUBLE.get(getattr(args, "command", ""), 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     report = Reporter()
     try:
-        return args.func(args, report)
+        rc = args.func(args, report)
+        sys.stdout.flush()
+        return rc
+    except OSError as e:
+        if isinstance(e, ShrinkError):  # pragma: no cover - ShrinkError is not an OSError
+            raise
+        return _output_failed(args, e)
     except UsageError as e:
         parser.print_usage(sys.stderr)
         print(f"shrinkc: error: {e}", file=sys.stderr)

@@ -103,9 +103,10 @@ def test_dag_hash_sees_a_changed_edge_or_op():
 
 
 def test_dag_hash_is_the_same_in_every_process():
-    # pinned: a change here changes every hash the shrinker has recorded
+    # pinned: a change here changes every hash the shrinker has recorded (it changed once,
+    # when refinement began to stop at the stable colouring)
     assert dag_hash(["input", "conv", "output"], {(0, 1), (1, 2)}) == \
-        "94b8e3878af63c4ed8f6fbcd3bc0bb15da6d235a709f96efc14d112cb0e71326"
+        "5face3333b2b4cffb22353ad57a70f7830357af074d878b23ff620b0c52aea46"
     code = ("from shrinkc.compiler.analysis.cellhash import dag_hash; "
             f"print(dag_hash({DAG_OPS!r}, {sorted(DAG_EDGES)!r}))")
     outs = set()

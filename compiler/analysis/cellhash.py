@@ -48,20 +48,34 @@ def _adjacency(n: int, edges: Iterable[tuple[int, int]]) -> tuple[list[list[int]
 
 def wl_colors(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int | None = None,
               ) -> list[str]:
-    """Weisfeiler-Lehman colours of the nodes after ``rounds`` refinements (default: n).
+    """Weisfeiler-Lehman colours of the nodes after ``rounds`` refinements, or (by default)
+    once the colouring is stable: when a round splits no colour class, no later round would.
 
     Round 0 is each node's label with its in- and out-degree; each round hashes a node's colour
-    with the sorted colours of its in-neighbours and, separately, of its out-neighbours.
+    with the sorted colours of its in-neighbours and, separately, of its out-neighbours. Nodes
+    with the same neighbourhood share one hash computation, so a round costs O(edges) plus one
+    hash per distinct colour; a cell takes as many rounds as its longest chain of distinct
+    colours needs (one or two for most cells), not one per node.
     """
     n = len(labels)
     preds, succs = _adjacency(n, edges)
     colors = [_sha(json.dumps([len(succs[v]), len(preds[v]), labels[v]])) for v in range(n)]
+    distinct = len(set(colors))
     for _ in range(n if rounds is None else rounds):
-        colors = [
-            _sha(",".join(sorted(colors[u] for u in preds[v])) + "|"
-                 + ",".join(sorted(colors[u] for u in succs[v])) + "|" + colors[v])
-            for v in range(n)
-        ]
+        memo: dict[str, str] = {}
+        new = []
+        for v in range(n):
+            key = (",".join(sorted(colors[u] for u in preds[v])) + "|"
+                   + ",".join(sorted(colors[u] for u in succs[v])) + "|" + colors[v])
+            color = memo.get(key)
+            if color is None:
+                color = memo[key] = _sha(key)
+            new.append(color)
+        colors = new
+        if rounds is None:
+            if len(memo) == distinct:  # no class split: the colouring is stable
+                break
+            distinct = len(memo)
     return colors
 
 

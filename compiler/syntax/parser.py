@@ -7,7 +7,10 @@ Parsing never builds modules and never evaluates anything: that is the passes' j
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
@@ -65,6 +68,36 @@ def _collect_comment(tok: Token) -> None:
     _comments.items.append(tok)
 
 
+def _private_cache(grammar: str) -> str | bool:
+    """Where lark may keep the LALR tables: a file in a per-user folder that only this user
+    can write (``$XDG_CACHE_HOME/shrinkc`` or ``~/.cache/shrinkc``, made with mode 0700), or
+    False (no cache) when no such folder can be had. The tables are a pickle, and loading a
+    pickle runs code: a file that someone else could have written is never read."""
+    import hashlib
+
+    import lark
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "shrinkc"
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = folder.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022 or (uid is not None
+                                                                   and st.st_uid != uid):
+            return False
+        key = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:24]
+        path = folder / f"lalr-{key}.pickle"
+        if path.is_symlink() or path.exists():
+            fst = path.lstat()
+            if not stat.S_ISREG(fst.st_mode) or fst.st_mode & 0o022 or (uid is not None
+                                                                         and fst.st_uid != uid):
+                return False
+        return str(path)
+    except OSError:
+        return False
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     text = resources.files("shrinkc.grammar").joinpath("shrink.lark").read_text("utf-8")
@@ -76,7 +109,7 @@ def _lark() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         lexer_callbacks={"COMMENT": _collect_comment},
-        cache=True,  # the LALR tables, in the temp dir, keyed by the grammar's hash
+        cache=_private_cache(text),  # never lark's default: a predictable name in /tmp
     )
 
 
@@ -233,7 +266,13 @@ class _ToIR(Transformer):
 
     def float(self, meta, children):
         (tok,) = children
-        return ir.Num(value=float(tok), loc=_tok_loc(self.file, tok))
+        value = float(tok)
+        if not math.isfinite(value) or (value == 0 and any(c in "123456789" for c in
+                                                           tok.lower().split("e")[0])):
+            raise ShrinkError(f"number {tok} is out of range: a float holds about 1e-308 to "
+                              "1.8e308", _tok_loc(self.file, tok),
+                              "write a number a float can hold", quote=False)
+        return ir.Num(value=value, loc=_tok_loc(self.file, tok))
 
     def ref(self, meta, children):
         (tok,) = children
@@ -277,7 +316,7 @@ class _ToIR(Transformer):
     # top level
     def version(self, meta, children):
         (tok,) = children
-        return ("version", self._int(tok), _tok_loc(self.file, tok))
+        return ("version", self._int(tok), _tok_loc(self.file, tok), self._c(meta).trailing)
 
     def include(self, meta, children):
         (tok,) = children
@@ -539,8 +578,8 @@ class _ToIR(Transformer):
         return ir.Call(func=str(name), args=tuple(args), loc=_loc(self.file, meta))
 
     def start(self, meta, children):
-        (_, version, vloc), *items = children
-        return version, vloc, tuple(items)
+        (_, version, vloc, comment), *items = children
+        return version, vloc, comment, tuple(items)
 
 
 # --------------------------------------------------------------------------- comments
@@ -653,17 +692,65 @@ def _attach_comments(tree: Tree, comments: list[Token]) -> tuple[dict, tuple, tu
 # --------------------------------------------------------------------------- entry points
 
 
-def read_source(path: Path, display: str | None = None, loc: ir.Loc | None = None) -> str:
-    """Read a spec as UTF-8, turning I/O and decoding failures into located errors."""
-    display = display or str(path)
+MAX_SPEC_BYTES = 4 * 1024 * 1024  # a spec (or an include) is text a person writes
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _read_regular(path: Path, display: str, loc: ir.Loc | None) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most :data:`MAX_SPEC_BYTES`:
+    FIFOs, devices and sockets are refused before anything is read (no hang on a FIFO,
+    no endless read of /dev/zero)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        data = path.read_bytes()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise ShrinkError(f"no such file: {display}", loc) from None
     except IsADirectoryError:
         raise ShrinkError(f"{display} is a directory, not a .shrink file", loc) from None
     except OSError as e:
         raise ShrinkError(f"cannot read {display}: {e.strerror}", loc) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ShrinkError(f"{display} is a directory, not a .shrink file", loc)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((what for test, what in _KINDS if test(st.st_mode)), "not a file")
+            raise ShrinkError(f"{display} is {kind}, not a regular file: refused", loc,
+                              "shrinkc reads specs from regular files only")
+        too_big = ShrinkError(f"{display} is larger than {MAX_SPEC_BYTES // 2**20} MiB: refused",
+                              loc, "a .shrink spec is a small text file")
+        if st.st_size > MAX_SPEC_BYTES:
+            raise too_big
+        chunks, size = [], 0
+        while size <= MAX_SPEC_BYTES:
+            chunk = os.read(fd, MAX_SPEC_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_SPEC_BYTES:  # it grew while we read it
+            raise too_big
+        return b"".join(chunks)
+    except OSError as e:
+        raise ShrinkError(f"cannot read {display}: {e.strerror}", loc) from None
+    finally:
+        os.close(fd)
+
+
+def read_source(path: Path, display: str | None = None, loc: ir.Loc | None = None) -> str:
+    """Read a spec as UTF-8, turning I/O and decoding failures into located errors. Only
+    regular files are read; a file that is binary or not UTF-8 is refused without echoing
+    any of it (a spec may be a symlink to anything)."""
+    display = display or str(path)
+    data = _read_regular(path, display, loc)
+    if b"\x00" in data:
+        at = data.index(b"\x00")
+        line = data.count(b"\n", 0, at) + 1
+        col = at - (data.rfind(b"\n", 0, at) + 1) + 1
+        raise ShrinkError("not a .shrink spec: a NUL byte (a binary file?)",
+                          ir.Loc(file=display, line=line, col=col, end_line=line, end_col=col + 1),
+                          "a .shrink file is UTF-8 text", quote=False)
     try:
         return data.decode("utf-8").removeprefix("\ufeff")  # editors may write a BOM
     except UnicodeDecodeError as e:
@@ -673,8 +760,67 @@ def read_source(path: Path, display: str | None = None, loc: ir.Loc | None = Non
         raise ShrinkError(
             f"invalid UTF-8 byte 0x{data[e.start]:02x}",
             ir.Loc(file=display, line=line, col=col, end_line=line, end_col=col + 1),
-            "a .shrink file is UTF-8 text",
+            "a .shrink file is UTF-8 text", quote=False,
         ) from None
+
+
+_FIRST_WORDS = re.compile(r"(?:shrink|include|op|cell|space|network|search)\b")
+
+
+def _looks_like_a_spec(text: str, file: str) -> None:
+    """Refuse, without quoting it, a text whose first statement is not a statement of the
+    language: an include or a symlink that led to some other file (/etc/passwd, an
+    environment dump) must not be echoed into a log."""
+    for n, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if _FIRST_WORDS.match(stripped):
+            return
+        raise ShrinkError(f"{file} does not look like a .shrink spec", ir.Loc(
+            file=file, line=n, col=1, end_line=n, end_col=2),
+            f"a spec starts with 'shrink {LANGUAGE_VERSION}' (its first line that is not a "
+            "comment is not shown, as the file may be anything)", quote=False)
+
+
+MAX_NESTING = 100  # brackets inside brackets
+
+
+def _check_nesting(text: str, file: str) -> None:
+    """Brackets nested deeper than :data:`MAX_NESTING` are an error at the bracket that goes
+    too deep, found before the parser recurses into them."""
+    depth, line, col = 0, 1, 0
+    in_comment = in_string = False
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, in_comment, in_string = line + 1, 0, False, False
+        elif in_comment:
+            continue
+        elif ch == '"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif ch == "#":
+            in_comment = True
+        elif ch in "([":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ShrinkError(f"brackets are nested more than {MAX_NESTING} deep",
+                                  ir.Loc(file=file, line=line, col=col, end_line=line,
+                                         end_col=col + 1), "simplify the expression")
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+
+
+def _too_deep(text: str, file: str) -> ShrinkError:
+    """A statement too long for the parser's recursion (thousands of chained operators):
+    an error at the line with the most operators."""
+    lines = text.split("\n")
+    n = max(range(len(lines)), key=lambda i: sum(lines[i].count(c) for c in "+-*/%,"))
+    return ShrinkError("a statement is nested too deeply to compile", ir.Loc(
+        file=file, line=n + 1, col=1, end_line=n + 1, end_col=2),
+        "split the expression over named parameters or nodes", quote=False)
 
 
 def parse(text: str, file: str = "<string>") -> ir.Program:
@@ -683,7 +829,10 @@ def parse(text: str, file: str = "<string>") -> ir.Program:
         idx = text.index("\x00")
         line = text.count("\n", 0, idx) + 1
         col = idx - (text.rfind("\n", 0, idx) + 1) + 1
-        raise ShrinkError("NUL byte in source", ir.Loc(file=file, line=line, col=col, end_line=line, end_col=col + 1))
+        raise ShrinkError("NUL byte in source", ir.Loc(file=file, line=line, col=col, end_line=line,
+                                                       end_col=col + 1), quote=False)
+    _looks_like_a_spec(text, file)
+    _check_nesting(text, file)
     _comments.items = []
     try:
         tree = _lark().parse(text)
@@ -694,11 +843,15 @@ def parse(text: str, file: str = "<string>") -> ir.Program:
         _comments.items = []
     attached, at_end, header = _attach_comments(tree, collected)
     try:
-        version, vloc, items = _ToIR(file, attached).transform(tree)
+        version, vloc, version_comment, items = _ToIR(file, attached).transform(tree)
     except VisitError as e:
         if isinstance(e.orig_exc, ShrinkError):
             raise e.orig_exc from None
+        if isinstance(e.orig_exc, RecursionError):
+            raise _too_deep(text, file) from None
         raise
+    except RecursionError:
+        raise _too_deep(text, file) from None
     if version != LANGUAGE_VERSION:
         raise ShrinkError(
             f"unknown language version {version}",
@@ -706,7 +859,8 @@ def parse(text: str, file: str = "<string>") -> ir.Program:
             f"this shrinkc reads 'shrink {LANGUAGE_VERSION}'",
         )
     return ir.Program(
-        version=version, items=items, end_comments=at_end, file=file, header_comments=header
+        version=version, items=items, end_comments=at_end, file=file, header_comments=header,
+        version_comment=version_comment,
     )
 
 

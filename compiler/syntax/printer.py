@@ -210,7 +210,8 @@ def item(i) -> list[str]:
 
 def print_program(p: ir.Program) -> str:
     out = [f"#{t}" if t != BLANK else "" for t in p.header_comments]
-    out.append(f"shrink {p.version}")
+    out.append(f"shrink {p.version}" + (f"  #{p.version_comment}" if p.version_comment is not None
+                                         else ""))
     prev = None
     for i in p.items:
         one_line = isinstance(i, (ir.Include, ir.OpPreset, ir.VariantDef))

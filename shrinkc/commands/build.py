@@ -86,12 +86,21 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     return onnx_backend.serialize(model), f"{summary}; {', '.join(how)}"
 
 
+# packages a generated file imports: a file named after one would shadow it for every script
+# in its folder (``torch.py`` beside ``model.py`` breaks ``import torch``)
+SHADOWING = frozenset({"torch"})
+
+
 def cmd_compile(args, report) -> int:
     from shrinkc.compiler.fsutil import atomic_write, ensure_dir
 
     targets = _targets(args)
     graph = graph_of(args, report)
     stem = Path(args.spec).stem
+    if "pytorch" in targets and stem in SHADOWING:
+        raise ShrinkError(f"refusing to write {stem}.py: a file of that name shadows the "
+                          f"'{stem}' package for every script in {Path(args.output).as_posix()}",
+                          None, f"rename {Path(args.spec).name} (the output is named after it)")
     summary = f"{graph.network}: {graph.cost.params:,} params, {human(graph.cost.macs)} MACs"
     # Everything is generated (and weights checked) before anything is written.
     outputs: list[tuple[str, str | bytes, str]] = []

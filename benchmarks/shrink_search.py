@@ -68,12 +68,12 @@ def main() -> None:
     ap.add_argument("--data", help="proxy data: .npz (CNN) or a PTB-layout folder (RNN)")
     args = ap.parse_args()
 
-    from shrinkc.search.train import evaluate
     from shrinkc.compiler import check
     from shrinkc.compiler.ir import SearchDef, SpaceDef
-    from shrinkc.search import rules
     from shrinkc.compiler.passes.space import cleanup, node_count
     from shrinkc.compiler.syntax.printer import print_program
+    from shrinkc.search import rules
+    from shrinkc.search.train import evaluate
 
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="shrink-bench-"))
     common = ["--workers", str(args.workers), "--seed", str(args.seed)]
@@ -112,8 +112,8 @@ def main() -> None:
 
         classes = {"vocab": corpus.load(args.data).size}
     else:
-        from shrinkc.search.data import images as proxy_data
         from shrinkc.compiler.pipeline import build_graph
+        from shrinkc.search.data import images as proxy_data
 
         shape = tuple(build_graph(checked, search.network).input_shape.as_list())
         classes = {"classes": proxy_data.load(args.data, shape).classes}

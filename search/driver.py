@@ -28,10 +28,11 @@ from shrinkc.compiler import ir
 from shrinkc.compiler.analysis.cellhash import cell_hash
 from shrinkc.compiler.errors import ShrinkError, warning
 from shrinkc.compiler.fsutil import atomic_write, ensure_dir
-from . import rules
 from shrinkc.compiler.passes.space import expand as expand_space
 from shrinkc.compiler.pipeline import Checked, build_graph, check
 from shrinkc.compiler.syntax.printer import print_program
+
+from . import rules
 
 Edge = tuple[int, int]
 

@@ -14,9 +14,9 @@ import types
 from functools import lru_cache
 from typing import Any
 
-from shrinkc.search.data import images as proxy_data
 from shrinkc.backends.pytorch import generate
 from shrinkc.compiler.pipeline import build_graph, check
+from shrinkc.search.data import images as proxy_data
 
 
 def build_module(graph) -> Any:

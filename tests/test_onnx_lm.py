@@ -19,8 +19,8 @@ ort = pytest.importorskip("onnxruntime")
 np = pytest.importorskip("numpy")
 
 from shrinkc.backends import onnx as onnx_backend
-from shrinkc.backends.onnx.lm import generate_lm
 from shrinkc.backends.onnx.checkpoint import expected_tensors, random_weights
+from shrinkc.backends.onnx.lm import generate_lm
 from shrinkc.cli import main
 from shrinkc.compiler import compile_file
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from shrinkc.compiler import ShrinkError, check, parse
-from shrinkc.search import rules
 from shrinkc.compiler.passes.space import cleanup, expand, node_ops
+from shrinkc.search import rules
 
 from conftest import ROOT, TEST_SPECS
 
@@ -295,9 +295,9 @@ def test_paper_space_is_as_specified():
 
 def test_inherit_keeps_the_slices_of_the_remaining_inputs():
     torch = pytest.importorskip("torch")
-    from shrinkc.search.train import build_module, inherit
     from shrinkc.compiler.pipeline import build_graph
     from shrinkc.compiler.syntax.printer import print_program
+    from shrinkc.search.train import build_module, inherit
 
     checked = check(TINY)
     space = next(i for i in checked.sources.main.items if i.kind == "space")

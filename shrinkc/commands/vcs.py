@@ -16,13 +16,12 @@ from pathlib import Path
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.console import UsageError
 
-
 # --------------------------------------------------------------------------- diff
 
 
 def cmd_diff(args, report) -> int:
-    from shrinkc.compiler.pipeline import check
     from shrinkc.compiler.analysis.semdiff import diff_checked, render
+    from shrinkc.compiler.pipeline import check
 
     try:
         checked = []
@@ -101,8 +100,8 @@ def cmd_viz(args, report) -> int:
 
 def ir_schema() -> dict:
     """JSON Schema (draft 2020-12) of the graph IR that ``compile --target ir`` writes."""
-    from shrinkc.compiler.version import __version__
     from shrinkc.compiler import ir
+    from shrinkc.compiler.version import __version__
 
     schema = ir.Graph.model_json_schema()
     return {

@@ -73,6 +73,7 @@ def main() -> None:
     from shrinkc.compiler.passes.space import cleanup, node_count
     from shrinkc.compiler.syntax.printer import print_program
     from shrinkc.search import rules
+    from shrinkc.search.settings import settings as read_settings
     from shrinkc.search.train import evaluate
 
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="shrink-bench-"))
@@ -89,8 +90,7 @@ def main() -> None:
     space = next(i for i in parsed.items if isinstance(i, SpaceDef))
     search = next(i for i in checked.program.items if isinstance(i, SearchDef))
     is_lm = checked.program.networks[search.network].is_lm
-    metrics = rules.LM_METRICS if is_lm else rules.CNN_METRICS
-    settings = rules.settings(search, {"epochs": args.epochs, "seed": args.seed}, metrics)
+    settings = read_settings(search, {"epochs": args.epochs, "seed": args.seed}, lm=is_lm)
 
     rows = {}
     t_scratch = shrink(args.spec, base / "scratch", common)

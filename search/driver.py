@@ -33,6 +33,8 @@ from shrinkc.compiler.pipeline import Checked, build_graph, check
 from shrinkc.compiler.syntax.printer import print_program
 
 from . import rules
+from .settings import recorded
+from .settings import settings as read_settings
 
 Edge = tuple[int, int]
 
@@ -259,7 +261,7 @@ def run(opts: Options, report=None) -> dict:
             report(w)
     search = _find_search(checked, opts.search)
     is_lm = checked.program.networks[search.network].is_lm
-    settings = rules.settings(search, opts.overrides, rules.LM_METRICS if is_lm else rules.CNN_METRICS)
+    settings = read_settings(search, opts.overrides, lm=is_lm)
     parsed = checked.sources.main
     spaces = {i.name: i for i in parsed.items if isinstance(i, ir.SpaceDef)}
     if search.space not in spaces:
@@ -293,8 +295,7 @@ def run(opts: Options, report=None) -> dict:
         "spec": parsed.file,
         "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "search": search.name,
-        "settings": {"candidates": settings.candidates, "drop": settings.drop,
-                     "keep": settings.keep, "seed": settings.seed, "train": settings.train},
+        "settings": recorded(settings),
         "data": opts.data or ("generated corpus" if is_lm else proxy_data.DIGITS),
         "max_steps": opts.max_steps,
         "inherit": opts.inherit,

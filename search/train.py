@@ -32,13 +32,14 @@ def _data(name: str | None, shape: tuple[int, ...]):
     return proxy_data.load(name, shape)
 
 
-def _optimizer(model, settings: dict, default: str, lr: float):
+def _optimizer(model, settings: dict):
+    """The optimizer the train settings name (adam or sgd), with their lr and weight decay."""
     import torch
 
-    wd = float(settings.get("weight_decay", 0.0))
-    if settings.get("optimizer", default) == "sgd":
+    lr, wd = float(settings["lr"]), float(settings["weight_decay"])
+    if settings["optimizer"] == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, weight_decay=wd,
-                               momentum=float(settings.get("momentum", 0.0)))
+                               momentum=float(settings["momentum"]))
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
 
 
@@ -66,9 +67,9 @@ def train(model, data, settings: dict, seed: int) -> tuple[float, int]:
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     x_val, y_val = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
-    opt = _optimizer(model, settings, "adam", float(settings.get("lr", 0.004)))
-    batch, epochs = int(settings.get("batch", 128)), int(settings.get("epochs", 20))
-    stop, epoch = _EarlyStop(int(settings.get("patience", 0)), higher_is_better=True), 0
+    opt = _optimizer(model, settings)
+    batch, epochs = int(settings["batch"]), int(settings["epochs"])
+    stop, epoch = _EarlyStop(int(settings["patience"]), higher_is_better=True), 0
     while epoch < epochs:
         epoch += 1
         model.train()
@@ -100,9 +101,8 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    batch, bptt = int(settings.get("batch", 128)), int(settings.get("bptt", 35))
-    clip, lr = float(settings.get("clip", 0.25)), float(settings.get("lr", 20.0))
-    epochs = int(settings.get("epochs", 10))
+    batch, bptt = int(settings["batch"]), int(settings["bptt"])
+    clip, epochs = float(settings["clip"]), int(settings["epochs"])
 
     def batchify(ids, n):
         t = torch.from_numpy(ids)
@@ -111,9 +111,9 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
 
     train_data = batchify(corpus.train, min(batch, max(1, len(corpus.train) // (bptt + 1))))
     valid_data = batchify(corpus.valid, 10 if len(corpus.valid) > 10 * (bptt + 1) else 1)
-    opt = _optimizer(model, settings, "sgd", lr)
+    opt = _optimizer(model, settings)
     vocab = corpus.size
-    stop, epoch = _EarlyStop(int(settings.get("patience", 0)), higher_is_better=False), 0
+    stop, epoch = _EarlyStop(int(settings["patience"]), higher_is_better=False), 0
     while epoch < epochs:
         epoch += 1
         model.train()
@@ -235,7 +235,7 @@ def evaluate(job: dict) -> dict:
         parent_graph = build_graph(check(job["path"], parent["text"]), job["network"], overrides)
         state = torch.load(io.BytesIO(parent["state"]), map_location="cpu", weights_only=True)
         inherit(model, graph, state, parent_graph)
-        settings["epochs"] = int(settings.get("finetune", 2))
+        settings["epochs"] = int(settings["finetune"])
         settings["patience"] = 0
     if graph.lm is not None:
         from shrinkc.search.data import corpus

@@ -71,8 +71,8 @@ def main() -> None:
     from shrinkc.compiler import check
     from shrinkc.compiler.ir import SearchDef, SpaceDef
     from shrinkc.compiler.passes.space import cleanup, node_count
-    from shrinkc.compiler.syntax.printer import print_program
     from shrinkc.search import rules
+    from shrinkc.search.job import make_job
     from shrinkc.search.settings import settings as read_settings
     from shrinkc.search.train import evaluate
 
@@ -119,9 +119,9 @@ def main() -> None:
         classes = {"classes": proxy_data.load(args.data, shape).classes}
 
     def job(edges, seed):
-        return {"path": args.spec, "text": print_program(rules.with_edges(parsed, space.name, edges)),
-                "network": search.network, "overrides": classes, "train": settings.train,
-                "data": args.data, "seed": seed, "threads": 1, "edges": len(edges)}
+        return make_job(path=args.spec, program=parsed, space=space.name, edges=edges,
+                        network=search.network, overrides=classes, train=settings.train,
+                        data=args.data, seed=seed, threads=1)
 
     t = time.perf_counter()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:

@@ -33,6 +33,7 @@ from shrinkc.compiler.pipeline import Checked, build_graph, check
 from shrinkc.compiler.syntax.printer import print_program
 
 from . import rules
+from .job import Job, Parent, make_job
 from .settings import recorded
 from .settings import settings as read_settings
 
@@ -60,7 +61,7 @@ class Options:
 
 
 class _Executor:
-    def map(self, jobs: list[dict]):  # yields results in job order
+    def map(self, jobs: list[Job]):  # yields results in job order
         raise NotImplementedError
 
     def close(self) -> None:
@@ -320,17 +321,22 @@ def run(opts: Options, report=None) -> dict:
     snapshots: list[dict] = []
     executor = None
     step = 1
-    parent: dict | None = None
+    parent: Parent | None = None
+
+    def new_job(edges: tuple[Edge, ...], seed: int, parent: Parent | None = None,
+                keep_state: bool = False) -> Job:
+        return make_job(path=opts.spec, program=parsed, space=space.name, edges=edges,
+                        network=search.network, overrides=overrides, train=settings.train,
+                        data=opts.data, seed=seed, threads=opts.threads, parent=parent,
+                        keep_state=keep_state)
     cand_dir = out / "candidates"
     try:
         if opts.inherit:
             parent_text = print_program(rules.with_edges(parsed, space.name, edges))
             first = out / "parent-00.pt"
             if not first.exists():
-                job = {"path": opts.spec, "text": parent_text, "network": search.network,
-                       "overrides": overrides, "train": settings.train, "data": opts.data,
-                       "seed": rules.candidate_seed(settings.seed, 0, (0, 0)),
-                       "threads": opts.threads, "keep_state": True}
+                job = new_job(edges, rules.candidate_seed(settings.seed, 0, (0, 0)),
+                              keep_state=True)
                 executor = executor or _executor(opts)
                 (result,) = list(executor.map([job]))
                 log = [e for e in log if e["step"] != 0]
@@ -339,7 +345,7 @@ def run(opts: Options, report=None) -> dict:
                                **{k: v for k, v in result.items() if k != "state"}})
                 _write_log(log_path, log)
                 atomic_write(first, result["state"])
-            parent = {"text": parent_text, "state": first.read_bytes()}
+            parent = Parent(text=parent_text, state=first.read_bytes())
         while len(edges) > goal and (opts.max_steps is None or step <= opts.max_steps):
             removable = rules.shrink_space(edges, space)
             if not removable:
@@ -351,19 +357,15 @@ def run(opts: Options, report=None) -> dict:
             # not trained again: it takes that candidate's metrics (not with --inherit, where
             # the result depends on the parent's weights)
             trained_hashes = {e["hash"]: e for e in log if "hash" in e and "isomorphic_to" not in e}
-            plan: list[tuple[Edge, dict | None, str]] = []
+            plan: list[tuple[Edge, Job | None, str]] = []
             for c in todo:
                 after = rules.remove(space, edges, c)
-                program = rules.with_edges(parsed, space.name, after)
                 h = cell_hash(expand_space(rules.with_edges(parsed, space.name, after).defs(
                     ir.SpaceDef)[space.name]))  # type: ignore[arg-type]
                 dup = parent is None and (h in trained_hashes or any(p[2] == h for p in plan))
-                plan.append((c, None if dup else {
-                    "path": opts.spec, "text": print_program(program), "network": search.network,
-                    "overrides": overrides, "train": settings.train, "data": opts.data,
-                    "seed": rules.candidate_seed(settings.seed, step, c), "threads": opts.threads,
-                    "edges": len(after), "parent": parent, "keep_state": parent is not None,
-                }, h))
+                plan.append((c, None if dup else new_job(
+                    after, rules.candidate_seed(settings.seed, step, c), parent,
+                    keep_state=parent is not None), h))
             for k, c in enumerate(cands):
                 if c in done:
                     progress.update(step, k + 1, len(cands), len(edges), None)
@@ -383,8 +385,8 @@ def run(opts: Options, report=None) -> dict:
                     if "state" in result:
                         ensure_dir(cand_dir)
                         atomic_write(cand_dir / f"step-{step:02d}-{c[0]}-{c[1]}.pt", result["state"])
-                    metrics = {**result, "edges": job["edges"]}
-                    entry = {"step": step, "edge": list(c), "edges": job["edges"], "hash": h,
+                    metrics = {**result, "edges": job.edges}
+                    entry = {"step": step, "edge": list(c), "edges": job.edges, "hash": h,
                              "score": rules.score(settings.score, metrics), "chosen": False,
                              **{k: v for k, v in result.items() if k != "state"}}
                     trained_hashes.setdefault(h, entry)
@@ -406,8 +408,8 @@ def run(opts: Options, report=None) -> dict:
             _write_log(log_path, log)
             edges = rules.remove(space, edges, tuple(tuple(e["edge"]) for e in chosen))
             if parent is not None:
-                parent = {"text": print_program(rules.with_edges(parsed, space.name, edges)),
-                          "state": (out / f"parent-{step:02d}.pt").read_bytes()}
+                parent = Parent(text=print_program(rules.with_edges(parsed, space.name, edges)),
+                                state=(out / f"parent-{step:02d}.pt").read_bytes())
                 for f in cand_dir.glob(f"step-{step:02d}-*.pt"):
                     f.unlink()
             snap_text = print_program(rules.with_edges(parsed, space.name, edges))

@@ -18,6 +18,8 @@ from shrinkc.backends.pytorch import generate
 from shrinkc.compiler.pipeline import build_graph, check
 from shrinkc.search.data import images as proxy_data
 
+from .job import Job
+
 
 def build_module(graph) -> Any:
     """Execute the generated source of ``graph`` and return ``build()``'s network."""
@@ -212,42 +214,43 @@ def _state_bytes(model) -> bytes:
     return buf.getvalue()
 
 
-def evaluate(job: dict) -> dict:
-    """Compile, build and train one candidate. ``job`` is plain data (picklable for workers).
+def evaluate(job: Job) -> dict:
+    """Compile, build and train one candidate; returns its metrics (and, with
+    ``job.keep_state``, its trained weights as ``state``).
 
-    With ``job["parent"]`` (the parent's spec text and trained weights), the candidate starts
-    from the parent's weights and is fine-tuned for ``train["finetune"]`` epochs; the result
-    then carries the candidate's trained weights, so the winner can be the next parent.
+    With ``job.parent`` (the parent's spec text and trained weights), the candidate starts
+    from the parent's weights and is fine-tuned for the ``finetune`` train setting's epochs,
+    without early stopping; the result then carries the candidate's trained weights, so the
+    winner can be the next parent.
     """
     import io
 
     import torch
 
     start = time.perf_counter()
-    torch.set_num_threads(int(job.get("threads", 1)))
-    overrides = job.get("overrides") or None
-    graph = build_graph(check(job["path"], job["text"]), job["network"], overrides)
-    torch.manual_seed(job["seed"])
+    torch.set_num_threads(int(job.threads))
+    overrides = job.overrides or None
+    graph = build_graph(check(job.path, job.text), job.network, overrides)
+    torch.manual_seed(job.seed)
     model = build_module(graph)
-    settings = dict(job["train"])
-    parent = job.get("parent")
-    if parent is not None:
-        parent_graph = build_graph(check(job["path"], parent["text"]), job["network"], overrides)
-        state = torch.load(io.BytesIO(parent["state"]), map_location="cpu", weights_only=True)
+    settings = dict(job.train)
+    if job.parent is not None:
+        parent_graph = build_graph(check(job.path, job.parent.text), job.network, overrides)
+        state = torch.load(io.BytesIO(job.parent.state), map_location="cpu", weights_only=True)
         inherit(model, graph, state, parent_graph)
         settings["epochs"] = int(settings["finetune"])
         settings["patience"] = 0
     if graph.lm is not None:
         from shrinkc.search.data import corpus
 
-        ppl, epochs = train_lm(model, corpus.load(job.get("data")), settings, job["seed"])
+        ppl, epochs = train_lm(model, corpus.load(job.data), settings, job.seed)
         result = {"ppl": ppl, "flops": graph.lm.flops}
     else:
-        data = _data(job.get("data"), tuple(graph.input_shape.as_list()))
-        acc, epochs = train(model, data, settings, job["seed"])
+        data = _data(job.data, tuple(graph.input_shape.as_list()))
+        acc, epochs = train(model, data, settings, job.seed)
         result = {"acc": acc, "macs": graph.cost.macs}
     result.update(params=graph.cost.params, epochs=epochs,
                   seconds=round(time.perf_counter() - start, 3))
-    if job.get("keep_state"):
+    if job.keep_state:
         result["state"] = _state_bytes(model)
     return result

@@ -75,4 +75,23 @@ def test_workers_get_the_language_model_defaults(tmp_path, monkeypatch):
                               max_steps=1, overrides={"candidates": 2}))
     assert len(jobs) == 2
     for job in jobs:
-        assert job["train"] == {**LM_DEFAULTS, "momentum": 0.0, "weight_decay": 0.0}
+        assert job.train == {**LM_DEFAULTS, "momentum": 0.0, "weight_decay": 0.0}
+
+
+def test_the_trainer_has_no_defaults_of_its_own(tmp_path):
+    pytest.importorskip("torch")
+    from shrinkc.compiler import check
+    from shrinkc.search import rules
+    from shrinkc.search.job import make_job
+    from shrinkc.search.settings import default_train
+    from shrinkc.search.train import evaluate
+
+    spec = TEST_SPECS / "tiny_rnn_space.shrink"
+    checked = check(spec)
+    space = next(i for i in checked.sources.main.items if i.kind == "space")
+    train = {k: v for k, v in default_train(lm=True).items() if k != "clip"}
+    job = make_job(path=str(spec), program=checked.sources.main, space=space.name,
+                   edges=rules.live_edges(space), network="TinyLM", overrides={"vocab": 50},
+                   train=train, data=None, seed=0)
+    with pytest.raises(KeyError, match="clip"):
+        evaluate(job)

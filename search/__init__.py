@@ -7,7 +7,7 @@
 ``driver``     ``shrinkc shrink``: the search loop, step by step
 ``rundir``     the run directory: run.json, log.jsonl, snapshots, the scores plot
 ``executors``  where jobs are trained: in-process, local worker processes, Ray
-``progress``   the progress display on stderr
+``progress``   the progress display on stderr (rich, imported when a search starts)
 ``train``      trains one job on the proxy task (the only module that imports torch)
 ``data``       the proxy data: images and corpora
 """

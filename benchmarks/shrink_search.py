@@ -71,8 +71,9 @@ def main() -> None:
     from shrinkc.compiler import check
     from shrinkc.compiler.ir import SearchDef, SpaceDef
     from shrinkc.compiler.passes.space import cleanup, node_count
-    from shrinkc.compiler.syntax.printer import print_program
     from shrinkc.search import rules
+    from shrinkc.search.job import make_job
+    from shrinkc.search.settings import settings as read_settings
     from shrinkc.search.train import evaluate
 
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="shrink-bench-"))
@@ -89,8 +90,7 @@ def main() -> None:
     space = next(i for i in parsed.items if isinstance(i, SpaceDef))
     search = next(i for i in checked.program.items if isinstance(i, SearchDef))
     is_lm = checked.program.networks[search.network].is_lm
-    metrics = rules.LM_METRICS if is_lm else rules.CNN_METRICS
-    settings = rules.settings(search, {"epochs": args.epochs, "seed": args.seed}, metrics)
+    settings = read_settings(search, {"epochs": args.epochs, "seed": args.seed}, lm=is_lm)
 
     rows = {}
     t_scratch = shrink(args.spec, base / "scratch", common)
@@ -119,9 +119,9 @@ def main() -> None:
         classes = {"classes": proxy_data.load(args.data, shape).classes}
 
     def job(edges, seed):
-        return {"path": args.spec, "text": print_program(rules.with_edges(parsed, space.name, edges)),
-                "network": search.network, "overrides": classes, "train": settings.train,
-                "data": args.data, "seed": seed, "threads": 1, "edges": len(edges)}
+        return make_job(path=args.spec, program=parsed, space=space.name, edges=edges,
+                        network=search.network, overrides=classes, train=settings.train,
+                        data=args.data, seed=seed, threads=1)
 
     t = time.perf_counter()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:

@@ -1,44 +1,43 @@
-"""``shrinkc shrink``: the AutoShrink search driver, its run directory, resume and executors.
+"""``shrinkc shrink``: the AutoShrink search loop.
 
-The rules live in ``passes/shrink.py`` (pure); candidates are trained by
-``shrinkc.search.train.evaluate`` (torch), in this process, in local worker processes
-(``--workers N``) or on a Ray cluster (``--executor ray``). This module imports neither torch
-nor ray at import time.
-
-Run directory:
-  run.json       what was searched (spec hash, settings, data): ``--resume`` refuses a mismatch
-  log.jsonl      one line per evaluated candidate; ``chosen: true`` on each step's removed edge
-  step-NN.shrink the spec after step NN, canonically formatted (compiles as it is)
-  best.shrink    the best-scoring snapshot (ties: fewer edges)
-  scores.png     best and mean candidate score against live edges
-Every file is written atomically, after every candidate, so a run killed at any moment
-resumes from its last finished candidate and ends with the same log and the same edges.
+The rules are in ``rules.py`` (pure) and the search block's settings in ``settings.py``. Each
+step's candidates become ``Job``s (``job.py``) that an executor (``executors.py``) trains with
+``train.evaluate``: in this process, in local worker processes (``--workers N``) or on a Ray
+cluster (``--executor ray``). What a run keeps is in its run directory (``rundir.py``); the
+log is written after every candidate, so a run killed at any moment resumes from its last
+finished candidate and ends with the same log and the same edges. This module imports neither
+torch nor ray.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import sys
-import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.analysis.cellhash import cell_hash
-from shrinkc.compiler.errors import ShrinkError, warning
-from shrinkc.compiler.fsutil import atomic_write, ensure_dir
+from shrinkc.compiler.errors import Diagnostic, ShrinkError, warning
 from shrinkc.compiler.passes.space import expand as expand_space
 from shrinkc.compiler.pipeline import Checked, build_graph, check
 from shrinkc.compiler.syntax.printer import print_program
 
 from . import rules
+from .executors import Executor, make_executor
+from .job import Job, Parent, make_job
+from .progress import Progress
+from .rundir import RunDir, meta
+from .settings import Settings
+from .settings import settings as read_settings
 
 Edge = tuple[int, int]
+Report = Callable[[Diagnostic], None]
+_BEST_METRICS = ("score", "acc", "macs", "ppl", "flops", "params")  # a snapshot's metrics
 
 
 @dataclass
 class Options:
+    """What ``shrinkc shrink`` was asked to do."""
+
     spec: str
     out: str
     data: str | None = None
@@ -54,140 +53,120 @@ class Options:
     overrides: dict = field(default_factory=dict)  # candidates, epochs, seed, ...
 
 
-# --------------------------------------------------------------------------- executors
+@dataclass(frozen=True)
+class _Search:
+    """What a run searches, fixed for the whole run: the spec as written (snapshots rewrite
+    its space's edges), its text, the search block, the space, the settings, whether the proxy
+    network is a language model, and its overrides (class or vocabulary count, from the data).
+    """
+
+    opts: Options
+    parsed: ir.Program
+    text: str
+    search: ir.SearchDef
+    space: ir.SpaceDef
+    settings: Settings
+    lm: bool
+    overrides: dict
+
+    def program(self, edges: tuple[Edge, ...]) -> ir.Program:
+        """The spec with the space cut down to ``edges``."""
+        return rules.with_edges(self.parsed, self.space.name, edges)
+
+    def job(self, edges: tuple[Edge, ...], seed: int, parent: Parent | None = None,
+            keep_state: bool = False) -> Job:
+        """The job that trains the proxy network with the space cut down to ``edges``."""
+        return make_job(path=self.opts.spec, program=self.parsed, space=self.space.name,
+                        edges=edges, network=self.search.network, overrides=self.overrides,
+                        train=self.settings.train, data=self.opts.data, seed=seed,
+                        threads=self.opts.threads, parent=parent, keep_state=keep_state)
 
 
-class _Executor:
-    def map(self, jobs: list[dict]):  # yields results in job order
-        raise NotImplementedError
+@dataclass
+class _Run:
+    """A run as it goes: its directory, the log, the live edges, this session's snapshots,
+    the parent the candidates start from (``--inherit``), the executor (started when first
+    needed) and the progress display."""
 
-    def close(self) -> None:
-        pass
+    rundir: RunDir
+    log: list[dict]
+    edges: tuple[Edge, ...]
+    progress: Progress
+    snapshots: list[dict] = field(default_factory=list)
+    parent: Parent | None = None
+    executor: Executor | None = None
 
-
-class _InProcess(_Executor):
-    def map(self, jobs):
-        from shrinkc.search.train import evaluate
-
-        for job in jobs:
-            yield evaluate(job)
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: end this worker when the driver dies (even by kill -9), instead of
-    training the rest of the queued candidates for nobody."""
-    import os
-    import threading
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
+    def train(self, opts: Options, jobs: list[Job]) -> Iterator[dict]:
+        """Train ``jobs``; yields their results in order."""
+        if self.executor is None:
+            self.executor = make_executor(opts.executor, opts.workers, opts.address)
+        return self.executor.map(jobs)
 
 
-class _Processes(_Executor):
-    def __init__(self, workers: int):
-        import multiprocessing
-        import os
-        from concurrent.futures import ProcessPoolExecutor
+@dataclass(frozen=True)
+class _Planned:
+    """A candidate of a step: the edge it removes, the hash of its cell, and its job (None: it
+    is isomorphic to a candidate trained before, and takes that candidate's metrics)."""
 
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_exit_with_parent, initargs=(os.getpid(),))
-
-    def map(self, jobs):
-        from shrinkc.search.train import evaluate
-
-        futures = [self.pool.submit(evaluate, job) for job in jobs]
-        try:
-            for f in futures:
-                yield f.result()
-        finally:
-            for f in futures:
-                f.cancel()
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+    edge: Edge
+    hash: str
+    job: Job | None
 
 
-class _Ray(_Executor):
-    def __init__(self, address: str | None, workers: int):
-        try:
-            import ray
-        except ImportError:
-            raise ShrinkError("--executor ray needs Ray", None,
-                              "pip install 'shrinkc[ray]'") from None
-        from shrinkc.search.train import evaluate
-
-        self.ray = ray
-        if not ray.is_initialized():
-            kwargs = {"address": address} if address else {"num_cpus": workers}
-            ray.init(log_to_driver=False, include_dashboard=False, **kwargs)
-        self.remote = ray.remote(num_cpus=1)(evaluate)
-
-    def map(self, jobs):
-        refs = [self.remote.remote(job) for job in jobs]
-        for ref in refs:
-            yield self.ray.get(ref)
-
-
-def _executor(opts: Options) -> _Executor:
-    if opts.executor == "ray":
-        return _Ray(opts.address, opts.workers)
-    if opts.workers > 1:
-        return _Processes(opts.workers)
-    return _InProcess()
-
-
-# --------------------------------------------------------------------------- progress
+def run(opts: Options, report: Report | None = None) -> dict:
+    """Run (or resume) a search; returns a summary: steps, candidates in the log, the best
+    snapshot and its metrics, edges before and after, and the run directory."""
+    s = _prepare(opts, report)
+    rundir = RunDir(opts.out)
+    log = rundir.start(_meta(s), opts.resume)
+    edges = rules.live_edges(s.space)
+    goal = rules.target(len(edges), s.settings.keep)
+    total = sum(min(s.settings.candidates, n) for n in range(goal + 1, len(edges) + 1))
+    resumed = sum(1 for e in log if e["step"] >= 1)
+    state = _Run(rundir, log, edges, Progress(opts.quiet, total, resumed))
+    try:
+        if opts.inherit:
+            state.parent = _first_parent(s, state)
+        step = 1
+        while len(state.edges) > goal and (opts.max_steps is None or step <= opts.max_steps):
+            if not _step(s, state, step):
+                break
+            step += 1
+    except KeyboardInterrupt:
+        raise ShrinkError(f"interrupted; continue with: shrinkc shrink {opts.spec} -o {opts.out} "
+                          "--resume") from None
+    finally:
+        state.progress.close()
+        if state.executor is not None:
+            state.executor.close()
+    return _summary(state, len(edges), report)
 
 
-class _Progress:
-    def __init__(self, quiet: bool, total: int):
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self.total = total
-        self.done = 0
-        self.spent = 0.0
-        self.start = time.monotonic()
-
-    def update(self, step: int, k: int, n: int, edges: int, seconds: float | None) -> None:
-        if seconds is not None:
-            self.done += 1
-            self.spent += seconds
-        if self.quiet:
-            return
-        elapsed = time.monotonic() - self.start
-        left = ""
-        if self.done and self.total > self.done:
-            per = elapsed / max(1, self.done)
-            left = f", ~{_hms(per * (self.total - self.done))} left"
-        width = 24
-        filled = int(width * min(1.0, self.done / max(1, self.total)))
-        bar = "#" * filled + "." * (width - filled)
-        line = (f"[{bar}] step {step} ({edges} edges), candidate {k}/{n}, "
-                f"{_hms(elapsed)} elapsed{left}")
-        if self.tty:
-            print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
-        elif seconds is not None:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty and not self.quiet:
-            print(file=sys.stderr)
+# --------------------------------------------------------------------------- before training
 
 
-def _hms(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-# --------------------------------------------------------------------------- the search
+def _prepare(opts: Options, report: Report | None) -> _Search:
+    """Check the spec, find the search block and its space, read its settings, and check the
+    proxy network against its data, all before anything is trained or written."""
+    checked = check(opts.spec)
+    for w in checked.warnings:
+        if report:
+            report(w)
+    search = _find_search(checked, opts.search)
+    lm = checked.program.networks[search.network].is_lm
+    settings = read_settings(search, opts.overrides, lm=lm)
+    parsed = checked.sources.main
+    spaces = {i.name: i for i in parsed.items if isinstance(i, ir.SpaceDef)}
+    if search.space not in spaces:
+        raise ShrinkError(f"space '{search.space}' must be defined in {parsed.file} itself",
+                          search.locs.get("space"), "the shrinker rewrites the file it is given")
+    overrides = _proxy_overrides(checked, search, lm, opts.data)
+    return _Search(opts, parsed, checked.sources.texts[parsed.file], search,
+                   spaces[search.space], settings, lm, overrides)
 
 
 def _find_search(checked: Checked, name: str | None) -> ir.SearchDef:
+    """The search block ``name``, or the spec file's last one."""
     mine = [i for i in checked.sources.main.items if isinstance(i, ir.SearchDef)]
     if name is not None:
         found = [s for s in mine if s.name == name]
@@ -200,244 +179,171 @@ def _find_search(checked: Checked, name: str | None) -> ir.SearchDef:
     return checked.program.defs(ir.SearchDef)[mine[-1].name]  # type: ignore[return-value]
 
 
-def _plot(path: Path, snapshots: list[dict], log: list[dict]) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    xs, best, mean = [], [], []
-    for s in snapshots:
-        scores = [e["score"] for e in log if e["step"] == s["step"] and e["score"] > float("-inf")]
-        if not scores:
-            continue
-        xs.append(s["edges"])
-        best.append(max(scores))
-        mean.append(sum(scores) / len(scores))
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
-    ax.plot(xs, best, "o-", label="best candidate")
-    ax.plot(xs, mean, "s--", label="mean candidate", alpha=0.7)
-    ax.invert_xaxis()
-    ax.set_xlabel("live edges after the step")
-    ax.set_ylabel("score")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
-
-
-def _write_log(path: Path, log: list[dict]) -> None:
-    atomic_write(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in log))
-
-
-def _read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise ShrinkError(f"{path}:{n}: damaged log line", None,
-                              "delete the line (the candidate is re-run) and --resume") from None
-    return out
-
-
-def run(opts: Options, report=None) -> dict:
-    checked = check(opts.spec)
-    for w in checked.warnings:
-        if report:
-            report(w)
-    search = _find_search(checked, opts.search)
-    is_lm = checked.program.networks[search.network].is_lm
-    settings = rules.settings(search, opts.overrides, rules.LM_METRICS if is_lm else rules.CNN_METRICS)
-    parsed = checked.sources.main
-    spaces = {i.name: i for i in parsed.items if isinstance(i, ir.SpaceDef)}
-    if search.space not in spaces:
-        raise ShrinkError(f"space '{search.space}' must be defined in {parsed.file} itself",
-                          search.locs.get("space"), "the shrinker rewrites the file it is given")
-    space = spaces[search.space]
-
-    # the proxy network and its data, checked before anything is trained
+def _proxy_overrides(checked: Checked, search: ir.SearchDef, lm: bool,
+                     data: str | None) -> dict:
+    """Load the proxy data (a damaged file is an error here) and fit the proxy network to it:
+    its ``classes`` or ``vocab`` parameter, or an error when it has none and does not fit."""
     graph = build_graph(checked, search.network)
-    from shrinkc.search.data import images as proxy_data
-
     net = checked.program.networks[search.network]
-    knob, classes = ("vocab", 0) if is_lm else ("classes", 0)
-    if is_lm:
-        from shrinkc.search.data import corpus
+    if lm:
+        from .data import corpus
 
-        classes = corpus.load(opts.data).size
+        knob, classes = "vocab", corpus.load(data).size
     else:
-        classes = proxy_data.load(opts.data, tuple(graph.input_shape.as_list())).classes
-    overrides = {}
+        from .data import images
+
+        knob = "classes"
+        classes = images.load(data, tuple(graph.input_shape.as_list())).classes
     if knob in {p.name for p in net.params}:
-        overrides[knob] = classes
-    elif graph.out_shape.c != classes:  # type: ignore[union-attr]
-        raise ShrinkError(f"network {search.network} outputs {graph.out_shape.c} values but the "  # type: ignore[union-attr]
-                          f"data has {classes} {'tokens' if is_lm else 'classes'}", net.loc,
+        return {knob: classes}
+    outputs = graph.out_shape.c  # type: ignore[union-attr]
+    if outputs != classes:
+        raise ShrinkError(f"network {search.network} outputs {outputs} values but the data "
+                          f"has {classes} {'tokens' if lm else 'classes'}", net.loc,
                           f"give the network a '{knob}' parameter")
+    return {}
 
-    out = ensure_dir(Path(opts.out))
-    text = checked.sources.texts[parsed.file]
-    meta = {
-        "spec": parsed.file,
-        "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "search": search.name,
-        "settings": {"candidates": settings.candidates, "drop": settings.drop,
-                     "keep": settings.keep, "seed": settings.seed, "train": settings.train},
-        "data": opts.data or ("generated corpus" if is_lm else proxy_data.DIGITS),
-        "max_steps": opts.max_steps,
-        "inherit": opts.inherit,
-    }
-    log_path, meta_path = out / "log.jsonl", out / "run.json"
-    if meta_path.exists() or log_path.exists():
-        if not opts.resume:
-            raise ShrinkError(f"{out.as_posix()} already holds a run", None,
-                              "pass --resume to continue it, or choose another -o")
-        old = json.loads(meta_path.read_text()) if meta_path.exists() else meta
-        differs = [k for k in meta if k != "max_steps" and old.get(k) != meta[k]]
-        if differs:
-            raise ShrinkError(f"cannot resume: {differs[0]} differs from the run in {out.as_posix()}",
-                              None, "resume with the same spec, data and settings")
-    atomic_write(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    log = _read_log(log_path) if opts.resume else []
 
-    edges = rules.live_edges(space)
-    initial, goal = len(edges), rules.target(len(edges), settings.keep)
-    remaining = sum(min(settings.candidates, n) for n in range(goal + 1, initial + 1))
-    progress = _Progress(opts.quiet, remaining)
-    snapshots: list[dict] = []
-    executor = None
-    step = 1
-    parent: dict | None = None
-    cand_dir = out / "candidates"
-    try:
-        if opts.inherit:
-            parent_text = print_program(rules.with_edges(parsed, space.name, edges))
-            first = out / "parent-00.pt"
-            if not first.exists():
-                job = {"path": opts.spec, "text": parent_text, "network": search.network,
-                       "overrides": overrides, "train": settings.train, "data": opts.data,
-                       "seed": rules.candidate_seed(settings.seed, 0, (0, 0)),
-                       "threads": opts.threads, "keep_state": True}
-                executor = executor or _executor(opts)
-                (result,) = list(executor.map([job]))
-                log = [e for e in log if e["step"] != 0]
-                log.insert(0, {"step": 0, "edge": None, "edges": len(edges), "chosen": True,
-                               "score": rules.score(settings.score, {**result, "edges": len(edges)}),
-                               **{k: v for k, v in result.items() if k != "state"}})
-                _write_log(log_path, log)
-                atomic_write(first, result["state"])
-            parent = {"text": parent_text, "state": first.read_bytes()}
-        while len(edges) > goal and (opts.max_steps is None or step <= opts.max_steps):
-            removable = rules.shrink_space(edges, space)
-            if not removable:
-                break
-            cands = rules.sample(removable, settings.candidates, settings.seed, step)
-            done = {tuple(e["edge"]): e for e in log if e["step"] == step}
-            todo = [c for c in cands if c not in done]
-            # a candidate isomorphic to one trained earlier in the run (or in this step) is
-            # not trained again: it takes that candidate's metrics (not with --inherit, where
-            # the result depends on the parent's weights)
-            trained_hashes = {e["hash"]: e for e in log if "hash" in e and "isomorphic_to" not in e}
-            plan: list[tuple[Edge, dict | None, str]] = []
-            for c in todo:
-                after = rules.remove(space, edges, c)
-                program = rules.with_edges(parsed, space.name, after)
-                h = cell_hash(expand_space(rules.with_edges(parsed, space.name, after).defs(
-                    ir.SpaceDef)[space.name]))  # type: ignore[arg-type]
-                dup = parent is None and (h in trained_hashes or any(p[2] == h for p in plan))
-                plan.append((c, None if dup else {
-                    "path": opts.spec, "text": print_program(program), "network": search.network,
-                    "overrides": overrides, "train": settings.train, "data": opts.data,
-                    "seed": rules.candidate_seed(settings.seed, step, c), "threads": opts.threads,
-                    "edges": len(after), "parent": parent, "keep_state": parent is not None,
-                }, h))
-            for k, c in enumerate(cands):
-                if c in done:
-                    progress.update(step, k + 1, len(cands), len(edges), None)
-            jobs = [job for _, job, _ in plan if job is not None]
-            results = iter(())
-            if jobs:
-                executor = executor or _executor(opts)
-                results = executor.map(jobs)
-            for c, job, h in plan:
-                if job is None:
-                    twin = trained_hashes.get(h) or next(done[p[0]] for p in plan if p[2] == h)
-                    entry = {**twin, "step": step, "edge": list(c), "chosen": False,
-                             "seconds": 0.0, "isomorphic_to": [twin["step"], twin["edge"]]}
-                    seconds = 0.0
-                else:
-                    result = next(results)
-                    if "state" in result:
-                        ensure_dir(cand_dir)
-                        atomic_write(cand_dir / f"step-{step:02d}-{c[0]}-{c[1]}.pt", result["state"])
-                    metrics = {**result, "edges": job["edges"]}
-                    entry = {"step": step, "edge": list(c), "edges": job["edges"], "hash": h,
-                             "score": rules.score(settings.score, metrics), "chosen": False,
-                             **{k: v for k, v in result.items() if k != "state"}}
-                    trained_hashes.setdefault(h, entry)
-                    seconds = result["seconds"]
-                log.append(entry)
-                done[c] = entry
-                _write_log(log_path, log)
-                progress.update(step, len(done), len(cands), len(edges), seconds)
-            entries = [done[c] for c in cands]
-            ranked = sorted(entries, key=lambda e: (-e["score"], e["edges"], e["edge"]))
-            chosen = ranked[: settings.drop]
-            for e in entries:
-                e["chosen"] = any(e is ch for ch in chosen)
-            if parent is not None:
-                kept = out / f"parent-{step:02d}.pt"
-                if not kept.exists():  # not already done before an interruption
-                    win = cand_dir / f"step-{step:02d}-{chosen[0]['edge'][0]}-{chosen[0]['edge'][1]}.pt"
-                    atomic_write(kept, win.read_bytes())
-            _write_log(log_path, log)
-            edges = rules.remove(space, edges, tuple(tuple(e["edge"]) for e in chosen))
-            if parent is not None:
-                parent = {"text": print_program(rules.with_edges(parsed, space.name, edges)),
-                          "state": (out / f"parent-{step:02d}.pt").read_bytes()}
-                for f in cand_dir.glob(f"step-{step:02d}-*.pt"):
-                    f.unlink()
-            snap_text = print_program(rules.with_edges(parsed, space.name, edges))
-            name = f"step-{step:02d}.shrink"
-            atomic_write(out / name, snap_text)
-            best_entry = chosen[0]
-            snapshots.append({"step": step, "edges": len(edges), "file": name, "text": snap_text,
-                              **{k: best_entry[k] for k in ("score", "acc", "macs", "ppl", "flops",
-                                                            "params") if k in best_entry}})
-            best = rules.best_snapshot(snapshots)
-            atomic_write(out / "best.shrink", best["text"])  # type: ignore[index]
-            _plot(out / "scores.png", snapshots, log)
-            step += 1
-    except KeyboardInterrupt:
-        progress.close()
-        raise ShrinkError(f"interrupted; continue with: shrinkc shrink {opts.spec} -o {opts.out} "
-                          "--resume") from None
-    finally:
-        if executor is not None:
-            executor.close()
-    progress.close()
-    best = rules.best_snapshot(snapshots)
+def _meta(s: _Search) -> dict:
+    """run.json's contents for this run."""
+    if s.opts.data:
+        data = s.opts.data
+    elif s.lm:
+        data = "generated corpus"
+    else:
+        from .data import images
+
+        data = images.DIGITS
+    return meta(s.parsed.file, s.text, s.search.name, s.settings, data, s.opts.max_steps,
+                s.opts.inherit)
+
+
+def _first_parent(s: _Search, state: _Run) -> Parent:
+    """With ``--inherit``: the complete DAG trained from scratch (step 0 of the log, once),
+    which the first step's candidates start from."""
+    text = print_program(s.program(state.edges))
+    first = state.rundir.parent_state(0)
+    if not first.exists():
+        job = s.job(state.edges, rules.candidate_seed(s.settings.seed, 0, (0, 0)),
+                    keep_state=True)
+        (result,) = list(state.train(s.opts, [job]))
+        n = len(state.edges)
+        state.log = [e for e in state.log if e["step"] != 0]
+        state.log.insert(0, {"step": 0, "edge": None, "edges": n, "chosen": True,
+                             "score": rules.score(s.settings.score, {**result, "edges": n}),
+                             **{k: v for k, v in result.items() if k != "state"}})
+        state.rundir.write_log(state.log)
+        state.rundir.write_parent_state(0, result["state"])
+    return Parent(text=text, state=first.read_bytes())
+
+
+# --------------------------------------------------------------------------- one step
+
+
+def _step(s: _Search, state: _Run, step: int) -> bool:
+    """Run step ``step``: sample its candidates, train those not in the log yet, remove the
+    winners' edges and snapshot. False when no edge can be removed."""
+    removable = rules.shrink_space(state.edges, s.space)
+    if not removable:
+        return False
+    cands = rules.sample(removable, s.settings.candidates, s.settings.seed, step)
+    done = {tuple(e["edge"]): e for e in state.log if e["step"] == step}
+    plan, trained = _plan(s, state, step, [c for c in cands if c not in done])
+    state.progress.step(step, len(state.edges))
+    _train_and_record(s, state, step, plan, trained, done, len(cands))
+    chosen = _choose(s, state, step, [done[c] for c in cands])
+    _remove_and_snapshot(s, state, step, chosen)
+    return True
+
+
+def _plan(s: _Search, state: _Run, step: int,
+          todo: list[Edge]) -> tuple[list[_Planned], dict[str, dict]]:
+    """The jobs of a step's candidates not yet in the log, and the log's trained candidates
+    by cell hash. A candidate isomorphic to one trained earlier in the run (or in this step) is
+    not trained again (not with --inherit, where the result depends on the parent's weights).
+    """
+    trained = {e["hash"]: e for e in state.log if "hash" in e and "isomorphic_to" not in e}
+    plan: list[_Planned] = []
+    for c in todo:
+        after = rules.remove(s.space, state.edges, c)
+        space = s.program(after).defs(ir.SpaceDef)[s.space.name]
+        h = cell_hash(expand_space(space))  # type: ignore[arg-type]
+        dup = state.parent is None and (h in trained or any(p.hash == h for p in plan))
+        job = None if dup else s.job(after, rules.candidate_seed(s.settings.seed, step, c),
+                                     state.parent, keep_state=state.parent is not None)
+        plan.append(_Planned(c, h, job))
+    return plan, trained
+
+
+def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
+                      trained: dict[str, dict], done: dict[Edge, dict], n: int) -> None:
+    """Train the planned jobs and log each candidate as it finishes (an isomorphic one takes
+    its twin's metrics); the log is written after every candidate."""
+    jobs = [p.job for p in plan if p.job is not None]
+    results = state.train(s.opts, jobs) if jobs else iter(())
+    for p in plan:
+        if p.job is None:
+            twin = trained.get(p.hash) or next(done[q.edge] for q in plan if q.hash == p.hash)
+            entry = {**twin, "step": step, "edge": list(p.edge), "chosen": False,
+                     "seconds": 0.0, "isomorphic_to": [twin["step"], twin["edge"]]}
+        else:
+            result = next(results)
+            if "state" in result:
+                state.rundir.write_candidate_state(step, p.edge, result["state"])
+            metrics = {**result, "edges": p.job.edges}
+            entry = {"step": step, "edge": list(p.edge), "edges": p.job.edges, "hash": p.hash,
+                     "score": rules.score(s.settings.score, metrics), "chosen": False,
+                     **{k: v for k, v in result.items() if k != "state"}}
+            trained.setdefault(p.hash, entry)
+        state.log.append(entry)
+        done[p.edge] = entry
+        state.rundir.write_log(state.log)
+        state.progress.finished(step, len(state.edges), len(done), n)
+
+
+def _choose(s: _Search, state: _Run, step: int, entries: list[dict]) -> list[dict]:
+    """Mark the step's best ``drop`` candidates chosen (ties: fewer edges, then the lower
+    edge) and log it; with --inherit the first winner's weights become the next parent."""
+    ranked = sorted(entries, key=lambda e: (-e["score"], e["edges"], e["edge"]))
+    chosen = ranked[: s.settings.drop]
+    for e in entries:
+        e["chosen"] = any(e is ch for ch in chosen)
+    if state.parent is not None:
+        state.rundir.promote_candidate_state(step, chosen[0]["edge"])
+    state.rundir.write_log(state.log)
+    return chosen
+
+
+def _remove_and_snapshot(s: _Search, state: _Run, step: int, chosen: list[dict]) -> None:
+    """Remove the chosen edges for good, move the parent on (--inherit), and write the step's
+    snapshot, the best snapshot so far and the scores plot."""
+    state.edges = rules.remove(s.space, state.edges, tuple(tuple(e["edge"]) for e in chosen))
+    text = print_program(s.program(state.edges))
+    if state.parent is not None:
+        state.parent = Parent(text=text, state=state.rundir.parent_state(step).read_bytes())
+        state.rundir.drop_candidate_states(step)
+    name = state.rundir.snapshot(step, text)
+    state.snapshots.append({"step": step, "edges": len(state.edges), "file": name, "text": text,
+                            **{k: chosen[0][k] for k in _BEST_METRICS if k in chosen[0]}})
+    state.rundir.best(rules.best_snapshot(state.snapshots)["text"])  # type: ignore[index]
+    state.rundir.plot(state.snapshots, state.log)
+
+
+# --------------------------------------------------------------------------- after the search
+
+
+def _summary(state: _Run, initial: int, report: Report | None) -> dict:
+    """What ``run`` returns; a warning when no step was run."""
+    best = rules.best_snapshot(state.snapshots)
     if best is None:
         if report:
             report(warning("no step was run (the space is already at its keep fraction)"))
         return {"steps": 0, "best": None, "trained": 0}
     return {
-        "steps": len(snapshots),
-        "trained": len(log),
+        "steps": len(state.snapshots),
+        "trained": len(state.log),
         "best": {k: v for k, v in best.items() if k != "text"},
         "initial_edges": initial,
-        "final_edges": len(edges),
-        "out": out.as_posix(),
+        "final_edges": len(state.edges),
+        "out": state.rundir.out.as_posix(),
     }

@@ -3,8 +3,9 @@
 AutoShrink (Zhang et al., AAAI 2020): start from the complete DAG; each step samples K
 single-edge removals, trains each candidate, scores it, removes the winning edge for good,
 drops edges out of nodes the input no longer reaches, and snapshots. The result is the
-best-scoring snapshot (ties: fewer edges). The driver that trains candidates and keeps the
-run directory is ``compiler/shrinker.py``.
+best-scoring snapshot (ties: fewer edges). The search block's settings are read by
+``settings.py``; the driver that trains candidates and keeps the run directory is
+``driver.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError, did_you_mean
@@ -27,52 +27,13 @@ SCORE_FUNCTIONS = {
 CNN_METRICS = ("acc", "macs", "params", "edges")
 LM_METRICS = ("ppl", "flops", "params", "edges")
 
-TRAIN_KEYS = {"optimizer": str, "lr": float, "batch": int, "epochs": int, "patience": int,
-              "momentum": float, "weight_decay": float, "finetune": int, "bptt": int,
-              "clip": float}
-SHRINK_KEYS = {"candidates": int, "drop": int, "keep": float, "seed": int}
-DEFAULT_SHRINK = {"candidates": 10, "drop": 1, "keep": 0.01, "seed": 0}
-DEFAULT_TRAIN = {"optimizer": "adam", "lr": 0.004, "batch": 128, "epochs": 20, "patience": 3,
-                 "finetune": 2}  # finetune: epochs per candidate with --inherit
 
-
-@dataclass(frozen=True)
-class Settings:
-    candidates: int
-    drop: int
-    keep: float
-    seed: int
-    train: dict
-    score: ir.Expr
-
-
-def _settings(args: tuple[ir.Arg, ...], keys: dict, defaults: dict, what: str) -> dict:
-    out = dict(defaults)
-    for a in args:
-        if a.name is None:
-            raise ShrinkError(f"{what} settings are named: write {what}(name=value)", a.loc,
-                              f"names: {', '.join(keys)}")
-        if a.name not in keys:
-            raise ShrinkError(f"unknown {what} setting '{a.name}'", a.loc,
-                              did_you_mean(a.name, keys, "settings"))
-        v = a.value
-        if keys[a.name] is str:
-            if not isinstance(v, ir.Ref):
-                raise ShrinkError(f"{a.name} is a name, e.g. adam", a.loc)
-            value: object = v.name
-        else:
-            from shrinkc.compiler.passes.elaborate import evaluate
-
-            value = evaluate(v, {})
-            if isinstance(value, str) or (keys[a.name] is int and not isinstance(value, int)):
-                raise ShrinkError(f"{what} setting {a.name} must be {keys[a.name].__name__}, "
-                                  f"got {value!r}", a.loc)
-            value = keys[a.name](value)
-        out[a.name] = value
-    return out
+# --------------------------------------------------------------------------- the score
 
 
 def check_score(expr: ir.Expr, metrics: tuple[str, ...]) -> None:
+    """Check a search's score expression: only ``metrics`` and the score functions, each with
+    its number of arguments; errors are located."""
     if isinstance(expr, ir.Ref):
         if expr.name not in metrics:
             raise ShrinkError(f"unknown name '{expr.name}' in the score", expr.loc,
@@ -122,33 +83,6 @@ def _eval(e: ir.Expr, m: dict[str, float]) -> float:
     if e.op == "/":
         return a / b
     return a // b if e.op == "//" else a % b
-
-
-def settings(search: ir.SearchDef, overrides: dict | None = None,
-             metrics: tuple[str, ...] = CNN_METRICS) -> Settings:
-    shrink = _settings(search.shrink, SHRINK_KEYS, DEFAULT_SHRINK, "shrink")
-    train = _settings(search.train, TRAIN_KEYS, DEFAULT_TRAIN, "train")
-    for k, v in (overrides or {}).items():
-        if v is None:
-            continue
-        (shrink if k in SHRINK_KEYS else train)[k] = v
-    if train["optimizer"] not in ("adam", "sgd"):
-        raise ShrinkError(f"unknown optimizer '{train['optimizer']}'", search.locs.get("train"),
-                          "optimizer=adam or optimizer=sgd")
-    for k in ("candidates", "drop"):
-        if shrink[k] < 1:
-            raise ShrinkError(f"{k} must be at least 1, got {shrink[k]}", search.locs.get("shrink"))
-    if not 0 <= shrink["keep"] < 1:
-        raise ShrinkError(f"keep must be a fraction in [0, 1), got {shrink['keep']}",
-                          search.locs.get("shrink"))
-    if train["epochs"] < 1 or train["batch"] < 2 or train["lr"] <= 0:
-        raise ShrinkError("train needs epochs >= 1, batch >= 2 and lr > 0", search.locs.get("train"))
-    if search.score is None:
-        raise ShrinkError(f"search '{search.name}' has no score", search.loc,
-                          "write e.g. score acc - 0.1 * (log10(macs) - 6)")
-    check_score(search.score, metrics)
-    return Settings(shrink["candidates"], shrink["drop"], shrink["keep"], shrink["seed"], train,
-                    search.score)
 
 
 # --------------------------------------------------------------------------- the DAG

@@ -15,8 +15,11 @@ from functools import lru_cache
 from typing import Any
 
 from shrinkc.backends.pytorch import generate
+from shrinkc.compiler import ir
 from shrinkc.compiler.pipeline import build_graph, check
 from shrinkc.search.data import images as proxy_data
+
+from .job import Job
 
 
 def build_module(graph) -> Any:
@@ -32,13 +35,14 @@ def _data(name: str | None, shape: tuple[int, ...]):
     return proxy_data.load(name, shape)
 
 
-def _optimizer(model, settings: dict, default: str, lr: float):
+def _optimizer(model, settings: dict):
+    """The optimizer the train settings name (adam or sgd), with their lr and weight decay."""
     import torch
 
-    wd = float(settings.get("weight_decay", 0.0))
-    if settings.get("optimizer", default) == "sgd":
+    lr, wd = float(settings["lr"]), float(settings["weight_decay"])
+    if settings["optimizer"] == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, weight_decay=wd,
-                               momentum=float(settings.get("momentum", 0.0)))
+                               momentum=float(settings["momentum"]))
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
 
 
@@ -66,9 +70,9 @@ def train(model, data, settings: dict, seed: int) -> tuple[float, int]:
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     x_val, y_val = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
-    opt = _optimizer(model, settings, "adam", float(settings.get("lr", 0.004)))
-    batch, epochs = int(settings.get("batch", 128)), int(settings.get("epochs", 20))
-    stop, epoch = _EarlyStop(int(settings.get("patience", 0)), higher_is_better=True), 0
+    opt = _optimizer(model, settings)
+    batch, epochs = int(settings["batch"]), int(settings["epochs"])
+    stop, epoch = _EarlyStop(int(settings["patience"]), higher_is_better=True), 0
     while epoch < epochs:
         epoch += 1
         model.train()
@@ -100,9 +104,8 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    batch, bptt = int(settings.get("batch", 128)), int(settings.get("bptt", 35))
-    clip, lr = float(settings.get("clip", 0.25)), float(settings.get("lr", 20.0))
-    epochs = int(settings.get("epochs", 10))
+    batch, bptt = int(settings["batch"]), int(settings["bptt"])
+    clip, epochs = float(settings["clip"]), int(settings["epochs"])
 
     def batchify(ids, n):
         t = torch.from_numpy(ids)
@@ -111,9 +114,9 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
 
     train_data = batchify(corpus.train, min(batch, max(1, len(corpus.train) // (bptt + 1))))
     valid_data = batchify(corpus.valid, 10 if len(corpus.valid) > 10 * (bptt + 1) else 1)
-    opt = _optimizer(model, settings, "sgd", lr)
+    opt = _optimizer(model, settings)
     vocab = corpus.size
-    stop, epoch = _EarlyStop(int(settings.get("patience", 0)), higher_is_better=False), 0
+    stop, epoch = _EarlyStop(int(settings["patience"]), higher_is_better=False), 0
     while epoch < epochs:
         epoch += 1
         model.train()
@@ -212,42 +215,43 @@ def _state_bytes(model) -> bytes:
     return buf.getvalue()
 
 
-def evaluate(job: dict) -> dict:
-    """Compile, build and train one candidate. ``job`` is plain data (picklable for workers).
+def evaluate(job: Job) -> dict:
+    """Compile, build and train one candidate; returns its metrics (and, with
+    ``job.keep_state``, its trained weights as ``state``).
 
-    With ``job["parent"]`` (the parent's spec text and trained weights), the candidate starts
-    from the parent's weights and is fine-tuned for ``train["finetune"]`` epochs; the result
-    then carries the candidate's trained weights, so the winner can be the next parent.
+    With ``job.parent`` (the parent's spec text and trained weights), the candidate starts
+    from the parent's weights and is fine-tuned for the ``finetune`` train setting's epochs,
+    without early stopping; the result then carries the candidate's trained weights, so the
+    winner can be the next parent.
     """
     import io
 
     import torch
 
     start = time.perf_counter()
-    torch.set_num_threads(int(job.get("threads", 1)))
-    overrides = job.get("overrides") or None
-    graph = build_graph(check(job["path"], job["text"]), job["network"], overrides)
-    torch.manual_seed(job["seed"])
+    torch.set_num_threads(int(job.threads))
+    overrides = job.overrides or None
+    graph = build_graph(check(job.path, job.text), job.network, overrides)
+    torch.manual_seed(job.seed)
     model = build_module(graph)
-    settings = dict(job["train"])
-    parent = job.get("parent")
-    if parent is not None:
-        parent_graph = build_graph(check(job["path"], parent["text"]), job["network"], overrides)
-        state = torch.load(io.BytesIO(parent["state"]), map_location="cpu", weights_only=True)
+    settings = dict(job.train)
+    if job.parent is not None:
+        parent_graph = build_graph(check(job.path, job.parent.text), job.network, overrides)
+        state = torch.load(io.BytesIO(job.parent.state), map_location="cpu", weights_only=True)
         inherit(model, graph, state, parent_graph)
-        settings["epochs"] = int(settings.get("finetune", 2))
+        settings["epochs"] = int(settings["finetune"])
         settings["patience"] = 0
-    if graph.lm is not None:
+    if isinstance(graph, ir.LMGraph):
         from shrinkc.search.data import corpus
 
-        ppl, epochs = train_lm(model, corpus.load(job.get("data")), settings, job["seed"])
+        ppl, epochs = train_lm(model, corpus.load(job.data), settings, job.seed)
         result = {"ppl": ppl, "flops": graph.lm.flops}
     else:
-        data = _data(job.get("data"), tuple(graph.input_shape.as_list()))
-        acc, epochs = train(model, data, settings, job["seed"])
+        data = _data(job.data, tuple(graph.input_shape.as_list()))
+        acc, epochs = train(model, data, settings, job.seed)
         result = {"acc": acc, "macs": graph.cost.macs}
     result.update(params=graph.cost.params, epochs=epochs,
                   seconds=round(time.perf_counter() - start, 3))
-    if job.get("keep_state"):
+    if job.keep_state:
         result["state"] = _state_bytes(model)
     return result

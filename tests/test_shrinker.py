@@ -16,6 +16,7 @@ import pytest
 from shrinkc.compiler import ShrinkError, check, parse
 from shrinkc.compiler.passes.space import cleanup, expand, node_ops
 from shrinkc.search import rules
+from shrinkc.search.settings import settings
 
 from conftest import ROOT, TEST_SPECS
 
@@ -120,9 +121,9 @@ def _search(score: str, extra: str = ""):
 
 
 def test_paper_score():
-    s = rules.settings(_search("acc - 0.1 * (log10(macs) - 6)"))
+    s = settings(_search("acc - 0.1 * (log10(macs) - 6)"))
     assert rules.score(s.score, {"acc": 0.9, "macs": 1e7, "params": 1, "edges": 3}) == pytest.approx(0.8)
-    s = rules.settings(_search("acc - params / 1000000 + 0 * edges - min(acc, 2) + max(1, 2)"))
+    s = settings(_search("acc - params / 1000000 + 0 * edges - min(acc, 2) + max(1, 2)"))
     assert rules.score(s.score, {"acc": 0.5, "macs": 1, "params": 500000, "edges": 2}) == pytest.approx(1.5)
 
 
@@ -133,7 +134,7 @@ def test_paper_score():
 ])
 def test_score_errors_are_located(score, message, hint):
     with pytest.raises(ShrinkError) as e:
-        rules.settings(_search(score))
+        settings(_search(score))
     d = e.value.diagnostic
     assert message in d.message and d.loc is not None and d.loc.line == 24
     if hint:
@@ -142,7 +143,7 @@ def test_score_errors_are_located(score, message, hint):
 
 def test_unknown_setting_is_an_error():
     with pytest.raises(ShrinkError, match="unknown shrink setting 'kepp'") as e:
-        rules.settings(_search("acc", ", kepp=0.1"))
+        settings(_search("acc", ", kepp=0.1"))
     assert "keep" in e.value.diagnostic.hint
 
 
@@ -283,7 +284,7 @@ def test_paper_space_is_as_specified():
     assert len(rules.live_edges(space)) == 28
     ops = [c.op for c in node_ops(space)]
     assert sorted(ops) == ["conv"] * 3 + ["sepconv"] * 4
-    s = rules.settings(search)
+    s = settings(search)
     assert (s.candidates, s.drop, s.keep) == (10, 1, 0.01)
     assert s.train["optimizer"] == "adam" and s.train["lr"] == 0.004 and s.train["epochs"] == 20
     from shrinkc.compiler.pipeline import build_graph

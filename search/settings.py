@@ -1,0 +1,123 @@
+"""The search block's settings: their names and types, their defaults, and ``settings()``.
+
+``settings()`` reads a search block's ``shrink(...)`` and ``train(...)`` lines, and the command
+line's overrides, into a checked ``Settings``. Every train setting the trainer reads has a
+default here, one set per kind of search, chosen by the proxy network's kind; the trainer
+(``train.py``) has no defaults of its own:
+
+- image networks: Adam, lr 0.004, batch 128, 20 epochs, patience 3 (AutoShrink's CNN search);
+- language models: SGD, lr 20, batch 128, 10 epochs, bptt 35, gradient clip 0.25 (DARTS'
+  recurrent search setting, as the trainer's own fallbacks were) and patience 2, as the paper
+  setting ``specs/shrinkrnn_space.shrink`` has it (the trainer's fallback was 0, no early stop,
+  but it was never reached: the image defaults always came first).
+
+Both: ``finetune`` 2 (epochs per candidate with ``--inherit``), momentum 0 (SGD only) and
+weight decay 0. The score expression is checked by ``rules.check_score``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shrinkc.compiler import ir
+from shrinkc.compiler.errors import ShrinkError, did_you_mean
+
+from .rules import CNN_METRICS, LM_METRICS, check_score
+
+TRAIN_KEYS = {"optimizer": str, "lr": float, "batch": int, "epochs": int, "patience": int,
+              "momentum": float, "weight_decay": float, "finetune": int, "bptt": int,
+              "clip": float}
+SHRINK_KEYS = {"candidates": int, "drop": int, "keep": float, "seed": int}
+DEFAULT_SHRINK = {"candidates": 10, "drop": 1, "keep": 0.01, "seed": 0}
+DEFAULT_TRAIN = {"optimizer": "adam", "lr": 0.004, "batch": 128, "epochs": 20, "patience": 3,
+                 "finetune": 2, "momentum": 0.0, "weight_decay": 0.0}
+DEFAULT_TRAIN_LM = {"optimizer": "sgd", "lr": 20.0, "batch": 128, "epochs": 10, "patience": 2,
+                    "bptt": 35, "clip": 0.25, "finetune": 2, "momentum": 0.0,
+                    "weight_decay": 0.0}
+
+# run.json records the train settings; it did so before momentum and weight decay had
+# defaults, when they appeared only where a spec set them. A zero one (none: what the trainer
+# always took then) stays out of the record, so a run made then still resumes.
+_RECORDED_UNLESS_ZERO = ("momentum", "weight_decay")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A search's checked settings: K candidates a step, edges dropped a step, the fraction of
+    edges to keep, the seed, every train setting (``train``) and the score expression."""
+
+    candidates: int
+    drop: int
+    keep: float
+    seed: int
+    train: dict
+    score: ir.Expr
+
+
+def default_train(lm: bool) -> dict:
+    """The train settings a search without a ``train(...)`` line gets (a fresh copy)."""
+    return dict(DEFAULT_TRAIN_LM if lm else DEFAULT_TRAIN)
+
+
+def settings(search: ir.SearchDef, overrides: dict | None = None, *, lm: bool = False) -> Settings:
+    """Read and check a search block's settings; ``lm``: the proxy network is a language model
+    (its defaults, and a score over ppl and flops rather than acc and macs). ``overrides``
+    (from the command line) win over the block; a ``None`` value is no override."""
+    shrink = _read(search.shrink, SHRINK_KEYS, DEFAULT_SHRINK, "shrink")
+    train = _read(search.train, TRAIN_KEYS, default_train(lm), "train")
+    for k, v in (overrides or {}).items():
+        if v is None:
+            continue
+        (shrink if k in SHRINK_KEYS else train)[k] = v
+    if train["optimizer"] not in ("adam", "sgd"):
+        raise ShrinkError(f"unknown optimizer '{train['optimizer']}'", search.locs.get("train"),
+                          "optimizer=adam or optimizer=sgd")
+    for k in ("candidates", "drop"):
+        if shrink[k] < 1:
+            raise ShrinkError(f"{k} must be at least 1, got {shrink[k]}", search.locs.get("shrink"))
+    if not 0 <= shrink["keep"] < 1:
+        raise ShrinkError(f"keep must be a fraction in [0, 1), got {shrink['keep']}",
+                          search.locs.get("shrink"))
+    if train["epochs"] < 1 or train["batch"] < 2 or train["lr"] <= 0:
+        raise ShrinkError("train needs epochs >= 1, batch >= 2 and lr > 0",
+                          search.locs.get("train"))
+    if search.score is None:
+        raise ShrinkError(f"search '{search.name}' has no score", search.loc,
+                          "write e.g. score acc - 0.1 * (log10(macs) - 6)")
+    check_score(search.score, LM_METRICS if lm else CNN_METRICS)
+    return Settings(shrink["candidates"], shrink["drop"], shrink["keep"], shrink["seed"], train,
+                    search.score)
+
+
+def recorded(s: Settings) -> dict:
+    """The settings as run.json records them (``--resume`` compares them)."""
+    train = {k: v for k, v in s.train.items() if not (k in _RECORDED_UNLESS_ZERO and v == 0)}
+    return {"candidates": s.candidates, "drop": s.drop, "keep": s.keep, "seed": s.seed,
+            "train": train}
+
+
+def _read(args: tuple[ir.Arg, ...], keys: dict, defaults: dict, what: str) -> dict:
+    """``defaults`` updated with a ``shrink(...)`` or ``train(...)`` line's named values."""
+    out = dict(defaults)
+    for a in args:
+        if a.name is None:
+            raise ShrinkError(f"{what} settings are named: write {what}(name=value)", a.loc,
+                              f"names: {', '.join(keys)}")
+        if a.name not in keys:
+            raise ShrinkError(f"unknown {what} setting '{a.name}'", a.loc,
+                              did_you_mean(a.name, keys, "settings"))
+        v = a.value
+        if keys[a.name] is str:
+            if not isinstance(v, ir.Ref):
+                raise ShrinkError(f"{a.name} is a name, e.g. adam", a.loc)
+            value: object = v.name
+        else:
+            from shrinkc.compiler.passes.elaborate import evaluate
+
+            value = evaluate(v, {})
+            if isinstance(value, str) or (keys[a.name] is int and not isinstance(value, int)):
+                raise ShrinkError(f"{what} setting {a.name} must be {keys[a.name].__name__}, "
+                                  f"got {value!r}", a.loc)
+            value = keys[a.name](value)
+        out[a.name] = value
+    return out

@@ -307,7 +307,7 @@ class _Elaborator:
                 except ShrinkError as e:
                     raise _instantiated(e, cell, args, stage) from None
                 insts.append(inst)
-                x = inst.out_shape  # type: ignore[assignment]
+                x = inst.out_shape
             stages.append(ir.StageInst(name=stage.name or f"stage{si}", cells=tuple(insts),
                                        out_shape=x, loc=stage.loc))
         head, x = self.chain(net.chain("head"), x, env)

@@ -25,14 +25,14 @@ inheritance relies on the same names. It never imports torch or numpy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from shrinkc.compiler import ir
 
 from .naming import act_module, cell_attr_names, edge_key, recurrent_cell_names, stage_attr_names
 
-CONV_OPS = ("conv", "sepconv", "dwconv")
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 UNUSED = "num_batches_tracked"
 
@@ -46,7 +46,7 @@ def join(prefix: str, name: str) -> str:
 
 def wrapped(op: str, act: ir.Expr | None) -> bool:
     """Whether the generated code wraps ``op`` as ``nn.Sequential(op, act)``."""
-    return op not in CONV_OPS and op != "identity" and act_module(act)
+    return OP_LAYOUT[op].act == "wrap" and act_module(act)
 
 
 def chain_prefixes(graph: ir.Graph, kind: str) -> list[tuple[str, ir.Expr | None]]:
@@ -81,7 +81,7 @@ def sites(graph: ir.Graph) -> Iterator[Site]:
     def chain(kind: str, layers: tuple[ir.LayerInst, ...]) -> Iterator[Site]:
         for (prefix, act), layer in zip(chain_prefixes(graph, kind), layers):
             path = join(prefix, "0") if wrapped(layer.op.op, act) else prefix
-            yield Site(path, layer.op, layer.in_shape, layer.out_shape)  # type: ignore[arg-type]
+            yield Site(path, layer.op, layer.in_shape, layer.out_shape)
 
     yield from chain("stem", graph.stem)
     cells = graph.program.cells
@@ -92,7 +92,7 @@ def sites(graph: ir.Graph) -> Iterator[Site]:
             acts = {n.name: n.act for n in cell.nodes}
             n0 = inst.nodes[0]
             if n0.op is not None:
-                yield Site(join(prefix, "downsample"), n0.op, n0.in_shape, n0.out_shape)  # type: ignore[arg-type]
+                yield Site(join(prefix, "downsample"), n0.op, n0.in_shape, n0.out_shape)
             for n in inst.nodes[1:]:
                 path = join(prefix, attrs[n.name])
                 if wrapped(n.op.op, acts[n.name]):  # type: ignore[union-attr]
@@ -100,7 +100,7 @@ def sites(graph: ir.Graph) -> Iterator[Site]:
                 yield Site(path, n.op, n.in_shape, n.out_shape)  # type: ignore[arg-type]
             if inst.residual == "project":
                 yield Site(join(prefix, "residual"), inst.residual_op,  # type: ignore[arg-type]
-                           inst.in_shape, inst.out_shape)  # type: ignore[arg-type]
+                           inst.in_shape, inst.out_shape)
     yield from chain("head", graph.head)
 
 
@@ -119,33 +119,70 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
+F32 = "float32"
+
+
+def _bn(site: Site) -> list[tuple[str, TensorSpec]]:
+    return [(f"{site.path}.bn.{t}",
+             TensorSpec((), "int64", f"bn.{t}") if t == UNUSED
+             else TensorSpec((site.y.c,), F32, f"bn.{t}"))
+            for t in BN_TENSORS]
+
+
+def _conv_bn(site: Site, groups: int) -> list[tuple[str, TensorSpec]]:
+    k, cin, cout = int(site.op.attrs["k"]), site.x.c, site.y.c
+    fan_in = cin // groups * k * k
+    return [(f"{site.path}.conv.weight",
+             TensorSpec((cout, cin // groups, k, k), F32, "conv.weight", fan_in)),
+            *_bn(site)]
+
+
+def _sepconv(site: Site) -> list[tuple[str, TensorSpec]]:
+    k, cin, cout = int(site.op.attrs["k"]), site.x.c, site.y.c
+    return [(f"{site.path}.depthwise.weight", TensorSpec((cin, 1, k, k), F32, "conv.weight", k * k)),
+            (f"{site.path}.pointwise.weight", TensorSpec((cout, cin, 1, 1), F32, "conv.weight", cin)),
+            *_bn(site)]
+
+
+def _linear(site: Site) -> list[tuple[str, TensorSpec]]:
+    cin, cout = site.x.c, site.y.c
+    return [(f"{site.path}.weight", TensorSpec((cout, cin), F32, "linear.weight", cin)),
+            (f"{site.path}.bias", TensorSpec((cout,), F32, "linear.bias", cin))]
+
+
+def _none(site: Site) -> list[tuple[str, TensorSpec]]:
+    return []
+
+
+@dataclass(frozen=True)
+class OpLayout:
+    """How the generated module holds one op: its tensors, and where its activation goes:
+    ``inside`` (the module takes ``act=``: ``ConvBN``, ``SepConv``), ``replace`` (the
+    activation module stands for the op: ``identity``) or ``wrap`` (``nn.Sequential(op, act)``,
+    so the op's tensors get a ``0.`` more)."""
+
+    tensors: Callable[[Site], list[tuple[str, TensorSpec]]]
+    act: Literal["inside", "replace", "wrap"] = "wrap"
+
+
+OP_LAYOUT: dict[str, OpLayout] = {
+    "conv": OpLayout(lambda site: _conv_bn(site, int(site.op.attrs.get("groups", 1))), "inside"),
+    "sepconv": OpLayout(_sepconv, "inside"),
+    "dwconv": OpLayout(lambda site: _conv_bn(site, site.x.c), "inside"),
+    "maxpool": OpLayout(_none),
+    "avgpool": OpLayout(_none),
+    "global_avgpool": OpLayout(_none),
+    "flatten": OpLayout(_none),
+    "linear": OpLayout(_linear),
+    "dropout": OpLayout(_none),
+    "identity": OpLayout(_none, "replace"),
+}
+"""Op name -> its state_dict layout in the generated module."""
+
+
 def op_tensors(site: Site) -> list[tuple[str, TensorSpec]]:
     """The tensors of one op, named as in the generated module's ``state_dict``."""
-    op, a, cin, cout = site.op.op, site.op.attrs, site.x.c, site.y.c
-    f32 = "float32"
-
-    def bn(prefix: str) -> list[tuple[str, TensorSpec]]:
-        return [(f"{prefix}.bn.{t}",
-                 TensorSpec((), "int64", f"bn.{t}") if t == UNUSED
-                 else TensorSpec((cout,), f32, f"bn.{t}"))
-                for t in BN_TENSORS]
-
-    if op in ("conv", "dwconv"):
-        k = int(a["k"])
-        groups = cin if op == "dwconv" else int(a.get("groups", 1))
-        fan_in = cin // groups * k * k
-        return [(f"{site.path}.conv.weight",
-                 TensorSpec((cout, cin // groups, k, k), f32, "conv.weight", fan_in)),
-                *bn(site.path)]
-    if op == "sepconv":
-        k = int(a["k"])
-        return [(f"{site.path}.depthwise.weight", TensorSpec((cin, 1, k, k), f32, "conv.weight", k * k)),
-                (f"{site.path}.pointwise.weight", TensorSpec((cout, cin, 1, 1), f32, "conv.weight", cin)),
-                *bn(site.path)]
-    if op == "linear":
-        return [(f"{site.path}.weight", TensorSpec((cout, cin), f32, "linear.weight", cin)),
-                (f"{site.path}.bias", TensorSpec((cout,), f32, "linear.bias", cin))]
-    return []
+    return OP_LAYOUT[site.op.op].tensors(site)
 
 
 def expected_tensors(graph: ir.Graph) -> dict[str, TensorSpec]:

@@ -20,17 +20,15 @@ from pathlib import Path
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
+from shrinkc.compiler.ops import ACTS, OPS
 
 FONT = "Helvetica"
 FORMATS = ("dot", "gv", "svg", "png", "pdf")
 INSTALL_HINT = ("install Graphviz: 'apt-get install graphviz' (Debian, Ubuntu) or "
                 "'brew install graphviz' (macOS); or write .dot, which needs nothing")
 
-_ACTS = {"relu": "ReLU", "relu6": "ReLU6", "swish": "Swish", "silu": "SiLU", "hswish": "h-swish",
-         "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": ""}
-_NAMES = {"conv": "Conv", "sepconv": "SepConv", "dwconv": "DWConv", "maxpool": "MaxPool",
-          "avgpool": "AvgPool", "global_avgpool": "Global AvgPool", "flatten": "Flatten",
-          "linear": "Linear", "dropout": "Dropout", "identity": "Identity"}
+# titles of activations drawn beneath an op (an identity activation is not drawn)
+_ACT_TITLES = frozenset(a.title for a in ACTS.values() if a.name != "identity")
 # (fill, border) per kind of op
 _COLORS = {
     "conv": ("#DCE8F5", "#4A78AD"),
@@ -47,11 +45,9 @@ _MUTED = "#5A5A5A"
 
 
 def _kind(op: str) -> str:
-    if op in ("conv", "sepconv", "dwconv", "linear"):
-        return op
-    if op in ("maxpool", "avgpool", "global_avgpool"):
-        return "pool"
-    return "other"
+    """The op's family, which picks its colours (a recurrent cell's node: ``other``)."""
+    sig = OPS.get(op)
+    return sig.family if sig is not None else "other"
 
 
 def _esc(text: str) -> str:
@@ -69,21 +65,21 @@ def _dims(shape: ir.Shape | None) -> str:
 
 
 def pretty_act(act: str | None) -> str:
-    if not act:
+    if not act or act == "identity":
         return ""
-    return _ACTS.get(act, act)
+    return _act_title(act)
 
 
 def op_label(op: str, attrs: dict[str, object]) -> str:
     """``SepConv 3x3, 24``: an op's name, its kernel, stride and width, as papers write them."""
-    name = _NAMES.get(op, op)
-    parts = [name]
+    sig = OPS.get(op)
+    parts = [sig.title if sig is not None else op]
     k = attrs.get("k")
-    if op in ("conv", "sepconv", "dwconv", "maxpool", "avgpool") and k is not None:
+    if sig is not None and sig.param("k") is not None and k is not None:
         parts[0] += f" {k}x{k}"
     extra = []
     stride = attrs.get("stride")
-    if op in ("maxpool", "avgpool"):
+    if sig is not None and sig.stride_zero is not None:  # a stride of 0 (or k) is the window
         if stride not in (None, 0, "0", k):
             extra.append(f"stride {stride}")
     elif stride not in (None, 1, "1"):
@@ -94,8 +90,9 @@ def op_label(op: str, attrs: dict[str, object]) -> str:
             extra.append(f"{key} {v}")
     # a symbolic value (a cell drawn from its definition) reads better as key=value
     extra = [e if e.split(" ", 1)[1].isdigit() else e.replace(" ", "=", 1) for e in extra]
-    if op == "dropout" and attrs.get("p") is not None:
-        parts[0] += f" {attrs['p']}"
+    shown = sig.label_param if sig is not None else None
+    if shown is not None and attrs.get(shown) is not None:
+        parts[0] += f" {attrs[shown]}"
     out = attrs.get("out")
     label = parts[0]
     if out is not None:
@@ -106,7 +103,8 @@ def op_label(op: str, attrs: dict[str, object]) -> str:
 
 
 def _act_title(act: str) -> str:
-    return "Identity" if act == "identity" else _ACTS.get(act, act)
+    sig = ACTS.get(act)
+    return sig.title if sig is not None else act
 
 
 def node_text(op: str, attrs: dict[str, object], act: str | None) -> tuple[str, str]:
@@ -114,7 +112,7 @@ def node_text(op: str, attrs: dict[str, object], act: str | None) -> tuple[str, 
     cell's highway node is titled by its activation (``tanh``) over ``highway``."""
     if op == "highway":
         return _act_title(act or "identity"), "highway"
-    if op in _ACTS and not attrs:  # an activation written as a recurrent cell's op
+    if op in ACTS and not attrs:  # an activation written as a recurrent cell's op
         return _act_title(op), "highway"
     return op_label(op, attrs), pretty_act(act)
 
@@ -169,7 +167,7 @@ def _node_dot(n: _Node, indent: str) -> str:
                 f'label=<<B>{_esc(n.title)}</B>{sub}>];')
     fill, border = _COLORS.get(n.kind, _COLORS["other"])
     text = _esc(n.sub)
-    if n.sub and n.sub.isidentifier() and n.sub not in _ACTS.values() and n.sub != "highway":
+    if n.sub and n.sub.isidentifier() and n.sub not in _ACT_TITLES and n.sub != "highway":
         text = f"<I>{text}</I>"  # a parameter, e.g. act
     sub = f'<BR/><FONT POINT-SIZE="10" COLOR="{_MUTED}">{text}</FONT>' if n.sub else ""
     return (f'{indent}{_q(n.id)} [fillcolor="{fill}", color="{border}", '
@@ -420,13 +418,60 @@ def _layer_sub(layer: ir.LayerInst) -> str:
     return ", ".join(x for x in (pretty_act(layer.op.act), shape) if x)
 
 
+def _chain(d: _Drawing, prev: str, kind: str, layers: tuple[ir.LayerInst, ...]) -> str:
+    """The stem's or the head's layers, one node each, after ``prev``; returns the last."""
+    for i, layer in enumerate(layers):
+        nid = d.node(f"{kind}{i}", op_label(layer.op.op, layer.op.attrs), _layer_sub(layer),
+                     _kind(layer.op.op))
+        d.edge(prev, nid)
+        prev = nid
+    return prev
+
+
+def _lm_chain(d: _Drawing, prev: str, lm: ir.LMInst, stage_ids: dict[str, str]) -> str:
+    """A language model's embedding -> recurrent cell -> decoder, after ``prev``."""
+    drop = lm.dropout
+    nid = d.node("lm.embed", f"Embedding, {lm.embed}",
+                 f"{lm.vocab}×{lm.embed}" + (f", dropout {drop['embedding']}"
+                                             if drop.get("embedding") else ""), "linear")
+    d.edge(prev, nid)
+    prev = nid
+    nid = d.node("lm.cell", f"Recurrent: {lm.cell.cell}", f"hidden {lm.hidden}", "stage")
+    stage_ids["recurrent"] = nid
+    d.edge(prev, nid)
+    prev = nid
+    nid = d.node("lm.decoder", f"Decoder, {lm.vocab}", "tied to the embedding" if lm.tied
+                 else "", "linear")
+    d.edge(prev, nid)
+    return nid
+
+
+def _cell_clusters(graph: ir.Graph, stage_ids: dict[str, str]) -> list[str]:
+    """Each distinct cell drawn from its definition, placed beside the first stage using it."""
+    lines: list[str] = []
+    cells = graph.program.cells
+    lm = graph.lm if isinstance(graph, ir.LMGraph) else None
+    for i, name in enumerate(graph.cells_used):
+        used = [s.name for s in graph.stages if s.cells[0].cell == name]
+        if lm is not None and lm.cell.cell == name:
+            used = ["recurrent"]
+        note = ("recurrent" if used == ["recurrent"] else
+                "in " + (", ".join(used) if len(used) <= 3 else f"{used[0]} to {used[-1]}"))
+        lines += _cluster(cells[name], f"cell{i}.", note)
+        # place the cluster beside the chain, starting under the first stage using it
+        first = stage_ids.get(used[0]) if used else None
+        if first is not None:
+            lines.append(f'  {{rank=same; {_q(first)}; {_q(f"cell{i}.in")};}}')
+    return lines
+
+
 def network_dot(graph: ir.Graph, with_cells: bool = True) -> str:
     """DOT of a network: input -> stem -> stages -> head -> output, left to right, with each
     distinct cell drawn from its definition in a cluster below."""
     cost = graph.cost
-    lm = getattr(graph, "lm", None)
-    sub = f"{cost.params:,} params, {cost.macs / 1e6:.1f}M MACs" if cost else ""
-    if cost and lm is None:
+    lm = graph.lm if isinstance(graph, ir.LMGraph) else None
+    sub = f"{cost.params:,} params, {cost.macs / 1e6:.1f}M MACs"
+    if lm is None:
         sub += f", input {_dims(graph.input_shape)}"
     lines = _header(graph.network, "TB", _title(graph.network, sub))
     d = _Drawing()
@@ -434,12 +479,7 @@ def network_dot(graph: ir.Graph, with_cells: bool = True) -> str:
         prev = d.node("net.in", "Tokens", f"vocabulary {lm.vocab}", "terminal")
     else:
         prev = d.node("net.in", "Input", _dims(graph.input_shape), "terminal")
-    for i, layer in enumerate(graph.stem):
-        nid = d.node(f"stem{i}", op_label(layer.op.op, layer.op.attrs),
-                     _layer_sub(layer),
-                     _kind(layer.op.op))
-        d.edge(prev, nid)
-        prev = nid
+    prev = _chain(d, prev, "stem", graph.stem)
     stage_ids: dict[str, str] = {}
     for i, s in enumerate(graph.stages):
         title, subline = _stage_label(s, i)
@@ -447,43 +487,14 @@ def network_dot(graph: ir.Graph, with_cells: bool = True) -> str:
         stage_ids[s.name] = nid
         d.edge(prev, nid)
         prev = nid
-    if lm is not None:  # a language model: embedding -> recurrent cell -> decoder
-        drop = lm.dropout
-        nid = d.node("lm.embed", f"Embedding, {lm.embed}",
-                     f"{lm.vocab}×{lm.embed}" + (f", dropout {drop['embedding']}"
-                                                 if drop.get("embedding") else ""), "linear")
-        d.edge(prev, nid)
-        prev = nid
-        nid = d.node("lm.cell", f"Recurrent: {lm.cell.cell}", f"hidden {lm.hidden}", "stage")
-        stage_ids["recurrent"] = nid
-        d.edge(prev, nid)
-        prev = nid
-        nid = d.node("lm.decoder", f"Decoder, {lm.vocab}", "tied to the embedding" if lm.tied
-                     else "", "linear")
-        d.edge(prev, nid)
-        prev = nid
-    for i, layer in enumerate(graph.head):
-        nid = d.node(f"head{i}", op_label(layer.op.op, layer.op.attrs),
-                     _layer_sub(layer),
-                     _kind(layer.op.op))
-        d.edge(prev, nid)
-        prev = nid
+    if lm is not None:
+        prev = _lm_chain(d, prev, lm, stage_ids)
+    prev = _chain(d, prev, "head", graph.head)
     out = d.node("net.out", "Output", _dims(graph.out_shape), "terminal")
     d.edge(prev, out)
     lines += _body(d)
     if with_cells:
-        cells = graph.program.cells
-        for i, name in enumerate(graph.cells_used):
-            used = [s.name for s in graph.stages if s.cells[0].cell == name]
-            if lm is not None and lm.cell.cell == name:
-                used = ["recurrent"]
-            note = ("recurrent" if used == ["recurrent"] else
-                    "in " + (", ".join(used) if len(used) <= 3 else f"{used[0]} to {used[-1]}"))
-            lines += _cluster(cells[name], f"cell{i}.", note)
-            # place the cluster beside the chain, starting under the first stage using it
-            first = stage_ids.get(used[0]) if used else None
-            if first is not None:
-                lines.append(f'  {{rank=same; {_q(first)}; {_q(f"cell{i}.in")};}}')
+        lines += _cell_clusters(graph, stage_ids)
     return "\n".join(lines + ["}"]) + "\n"
 
 

@@ -1,7 +1,26 @@
-"""The primitive ops of the language: their signatures, shape rules and cost formulas.
+"""The primitive ops and activations of the language, each defined once, in a table.
 
-Pure Python: the compiler never imports torch. Backends map the same op names to modules
-(PyTorch) or nodes (ONNX). Conventions:
+:data:`OPS` holds one :class:`OpSig` per op: its parameters, shape rule, cost formula, input
+requirement, BatchNorm, title and family for pictures, and stride parameter. :data:`ACTS`
+holds one :class:`ActSig` per activation. The passes, ``shrinkc viz`` and the syntax
+highlighter read these tables; :func:`infer` and :func:`cost` look an op up and call its rule.
+
+Adding an op
+    1. its :class:`OpSig` entry in :data:`OPS` below;
+    2. one entry, keyed by the op's name, in each backend's table:
+       ``OP_MODULES`` in ``backends/pytorch/cnn.py`` (the module constructor's source),
+       ``OP_NODES`` in ``backends/onnx/cnn.py`` (the ONNX nodes it emits) and
+       ``OP_LAYOUT`` in ``backends/layout.py`` (its state_dict tensors, and whether the
+       generated module takes the activation inside).
+    Nothing else (a new helper class of generated code goes in the PyTorch backend's
+    template, ``backends/pytorch/templates/cnn.py.j2``). ``tests/test_ops.py`` fails while a
+    backend table lacks an op of :data:`OPS`. An activation is an :class:`ActSig` in
+    :data:`ACTS` plus ``ACT_MODULES`` (``backends/pytorch/source.py``) and ``ACT_NODES``
+    (``backends/onnx/cnn.py``); one usable in recurrent cells also goes in
+    :data:`RECURRENT_ACTS` and the language-model tables ``ACT_FUNCTIONS``
+    (``backends/pytorch/lm.py``) and ``ACT_OPS`` (``backends/onnx/lm.py``).
+
+Pure Python: the compiler never imports torch. Conventions:
 
 * conv-style ops (``conv``, ``sepconv``, ``dwconv``) have no bias and carry a BatchNorm;
   ``sepconv`` is depthwise k x k then pointwise 1 x 1 with one BatchNorm after both.
@@ -14,10 +33,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from .ir import Cost, OpInst, Shape, Value
-
-ACTIVATIONS = ("relu", "relu6", "swish", "silu", "hswish", "sigmoid", "tanh", "identity")
 
 
 @dataclass(frozen=True)
@@ -27,53 +45,66 @@ class P:
     default: Value | None = None  # None: required
     minimum: float | None = None
     doc: str = ""
+    below: float | None = None  # an exclusive upper bound (dropout's p)
+
+
+class ShapeError(ValueError):
+    """Raised by :func:`infer` with a message; the pass adds the location."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+ShapeRule = Callable[[OpInst, Shape], Shape]
+CostRule = Callable[[OpInst, Shape, Shape], Cost]
+
+
+def _no_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
+    return Cost()
 
 
 @dataclass(frozen=True)
 class OpSig:
+    """One primitive op: everything the compiler, the pictures and the backends' generic code
+    know about it. How each backend emits it lives in that backend's table."""
+
     name: str
     params: tuple[P, ...]
     doc: str
-    needs_spatial: bool = False
-    needs_flat: bool = False
+    shape: ShapeRule  # output shape of the op on an input shape (the requirement checked)
+    cost: CostRule = _no_cost  # parameters and MACs
+    needs: Literal["spatial", "flat", "any"] = "any"  # the input it takes
     carries_bn: bool = False
+    title: str = ""  # as papers and pictures write it: "SepConv", "Global AvgPool"
+    family: Literal["conv", "sepconv", "dwconv", "pool", "linear", "other"] = "other"
+    stride: str | None = None  # the parameter that is its spatial stride
+    stride_zero: str | None = None  # the parameter a stride of 0 stands for (a pool's window)
+    downsample: bool = False  # may downsample a stage (``downsample maxpool(2)``)
+    label_param: str | None = None  # a parameter pictures write after the title (dropout's p)
+
+    @property
+    def needs_spatial(self) -> bool:
+        return self.needs == "spatial"
+
+    @property
+    def needs_flat(self) -> bool:
+        return self.needs == "flat"
 
     def param(self, name: str) -> P | None:
         return next((p for p in self.params if p.name == name), None)
 
 
-_K = P("k", "int", 3, 1, "kernel size")
-_S = P("stride", "int", 1, 1, "stride")
-_D = P("dilation", "int", 1, 1, "dilation")
+@dataclass(frozen=True)
+class ActSig:
+    """One activation: its name in specs and its title in pictures."""
 
-OPS: dict[str, OpSig] = {
-    s.name: s
-    for s in (
-        OpSig(
-            "conv",
-            (P("out", "int", None, 1, "output channels"), P("k", "int", 1, 1, "kernel size"), _S,
-             P("groups", "int", 1, 1, "groups"), _D),
-            "convolution + batch norm",
-            needs_spatial=True, carries_bn=True,
-        ),
-        OpSig("sepconv", (P("out", "int", None, 1, "output channels"), _K, _S, _D),
-              "depthwise k x k + pointwise 1 x 1 + batch norm", needs_spatial=True, carries_bn=True),
-        OpSig("dwconv", (_K, _S, _D), "depthwise convolution + batch norm",
-              needs_spatial=True, carries_bn=True),
-        OpSig("maxpool", (P("k", "int", None, 1, "window"), P("stride", "int", 0, 0, "stride (0: k)"),
-                          P("padding", "int", 0, 0, "padding")), "max pooling", needs_spatial=True),
-        OpSig("avgpool", (P("k", "int", None, 1, "window"), P("stride", "int", 0, 0, "stride (0: k)"),
-                          P("padding", "int", 0, 0, "padding")), "average pooling", needs_spatial=True),
-        OpSig("global_avgpool", (), "global average pool to a flat vector", needs_spatial=True),
-        OpSig("flatten", (), "flatten to a vector"),
-        OpSig("linear", (P("out", "int", None, 1, "output features"),), "fully connected, with bias",
-              needs_flat=True),
-        OpSig("dropout", (P("p", "float", 0.5, 0.0, "drop probability"),), "dropout"),
-        OpSig("identity", (), "no-op"),
-    )
-}
+    name: str
+    title: str
+    doc: str = ""
 
-DOWNSAMPLE_OPS = ("maxpool", "avgpool")
+
+# --------------------------------------------------------------------------- shape rules
 
 
 def pool_stride(attrs: dict[str, Value]) -> int:
@@ -85,73 +116,179 @@ def _conv_out(size: int, k: int, stride: int, dilation: int, padding: int | None
     return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
-class ShapeError(ValueError):
-    """Raised by :func:`infer` with a message; the pass adds the location."""
+def _windowed(op: OpInst, x: Shape, out: int, k: int, s: int, d: int,
+              padding: int | None = None) -> Shape:
+    """The output of a sliding window (a convolution or a pool) over ``x``."""
+    assert x.h is not None and x.w is not None  # the op needs a spatial input
+    h, w = _conv_out(x.h, k, s, d, padding), _conv_out(x.w, k, s, d, padding)
+    if h < 1 or w < 1:
+        raise ShapeError(f"input {x} is too small for {op.op} (the output would be {h}x{w})")
+    return Shape(c=out, h=h, w=w)
 
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.hint = hint
+
+def _conv_shape(op: OpInst, x: Shape) -> Shape:
+    a = op.attrs
+    g, out = int(a["groups"]), int(a["out"])
+    if x.c % g or out % g:
+        raise ShapeError(
+            f"groups={g} must divide both input channels ({x.c}) and output channels ({out})"
+        )
+    return _windowed(op, x, out, int(a["k"]), int(a["stride"]), int(a["dilation"]))
+
+
+def _sepconv_shape(op: OpInst, x: Shape) -> Shape:
+    a = op.attrs
+    return _windowed(op, x, int(a["out"]), int(a["k"]), int(a["stride"]), int(a["dilation"]))
+
+
+def _dwconv_shape(op: OpInst, x: Shape) -> Shape:
+    a = op.attrs
+    return _windowed(op, x, x.c, int(a["k"]), int(a["stride"]), int(a["dilation"]))
+
+
+def _pool_shape(op: OpInst, x: Shape) -> Shape:
+    a = op.attrs
+    k, s, p = int(a["k"]), pool_stride(a), int(a["padding"])
+    if p * 2 > k:
+        raise ShapeError(f"padding {p} must be at most half the window {k}")
+    return _windowed(op, x, x.c, k, s, 1, p)
+
+
+def _global_pool_shape(op: OpInst, x: Shape) -> Shape:
+    return Shape(c=x.c)
+
+
+def _flatten_shape(op: OpInst, x: Shape) -> Shape:
+    if x.h is None or x.w is None:
+        return Shape(c=x.c)
+    return Shape(c=x.c * x.h * x.w)
+
+
+def _linear_shape(op: OpInst, x: Shape) -> Shape:
+    return Shape(c=int(op.attrs["out"]))
+
+
+def _same_shape(op: OpInst, x: Shape) -> Shape:
+    return x
+
+
+# --------------------------------------------------------------------------- cost formulas
+
+
+def _hw(y: Shape) -> int:
+    return 1 if y.h is None or y.w is None else y.h * y.w
+
+
+def _conv_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
+    k, g = int(op.attrs["k"]), int(op.attrs["groups"])
+    weights = x.c // g * y.c * k * k
+    return Cost(params=weights + 2 * y.c, macs=weights * _hw(y))
+
+
+def _sepconv_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
+    k = int(op.attrs["k"])
+    weights = x.c * k * k + x.c * y.c
+    return Cost(params=weights + 2 * y.c, macs=weights * _hw(y))
+
+
+def _dwconv_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
+    k = int(op.attrs["k"])
+    weights = x.c * k * k
+    return Cost(params=weights + 2 * y.c, macs=weights * _hw(y))
+
+
+def _linear_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
+    return Cost(params=x.c * y.c + y.c, macs=x.c * y.c)
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+_K = P("k", "int", 3, 1, "kernel size")
+_S = P("stride", "int", 1, 1, "stride")
+_D = P("dilation", "int", 1, 1, "dilation")
+_POOL = (P("k", "int", None, 1, "window"), P("stride", "int", 0, 0, "stride (0: k)"),
+         P("padding", "int", 0, 0, "padding"))
+
+OPS: dict[str, OpSig] = {
+    s.name: s
+    for s in (
+        OpSig(
+            "conv",
+            (P("out", "int", None, 1, "output channels"), P("k", "int", 1, 1, "kernel size"), _S,
+             P("groups", "int", 1, 1, "groups"), _D),
+            "convolution + batch norm", _conv_shape, _conv_cost,
+            needs="spatial", carries_bn=True, title="Conv", family="conv", stride="stride",
+        ),
+        OpSig("sepconv", (P("out", "int", None, 1, "output channels"), _K, _S, _D),
+              "depthwise k x k + pointwise 1 x 1 + batch norm", _sepconv_shape, _sepconv_cost,
+              needs="spatial", carries_bn=True, title="SepConv", family="sepconv",
+              stride="stride"),
+        OpSig("dwconv", (_K, _S, _D), "depthwise convolution + batch norm", _dwconv_shape,
+              _dwconv_cost, needs="spatial", carries_bn=True, title="DWConv", family="dwconv",
+              stride="stride"),
+        OpSig("maxpool", _POOL, "max pooling", _pool_shape, needs="spatial", title="MaxPool",
+              family="pool", stride="stride", stride_zero="k", downsample=True),
+        OpSig("avgpool", _POOL, "average pooling", _pool_shape, needs="spatial",
+              title="AvgPool", family="pool", stride="stride", stride_zero="k", downsample=True),
+        OpSig("global_avgpool", (), "global average pool to a flat vector", _global_pool_shape,
+              needs="spatial", title="Global AvgPool", family="pool"),
+        OpSig("flatten", (), "flatten to a vector", _flatten_shape, title="Flatten"),
+        OpSig("linear", (P("out", "int", None, 1, "output features"),), "fully connected, with bias",
+              _linear_shape, _linear_cost, needs="flat", title="Linear", family="linear"),
+        OpSig("dropout", (P("p", "float", 0.5, 0.0, "drop probability", below=1),), "dropout",
+              _same_shape, title="Dropout", label_param="p"),
+        OpSig("identity", (), "no-op", _same_shape, title="Identity"),
+    )
+}
+
+ACTS: dict[str, ActSig] = {
+    a.name: a
+    for a in (
+        ActSig("relu", "ReLU", "max(x, 0)"),
+        ActSig("relu6", "ReLU6", "min(max(x, 0), 6)"),
+        ActSig("swish", "Swish", "x * sigmoid(x)"),
+        ActSig("silu", "SiLU", "x * sigmoid(x)"),
+        ActSig("hswish", "h-swish", "x * relu6(x + 3) / 6"),
+        ActSig("sigmoid", "Sigmoid", "1 / (1 + exp(-x))"),
+        ActSig("tanh", "Tanh", "tanh(x)"),
+        ActSig("identity", "Identity", "x (no activation)"),
+    )
+}
+
+ACTIVATIONS = tuple(ACTS)
+RECURRENT_ACTS = ("tanh", "relu", "sigmoid", "identity")  # a recurrent cell's nodes, in this order
+DOWNSAMPLE_OPS = tuple(name for name, s in OPS.items() if s.downsample)
+
+
+# --------------------------------------------------------------------------- lookups
 
 
 def infer(op: OpInst, x: Shape) -> Shape:
     """Output shape of ``op`` applied to an input of shape ``x``."""
     sig = OPS[op.op]
-    a = op.attrs
     if sig.needs_spatial and x.flat:
         raise ShapeError(f"{op.op} needs an image-shaped input (CxHxW), got a flat vector of {x.c}")
     if sig.needs_flat and not x.flat:
         raise ShapeError(
             f"{op.op} needs a flat input, got {x}", "add global_avgpool or flatten before it"
         )
-    name = op.op
-    if name in ("conv", "sepconv", "dwconv"):
-        k, s, d = int(a["k"]), int(a["stride"]), int(a["dilation"])
-        if name == "conv":
-            g, out = int(a["groups"]), int(a["out"])
-            if x.c % g or out % g:
-                raise ShapeError(
-                    f"groups={g} must divide both input channels ({x.c}) and output channels ({out})"
-                )
-        out = x.c if name == "dwconv" else int(a["out"])
-        h, w = _conv_out(x.h, k, s, d), _conv_out(x.w, k, s, d)  # type: ignore[arg-type]
-    elif name in ("maxpool", "avgpool"):
-        k, s, p = int(a["k"]), pool_stride(a), int(a["padding"])
-        if p * 2 > k:
-            raise ShapeError(f"padding {p} must be at most half the window {k}")
-        h, w = _conv_out(x.h, k, s, 1, p), _conv_out(x.w, k, s, 1, p)  # type: ignore[arg-type]
-        out = x.c
-    elif name == "global_avgpool":
-        return Shape(c=x.c)
-    elif name == "flatten":
-        return Shape(c=x.c if x.flat else x.c * x.h * x.w)  # type: ignore[operator]
-    elif name == "linear":
-        return Shape(c=int(a["out"]))
-    else:  # dropout, identity
-        return x
-    if h < 1 or w < 1:
-        raise ShapeError(f"input {x} is too small for {name} (the output would be {h}x{w})")
-    return Shape(c=out, h=h, w=w)
+    return sig.shape(op, x)
 
 
 def cost(op: OpInst, x: Shape, y: Shape) -> Cost:
     """Parameters and MACs of ``op`` mapping ``x`` to ``y``."""
-    a = op.attrs
-    hw = 1 if y.flat else y.h * y.w  # type: ignore[operator]
-    if op.op == "conv":
-        k, g = int(a["k"]), int(a["groups"])
-        weights = x.c // g * y.c * k * k
-        return Cost(params=weights + 2 * y.c, macs=weights * hw)
-    if op.op == "sepconv":
-        k = int(a["k"])
-        weights = x.c * k * k + x.c * y.c
-        return Cost(params=weights + 2 * y.c, macs=weights * hw)
-    if op.op == "dwconv":
-        k = int(a["k"])
-        weights = x.c * k * k
-        return Cost(params=weights + 2 * y.c, macs=weights * hw)
-    if op.op == "linear":
-        return Cost(params=x.c * y.c + y.c, macs=x.c * y.c)
-    return Cost()
+    return OPS[op.op].cost(op, x, y)
+
+
+def op_stride(op: OpInst) -> int:
+    """The spatial stride of ``op``: its stride parameter (a 0 standing for the parameter
+    ``stride_zero`` names), or 1 for an op without one."""
+    sig = OPS[op.op]
+    if sig.stride is None:
+        return 1
+    s = int(op.attrs[sig.stride])
+    return s if s or sig.stride_zero is None else int(op.attrs[sig.stride_zero])
 
 
 def projection(in_c: int, out_c: int, stride: int) -> OpInst:

@@ -57,7 +57,7 @@ tanh -> Tanh.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import onnx
@@ -66,15 +66,12 @@ from onnx import TensorProto, helper
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
-from ..layout import CONV_OPS, cell_prefixes, chain_prefixes, join, wrapped
+from ..layout import OP_LAYOUT, cell_prefixes, chain_prefixes, join, wrapped
 from ..naming import cell_attr_names, fresh_name
 from .checkpoint import random_weights
 from .common import FUNCTION_DOMAIN, OPSET, ir_version
 
 BN_EPS = 1e-5
-ACT_OPS = {"relu": "Relu", "hswish": "HardSwish", "sigmoid": "Sigmoid", "tanh": "Tanh"}
-# relu6 is Clip(x, 0, 6); swish/silu is x * Sigmoid(x): onnxruntime 1.32 has no kernel for the
-# Swish op of opset 24 in models stamped with a newer opset.
 
 
 # --------------------------------------------------------------------------- node bodies
@@ -180,20 +177,42 @@ class _FunctionBody(_Body):
 # --------------------------------------------------------------------------- ops
 
 
+def _unary(op_type: str) -> Callable[[_Body, str, str], str]:
+    return lambda b, x, name: b.node(op_type, [x], name)
+
+
+def _swish(b: _Body, x: str, name: str) -> str:
+    return b.node("Mul", [x, b.node("Sigmoid", [x], join(name, "sigmoid"))], name)
+
+
+ACT_NODES: dict[str, Callable[[_Body, str, str], str]] = {
+    "relu": _unary("Relu"),
+    "relu6": lambda b, x, name: b.node("Clip", [x, b.const(0.0), b.const(6.0)], name),
+    # x * Sigmoid(x): onnxruntime 1.32 has no kernel for the Swish op of opset 24 in models
+    # stamped with a newer opset
+    "swish": _swish,
+    "silu": _swish,
+    "hswish": _unary("HardSwish"),
+    "sigmoid": _unary("Sigmoid"),
+    "tanh": _unary("Tanh"),
+    "identity": lambda b, x, name: x,
+}
+"""Activation name -> the nodes computing it (``body, input, node name -> output``)."""
+
+
 def _act(b: _Body, x: str, act: str | None, name: str) -> str:
-    if act is None:
-        return x
-    if act == "relu6":
-        return b.node("Clip", [x, b.const(0.0), b.const(6.0)], name)
-    if act in ("swish", "silu"):
-        return b.node("Mul", [x, b.node("Sigmoid", [x], join(name, "sigmoid"))], name)
-    return b.node(ACT_OPS[act], [x], name)
+    return x if act is None else ACT_NODES[act](b, x, name)
 
 
 def _conv_attrs(k: int, stride: int, dilation: int, groups: int | onnx.AttributeProto) -> dict:
     pad = dilation * (k - 1) // 2
     return {"kernel_shape": [k, k], "strides": [stride, stride], "pads": [pad] * 4,
             "dilations": [dilation, dilation], "group": groups}
+
+
+def _op_conv_attrs(op: ir.OpInst, groups: int | onnx.AttributeProto) -> dict:
+    a = op.attrs
+    return _conv_attrs(int(a["k"]), int(a["stride"]), int(a["dilation"]), groups)
 
 
 def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict) -> str:
@@ -213,52 +232,77 @@ def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict) -> str:
     return b.node("BatchNormalization", [y, *names], bn, epsilon=BN_EPS)
 
 
-def _pool(b: _Body, x: str, op: ir.OpInst, name: str) -> str:
-    k, p = int(op.attrs["k"]), int(op.attrs.get("padding", 0))
-    s = int(op.attrs.get("stride") or k)
-    attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": [p] * 4}
-    if op.op == "maxpool":
-        return b.node("MaxPool", [x], name, **attrs)
-    return b.node("AveragePool", [x], name, count_include_pad=1, **attrs)
+OpEmitter = Callable[[_Body, str, ir.OpInst, str, ir.Shape], str]
+"""``(body, input, op, module path, input shape) -> output``: the op's nodes, without its
+activation."""
+
+
+def _conv(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    return _conv_bn(b, x, join(path, "conv"), join(path, "bn"),
+                    _op_conv_attrs(op, int(op.attrs["groups"])))
+
+
+def _dwconv(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    conv = join(path, "conv")
+    return _conv_bn(b, x, conv, join(path, "bn"),
+                    _op_conv_attrs(op, b.channels(conv, "group", xs.c)))
+
+
+def _sepconv(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    dw = join(path, "depthwise")
+    y = b.node("Conv", [x, b.tensor(f"{dw}.weight", b.weight(f"{dw}.weight"))], dw,
+               **_op_conv_attrs(op, b.channels(dw, "group", xs.c)))
+    return _conv_bn(b, y, join(path, "pointwise"), join(path, "bn"), _conv_attrs(1, 1, 1, 1))
+
+
+def _pool(op_type: str, **extra) -> OpEmitter:
+    def pool(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+        k, p = int(op.attrs["k"]), int(op.attrs.get("padding", 0))
+        s = int(op.attrs.get("stride") or k)
+        return b.node(op_type, [x], path, **extra, kernel_shape=[k, k], strides=[s, s],
+                      pads=[p] * 4)
+    return pool
+
+
+def _global_avgpool(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    return b.node("Flatten", [b.node("GlobalAveragePool", [x], join(path, "pool"))], path, axis=1)
+
+
+def _linear(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    return b.node("Gemm", [x, b.tensor(f"{path}.weight", b.weight(f"{path}.weight")),
+                           b.tensor(f"{path}.bias", b.weight(f"{path}.bias"))], path, transB=1)
+
+
+def _nothing(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    return x
+
+
+OP_NODES: dict[str, OpEmitter] = {
+    "conv": _conv,
+    "sepconv": _sepconv,
+    "dwconv": _dwconv,
+    "maxpool": _pool("MaxPool"),
+    "avgpool": _pool("AveragePool", count_include_pad=1),
+    "global_avgpool": _global_avgpool,
+    "flatten": lambda b, x, op, path, xs: b.node("Flatten", [x], path, axis=1),
+    "linear": _linear,
+    "dropout": _nothing,  # inference: dropout is dropped
+    "identity": _nothing,
+}
+"""Op name -> the nodes it emits at its module path (``layout.OP_LAYOUT`` says where the
+activation goes)."""
 
 
 def _op(b: _Body, x: str, op: ir.OpInst, prefix: str, act: ir.Expr | None,
         xs: ir.Shape) -> str:
     """Emit ``op`` (with its activation) whose module sits at ``prefix``; return its output."""
-    a = op.attrs
-    if op.op in CONV_OPS:
-        k, s, d = int(a["k"]), int(a["stride"]), int(a["dilation"])
-        if op.op == "sepconv":
-            dw = join(prefix, "depthwise")
-            y = b.node("Conv", [x, b.tensor(f"{dw}.weight", b.weight(f"{dw}.weight"))], dw,
-                       **_conv_attrs(k, s, d, b.channels(dw, "group", xs.c)))
-            y = _conv_bn(b, y, join(prefix, "pointwise"), join(prefix, "bn"),
-                         _conv_attrs(1, 1, 1, 1))
-        else:
-            conv = join(prefix, "conv")
-            groups = b.channels(conv, "group", xs.c) if op.op == "dwconv" else int(a["groups"])
-            y = _conv_bn(b, x, join(prefix, "conv"), join(prefix, "bn"),
-                         _conv_attrs(k, s, d, groups))
-        return _act(b, y, op.act, join(prefix, "act"))
-    if op.op == "identity":
-        return _act(b, x, op.act, prefix)
-    wrap = wrapped(op.op, act)
-    path = join(prefix, "0") if wrap else prefix
-    if op.op in ("maxpool", "avgpool"):
-        y = _pool(b, x, op, path)
-    elif op.op == "global_avgpool":
-        y = b.node("Flatten", [b.node("GlobalAveragePool", [x], join(path, "pool"))], path,
-                   axis=1)
-    elif op.op == "flatten":
-        y = b.node("Flatten", [x], path, axis=1)
-    elif op.op == "linear":
-        y = b.node("Gemm", [x, b.tensor(f"{path}.weight", b.weight(f"{path}.weight")),
-                            b.tensor(f"{path}.bias", b.weight(f"{path}.bias"))], path, transB=1)
-    elif op.op == "dropout":
-        y = x
-    else:  # pragma: no cover - the op table and this backend are kept in step by tests
+    if op.op not in OP_NODES:  # pragma: no cover - the op table and this one are kept in step
         raise ShrinkError(f"the ONNX backend has no mapping for op '{op.op}'")
-    return _act(b, y, op.act, join(prefix, "1") if wrap else join(prefix, "act"))
+    wrap = wrapped(op.op, act)
+    y = OP_NODES[op.op](b, x, op, join(prefix, "0") if wrap else prefix, xs)
+    if wrap:
+        return _act(b, y, op.act, join(prefix, "1"))
+    return _act(b, y, op.act, prefix if OP_LAYOUT[op.op].act == "replace" else join(prefix, "act"))
 
 
 def _merge(b: _Body, xs: list[str], merge: str, name: str) -> str:
@@ -280,7 +324,7 @@ def _cell(b: _Body, graph: ir.Graph, inst: ir.CellInst, prefix: str, x: str) -> 
     n0 = inst.nodes[0]
     values = {n0.name: x}
     if n0.op is not None:
-        values[n0.name] = _op(b, x, n0.op, join(prefix, "downsample"), None, n0.in_shape)  # type: ignore[arg-type]
+        values[n0.name] = _op(b, x, n0.op, join(prefix, "downsample"), None, n0.in_shape)
     for n in inst.nodes[1:]:
         path = join(prefix, attrs[n.name])
         xin = _merge(b, [values[s] for s in n.inputs], n.merge, join(path, n.merge))
@@ -306,6 +350,71 @@ def output_name(graph: ir.Graph) -> str:
     return name + "_" if name == graph.input_name else name
 
 
+class _Functions:
+    """The model-local functions of a model, one per distinct cell structure."""
+
+    def __init__(self) -> None:
+        self.funcs: dict[bytes, onnx.FunctionProto] = {}
+        self.names: set[str] = set()
+
+    def call(self, b: _GraphBody, graph: ir.CNNGraph, inst: ir.CellInst, prefix: str,
+             x: str) -> str:
+        """Emit ``inst`` as a call of its cell's function (made on first use)."""
+        fb = _FunctionBody(b, prefix + ".")
+        cell_in = graph.program.cells[inst.cell].input.name
+        fb.taken.add(cell_in)
+        y = _cell(fb, graph, inst, "", cell_in)
+        if y == cell_in:
+            y = fb.node("Identity", [y], "output")
+        key = b"\0".join([*(n.SerializeToString(deterministic=True) for n in fb.nodes),
+                          "\0".join(fb.formals).encode(), cell_in.encode(), y.encode(),
+                          "\0".join(fb.attrs).encode()])
+        if key not in self.funcs:
+            name, i = inst.cell, 1
+            while name in self.names:
+                i += 1
+                name = f"{inst.cell}_{i}"
+            self.names.add(name)
+            self.funcs[key] = helper.make_function(
+                FUNCTION_DOMAIN, name, [cell_in, *fb.formals], [y], fb.nodes,
+                [helper.make_opsetid("", OPSET)], attributes=list(fb.attrs),
+                doc_string=f"cell {inst.cell}")
+        return b.node(self.funcs[key].name, [x, *fb.actuals], prefix, domain=FUNCTION_DOMAIN,
+                      **fb.attrs)
+
+
+def _network(b: _GraphBody, graph: ir.CNNGraph, funcs: _Functions | None) -> str:
+    """Emit stem, stages and head; return the last value."""
+    x = graph.input_name
+    for (prefix, act), layer in zip(chain_prefixes(graph, "stem"), graph.stem):
+        x = _op(b, x, layer.op, prefix, act, layer.in_shape)
+    for stage, prefixes in zip(graph.stages, cell_prefixes(graph)):
+        for inst, prefix in zip(stage.cells, prefixes):
+            x = _cell(b, graph, inst, prefix, x) if funcs is None else \
+                funcs.call(b, graph, inst, prefix, x)
+    for (prefix, act), layer in zip(chain_prefixes(graph, "head"), graph.head):
+        x = _op(b, x, layer.op, prefix, act, layer.in_shape)
+    return x
+
+
+def _name_output(b: _GraphBody, x: str, input_name: str, out_name: str) -> None:
+    """Give the last value ``x`` the graph output's name (an Identity if it is the input)."""
+    if x == input_name:
+        b.node("Identity", [x], out_name)
+        x = out_name
+    for node in b.nodes:
+        node.input[:] = [out_name if i == x else i for i in node.input]
+        node.output[:] = [out_name if o == x else o for o in node.output]
+
+
+def _add_initializers(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray]) -> None:
+    for name, a in arrays.items():  # built in place: no copy of the weights
+        t = model.graph.initializer.add()
+        t.name, t.data_type = name, TensorProto.FLOAT
+        t.dims.extend(a.shape)
+        t.raw_data = a.astype("<f4", copy=False).tobytes()  # ONNX raw data is little-endian
+
+
 def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = None, *,
                  fold_bn: bool = True, functions: bool = False,
                  weights_source: str | None = None) -> onnx.ModelProto:
@@ -318,55 +427,17 @@ def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = 
         weights = random_weights(graph)
         weights_source = weights_source or "random (numpy, seed 0)"
     b = _GraphBody(weights, fold_bn)
-    x = graph.input_name
-    b.taken.add(x)
+    b.taken.add(graph.input_name)
     out_name = output_name(graph)
     b.taken.add(out_name)
-    funcs: dict[bytes, onnx.FunctionProto] = {}
-    func_names: set[str] = set()
-
-    for (prefix, act), layer in zip(chain_prefixes(graph, "stem"), graph.stem):
-        x = _op(b, x, layer.op, prefix, act, layer.in_shape)  # type: ignore[arg-type]
-    for stage, prefixes in zip(graph.stages, cell_prefixes(graph)):
-        for inst, prefix in zip(stage.cells, prefixes):
-            if not functions:
-                x = _cell(b, graph, inst, prefix, x)
-                continue
-            fb = _FunctionBody(b, prefix + ".")
-            cell_in = graph.program.cells[inst.cell].input.name
-            fb.taken.add(cell_in)
-            y = _cell(fb, graph, inst, "", cell_in)
-            if y == cell_in:
-                y = fb.node("Identity", [y], "output")
-            key = b"\0".join([*(n.SerializeToString(deterministic=True) for n in fb.nodes),
-                              "\0".join(fb.formals).encode(), cell_in.encode(), y.encode(),
-                              "\0".join(fb.attrs).encode()])
-            if key not in funcs:
-                name, i = inst.cell, 1
-                while name in func_names:
-                    i += 1
-                    name = f"{inst.cell}_{i}"
-                func_names.add(name)
-                funcs[key] = helper.make_function(
-                    FUNCTION_DOMAIN, name, [cell_in, *fb.formals], [y], fb.nodes,
-                    [helper.make_opsetid("", OPSET)], attributes=list(fb.attrs),
-                    doc_string=f"cell {inst.cell}")
-            x = b.node(funcs[key].name, [x, *fb.actuals], prefix, domain=FUNCTION_DOMAIN,
-                       **fb.attrs)
-    for (prefix, act), layer in zip(chain_prefixes(graph, "head"), graph.head):
-        x = _op(b, x, layer.op, prefix, act, layer.in_shape)  # type: ignore[arg-type]
-
-    if x == graph.input_name:
-        b.node("Identity", [x], out_name)
-        x = out_name
-    for node in b.nodes:  # the last value is the graph output: give it the output's name
-        node.input[:] = [out_name if i == x else i for i in node.input]
-        node.output[:] = [out_name if o == x else o for o in node.output]
+    funcs = _Functions() if functions else None
+    x = _network(b, graph, funcs)
+    _name_output(b, x, graph.input_name, out_name)
 
     g = helper.make_graph(
         b.nodes, graph.network,
         [_value_info(graph.input_name, graph.input_shape)],
-        [_value_info(out_name, graph.out_shape)],  # type: ignore[arg-type]
+        [_value_info(out_name, graph.out_shape)],
     )
     opsets = [helper.make_opsetid("", OPSET)]
     if functions:
@@ -375,14 +446,10 @@ def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = 
 
     model = helper.make_model(
         g, opset_imports=opsets, producer_name="shrinkc", producer_version=__version__,
-        functions=list(funcs.values()), ir_version=ir_version(),
+        functions=list(funcs.funcs.values()) if funcs else [], ir_version=ir_version(),
         doc_string=f"{graph.network} from {graph.source}",
     )
-    for name, a in b.initializers.items():  # built in place: no copy of the weights
-        t = model.graph.initializer.add()
-        t.name, t.data_type = name, TensorProto.FLOAT
-        t.dims.extend(a.shape)
-        t.raw_data = a.astype("<f4", copy=False).tobytes()  # ONNX raw data is little-endian
+    _add_initializers(model, b.initializers)
     meta = {"network": graph.network, "source": graph.source, "spec_sha256": graph.spec_hash,
             "batch_norm": "folded" if fold_bn else "kept", "weights": weights_source or ""}
     helper.set_model_props(model, meta)

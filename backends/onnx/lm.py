@@ -197,6 +197,41 @@ def _initial_state(b: _Builder, hidden: int) -> str:
                   then_branch=branch(zb, zeros, "zeros"), else_branch=branch(gb, given, "given"))
 
 
+def _main_nodes(b: _Builder, graph: ir.LMGraph, taken: set[str]) -> None:
+    """Embedding, initial state, the Scan of the cell, and the decoder."""
+    lm = graph.lm
+    x = b.node("Gather", ["embedding.weight", TOKENS], "embedding", axis=0)
+    h0 = _initial_state(b, lm.hidden)
+    body = _cell_body(graph, taken)
+    hs = b.fresh("cell")
+    b.nodes.append(helper.make_node("Scan", [h0, x], [LAST_HIDDEN, hs], name=hs, body=body,
+                                    num_scan_inputs=1, scan_input_axes=[1],
+                                    scan_output_axes=[1]))
+    dec_w = "embedding.weight" if lm.tied else "decoder.weight"
+    w_t = b.node("Transpose", [dec_w], "decoder.transpose", perm=[1, 0])
+    y = b.node("MatMul", [hs, w_t], "decoder.matmul")
+    b.nodes.append(helper.make_node("Add", [y, "decoder.bias"], [LOGITS], name=b.fresh("decoder")))
+
+
+def _graph(b: _Builder, graph: ir.LMGraph) -> onnx.GraphProto:
+    """The main graph of ``b``'s nodes, with its documented inputs and outputs."""
+    lm = graph.lm
+    tied = " (tied to the embedding)" if lm.tied else ""
+    return helper.make_graph(
+        b.nodes, graph.network,
+        [helper.make_tensor_value_info(TOKENS, TensorProto.INT64, ["batch", "time"],
+                                       doc_string=f"token ids in [0, {lm.vocab})"),
+         helper.make_tensor_value_info(
+             HIDDEN, TensorProto.FLOAT, ["batch", lm.hidden],
+             doc_string="optional initial state h_0 (an overridable initializer whose empty "
+                        "default means zeros)")],
+        [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["batch", "time", lm.vocab],
+                                       doc_string=f"decoder output{tied}, before softmax"),
+         helper.make_tensor_value_info(LAST_HIDDEN, TensorProto.FLOAT, ["batch", lm.hidden],
+                                       doc_string="h_T, the state after the last step")],
+    )
+
+
 def generate_lm(graph: ir.LMGraph, weights: Mapping[str, np.ndarray] | None = None, *,
                 functions: bool = False, weights_source: str | None = None) -> onnx.ModelProto:
     """The ONNX model of the language model ``graph``.
@@ -215,37 +250,11 @@ def generate_lm(graph: ir.LMGraph, weights: Mapping[str, np.ndarray] | None = No
     params = {k: v for k, v in weights.items() if specs[k].role != "tied"}
     taken = {TOKENS, HIDDEN, LOGITS, LAST_HIDDEN, *params}
     b = _Builder(taken)
-
-    x = b.node("Gather", ["embedding.weight", TOKENS], "embedding", axis=0)
-    h0 = _initial_state(b, lm.hidden)
-    body = _cell_body(graph, taken)
-    hs = b.fresh("cell")
-    b.nodes.append(helper.make_node("Scan", [h0, x], [LAST_HIDDEN, hs], name=hs, body=body,
-                                    num_scan_inputs=1, scan_input_axes=[1],
-                                    scan_output_axes=[1]))
-    dec_w = "embedding.weight" if lm.tied else "decoder.weight"
-    w_t = b.node("Transpose", [dec_w], "decoder.transpose", perm=[1, 0])
-    y = b.node("MatMul", [hs, w_t], "decoder.matmul")
-    b.nodes.append(helper.make_node("Add", [y, "decoder.bias"], [LOGITS], name=b.fresh("decoder")))
-
-    tied = " (tied to the embedding)" if lm.tied else ""
-    g = helper.make_graph(
-        b.nodes, graph.network,
-        [helper.make_tensor_value_info(TOKENS, TensorProto.INT64, ["batch", "time"],
-                                       doc_string=f"token ids in [0, {lm.vocab})"),
-         helper.make_tensor_value_info(
-             HIDDEN, TensorProto.FLOAT, ["batch", lm.hidden],
-             doc_string="optional initial state h_0 (an overridable initializer whose empty "
-                        "default means zeros)")],
-        [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["batch", "time", lm.vocab],
-                                       doc_string=f"decoder output{tied}, before softmax"),
-         helper.make_tensor_value_info(LAST_HIDDEN, TensorProto.FLOAT, ["batch", lm.hidden],
-                                       doc_string="h_T, the state after the last step")],
-    )
+    _main_nodes(b, graph, taken)
     from shrinkc.compiler.version import __version__
 
     model = helper.make_model(
-        g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="shrinkc",
+        _graph(b, graph), opset_imports=[helper.make_opsetid("", OPSET)], producer_name="shrinkc",
         producer_version=__version__, ir_version=ir_version(),
         doc_string=f"{graph.network} from {graph.source}: tokens [batch, time] (and optionally "
                    f"hidden [batch, {lm.hidden}], default zeros) -> logits [batch, time, "

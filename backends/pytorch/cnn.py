@@ -11,13 +11,15 @@ This module never imports torch and never parses: it reads the ``Graph`` only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
-from shrinkc.compiler.ops import pool_stride
+from shrinkc.compiler.ops import OPS, op_stride
 from shrinkc.compiler.units import human
 
+from ..layout import OP_LAYOUT
 from ..naming import CELL_LOCALS, Namer, act_module, cell_attr_names, stage_attr_names
 from .source import Lin, call_source, render, template, text, value
 
@@ -31,78 +33,129 @@ class _OpRenderer:
         self.names = names
         self.helpers = helpers
 
-    def arg(self, call: ir.OpCall, name: str) -> ir.Expr | None:
-        return call.arg(name)
-
     def kw(self, call: ir.OpCall, name: str, py: str, default: int | float) -> list[str]:
         e = call.arg(name)
         if e is None or (isinstance(e, ir.Num) and e.value == default):
             return []
         return [f"{py}={render(e, self.names)}"]
 
+    def expr(self, call: ir.OpCall, name: str) -> str:
+        """A required argument as Python source."""
+        e = call.arg(name)
+        assert e is not None, f"{call.op} without {name}"  # bound by the resolver
+        return render(e, self.names)
+
+    def channels(self, call: ir.OpCall, name: str) -> Lin:
+        e = call.arg(name)
+        assert e is not None, f"{call.op} without {name}"
+        return Lin.of(e, self.names)
+
     def act(self, act: ir.Expr | None) -> str | None:
         if not act_module(act):
             return None
         return render(act, self.names)
 
-    def render(self, call: ir.OpCall, act: ir.Expr | None, cin: Lin, indent: str,
-               concrete_out: int | None = None) -> tuple[str, Lin, bool]:
-        """(constructor source, output channels, whether the act is already inside)."""
-        op, a = call.op, self.act(act)
-        act_kw = [f"act={a}"] if a else []
-        if op in ("conv", "sepconv", "dwconv"):
-            helper = "SepConv" if op == "sepconv" else "ConvBN"
-            self.helpers.add(helper)
-            out = cin if op == "dwconv" else Lin.of(call.arg("out"), self.names)  # type: ignore[arg-type]
-            kdef = 3 if op == "sepconv" else 1
-            args = [str(cin), str(out)]
-            args += self.kw(call, "k", "kernel_size", kdef) if op != "dwconv" else [
-                f"kernel_size={render(call.arg('k'), self.names)}" if call.arg("k") else "kernel_size=3"]
-            args += self.kw(call, "stride", "stride", 1)
-            if op == "dwconv":
-                args.append(f"groups={cin}")
-            else:
-                args += self.kw(call, "groups", "groups", 1)
-            args += self.kw(call, "dilation", "dilation", 1) + act_kw
-            return call_source(helper, args, indent), out, True
-        if op in ("maxpool", "avgpool"):
-            cls = "nn.MaxPool2d" if op == "maxpool" else "nn.AvgPool2d"
-            args = [render(call.arg("k"), self.names)]  # type: ignore[arg-type]
-            args += self.kw(call, "stride", "stride", 0) + self.kw(call, "padding", "padding", 0)
-            return call_source(cls, args, indent), cin, False
-        if op == "global_avgpool":
-            self.helpers.add("GlobalAvgPool")
-            return "GlobalAvgPool()", cin, False
-        if op == "flatten":
-            return "nn.Flatten()", Lin(const=concrete_out or 0), False
-        if op == "linear":
-            out = Lin.of(call.arg("out"), self.names)  # type: ignore[arg-type]
-            return call_source("nn.Linear", [str(cin), str(out)], indent), out, False
-        if op == "dropout":
-            p = call.arg("p")
-            return f"nn.Dropout({render(p, self.names) if p is not None else ''})", cin, False
-        return "nn.Identity()", cin, False
-
     def module(self, call: ir.OpCall, act: ir.Expr | None, cin: Lin, indent: str,
                concrete_out: int | None = None) -> tuple[str, Lin]:
-        src, out, has_act = self.render(call, act, cin, indent, concrete_out)
         a = self.act(act)
-        if a and not has_act:
-            src = f"{a}()" if call.op == "identity" else f"nn.Sequential({src}, {a}())"
+        src, out = OP_MODULES[call.op](_Site(self, call, a, cin, indent, concrete_out))
+        mode = OP_LAYOUT[call.op].act
+        if a and mode == "replace":
+            src = f"{a}()"
+        elif a and mode == "wrap":
+            src = f"nn.Sequential({src}, {a}())"
         return src, out
 
 
+@dataclass(frozen=True)
+class _Site:
+    """One op call being rendered: the renderer, the call, its activation's source (for ops
+    that take it inside), its input channels, the indent of its line, and its concrete output
+    channel count (for ``flatten``)."""
+
+    r: _OpRenderer
+    call: ir.OpCall
+    act: str | None
+    cin: Lin
+    indent: str
+    concrete_out: int | None
+
+    def kw(self, name: str, py: str, default: int | float) -> list[str]:
+        return self.r.kw(self.call, name, py, default)
+
+    def act_kw(self) -> list[str]:
+        return [f"act={self.act}"] if self.act else []
+
+
+def _conv_bn_call(s: _Site, helper: str, out: Lin, kernel: list[str], groups: list[str]
+                  ) -> tuple[str, Lin]:
+    s.r.helpers.add(helper)
+    args = [str(s.cin), str(out), *kernel, *s.kw("stride", "stride", 1), *groups,
+            *s.kw("dilation", "dilation", 1), *s.act_kw()]
+    return call_source(helper, args, s.indent), out
+
+
+def _conv(s: _Site) -> tuple[str, Lin]:
+    return _conv_bn_call(s, "ConvBN", s.r.channels(s.call, "out"), s.kw("k", "kernel_size", 1),
+                         s.kw("groups", "groups", 1))
+
+
+def _sepconv(s: _Site) -> tuple[str, Lin]:
+    return _conv_bn_call(s, "SepConv", s.r.channels(s.call, "out"),
+                         s.kw("k", "kernel_size", 3), s.kw("groups", "groups", 1))
+
+
+def _dwconv(s: _Site) -> tuple[str, Lin]:
+    k = s.call.arg("k")
+    kernel = f"kernel_size={render(k, s.r.names)}" if k else "kernel_size=3"
+    return _conv_bn_call(s, "ConvBN", s.cin, [kernel], [f"groups={s.cin}"])
+
+
+def _pool(cls: str) -> Callable[[_Site], tuple[str, Lin]]:
+    def pool(s: _Site) -> tuple[str, Lin]:
+        args = [s.r.expr(s.call, "k"), *s.kw("stride", "stride", 0), *s.kw("padding", "padding", 0)]
+        return call_source(cls, args, s.indent), s.cin
+    return pool
+
+
+def _global_avgpool(s: _Site) -> tuple[str, Lin]:
+    s.r.helpers.add("GlobalAvgPool")
+    return "GlobalAvgPool()", s.cin
+
+
+def _linear(s: _Site) -> tuple[str, Lin]:
+    out = s.r.channels(s.call, "out")
+    return call_source("nn.Linear", [str(s.cin), str(out)], s.indent), out
+
+
+def _dropout(s: _Site) -> tuple[str, Lin]:
+    p = s.call.arg("p")
+    return f"nn.Dropout({render(p, s.r.names) if p is not None else ''})", s.cin
+
+
+OP_MODULES: dict[str, Callable[[_Site], tuple[str, Lin]]] = {
+    "conv": _conv,
+    "sepconv": _sepconv,
+    "dwconv": _dwconv,
+    "maxpool": _pool("nn.MaxPool2d"),
+    "avgpool": _pool("nn.AvgPool2d"),
+    "global_avgpool": _global_avgpool,
+    "flatten": lambda s: ("nn.Flatten()", Lin(const=s.concrete_out or 0)),
+    "linear": _linear,
+    "dropout": _dropout,
+    "identity": lambda s: ("nn.Identity()", s.cin),
+}
+"""Op name -> the source of its module's constructor (with the activation inside where
+``layout.OP_LAYOUT`` says the module takes it) and its output channels."""
+
+
 def _stride_factors(call: ir.OpCall | None, names: dict[str, str]) -> list[str]:
-    if call is None:
+    sig = OPS.get(call.op) if call is not None else None
+    if call is None or sig is None or sig.stride is None:
         return []
-    if call.op in ("conv", "sepconv", "dwconv"):
-        e = call.arg("stride")
-    elif call.op in ("maxpool", "avgpool"):
-        e = call.arg("stride")
-        if e is None or (isinstance(e, ir.Num) and e.value == 0):
-            e = call.arg("k")
-    else:
-        return []
+    e = call.arg(sig.stride)
+    if sig.stride_zero is not None and (e is None or (isinstance(e, ir.Num) and e.value == 0)):
+        e = call.arg(sig.stride_zero)
     if e is None or (isinstance(e, ir.Num) and e.value == 1):
         return []
     s = render(e, names)
@@ -128,20 +181,10 @@ class CellClass:
     forward: list[str]
 
 
-def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
-                helpers: set[str]) -> CellClass:
-    has_down = any(i.nodes[0].op is not None for i in insts)
-    names = cell_param_names(cell)
-    if cell.input.channels:
-        names[cell.input.channels] = "in_channels"
-    nodes = cell_attr_names(cell).__getitem__
-    inp = cell.input
-    x = nodes(inp.name)
-    forward_arg = "inputs" if has_down else x
-    r = _OpRenderer(names, helpers)
-
+def _signature(params: tuple[ir.Param, ...], names: dict[str, str], has_down: bool) -> list[str]:
+    """The cell class constructor's parameters."""
     sig = ["in_channels: int"]
-    for p in cell.params:
+    for p in params:
         ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
         py = names[p.name]
         if p.default is None:
@@ -150,72 +193,100 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
             sig.append(f"{py}: {ann} = {render(p.default, {})}")
     if has_down:
         sig.append("downsample: nn.Module | None = None")
+    return sig
 
-    init: list[str] = []
-    fwd: list[str] = []
-    channels: dict[str, Lin] = {inp.name: Lin.term("in_channels")}
-    strides: dict[str, list[str]] = {inp.name: ["down_stride"] if has_down else []}
-    if has_down:
-        init.append("self.downsample = downsample if downsample is not None else nn.Identity()")
-        init.append("down_stride = downsample.stride if downsample is not None else 1")
-        fwd.append(f"{x} = self.downsample(inputs)")
-    concrete = {n.name: n for n in insts[0].nodes}
 
-    def merged(merge: str, srcs: tuple[str, ...]) -> tuple[str, Lin]:
-        py = [nodes(s) for s in srcs]
+@dataclass
+class _CellBody:
+    """A cell class's constructor and forward lines under construction, with the symbolic
+    channel count and the stride factors of every node."""
+
+    nodes: Callable[[str], str]  # spec name -> attribute
+    init: list[str]
+    fwd: list[str]
+    channels: dict[str, Lin]
+    strides: dict[str, list[str]]
+
+    def merged(self, merge: str, srcs: tuple[str, ...]) -> tuple[str, Lin]:
+        py = [self.nodes(s) for s in srcs]
         if len(py) == 1:
-            return py[0], channels[srcs[0]]
+            return py[0], self.channels[srcs[0]]
         if merge == "concat":
             total = Lin()
             for s in srcs:
-                total = total + channels[s]
+                total = total + self.channels[s]
             return f"torch.cat([{', '.join(py)}], dim=1)", total
         joined = " + ".join(py)
-        return (joined if merge == "sum" else f"({joined}) / {len(py)}"), channels[srcs[0]]
+        return (joined if merge == "sum" else f"({joined}) / {len(py)}"), self.channels[srcs[0]]
 
-    for n in cell.nodes:
-        src, cin = merged(n.merge, n.inputs)
-        ctor, out = r.module(n.op, n.act, cin, "        ", concrete[n.name].out_shape.c)  # type: ignore[union-attr]
-        init.append(f"self.{nodes(n.name)} = {ctor}")
-        fwd.append(f"{nodes(n.name)} = self.{nodes(n.name)}({src})")
-        channels[n.name] = out
-        strides[n.name] = strides[n.inputs[0]] + _stride_factors(n.op, names)
+    def add_nodes(self, cell: ir.CellDef, inst: ir.CellInst, r: _OpRenderer) -> None:
+        concrete = {n.name: n for n in inst.nodes}
+        for n in cell.nodes:
+            src, cin = self.merged(n.merge, n.inputs)
+            ctor, out = r.module(n.op, n.act, cin, "        ", concrete[n.name].out_shape.c)
+            attr = self.nodes(n.name)
+            self.init.append(f"self.{attr} = {ctor}")
+            self.fwd.append(f"{attr} = self.{attr}({src})")
+            self.channels[n.name] = out
+            self.strides[n.name] = self.strides[n.inputs[0]] + _stride_factors(n.op, r.names)
 
-    out = cell.output
-    result, cout = merged(out.merge, out.nodes)
-    init.append(f"self.out_channels = {cout}")
-    stride = " * ".join(strides[out.nodes[0]])
-    mode = out.residual_mode if out.residual else None
-    if mode == "project":
-        helpers.add("ConvBN")
-        cond = "in_channels != self.out_channels"
-        if stride:
-            cond = f"{stride} != 1 or {cond}"
-        stride_kw = f", stride={stride}" if stride else ""
-        init += [
-            f"if {cond}:",
-            f"    self.residual = ConvBN(in_channels, self.out_channels{stride_kw})",
-            "else:",
-            "    self.residual = nn.Identity()",
-        ]
-        fwd.append(f"return {result} + self.residual({forward_arg})")
-    elif mode == "if_match":
-        cond = "in_channels == self.out_channels"
-        if stride:
-            cond = f"{stride} == 1 and {cond}"
-        init.append(f"self.use_residual = {cond}")
-        if result != nodes(out.nodes[0]) or len(out.nodes) > 1:
-            fwd.append(f"out = {result}")
-            result = "out"
-        fwd += ["if self.use_residual:", f"    return {result} + {forward_arg}"]
-        fwd.append(f"return {result}")
-    else:
-        fwd.append(f"return {result}")
+    def add_output(self, out: ir.OutputStmt, forward_arg: str, helpers: set[str]) -> str | None:
+        """The output merge and the residual; returns the residual mode."""
+        result, cout = self.merged(out.merge, out.nodes)
+        self.init.append(f"self.out_channels = {cout}")
+        stride = " * ".join(self.strides[out.nodes[0]])
+        mode = out.residual_mode if out.residual else None
+        if mode == "project":
+            helpers.add("ConvBN")
+            cond = "in_channels != self.out_channels"
+            if stride:
+                cond = f"{stride} != 1 or {cond}"
+            stride_kw = f", stride={stride}" if stride else ""
+            self.init += [
+                f"if {cond}:",
+                f"    self.residual = ConvBN(in_channels, self.out_channels{stride_kw})",
+                "else:",
+                "    self.residual = nn.Identity()",
+            ]
+            self.fwd.append(f"return {result} + self.residual({forward_arg})")
+        elif mode == "if_match":
+            cond = "in_channels == self.out_channels"
+            if stride:
+                cond = f"{stride} == 1 and {cond}"
+            self.init.append(f"self.use_residual = {cond}")
+            if result != self.nodes(out.nodes[0]) or len(out.nodes) > 1:
+                self.fwd.append(f"out = {result}")
+                result = "out"
+            self.fwd += ["if self.use_residual:", f"    return {result} + {forward_arg}"]
+            self.fwd.append(f"return {result}")
+        else:
+            self.fwd.append(f"return {result}")
+        return mode
 
+
+def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
+                helpers: set[str]) -> CellClass:
+    has_down = any(i.nodes[0].op is not None for i in insts)
+    names = cell_param_names(cell)
+    if cell.input.channels:
+        names[cell.input.channels] = "in_channels"
+    inp = cell.input
+    body = _CellBody(cell_attr_names(cell).__getitem__, [], [],
+                     {inp.name: Lin.term("in_channels")},
+                     {inp.name: ["down_stride"] if has_down else []})
+    x = body.nodes(inp.name)
+    forward_arg = "inputs" if has_down else x
+    if has_down:
+        body.init.append("self.downsample = downsample if downsample is not None else nn.Identity()")
+        body.init.append("down_stride = downsample.stride if downsample is not None else 1")
+        body.fwd.append(f"{x} = self.downsample(inputs)")
+    body.add_nodes(cell, insts[0], _OpRenderer(names, helpers))
+    mode = body.add_output(cell.output, forward_arg, helpers)
     _check_residual_rule(cell, insts, mode)
     where = f"{text(cell.loc.file)}:{cell.loc.line}"
     doc = f"Cell {cell.name} ({where}): {len(cell.nodes) + 1} nodes, {cell.edges} edges."
-    return CellClass(class_name, doc, sig, init, forward_arg, fwd)
+    return CellClass(class_name, doc, _signature(cell.params, names, has_down), body.init,
+                     forward_arg, body.fwd)
 
 
 def _check_residual_rule(cell: ir.CellDef, insts: list[ir.CellInst], mode: str | None) -> None:
@@ -233,11 +304,9 @@ def _check_residual_rule(cell: ir.CellDef, insts: list[ir.CellInst], mode: str |
                 break
             name = node[name].inputs[0]
         for n in chain:
-            if n.op is not None and n.op.op in ("conv", "sepconv", "dwconv"):
-                total *= int(n.op.attrs["stride"])
-            elif n.op is not None and n.op.op in ("maxpool", "avgpool"):
-                total *= pool_stride(n.op.attrs)
-        by_rule = total == 1 and inst.in_shape.c == inst.out_shape.c  # type: ignore[union-attr]
+            if n.op is not None:
+                total *= op_stride(n.op)
+        by_rule = total == 1 and inst.in_shape.c == inst.out_shape.c
         if by_rule != predicted_same and mode is not None:
             raise ShrinkError(
                 f"the PyTorch backend cannot express the residual of cell '{cell.name}': "
@@ -258,68 +327,81 @@ class NetworkClass:
     forward: list[str]
 
 
-def _network_class(graph: ir.Graph, net: ir.NetworkDef, class_name: str, cell_classes: dict[str, str],
-                   helpers: set[str]) -> NetworkClass:
-    pnames = Namer({"super"})
-    names = {p.name: pnames(p.name) for p in net.params}
-    stage_attrs = stage_attr_names(graph.stages)
-    r = _OpRenderer(names, helpers)
-    sig = []
-    for p in net.params:
-        ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
-        sig.append(f"{names[p.name]}: {ann} = {value(graph.args[p.name])}")
-    init: list[str] = []
-    fwd: list[str] = []
-    inp = Namer()(graph.input_name)
-    channels = Lin.of(net.input.shape[0], names)
-    current = inp
+@dataclass
+class _NetworkBody:
+    """A network class's constructor and forward lines under construction, with the current
+    channel count (symbolic) and the name of the current value."""
 
-    def chain(kind: str, layers: tuple[ir.LayerInst, ...]) -> None:
-        nonlocal channels, current
-        stmt = net.chain(kind)
+    graph: ir.CNNGraph
+    net: ir.NetworkDef
+    r: _OpRenderer
+    channels: Lin
+    current: str
+    init: list[str]
+    fwd: list[str]
+
+    def chain(self, kind: str, layers: tuple[ir.LayerInst, ...]) -> None:
+        """The stem or the head: one module, or an ``nn.Sequential`` of several."""
+        stmt = self.net.chain(kind)
         if stmt is None:
             return
         mods: list[str] = []
         for layer, inst in zip(stmt.layers, layers):
-            src, channels = r.module(layer.op, layer.act, channels, "            ",
-                                     inst.out_shape.c)  # type: ignore[union-attr]
+            src, self.channels = self.r.module(layer.op, layer.act, self.channels, "            ",
+                                               inst.out_shape.c)
             mods.append(src)
         if len(mods) == 1:
-            init.append(f"self.{kind} = {mods[0]}")
+            self.init.append(f"self.{kind} = {mods[0]}")
         else:
             body = "".join(f"            {m},\n" for m in mods)
-            init.append(f"self.{kind} = nn.Sequential(\n{body}        )")
+            self.init.append(f"self.{kind} = nn.Sequential(\n{body}        )")
         if kind == "head":
-            fwd.append(f"return self.head({current})")
+            self.fwd.append(f"return self.head({self.current})")
         else:
-            fwd.append(f"x = self.stem({current})")
-            current = "x"
+            self.fwd.append(f"x = self.stem({self.current})")
+            self.current = "x"
 
-    chain("stem", graph.stem)
-    for stage, attr in zip(net.stages, stage_attrs):
-        helpers.add("Stage")
-        cell_cls = cell_classes[stage.cell.op]
-        kw = cell_param_names(graph.program.cells[stage.cell.op])
-        args = [cell_cls, str(channels), render(stage.repeat, names)]
+    def stage(self, stage: ir.StageStmt, attr: str, cell_cls: str) -> None:
+        """One ``Stage(...)`` of cells."""
+        names = self.r.names
+        kw = cell_param_names(self.graph.program.cells[stage.cell.op])
+        args = [cell_cls, str(self.channels), render(stage.repeat, names)]
         args += [f"{kw[a.name]}={render(a.value, names)}" for a in stage.cell.args]  # type: ignore[index]
         first = [f'"{kw[a.name]}": {render(a.value, names)}' for a in stage.first]  # type: ignore[index]
         if stage.downsample is not None:
-            d_src, _ = r.module(stage.downsample, None, channels, "")
+            d_src, _ = self.r.module(stage.downsample, None, self.channels, "")
             first.append(f'"downsample": {d_src}')
         if first:
             args.append(f"first={{{', '.join(first)}}}")
-        init.append(f"self.{attr} = " + call_source("Stage", args, "        "))
-        fwd.append(f"x = self.{attr}({current})")
-        current = "x"
-        channels = Lin.term(f"self.{attr}.out_channels")
-    chain("head", graph.head)
+        self.init.append(f"self.{attr} = " + call_source("Stage", args, "        "))
+        self.fwd.append(f"x = self.{attr}({self.current})")
+        self.current = "x"
+        self.channels = Lin.term(f"self.{attr}.out_channels")
+
+
+def _network_class(graph: ir.CNNGraph, net: ir.NetworkDef, class_name: str,
+                   cell_classes: dict[str, str], helpers: set[str]) -> NetworkClass:
+    pnames = Namer({"super"})
+    names = {p.name: pnames(p.name) for p in net.params}
+    sig = []
+    for p in net.params:
+        ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
+        sig.append(f"{names[p.name]}: {ann} = {value(graph.args[p.name])}")
+    inp = Namer()(graph.input_name)
+    body = _NetworkBody(graph, net, _OpRenderer(names, helpers),
+                        Lin.of(net.input.shape[0], names), inp, [], [])
+    body.chain("stem", graph.stem)
+    for stage, attr in zip(net.stages, stage_attr_names(graph.stages)):
+        helpers.add("Stage")
+        body.stage(stage, attr, cell_classes[stage.cell.op])
+    body.chain("head", graph.head)
     if net.chain("head") is None:
-        fwd.append(f"return {current}")
+        body.fwd.append(f"return {body.current}")
     cost = graph.cost
     where = f"{text(net.loc.file)}:{net.loc.line}"
-    doc = (f"Network {net.name} ({where}): {cost.params:,} parameters, "  # type: ignore[union-attr]
-           f"{human(cost.macs, kilo=True)} MACs at {'x'.join(map(str, graph.input_shape.as_list()))}.")  # type: ignore[union-attr]
-    return NetworkClass(class_name, doc, sig, init, inp, fwd)
+    doc = (f"Network {net.name} ({where}): {cost.params:,} parameters, "
+           f"{human(cost.macs, kilo=True)} MACs at {'x'.join(map(str, graph.input_shape.as_list()))}.")
+    return NetworkClass(class_name, doc, sig, body.init, inp, body.fwd)
 
 
 # --------------------------------------------------------------------------- file
@@ -346,14 +428,14 @@ def generate_cnn(graph: ir.CNNGraph) -> str:
     return template("cnn.py.j2").render(
         graph=graph,
         source=text(graph.source),
-        params=f"{graph.cost.params:,}",  # type: ignore[union-attr]
-        macs=human(graph.cost.macs, kilo=True),  # type: ignore[union-attr]
-        macs_exact=f"{graph.cost.macs:,}",  # type: ignore[union-attr]
+        params=f"{graph.cost.params:,}",
+        macs=human(graph.cost.macs, kilo=True),
+        macs_exact=f"{graph.cost.macs:,}",
         helpers=helpers,
         cells=cells,
         network=network,
         example_shape=", ".join(map(str, [1, *shape])),
-        out_shape=", ".join(map(str, [1, *graph.out_shape.as_list()])),  # type: ignore[union-attr]
+        out_shape=", ".join(map(str, [1, *graph.out_shape.as_list()])),
         input_desc="x".join(map(str, shape)),
     )
 

@@ -104,8 +104,8 @@ def _op(call: ir.OpCall, act: ir.Expr | None, env: dict[str, ir.Value]) -> ir.Op
         if p.minimum is not None and v < p.minimum:
             bound = "positive" if p.minimum == 1 else f"at least {p.minimum}"
             raise ShrinkError(f"{p.name} of {call.op} must be {bound}, got {v}", arg.loc)
-        if call.op == "dropout" and v >= 1:
-            raise ShrinkError(f"p of dropout must be below 1, got {v}", arg.loc)
+        if p.below is not None and v >= p.below:
+            raise ShrinkError(f"{p.name} of {call.op} must be below {p.below:g}, got {v}", arg.loc)
         attrs[p.name] = v
     act_value = None
     if act is not None:
@@ -307,7 +307,7 @@ class _Elaborator:
                 except ShrinkError as e:
                     raise _instantiated(e, cell, args, stage) from None
                 insts.append(inst)
-                x = inst.out_shape  # type: ignore[assignment]
+                x = inst.out_shape
             stages.append(ir.StageInst(name=stage.name or f"stage{si}", cells=tuple(insts),
                                        out_shape=x, loc=stage.loc))
         head, x = self.chain(net.chain("head"), x, env)

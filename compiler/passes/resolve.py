@@ -16,11 +16,10 @@ from __future__ import annotations
 from .. import ir
 from ..errors import ShrinkError, closest, did_you_mean
 from ..loader import Sources
-from ..ops import ACTIVATIONS, DOWNSAMPLE_OPS, OPS
+from ..ops import ACTIVATIONS, DOWNSAMPLE_OPS, OPS, RECURRENT_ACTS
 from .space import expand as expand_space
 
 MERGES = ("concat", "sum", "mean")
-RECURRENT_ACTS = ("tanh", "relu", "sigmoid", "identity")
 LM_DROPOUTS = ("embedding", "input", "hidden", "output")
 RESERVED = set(MERGES) | {"leaves"}
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .. import ops
+
 KEYWORDS = ("shrink", "include", "op", "cell", "network", "input", "output", "stage", "stem",
             "head", "downsample", "first", "space", "nodes", "ops", "cycle", "shuffle", "edges",
             "search", "train", "score", "recurrent", "tokens", "embed", "hidden", "decoder",
@@ -19,9 +21,8 @@ KEYWORDS = ("shrink", "include", "op", "cell", "network", "input", "output", "st
 RESIDUAL_WORDS = ("if", "shapes", "match")
 TYPES = ("int", "float", "act")
 MERGES = ("concat", "sum", "mean", "leaves")
-OPS = ("conv", "sepconv", "dwconv", "maxpool", "avgpool", "global_avgpool", "flatten", "linear",
-       "dropout", "identity")
-ACTIVATIONS = ("relu", "relu6", "swish", "silu", "hswish", "sigmoid", "tanh")
+OPS = tuple(ops.OPS)  # the op table's names
+ACTIVATIONS = tuple(a for a in ops.ACTIVATIONS if a not in OPS)  # identity is coloured as an op
 
 try:
     from pygments.lexer import RegexLexer, bygroups, words

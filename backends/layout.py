@@ -18,7 +18,7 @@ inheritance relies on the same names. It never imports torch or numpy.
 * a language model (``graph.lm``) is ``embedding.weight``, ``cell.<node 0>.weight``,
   ``cell.<i>_to_<j>.weight`` per edge, ``decoder.weight`` and ``decoder.bias``; a tied
   decoder's weight is the embedding's and may be saved under either name
-  (``onnx_lm.lm_tensors``, ``onnx_lm.tie_checkpoint``).
+  (``lm_tensors`` here, ``onnx.checkpoint.tie_checkpoint``).
 
 ``num_batches_tracked`` may be present or missing in a checkpoint; it is never used.
 """

@@ -128,3 +128,40 @@ def test_mutated_specs_never_crash(spec_dir, capsys, seed, edits):
     if rc == 1:
         assert err.strip(), "an error must say what is wrong"
         assert re.search(r"^(\S+:\d+:\d+|shrinkc): error: ", err, re.MULTILINE), err
+
+
+def _comments(text: str) -> list[str]:
+    """Every comment of a spec (outside quoted paths), as fmt keeps it: without the '#' and
+    trailing blanks."""
+    out = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        in_string = False
+        for i, ch in enumerate(line):
+            if ch == '"':
+                in_string = not in_string
+            elif ch == "#" and not in_string:
+                out.append(line[i + 1:].rstrip())
+                break
+    return sorted(out)
+
+
+@settings(max_examples=150, deadline=2000, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.sampled_from(sorted(TEXTS)), edits=st.lists(EDITS, min_size=1, max_size=3))
+def test_fmt_of_a_mutated_spec_loses_nothing(seed, edits):
+    """For every mutant that parses, fmt's output parses to the same program, keeps every
+    comment, and formatting it again changes nothing."""
+    from shrinkc.compiler import ShrinkError, parse
+    from shrinkc.compiler.syntax.printer import print_program
+
+    text = TEXTS[seed]
+    for edit in edits:
+        text = _apply(text, edit)
+    try:
+        program = parse(text, seed)
+    except (ShrinkError, RecursionError):
+        return
+    formatted = print_program(program)
+    assert parse(formatted, seed) == program
+    assert print_program(parse(formatted, seed)) == formatted
+    assert _comments(formatted) == _comments(text)

@@ -10,8 +10,8 @@ The model
     * one input, named as the spec's input (``image``), shape ``[batch, C, H, W]`` (or
       ``[batch, C]``) with a dynamic ``batch``; one output, ``logits`` when the head has a
       ``linear`` layer, else ``output``.
-    * weights from a checked state_dict (``weights.load_weights``), or else deterministic
-      random ones (``weights.random_weights``: numpy, seed 0, He-scaled convolutions, random
+    * weights from a checked state_dict (``checkpoint.load_weights``), or else deterministic
+      random ones (``checkpoint.random_weights``: numpy, seed 0, He-scaled convolutions, random
       batch-norm statistics); the model's metadata says which (``weights``).
     * inference semantics: dropout is dropped, batch norm uses its running statistics.
     * by default a flat graph; with ``functions=True`` every cell instance is a call of an
@@ -25,7 +25,7 @@ The model
 Names
     * Initializers carry the names of the generated PyTorch module's ``state_dict``
       (``stem.conv.weight``, ``stage2.0.n1.depthwise.weight``, ``head.2.bias``; see
-      ``backends/weights.py`` for the layout). Without folding every tensor but
+      ``backends/layout.py`` for the layout). Without folding every tensor but
       ``num_batches_tracked`` is an initializer under its own name (``...bn.running_var``).
       With folding the batch norm disappears and the convolution before it keeps its name
       and gains a bias: ``...conv.weight`` / ``...conv.bias``, or for ``sepconv``
@@ -421,7 +421,7 @@ def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = 
     """The ONNX model of ``graph``'s network.
 
     ``weights`` maps state_dict names to float32 arrays (checked by
-    ``weights.load_weights``); without them the weights are ``weights.random_weights``.
+    ``checkpoint.load_weights``); without them the weights are ``checkpoint.random_weights``.
     """
     if weights is None:
         weights = random_weights(graph)

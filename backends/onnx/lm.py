@@ -2,7 +2,7 @@
 
 The whole sequence is one graph, and the time loop is an ONNX ``Scan``, so a model built
 once runs on any sequence length (and any batch size). As for image networks
-(``backends/onnx.py``) the graph comes straight from the IR: no torch, no tracing.
+(``backends/onnx/cnn.py``) the graph comes straight from the IR: no torch, no tracing.
 
 The model (opset :data:`~shrinkc.backends.onnx.OPSET`)
     * inputs: ``tokens``, int64 ``[batch, time]`` (required), and ``hidden``, float
@@ -60,11 +60,11 @@ Names
       ``cell.n3.mean`` (after ``cell.n3.sum``), the output mean ``cell.mean``; shape helpers
       and constants are Constant nodes (``const.*``), never initializers.
 
-Weights come from a checkpoint checked as for image networks (``weights.load_weights``; the
+Weights come from a checkpoint checked as for image networks (``checkpoint.load_weights``; the
 layout is :func:`lm_tensors`), where a tied model's checkpoint may hold ``embedding.weight``,
 ``decoder.weight`` or both (equal), as ``safetensors.torch.save_model`` keeps only one of
 shared tensors. Without a checkpoint the weights are deterministic random ones
-(:func:`random_lm_weights`: numpy, seed 0, the module's own initialisation ranges).
+(``checkpoint.random_lm_weights``: numpy, seed 0, the module's own initialisation ranges).
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def generate_lm(graph: ir.LMGraph, weights: Mapping[str, np.ndarray] | None = No
     """The ONNX model of the language model ``graph``.
 
     ``weights`` maps state_dict names to float32 arrays (checked by
-    ``weights.load_weights``); without them the weights are :func:`random_lm_weights`.
+    ``checkpoint.load_weights``); without them the weights are ``checkpoint.random_lm_weights``.
     """
     lm = graph.lm
     if functions:

@@ -21,7 +21,10 @@ MODULE_ATTRS = frozenset(
 )
 
 PYTHON = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
-GENERATED = frozenset({"self", "torch", "nn", "build", "ConvBN", "SepConv", "GlobalAvgPool", "Stage"})
+# every name a generated file defines or imports at module level (tests/test_pytorch_backend.py
+# checks this against the templates): a spec name that equals one gets a trailing underscore
+GENERATED = frozenset({"self", "torch", "nn", "F", "build", "ConvBN", "SepConv", "GlobalAvgPool",
+                       "Stage", "identity", "highway", "masked", "dropout_mask"})
 
 
 class Namer:

@@ -233,3 +233,57 @@ network N(vocab = 20) {{
     b.load_state_dict(dict(zip(b.state_dict(), a.state_dict().values())))
     tokens = torch.randint(0, 20, (2, 5))
     torch.testing.assert_close(a(tokens)[0], b(tokens)[0])
+
+
+def _module_level_names(source: str) -> set[str]:
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+@pytest.mark.parametrize("spec", ["specs/shrinkcnn_a.shrink", "tests/specs/tiny.shrink",
+                                  "specs/shrinkrnn.shrink"])
+def test_every_internal_name_of_a_generated_file_is_protected(spec, chdir_root):
+    """Names the generated file defines or imports itself (not after the spec) are reserved,
+    so no cell, network or parameter can take one of them."""
+    from shrinkc.backends.naming import GENERATED
+    from shrinkc.backends.pytorch import generate
+    from shrinkc.compiler import compile_file
+
+    graph = compile_file(spec)
+    spec_names = {*graph.cells_used, graph.network}
+    internal = _module_level_names(generate(graph)) - spec_names
+    assert internal and internal <= GENERATED
+
+
+@pytest.mark.parametrize("name", ["F", "torch", "nn", "highway", "masked", "dropout_mask",
+                                  "build"])  # (identity is an op: the language refuses it)
+@pytest.mark.parametrize("what", ["cell", "network"])
+def test_a_language_model_named_like_an_internal_name_runs(tmp_path, name, what):
+    cell, net = (name, "N") if what == "cell" else ("C", name)
+    spec = tmp_path / "lm.shrink"
+    spec.write_text(f"""shrink 1
+recurrent cell {cell} {{
+    input x, h
+    a = tanh <- x, h
+    b = relu <- a
+    output mean(leaves)
+}}
+network {net}(vocab = 30) {{
+    tokens vocab
+    embed 6
+    recurrent {cell} hidden 6
+    dropout(embedding=0.1, hidden=0.1)
+    decoder tied
+}}
+""")
+    _, module, _ = generate_module(spec, tmp_path, name=f"lm_{what}_{name}")
+    model = module.build()
+    logits, hidden = model(torch.randint(0, 30, (2, 5)))
+    assert logits.shape == (2, 5, 30) and hidden.shape == (2, 6)

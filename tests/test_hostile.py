@@ -311,3 +311,45 @@ def test_cell_hash_of_a_wide_cell_is_fast():
     assert time.perf_counter() - start < 10  # 0.5 s here; it took minutes before
     relabelled = {(0, n - i) for i in range(1, n)} | {(n - i, n) for i in range(1, n)}
     assert dag_hash(["input", *["conv"] * (n - 1), "output"], relabelled) == h
+
+
+NET = """shrink 1
+cell A(w: int) {{
+    input x
+    a = conv(w) <- x
+    output a
+}}
+network N {{
+    input image[{c}, {h}, 32]
+    stage A({w}) x 1
+    head global_avgpool -> linear(10)
+}}
+"""
+
+
+@pytest.mark.parametrize("c, h, w, message", [
+    (3, 32, "1000000000", "4:9: error: 1,000,000,000 channels is too many: at most 1,048,576"),
+    (3, 32, "*".join(["100000000000"] * 50), "4:9: error: 1.000E+550 channels is too many"),
+    (3, 32, "*".join(["100000000000"] * 420), "4:9: error: 1.000E+4620 channels is too many"),
+    (3, 10**9, "16", "8:11: error: a height or width of 1,000,000,000 is too large"),
+    (10**7, 32, "16", "8:11: error: 10,000,000 channels is too many"),
+])
+def test_sizes_beyond_any_network_are_located_errors_before_allocating(tmp_path, c, h, w,
+                                                                        message):
+    spec = tmp_path / "big.shrink"
+    spec.write_text(NET.format(c=c, h=h, w=w))
+    for cmd in (["stats"], ["compile", "--target", "onnx,pytorch,ir", "-o", str(tmp_path)]):
+        r = shrinkc(*cmd, str(spec), timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert f"big.shrink:{message}" in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr) < 1000
+
+
+def test_an_onnx_file_too_big_to_write_is_refused_before_drawing_weights(tmp_path):
+    spec = tmp_path / "wide.shrink"
+    spec.write_text(NET.format(c=3, h=32, w="1000000").replace(
+        "a = conv(w) <- x", "a = conv(w) <- x\n    b = conv(w) <- a").replace("output a", "output b"))
+    r = shrinkc("compile", str(spec), "--target", "onnx", "-o", str(tmp_path), timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "parameters: more than an ONNX file holds" in r.stderr
+    assert "wide.shrink:8:9: error: N has 1,000,017,000,010 parameters" in r.stderr

@@ -13,10 +13,13 @@ import numpy as np
 import onnx
 
 from shrinkc.compiler import ir
+from shrinkc.compiler.errors import ShrinkError
 
 from .cnn import generate_cnn
 from .common import FUNCTION_DOMAIN, OPSET, ir_version, serialize
 from .lm import generate_lm
+
+MAX_BYTES = 2**31  # protobuf's limit on one serialized message
 
 
 def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
@@ -30,6 +33,12 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
     each cell as an ONNX local function (image networks; a language model's cell is already
     one subgraph, the body of its Scan).
     """
+    if graph.cost.params * 4 >= MAX_BYTES:  # checked before a weight is drawn or read
+        net = graph.program.networks[graph.network]
+        raise ShrinkError(f"{graph.network} has {graph.cost.params:,} parameters: more than an "
+                          f"ONNX file holds ({MAX_BYTES // 2**30} GiB, about "
+                          f"{MAX_BYTES // 4 // 10**6:,}M float32 parameters)", net.loc,
+                          "shrinkc does not write ONNX external data yet")
     if isinstance(graph, ir.LMGraph):
         return generate_lm(graph, weights, functions=functions, weights_source=weights_source)
     return generate_cnn(graph, weights, fold_bn=fold_bn, functions=functions,

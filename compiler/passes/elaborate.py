@@ -14,6 +14,7 @@ import math
 from .. import ir
 from ..errors import ShrinkError
 from ..ops import ACTIVATIONS, OPS, ShapeError, infer, pool_stride, projection
+from ..units import exact
 
 MAX_REPEAT = 1000  # cells per stage; more is a typo, and would take minutes to elaborate
 
@@ -115,9 +116,26 @@ def _op(call: ir.OpCall, act: ir.Expr | None, env: dict[str, ir.Value]) -> ir.Op
     return ir.OpInst(op=call.op, attrs=attrs, act=act_value)  # type: ignore[arg-type]
 
 
+MAX_CHANNELS = 1 << 20  # channels (or features) of one tensor
+MAX_SIZE = 1 << 16  # height or width of one tensor
+
+
+def bounded(shape: ir.Shape, loc: ir.Loc | None) -> ir.Shape:
+    """``shape``, or a located error when it is beyond any network shrinkc compiles: decided
+    here, before a backend allocates weights or a cost overflows a float."""
+    if shape.c > MAX_CHANNELS:
+        raise ShrinkError(f"{exact(shape.c)} channels is too many: at most {MAX_CHANNELS:,}", loc,
+                          "is a width multiplied once too often?")
+    for dim in (shape.h, shape.w):
+        if dim is not None and dim > MAX_SIZE:
+            raise ShrinkError(f"a height or width of {exact(dim)} is too large: at most {MAX_SIZE:,}",
+                              loc)
+    return shape
+
+
 def _apply(op: ir.OpInst, x: ir.Shape, loc: ir.Loc) -> ir.Shape:
     try:
-        return infer(op, x)
+        return bounded(infer(op, x), loc)
     except ShapeError as e:
         raise ShrinkError(str(e), loc, e.hint) from None
 
@@ -135,7 +153,7 @@ def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc
                 f"cannot {merge} '{names[0]}' ({first}) with '{name}' ({s}): shapes differ",
                 loc, "sum and mean need equal shapes; use concat to join channels")
     if merge == "concat":
-        return first.model_copy(update={"c": sum(s.c for s in shapes)})
+        return bounded(first.model_copy(update={"c": sum(s.c for s in shapes)}), loc)
     return first
 
 
@@ -146,9 +164,13 @@ def _instantiated(err: ShrinkError, cell: ir.CellDef, args: dict[str, ir.Value],
     if d.note is not None or d.loc is None or (
             d.loc.file == s.file and s.line <= d.loc.line <= s.end_line):
         return err
-    shown = ", ".join(f"{k}={v}" for k, v in args.items())
+    def short(v: ir.Value) -> str:
+        text = exact(v).replace(",", "") if isinstance(v, int) else str(v)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    shown = ", ".join(f"{k}={short(v)}" for k, v in args.items())
     note = f"in {cell.name}({shown}), instantiated by the stage at {s.file}:{s.line}:{s.col}"
-    return ShrinkError(d.message, d.loc, d.hint, note)
+    return ShrinkError(d.message, d.loc, d.hint, note, quote=d.quote)
 
 
 def _size(stmt: ir.LMStmt, env: dict[str, ir.Value], what: str) -> int:
@@ -282,6 +304,7 @@ class _Elaborator:
                 raise ShrinkError(f"input dimensions must be positive, got {v}", e.loc)
             dims.append(v)
         x = ir.Shape(c=dims[0], h=dims[1], w=dims[2]) if len(dims) == 3 else ir.Shape(c=dims[0])
+        bounded(x, inp.loc)
         input_shape = x
         stem, x = self.chain(net.chain("stem"), x, env)
         stages = []

@@ -90,6 +90,80 @@ def latency(paths: dict[str, Path], input_name: dict[str, str], shape: list[int]
     return times, rel
 
 
+def _export_script(tmp: Path, py: Path, weights: Path, spec: str) -> Path:
+    """A script that exports the generated module with torch.onnx.export(dynamo=True)."""
+    script = tmp / "export.py"
+    script.write_text(textwrap.dedent(f"""
+        import importlib.util
+        import torch
+        loader = importlib.util.spec_from_file_location("generated", {str(py)!r})
+        module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(module)
+        model = module.build().eval()
+        model.load_state_dict(torch.load({str(weights)!r}, weights_only=True))
+        x = torch.randn(1, *{list(onnx_shape(spec))!r})
+        torch.onnx.export(model, (x,), {str(tmp / "exported" / "model.onnx")!r},
+                          dynamo=True, verbose=False)
+    """))
+    (tmp / "exported").mkdir()
+    return script
+
+
+def _cold_times(cases: dict[str, list[str]], exporter: str, runs: int,
+                export_runs: int) -> dict[str, list[float]]:
+    """Cold-process wall times of each command, interleaved (the file cache warmed once)."""
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for k, cmd in cases.items():
+        if k != exporter:
+            cold(cmd)
+    for i in range(max(runs, export_runs)):
+        for k, cmd in cases.items():
+            if i < (export_runs if k == exporter else runs):
+                times[k].append(cold(cmd))
+    return times
+
+
+def _report_export(spec: str, times: dict[str, list[float]], exporter: str, load0: float) -> None:
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"ONNX export of {spec} (torch {torch.__version__}, onnx {onnx.__version__}, "
+          f"onnxruntime {ort.__version__}; {os.cpu_count()} CPUs, load average "
+          f"{load0:.2f} at start, {os.getloadavg()[0]:.2f} at end)\n")
+    print("(a) cold-process wall time")
+    print(f"  {'command':<52} {'runs':>4} {'median s':>9} {'min s':>7} {'exporter / this':>16}")
+    for k, v in times.items():
+        print(f"  {k:<52} {len(v):>4} {med[k]:>9.3f} {min(v):>7.3f} "
+              f"{med[exporter] / med[k]:>15.1f}x")
+    first = next(iter(times))
+    speedup = med[exporter] / med[first]
+    best = min(times[exporter]) / min(times[first])
+    print(f"  -> shrinkc is {speedup:.1f}x faster (medians; {best:.1f}x by best runs), "
+          f"{'meets' if speedup >= 20 else 'MISSES'} the target of >= 20x\n")
+
+
+def _report_latency(lat: dict[str, list[float]], models: tuple, shape: list[int], rel: float,
+                    runs: int, warmup: int) -> None:
+    def ops(m) -> str:
+        opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+        return f"opset {opset}, {len(m.graph.node)} nodes"
+
+    lm = {k: statistics.median(v) * 1e3 for k, v in lat.items()}
+    print(f"(b) onnxruntime latency, batch 1 x {'x'.join(map(str, shape))}, 2 intra-op threads, "
+          f"median of {runs} after {warmup} warmup")
+    print(f"  {'graph':<20} {'graph':<24} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8}")
+    for (k, v), m in zip(lat.items(), models):
+        q = statistics.quantiles([t * 1e3 for t in v], n=10)
+        print(f"  {k:<20} {ops(m):<24} {lm[k]:>10.2f} {q[0]:>8.2f} {q[-1]:>8.2f}")
+    ratio = lm["shrinkc"] / lm["torch.onnx.export"]
+    paired = statistics.median(a / b for a, b in zip(lat["shrinkc"], lat["torch.onnx.export"]))
+    print(f"  -> shrinkc / exporter = {ratio:.3f} (ratio of medians; median of paired ratios "
+          f"{paired:.3f}), {'meets' if ratio <= 1.0 else 'MISSES'} the target of <= 1.0")
+    print(f"  outputs agree to a relative error of {rel:.1e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="specs/shrinkcnn_a.shrink")
@@ -100,27 +174,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import onnx
-    import torch
 
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         py, weights = prepare(args.spec, tmp)
         stem = Path(args.spec).stem
-        export_script = tmp / "export.py"
-        export_script.write_text(textwrap.dedent(f"""
-            import importlib.util
-            import torch
-            loader = importlib.util.spec_from_file_location("generated", {str(py)!r})
-            module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
-            model = module.build().eval()
-            model.load_state_dict(torch.load({str(weights)!r}, weights_only=True))
-            x = torch.randn(1, *{list(onnx_shape(args.spec))!r})
-            torch.onnx.export(model, (x,), {str(tmp / "exported" / "model.onnx")!r},
-                              dynamo=True, verbose=False)
-        """))
-        (tmp / "exported").mkdir()
         cases = {
             "shrinkc compile --target onnx (random weights)":
                 [sys.executable, "-m", "shrinkc", "compile", args.spec, "--target", "onnx",
@@ -129,61 +188,21 @@ def main() -> None:
                 [sys.executable, "-m", "shrinkc", "compile", args.spec, "--target", "onnx",
                  "-o", str(tmp / "ours_w"), "--weights", str(weights)],
             "torch.onnx.export(dynamo=True) in a fresh process":
-                [sys.executable, str(export_script)],
+                [sys.executable, str(_export_script(tmp, py, weights, args.spec))],
         }
         exporter = list(cases)[-1]
-        times: dict[str, list[float]] = {k: [] for k in cases}
-        for k, cmd in cases.items():  # warm the file cache once
-            if k != exporter:
-                cold(cmd)
-        for i in range(max(args.runs, args.export_runs)):
-            for k, cmd in cases.items():
-                if i < (args.export_runs if k == exporter else args.runs):
-                    times[k].append(cold(cmd))
-
+        times = _cold_times(cases, exporter, args.runs, args.export_runs)
         ours = tmp / "ours_w" / f"{stem}.onnx"
         theirs = tmp / "exported" / "model.onnx"
-        mo, mt = onnx.load(ours, load_external_data=False), onnx.load(theirs,
-                                                                       load_external_data=False)
+        mo = onnx.load(ours, load_external_data=False)
+        mt = onnx.load(theirs, load_external_data=False)
         shape = list(onnx_shape(args.spec))
         lat, rel = latency({"shrinkc": ours, "torch.onnx.export": theirs},
                            {"shrinkc": mo.graph.input[0].name,
                             "torch.onnx.export": mt.graph.input[0].name},
                            shape, args.latency_runs, args.warmup)
-
-    import onnxruntime as ort
-
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"ONNX export of {args.spec} (torch {torch.__version__}, onnx {onnx.__version__}, "
-          f"onnxruntime {ort.__version__}; {os.cpu_count()} CPUs, load average "
-          f"{load0:.2f} at start, {os.getloadavg()[0]:.2f} at end)\n")
-    print("(a) cold-process wall time")
-    print(f"  {'command':<52} {'runs':>4} {'median s':>9} {'min s':>7} {'exporter / this':>16}")
-    for k, v in times.items():
-        print(f"  {k:<52} {len(v):>4} {med[k]:>9.3f} {min(v):>7.3f} "
-              f"{med[exporter] / med[k]:>15.1f}x")
-    first = next(iter(cases))
-    speedup = med[exporter] / med[first]
-    best = min(times[exporter]) / min(times[first])
-    print(f"  -> shrinkc is {speedup:.1f}x faster (medians; {best:.1f}x by best runs), "
-          f"{'meets' if speedup >= 20 else 'MISSES'} the target of >= 20x\n")
-
-    def ops(m) -> str:
-        opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
-        return f"opset {opset}, {len(m.graph.node)} nodes"
-
-    lm = {k: statistics.median(v) * 1e3 for k, v in lat.items()}
-    print(f"(b) onnxruntime latency, batch 1 x {'x'.join(map(str, shape))}, 2 intra-op threads, "
-          f"median of {args.latency_runs} after {args.warmup} warmup")
-    print(f"  {'graph':<20} {'graph':<24} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8}")
-    for (k, v), m in zip(lat.items(), (mo, mt)):
-        q = statistics.quantiles([t * 1e3 for t in v], n=10)
-        print(f"  {k:<20} {ops(m):<24} {lm[k]:>10.2f} {q[0]:>8.2f} {q[-1]:>8.2f}")
-    ratio = lm["shrinkc"] / lm["torch.onnx.export"]
-    paired = statistics.median(a / b for a, b in zip(lat["shrinkc"], lat["torch.onnx.export"]))
-    print(f"  -> shrinkc / exporter = {ratio:.3f} (ratio of medians; median of paired ratios "
-          f"{paired:.3f}), {'meets' if ratio <= 1.0 else 'MISSES'} the target of <= 1.0")
-    print(f"  outputs agree to a relative error of {rel:.1e}")
+    _report_export(args.spec, times, exporter, load0)
+    _report_latency(lat, (mo, mt), shape, rel, args.latency_runs, args.warmup)
 
 
 def onnx_shape(spec: str) -> list[int]:

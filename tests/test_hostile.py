@@ -148,29 +148,30 @@ def test_escapes_in_a_quoted_line_keep_the_caret(tmp_path, capsys):
     assert line[caret.index("^"):].startswith("cnv")
 
 
+def _refused_directly_and_as_include(tmp_path: Path, special: Path, what: str) -> None:
+    """``special`` is refused both as the spec and as an include, in a subprocess with a time
+    and memory limit (so a regression fails instead of hanging CI)."""
+    spec = tmp_path / "net.shrink"
+    spec.write_text(f'shrink 1\ninclude "{special.name}"\n')
+    for target in (special, spec):
+        r = shrinkc("check", str(target), timeout=30)
+        assert r.returncode == 1, r.stderr
+        assert f"{what}, not a regular file" in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
 def test_a_device_is_refused_not_read(tmp_path, device):
     if not os.path.exists(device):
         pytest.skip(f"no {device}")
     link = tmp_path / "dev.shrink"
     link.symlink_to(device)
-    spec = tmp_path / "net.shrink"
-    spec.write_text('shrink 1\ninclude "dev.shrink"\n')
-    for target in (link, spec):
-        r = shrinkc("check", str(target), timeout=30)
-        assert r.returncode == 1, r.stderr
-        assert "character device, not a regular file" in r.stderr
-        assert "Traceback" not in r.stderr
+    _refused_directly_and_as_include(tmp_path, link, "a character device")
 
 
 def test_a_fifo_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "pipe.shrink"
     os.mkfifo(fifo)
-    spec = tmp_path / "net.shrink"
-    spec.write_text('shrink 1\ninclude "pipe.shrink"\n')
-    for target in (fifo, spec):
-        r = shrinkc("check", str(target), timeout=30)
-        assert r.returncode == 1 and "a FIFO, not a regular file" in r.stderr, r.stderr
+    _refused_directly_and_as_include(tmp_path, fifo, "a FIFO")
     r = shrinkc("fmt", str(fifo), timeout=30)
     assert r.returncode == 1 and "FIFO" in r.stderr
     r = shrinkc("fmt", str(tmp_path), timeout=30)  # a folder holding one: passed over

@@ -21,7 +21,7 @@ from shrinkc.compiler.units import human
 
 from ..layout import OP_LAYOUT
 from ..naming import CELL_LOCALS, Namer, act_module, cell_attr_names, stage_attr_names
-from .source import Lin, call_source, render, template, text, value
+from .source import Lin, call_source, network_signature, render, template, text
 
 # --------------------------------------------------------------------------- ops
 
@@ -381,12 +381,7 @@ class _NetworkBody:
 
 def _network_class(graph: ir.CNNGraph, net: ir.NetworkDef, class_name: str,
                    cell_classes: dict[str, str], helpers: set[str]) -> NetworkClass:
-    pnames = Namer({"super"})
-    names = {p.name: pnames(p.name) for p in net.params}
-    sig = []
-    for p in net.params:
-        ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
-        sig.append(f"{names[p.name]}: {ann} = {value(graph.args[p.name])}")
+    names, sig = network_signature(net, graph.args)
     inp = Namer()(graph.input_name)
     body = _NetworkBody(graph, net, _OpRenderer(names, helpers),
                         Lin.of(net.input.shape[0], names), inp, [], [])

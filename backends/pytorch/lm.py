@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from shrinkc.compiler import ir
 
 from ..naming import RECURRENT_LOCALS, Namer, edge_key, recurrent_cell_names
-from .source import render, template, text, value
+from .source import network_signature, render, template, text
 
 ACT_FUNCTIONS = {"tanh": "torch.tanh", "relu": "torch.relu", "sigmoid": "torch.sigmoid",
                  "identity": "identity"}
@@ -87,12 +87,7 @@ def generate_lm(graph: ir.LMGraph) -> str:
     classes = Namer({"Module", "identity", "highway", "masked", "dropout_mask"})
     cell_class = classes(lm.cell.cell)
     net_class = classes(graph.network)
-    pnames = Namer({"super"})
-    names = {p.name: pnames(p.name) for p in net.params}
-    sig = []
-    for p in net.params:
-        ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
-        sig.append(f"{names[p.name]}: {ann} = {value(graph.args[p.name])}")
+    names, sig = network_signature(net, graph.args)
     size = {k: render(net.lm(k).value, names) for k in ("tokens", "embed")}  # type: ignore[union-attr]
     hidden = render(net.lm("recurrent").value, names)  # type: ignore[union-attr]
     doc = (f"Language model {net.name} ({text(net.loc.file)}:{net.loc.line}): "

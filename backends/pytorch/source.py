@@ -108,6 +108,21 @@ def text(s: str) -> str:
 
 
 
+def network_signature(net: ir.NetworkDef, args: dict[str, ir.Value]
+                      ) -> tuple[dict[str, str], list[str]]:
+    """(spec name -> Python name, the ``__init__`` parameters with their annotations and the
+    values the graph was built with) of a network's parameters."""
+    from ..naming import Namer
+
+    pnames = Namer({"super"})
+    names = {p.name: pnames(p.name) for p in net.params}
+    sig = []
+    for p in net.params:
+        ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
+        sig.append(f"{names[p.name]}: {ann} = {value(args[p.name])}")
+    return names, sig
+
+
 @lru_cache(maxsize=2)
 def template(name: str) -> jinja2.Template:
     """One of the backend's templates (``cnn.py.j2``, ``lm.py.j2``)."""

@@ -354,3 +354,18 @@ def test_an_onnx_file_too_big_to_write_is_refused_before_drawing_weights(tmp_pat
     assert r.returncode == 1, r.stderr
     assert "parameters: more than an ONNX file holds" in r.stderr
     assert "wide.shrink:8:9: error: N has 1,000,017,000,010 parameters" in r.stderr
+
+
+def test_diff_of_wide_cells_is_fast_and_names_the_changed_node(tmp_path):
+    n = 3000
+    lines = ["shrink 1", "cell Big(w: int) {", "    input x",
+             *(f"    n{i} = conv(w) <- x" for i in range(n)),
+             "    output concat(leaves)", "}", "network N {", "    input image[3, 8, 8]",
+             "    stage Big(1) x 1", "    head global_avgpool -> linear(10)", "}"]
+    a, b = tmp_path / "a.shrink", tmp_path / "b.shrink"
+    a.write_text("\n".join(lines) + "\n")
+    lines[5] = "    n2 = conv(w, k=3) <- x"
+    b.write_text("\n".join(lines) + "\n")
+    r = shrinkc("diff", str(a), str(b), timeout=120)  # minutes per thousand nodes before
+    assert r.returncode == 1, r.stderr
+    assert "~ n2: conv(w) -> conv(w, k=3)" in r.stdout

@@ -48,8 +48,14 @@ def _adjacency(n: int, edges: Iterable[tuple[int, int]]) -> tuple[list[list[int]
 
 def wl_colors(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int | None = None,
               ) -> list[str]:
-    """Weisfeiler-Lehman colours of the nodes after ``rounds`` refinements, or (by default)
-    once the colouring is stable: when a round splits no colour class, no later round would.
+    """The colours of :func:`wl_refine`."""
+    return wl_refine(labels, edges, rounds)[0]
+
+
+def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int | None = None,
+              ) -> tuple[list[str], int]:
+    """Weisfeiler-Lehman colours of the nodes, and the rounds run: ``rounds`` refinements, or
+    (by default) as many as make the colouring stable: when a round splits no colour class, no later round would.
 
     Round 0 is each node's label with its in- and out-degree; each round hashes a node's colour
     with the sorted colours of its in-neighbours and, separately, of its out-neighbours. Nodes
@@ -61,7 +67,9 @@ def wl_colors(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
     preds, succs = _adjacency(n, edges)
     colors = [_sha(json.dumps([len(succs[v]), len(preds[v]), labels[v]])) for v in range(n)]
     distinct = len(set(colors))
+    done = 0
     for _ in range(n if rounds is None else rounds):
+        done += 1
         memo: dict[str, str] = {}
         new = []
         for v in range(n):
@@ -76,7 +84,7 @@ def wl_colors(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
             if len(memo) == distinct:  # no class split: the colouring is stable
                 break
             distinct = len(memo)
-    return colors
+    return colors, done
 
 
 def dag_hash(nodes_ops: list[str], edges: set[tuple[int, int]]) -> str:

@@ -33,6 +33,7 @@ from .cellhash import (
     cell_graph,
     cell_hash,
     wl_colors,
+    wl_refine,
 )
 
 _SPECIAL = (INPUT, STATE, OUTPUT, RESIDUAL)
@@ -56,8 +57,10 @@ def _score(a: CellGraph, b: CellGraph, m: dict[int, int]) -> float:
 
 
 def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
-    """Individualisation-refinement: pin the special nodes, then pairs whose colours agree,
-    from the widest neighbourhood down to the label alone."""
+    """Individualisation-refinement: pin the special nodes, then the nodes whose colours agree,
+    from the widest neighbourhood that still tells nodes apart (the rounds after which the
+    colourings are stable) down to the label alone. Each pass pins every agreeing pair at
+    once (in node order within a colour), then colours again with the pins."""
     m: dict[int, int] = {}
     pins_a: dict[int, str] = {}
     pins_b: dict[int, str] = {}
@@ -70,25 +73,61 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
         i, j = a.index(kind), b.index(kind)
         if i is not None and j is not None:
             pin(i, j)
-    for rounds in range(max(len(a.names), len(b.names)), -1, -1):
+    top = max(wl_refine(a.labels, a.edges)[1], wl_refine(b.labels, b.edges)[1]) + 1
+    b_index = {name: j for j, name in enumerate(b.names)}
+    for rounds in range(min(top, max(len(a.names), len(b.names))), -1, -1):
         while True:
-            ca, cb = _recolor(a, pins_a, rounds), _recolor(b, pins_b, rounds)
-            free_b = [j for j in range(len(b.names)) if j not in m.values()]
-            pair = next(((i, j) for i in range(len(a.names)) if i not in m
-                         for j in free_b if ca[i] == cb[j]), None)
-            if pair is None:
+            pairs = _agreeing_pairs(a, b, m, _recolor(a, pins_a, rounds),
+                                    _recolor(b, pins_b, rounds), b_index)
+            if not pairs:
                 break
-            pin(*pair)
+            for pair in pairs:
+                pin(*pair)
     return m
+
+
+def _agreeing_pairs(a: CellGraph, b: CellGraph, m: dict[int, int], ca: list[str],
+                    cb: list[str], b_index: dict[str, int]) -> list[tuple[int, int]]:
+    """Unmatched nodes of equal colour, paired: a node takes its namesake where that agrees,
+    else the first free node of its colour."""
+    free = set(range(len(b.names))) - set(m.values())
+    by_colour: dict[str, list[int]] = {}
+    for j in sorted(free):
+        by_colour.setdefault(cb[j], []).append(j)
+    pairs = []
+    rest = []
+    for i in range(len(a.names)):  # first every node whose namesake agrees
+        if i in m or ca[i] not in by_colour:
+            continue
+        j = b_index.get(a.names[i])
+        if j is not None and j in free and cb[j] == ca[i]:
+            free.discard(j)
+            pairs.append((i, j))
+        else:
+            rest.append(i)
+    for i in rest:  # then the others, in order within their colour
+        js = by_colour[ca[i]]
+        while js and js[0] not in free:
+            js.pop(0)
+        if js:
+            free.discard(js[0])
+            pairs.append((i, js.pop(0)))
+    return pairs
+
+
+def _neighbours(g: CellGraph) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
+    preds: dict[int, set[int]] = {i: set() for i in range(len(g.names))}
+    succs: dict[int, set[int]] = {i: set() for i in range(len(g.names))}
+    for s, d in g.edges:
+        succs[s].add(d)
+        preds[d].add(s)
+    return preds, succs
 
 
 def _match_by_neighbours(a: CellGraph, b: CellGraph, m: dict[int, int]) -> dict[int, int]:
     """The rest (nodes whose op changed), paired by the matched neighbours they share."""
     m = dict(m)
-    preds_a = {i: {s for s, d in a.edges if d == i} for i in range(len(a.names))}
-    succs_a = {i: {d for s, d in a.edges if s == i} for i in range(len(a.names))}
-    preds_b = {j: {s for s, d in b.edges if d == j} for j in range(len(b.names))}
-    succs_b = {j: {d for s, d in b.edges if s == j} for j in range(len(b.names))}
+    (preds_a, succs_a), (preds_b, succs_b) = _neighbours(a), _neighbours(b)
     while True:
         best: tuple[float, int, int] | None = None
         used = set(m.values())

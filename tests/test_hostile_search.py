@@ -429,7 +429,7 @@ def _mutate(raw: bytes, edit) -> bytes:
     return b"\n".join(lines)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(name=st.sampled_from(["log.jsonl", "run.json"]), edits=st.lists(EDITS, min_size=1, max_size=3))
 def test_a_mutated_run_folder_never_crashes(finished_run, capsys, no_training, name, edits):

@@ -68,6 +68,7 @@ class _Search:
     settings: Settings
     lm: bool
     overrides: dict
+    sources: dict[str, str]  # the spec and every file it includes: name -> sha256
 
     def program(self, edges: tuple[Edge, ...]) -> ir.Program:
         """The spec with the space cut down to ``edges``."""
@@ -118,6 +119,16 @@ def run(opts: Options, report: Report | None = None) -> dict:
     snapshot and its metrics, edges before and after, and the run directory."""
     s = _prepare(opts, report)
     rundir = RunDir(opts.out)
+    rundir.lock()  # held until the run ends; a second process on the folder is refused
+    try:
+        return _run(s, rundir, report)
+    finally:
+        rundir.unlock()
+
+
+def _run(s: _Search, rundir: RunDir, report: Report | None) -> dict:
+    """``run`` with the run folder locked."""
+    opts = s.opts
     log = rundir.start(_meta(s), opts.resume)
     edges = rules.live_edges(s.space)
     goal = rules.target(len(edges), s.settings.keep)
@@ -139,7 +150,7 @@ def run(opts: Options, report: Report | None = None) -> dict:
         state.progress.close()
         if state.executor is not None:
             state.executor.close()
-    return _summary(state, len(edges), report)
+    return _summary(state, len(edges), report, opts.max_steps)
 
 
 # --------------------------------------------------------------------------- before training
@@ -162,7 +173,21 @@ def _prepare(opts: Options, report: Report | None) -> _Search:
                           search.locs.get("space"), "the shrinker rewrites the file it is given")
     overrides = _proxy_overrides(checked, search, lm, opts.data)
     return _Search(opts, parsed, checked.sources.texts[parsed.file], search,
-                   spaces[search.space], settings, lm, overrides)
+                   spaces[search.space], settings, lm, overrides, _sources(checked))
+
+
+def _sources(checked: Checked) -> dict[str, str]:
+    """The sha256 of the spec and of every file it includes, by name (relative to the spec's
+    folder; the spec last)."""
+    import hashlib
+    import posixpath
+
+    here = posixpath.dirname(checked.sources.main.file)
+    out = {}
+    for prog in checked.sources.programs:
+        name = posixpath.relpath(prog.file, here or ".")
+        out[name] = hashlib.sha256(checked.sources.texts[prog.file].encode()).hexdigest()
+    return out
 
 
 def _find_search(checked: Checked, name: str | None) -> ir.SearchDef:
@@ -206,16 +231,19 @@ def _proxy_overrides(checked: Checked, search: ir.SearchDef, lm: bool,
 
 def _meta(s: _Search) -> dict:
     """run.json's contents for this run."""
+    from shrinkc.compiler.version import __version__
+
+    from .data import corpus, images
+
     if s.opts.data:
         data = s.opts.data
     elif s.lm:
         data = "generated corpus"
     else:
-        from .data import images
-
         data = images.DIGITS
+    digest = corpus.fingerprint(s.opts.data) if s.lm else images.fingerprint(s.opts.data)
     return meta(s.parsed.file, s.text, s.search.name, s.settings, data, s.opts.max_steps,
-                s.opts.inherit)
+                s.opts.inherit, sources=s.sources, data_sha256=digest, version=__version__)
 
 
 def _first_parent(s: _Search, state: _Run) -> Parent:
@@ -234,7 +262,7 @@ def _first_parent(s: _Search, state: _Run) -> Parent:
                              **{k: v for k, v in result.items() if k != "state"}})
         state.rundir.write_log(state.log)
         state.rundir.write_parent_state(0, result["state"])
-    return Parent(text=text, state=first.read_bytes())
+    return Parent(text=text, state=state.rundir.read_state(first, 0))
 
 
 # --------------------------------------------------------------------------- one step
@@ -320,7 +348,8 @@ def _remove_and_snapshot(s: _Search, state: _Run, step: int, chosen: list[dict])
     state.edges = rules.remove(s.space, state.edges, tuple(tuple(e["edge"]) for e in chosen))
     text = print_program(s.program(state.edges))
     if state.parent is not None:
-        state.parent = Parent(text=text, state=state.rundir.parent_state(step).read_bytes())
+        state.parent = Parent(text=text,
+                              state=state.rundir.read_state(state.rundir.parent_state(step), step))
         state.rundir.drop_candidate_states(step)
     name = state.rundir.snapshot(step, text)
     state.snapshots.append({"step": step, "edges": len(state.edges), "file": name, "text": text,
@@ -332,12 +361,15 @@ def _remove_and_snapshot(s: _Search, state: _Run, step: int, chosen: list[dict])
 # --------------------------------------------------------------------------- after the search
 
 
-def _summary(state: _Run, initial: int, report: Report | None) -> dict:
-    """What ``run`` returns; a warning when no step was run."""
+def _summary(state: _Run, initial: int, report: Report | None,
+             max_steps: int | None = None) -> dict:
+    """What ``run`` returns; a warning when no step was run (and why)."""
     best = rules.best_snapshot(state.snapshots)
     if best is None:
         if report:
-            report(warning("no step was run (the space is already at its keep fraction)"))
+            why = ("--max-steps 0: everything was checked and run.json written, nothing trained"
+                   if max_steps == 0 else "the space is already at its keep fraction")
+            report(warning(f"no step was run ({why})"))
         return {"steps": 0, "best": None, "trained": 0}
     return {
         "steps": len(state.snapshots),

@@ -1,42 +1,179 @@
 """The run directory of a search: what was searched, the log, snapshots and the scores plot.
 
-  run.json       what was searched (spec hash, settings, data): ``--resume`` refuses a mismatch
+  run.json       what the run depends on (the spec and every file it includes, by sha256; the
+                 data and its sha256; the settings; shrinkc's version): ``--resume`` refuses a
+                 mismatch and names what changed
   log.jsonl      one line per evaluated candidate; ``chosen: true`` on each step's removed edge
   step-NN.shrink the spec after step NN, canonically formatted (compiles as it is)
   best.shrink    the best-scoring snapshot (ties: fewer edges)
   scores.png     best and mean candidate score against live edges (with matplotlib)
   parent-NN.pt   with ``--inherit``: the weights the candidates of step NN + 1 start from
   candidates/    with ``--inherit``: the trained weights of the current step's candidates
+  lock           held (``flock``) by the process running the search, which writes its pid in
+                 it: a second process on the same folder is refused; the kernel releases the
+                 lock when its holder dies, even by kill -9
 
 Every file is written atomically, so a run killed at any moment leaves whole files behind.
+What is read back on ``--resume`` (run.json, log.jsonl, parent-NN.pt) is checked: a damaged
+file is an error located in it (the line, for the log) that says how to recover, never a
+traceback.
+
+A run.json written before the sources, data hash and version were recorded lacks those keys;
+a missing key counts as a mismatch: such a run is refused on ``--resume`` with a message
+naming the key (start a new run).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
+import zipfile
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.compiler.fsutil import atomic_write, ensure_dir
+from shrinkc.compiler.ir import Loc
 
 from .rules import Edge
 from .settings import Settings, recorded
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX: no lock
+    fcntl = None  # type: ignore[assignment]
+
 
 def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_steps: int | None,
-         inherit: bool) -> dict:
-    """run.json's contents: the spec (name and hash of its text), the search block, its
-    settings, the proxy data, and the run's options. All but max_steps must match on resume."""
+         inherit: bool, *, sources: dict[str, str], data_sha256: str | dict[str, str],
+         version: str) -> dict:
+    """run.json's contents: the spec (name and hash of its text), the hashes of the spec and
+    every file it includes (``sources``: name, relative to the spec's folder, to sha256), the
+    search block, its settings, the proxy data (name and the sha256 of its contents, or the
+    built-in data's name), shrinkc's version, and the run's options. All but max_steps must
+    match on resume."""
     return {
         "spec": spec,
         "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "sources": dict(sources),
         "search": search,
         "settings": recorded(settings),
         "data": data,
+        "data_sha256": data_sha256,
         "max_steps": max_steps,
         "inherit": inherit,
+        "shrinkc_version": version,
     }
+
+
+# The keys compared on --resume, in the order their mismatch is reported.
+_COMPARED = ("spec", "search", "spec_sha256", "sources", "data", "data_sha256", "settings",
+             "inherit", "shrinkc_version")
+_NEW_KEYS = ("sources", "data_sha256", "shrinkc_version")  # not in a run.json of before
+
+
+class _Meta(BaseModel):
+    """run.json as read back: the keys every run.json has, of the right types."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    spec: str
+    spec_sha256: str
+    search: str
+    settings: dict
+    data: str
+    max_steps: int | None
+    inherit: bool
+    sources: dict[str, str] | None = None
+    data_sha256: str | dict[str, str] | None = None
+    shrinkc_version: str | None = None
+
+
+class _Entry(BaseModel):
+    """One log.jsonl line as read back: what the search reads of it, of the right types."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    step: int = Field(ge=0)
+    edge: list[int] | None = Field(min_length=2, max_length=2)
+    edges: int = Field(ge=0)
+    chosen: bool
+    score: float
+    hash: str | None = None
+    isomorphic_to: list | None = Field(default=None, min_length=2, max_length=2)
+    acc: float | None = None
+    macs: float | None = None
+    ppl: float | None = None
+    flops: float | None = None
+    params: float | None = None
+    epochs: int | None = None
+    seconds: float | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _Entry:
+        if (self.step == 0) != (self.edge is None):
+            raise ValueError("edge must be null for step 0 (the complete DAG) and an edge "
+                             "[i, j] for later steps")
+        if self.step > 0 and self.hash is None:
+            raise ValueError("a candidate needs its cell's hash")
+        need = ("ppl", "flops") if self.ppl is not None else ("acc", "macs")
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"metric '{missing[0]}' is missing")
+        return self
+
+
+def _first_problem(e: ValidationError) -> str:
+    """A validation error's first problem, as a sentence."""
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg
+
+
+def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
+    """The 1-based line and column of byte ``offset`` of ``raw``."""
+    line = raw.count(b"\n", 0, offset) + 1
+    return line, offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+
+
+def _at(path: Path, line: int = 1, col: int = 1, quote: bool = True):
+    """The location of a problem in a run file, and whether to quote its line."""
+    return Loc(file=path.as_posix(), line=line, col=col, end_line=line, end_col=col + 1), quote
+
+
+def _what_changed(key: str, old, new) -> str:
+    """What differs between a run's recorded ``key`` and this invocation's, as a sentence."""
+    if key == "sources":
+        for name in [*new, *old]:
+            if old.get(name) != new.get(name):
+                what = "the spec" if name == next(reversed(new), None) else "included file"
+                if name not in old:
+                    return f"{what} {name} was not part of the run when it began"
+                if name not in new:
+                    return f"included file {name} is no longer included"
+                return f"{what} {name} changed since the run began"
+    if key == "spec_sha256":
+        return "the spec changed since the run began"
+    if key == "data_sha256":
+        if isinstance(old, dict) and isinstance(new, dict):
+            name = next((k for k in [*new, *old] if old.get(k) != new.get(k)), "")
+            return f"corpus file {name} changed since the run began"
+        return "the data file changed since the run began"
+    if key == "settings":
+        flat_old = {**old, **old.get("train", {})} if isinstance(old.get("train"), dict) else old
+        flat_new = {**new, **new["train"]}
+        for k in [*flat_new, *flat_old]:
+            if k != "train" and flat_old.get(k) != flat_new.get(k):
+                return (f"setting {k} changed since the run began "
+                        f"({flat_old.get(k, 'unset')}, now {flat_new.get(k, 'unset')})")
+        return "the settings changed since the run began"
+    if key == "shrinkc_version":
+        return f"the run began with shrinkc {old}, this is shrinkc {new}"
+    if key == "inherit":
+        return "the run began " + ("with" if old else "without") + " --inherit"
+    return f"{key} differs from the run's ({old}, now {new})"
 
 
 class RunDir:
@@ -47,38 +184,148 @@ class RunDir:
         self.log_path, self.meta_path = self.out / "log.jsonl", self.out / "run.json"
         self.candidates = self.out / "candidates"
 
+    def lock(self) -> None:
+        """Take the run folder's lock for as long as this process runs the search (released
+        by ``unlock``, or by the kernel when the process dies); a folder another process holds
+        is an error naming that process."""
+        self._lock_fd = None
+        if fcntl is None:  # pragma: no cover - not on POSIX
+            return
+        path = self.out / "lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise ShrinkError(f"cannot open the run folder's lock {path.as_posix()}: "
+                              f"{e.strerror}", None, "remove it, or choose another -o") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise ShrinkError(f"{self.out.as_posix()} is in use: {who} is running a search in it",
+                              None, "wait for it to finish (or stop it), then --resume; or "
+                              "choose another -o") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Release the run folder's lock (the file stays: removing it would race)."""
+        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
     def start(self, meta: dict, resume: bool) -> list[dict]:
         """Write run.json and return the log to continue from (empty unless ``resume``).
 
-        A directory that already holds a run is an error without ``resume``, and with it when
-        the run was of another spec, search, data or settings."""
+        A directory that already holds a run is an error without ``resume``; with it, so is a
+        run whose run.json is damaged or missing, or records another spec, included file,
+        search, data, settings or shrinkc version (the message names which), or a damaged
+        log."""
         if self.meta_path.exists() or self.log_path.exists():
             where = self.out.as_posix()
             if not resume:
                 raise ShrinkError(f"{where} already holds a run", None,
                                   "pass --resume to continue it, or choose another -o")
-            old = json.loads(self.meta_path.read_text()) if self.meta_path.exists() else meta
-            differs = [k for k in meta if k != "max_steps" and old.get(k) != meta[k]]
-            if differs:
-                raise ShrinkError(f"cannot resume: {differs[0]} differs from the run in {where}",
-                                  None, "resume with the same spec, data and settings")
+            self._check_meta(meta)
+        log = self.read_log() if resume else []
         atomic_write(self.meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        return self.read_log() if resume else []
+        return log
+
+    def _check_meta(self, meta: dict) -> None:
+        """Refuse to resume a run whose run.json is damaged or differs from ``meta``."""
+        new_run = "start a new run (choose another -o)"
+        if not self.meta_path.exists():
+            raise ShrinkError(f"cannot resume: {self.meta_path.as_posix()} is missing, so what "
+                              "the run searched is unknown", None, new_run)
+        raw = self._read_bytes(self.meta_path)
+        damaged = f"{self.meta_path.as_posix()} is damaged"
+        hint = f"restore it, or {new_run}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            loc, _ = _at(self.meta_path, *_line_col(raw, e.start))
+            raise ShrinkError(f"{damaged}: not UTF-8 text", loc, hint, quote=False) from None
+        try:
+            old = json.loads(text)
+        except json.JSONDecodeError as e:
+            loc, _ = _at(self.meta_path, e.lineno, e.colno)
+            raise ShrinkError(f"{damaged}: {e.msg}", loc, hint) from None
+        except RecursionError:
+            raise ShrinkError(f"{damaged}: nested too deeply", _at(self.meta_path)[0], hint,
+                              quote=False) from None
+        try:
+            _Meta.model_validate(old)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = str(err["loc"][0]) if err["loc"] else None
+            raise ShrinkError(f"{damaged}: {_first_problem(e)}", self._key_loc(text, key),
+                              hint) from None
+        for key in _COMPARED:
+            if key in _NEW_KEYS and old.get(key) is None:
+                raise ShrinkError(f"cannot resume: {self.meta_path.as_posix()} does not record "
+                                  f"'{key}' (it was written by an older shrinkc), so a change "
+                                  "cannot be ruled out", self._key_loc(text, None), new_run)
+            if old[key] != meta[key]:
+                raise ShrinkError(f"cannot resume: {_what_changed(key, old[key], meta[key])}",
+                                  self._key_loc(text, key),
+                                  "resume with the same spec, included files, data, settings "
+                                  f"and shrinkc, or {new_run}")
+
+    def _key_loc(self, text: str, key: str | None) -> Loc:
+        """Where ``key`` is in run.json's ``text`` (its first line without one)."""
+        if key is not None:
+            for n, line in enumerate(text.split("\n"), 1):
+                col = line.find(f'"{key}":')
+                if col >= 0:
+                    return _at(self.meta_path, n, col + 1)[0]
+        return _at(self.meta_path)[0]
+
+    def _read_bytes(self, path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise ShrinkError(f"cannot read {path.as_posix()}: {e.strerror}", None,
+                              "start a new run (choose another -o)") from None
 
     def read_log(self) -> list[dict]:
-        """The log's entries; a damaged line is an error that says how to recover."""
+        """The log's entries, each checked (types, and no candidate twice); a damaged line is
+        an error located in the log that says how to recover."""
         if not self.log_path.exists():
             return []
-        out = []
-        for n, line in enumerate(self.log_path.read_text().splitlines(), 1):
+        raw = self._read_bytes(self.log_path)
+        out: list[dict] = []
+        seen: dict[tuple, int] = {}
+        for n, line in enumerate(raw.split(b"\n"), 1):
             if not line.strip():
                 continue
+            entry, problem, col, quote = None, None, 1, True
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise ShrinkError(f"{self.log_path}:{n}: damaged log line", None,
-                                  "delete the line (the candidate is re-run) and --resume"
-                                  ) from None
+                entry = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                problem, col, quote = "not UTF-8 text", e.start + 1, False
+            except json.JSONDecodeError as e:
+                problem, col = e.msg, e.colno
+            except RecursionError:
+                problem = "nested too deeply"
+            if problem is None:
+                try:
+                    _Entry.model_validate(entry)
+                except ValidationError as e:
+                    problem = _first_problem(e)
+            if problem is None:
+                key = (entry["step"], None if entry["edge"] is None else tuple(entry["edge"]))
+                if key in seen:
+                    problem = f"the candidate of step {key[0]} is also on line {seen[key]}"
+                seen.setdefault(key, n)
+            if problem is not None:
+                loc, _ = _at(self.log_path, n, col)
+                raise ShrinkError(f"damaged log line: {problem}", loc,
+                                  "delete the line (its candidate is trained again) and "
+                                  "--resume, or start a new run (choose another -o)",
+                                  quote=quote)
+            out.append(entry)
         return out
 
     def write_log(self, log: list[dict]) -> None:
@@ -114,10 +361,38 @@ class RunDir:
 
     def promote_candidate_state(self, step: int, edge: Edge | list[int]) -> None:
         """Make a chosen candidate's weights the next parent (unless already done before an
-        interruption)."""
-        kept = self.parent_state(step)
+        interruption); missing or damaged weights are an error."""
+        kept, cand = self.parent_state(step), self.candidate_state(step, edge)
         if not kept.exists():
-            atomic_write(kept, self.candidate_state(step, edge).read_bytes())
+            atomic_write(kept, self.read_state(cand if cand.exists() else kept, step))
+
+    def read_state(self, path: Path, step: int) -> bytes:
+        """Weights kept in the run folder (``parent-NN.pt`` or a candidate's), checked to be a
+        whole ``torch.save`` archive (torch is not imported here); missing or damaged weights
+        are an error located at the file that says how to recover."""
+        name = path.as_posix()
+        hint = (f"start a new run (choose another -o); or delete parent-{step:02d}.pt and "
+                f"later ones with the log lines of step {step} and later, and --resume")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ShrinkError(f"{name} is missing: the weights step {step} left are gone",
+                              _at(path)[0], hint, quote=False) from None
+        except OSError as e:
+            raise ShrinkError(f"cannot read {name}: {e.strerror}", _at(path)[0], hint,
+                              quote=False) from None
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                whole = z.testzip() is None and any(n.endswith("/data.pkl") for n in z.namelist())
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError,
+                NotImplementedError, KeyError):
+            whole = False
+        except Exception:  # noqa: BLE001 - zlib.error and whatever else a damaged zip raises
+            whole = False
+        if not whole:
+            raise ShrinkError(f"{name} is damaged: not the weights torch.save writes",
+                              _at(path)[0], hint, quote=False)
+        return data
 
     def drop_candidate_states(self, step: int) -> None:
         """Remove the weights of ``step``'s candidates, once its winner is the parent."""

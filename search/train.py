@@ -16,6 +16,7 @@ from typing import Any
 
 from shrinkc.backends.pytorch import generate
 from shrinkc.compiler import ir
+from shrinkc.compiler.errors import ShrinkError
 from shrinkc.compiler.pipeline import build_graph, check
 from shrinkc.search.data import images as proxy_data
 
@@ -260,7 +261,16 @@ def evaluate(job: Job) -> dict:
     settings = dict(job.train)
     if job.parent is not None:
         parent_graph = build_graph(check(job.path, job.parent.text), job.network, overrides)
-        state = torch.load(io.BytesIO(job.parent.state), map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(io.BytesIO(job.parent.state), map_location="cpu",
+                               weights_only=True)
+        except Exception as e:  # noqa: BLE001 - whatever a damaged archive raises
+            raise ShrinkError(f"the parent weights of {job.path} cannot be loaded: "
+                              f"{type(e).__name__}", None,
+                              "start a new run (choose another -o)") from None
+        if not isinstance(state, dict):
+            raise ShrinkError(f"the parent weights of {job.path} are not a state dict", None,
+                              "start a new run (choose another -o)")
         inherit(model, graph, state, parent_graph)
         settings["epochs"] = int(settings["finetune"])
         settings["patience"] = 0

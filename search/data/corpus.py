@@ -20,6 +20,18 @@ from shrinkc.compiler.errors import ShrinkError
 
 SPLITS = ("train", "valid", "test")
 EOS = "<eos>"
+MAX_VOCAB = 1_000_000  # distinct tokens (PTB has 10,000, WikiText-103 267,735)
+MAX_FILE_BYTES = 1 << 30  # one split file
+
+
+def fingerprint(data: str | None) -> str | dict[str, str]:
+    """What run.json records of the corpus's contents: the sha256 of each split file of a
+    corpus directory, or ``generated corpus`` for the built-in one."""
+    if data is None:
+        return "generated corpus"
+    from .images import file_sha256
+
+    return {f"{k}.txt": file_sha256(Path(data) / f"{k}.txt") for k in SPLITS}
 
 
 @dataclass
@@ -50,6 +62,10 @@ def from_lines(splits: dict[str, list[str]], name: str) -> Corpus:
     index: dict[str, int] = {}
     vocab: list[str] = []
     arrays = {k: _ids(splits[k], index, vocab) for k in SPLITS}
+    if len(vocab) > MAX_VOCAB:
+        raise ShrinkError(f"{name}: the corpus has {len(vocab):,} distinct tokens; at most "
+                          f"{MAX_VOCAB:,} are supported", None,
+                          "a word-level corpus with a limited vocabulary (rare words as <unk>)")
     return Corpus(arrays["train"], arrays["valid"], arrays["test"], vocab, name)
 
 
@@ -62,6 +78,11 @@ def load_dir(path: str | Path) -> Corpus:
     splits = {}
     for split in SPLITS:
         f = root / f"{split}.txt"
+        if f.exists() and not f.is_file():
+            raise ShrinkError(f"corpus file {f} is not a regular file")
+        if f.exists() and f.stat().st_size > MAX_FILE_BYTES:
+            raise ShrinkError(f"corpus file {f} is larger than {MAX_FILE_BYTES >> 30} GiB", None,
+                              "a proxy corpus is small: use a slice of it")
         try:
             text = f.read_text(encoding="utf-8")
         except FileNotFoundError:

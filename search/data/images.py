@@ -6,6 +6,9 @@ array and what is wrong. Nothing is downloaded. numpy only (torch is not importe
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,23 @@ from shrinkc.compiler.errors import ShrinkError
 
 DIGITS = "digits"
 NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
+MAX_CLASSES = 100_000  # labels are class indices 0..K-1; more classes than this is not a label
+MAX_BYTES = 8 << 30  # an .npz's arrays, as numpy would hold them in memory
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's contents, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(data: str | None) -> str:
+    """What run.json records of the proxy data's contents: the .npz file's sha256, or
+    ``digits`` for the built-in data."""
+    return DIGITS if data in (None, DIGITS) else file_sha256(data)
 
 
 @dataclass
@@ -92,14 +112,22 @@ def load_npz(path: str | Path, shape: tuple[int, ...]) -> ProxyData:
     """``x_train, y_train, x_val, y_val`` with images as N x C x H x W floats or
     N x H x W x C uint8; checked against the proxy network's input ``shape``."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ShrinkError(f"cannot read {path} as .npz: not a regular file")
+    how = "save it with numpy.savez(path, x_train=..., y_train=..., x_val=..., y_val=...)"
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+            too_big = _declared_bytes(f) > MAX_BYTES
+            arrays = {} if too_big else {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise ShrinkError(f"no such data file: {path}") from None
-    except (OSError, ValueError) as e:
-        raise ShrinkError(f"cannot read {path} as .npz: {e}", None,
-                          "save it with numpy.savez(path, x_train=..., y_train=..., x_val=..., y_val=...)") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile,
+            zlib.error, NotImplementedError, MemoryError) as e:
+        raise ShrinkError(f"cannot read {path} as .npz: {e or type(e).__name__}", None,
+                          how) from None
+    if too_big:
+        raise ShrinkError(f"{path}: the arrays would take more than {MAX_BYTES >> 30} GiB", None,
+                          "use a smaller proxy data set")
     missing = [k for k in NPZ_KEYS if k not in arrays]
     if missing:
         raise ShrinkError(f"{path}: missing array '{missing[0]}'", None,
@@ -117,7 +145,7 @@ def load_npz(path: str | Path, shape: tuple[int, ...]) -> ProxyData:
         else:
             raise ShrinkError(f"{path}: x_{split} has dtype {x.dtype}; expected float or uint8")
         if not np.isfinite(x).all():
-            raise ShrinkError(f"{path}: x_{split} contains NaN or infinite values")
+            raise ShrinkError(f"{path}: x_{split} contains NaN or infinite values (as float32)")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise ShrinkError(f"{path}: y_{split} must be a 1-D array of integer labels, "
                               f"got shape {y.shape} and dtype {y.dtype}")
@@ -126,7 +154,12 @@ def load_npz(path: str | Path, shape: tuple[int, ...]) -> ProxyData:
         if len(y) == 0:
             raise ShrinkError(f"{path}: x_{split} is empty")
         if y.min() < 0:
-            raise ShrinkError(f"{path}: y_{split} has a negative label ({y.min()})")
+            raise ShrinkError(f"{path}: y_{split} has a negative label ({y.min()})", None,
+                              "labels are class indices 0..K-1")
+        if y.max() >= MAX_CLASSES:  # compared as stored: a uint64 2**64-1 stays what it is
+            raise ShrinkError(f"{path}: y_{split} has the label {y.max()}; labels are class "
+                              f"indices 0..K-1, with at most {MAX_CLASSES:,} classes", None,
+                              "number the classes 0, 1, 2, ...")
         if tuple(x.shape[1:]) != tuple(shape):
             raise ShrinkError(
                 f"{path}: x_{split} images are {'x'.join(map(str, x.shape[1:]))} but the proxy "
@@ -134,8 +167,29 @@ def load_npz(path: str | Path, shape: tuple[int, ...]) -> ProxyData:
                 "resize the data or change the proxy network's input")
         out[split] = (x, y.astype(np.int64))
     classes = int(max(out["train"][1].max(), out["val"][1].max())) + 1
-    x_train, x_val = _standardise(out["train"][0], out["val"][0])
+    with np.errstate(over="ignore", invalid="ignore"):
+        x_train, x_val = _standardise(out["train"][0], out["val"][0])
+    if not (np.isfinite(x_train).all() and np.isfinite(x_val).all()):
+        raise ShrinkError(f"{path}: the images' values are too large to standardise", None,
+                          "scale them to a range like 0..1")
     return ProxyData(x_train, out["train"][1], x_val, out["val"][1], classes, str(path))
+
+
+def _declared_bytes(f) -> int:
+    """The bytes an .npz's arrays declare in their headers (read without their data)."""
+    total = 0
+    for name in f.files:
+        with f.zip.open(name if name in f.zip.namelist() else f"{name}.npy") as member:
+            fmt = np.lib.format
+            version = fmt.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(member)
+            else:
+                shape, _, dtype = fmt._read_array_header(member, version)
+            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+    return total
 
 
 def load(data: str | None, shape: tuple[int, ...]) -> ProxyData:

@@ -9,8 +9,7 @@ from shrinkc.console import UsageError
 def cmd_shrink(args, report) -> int:
     from shrinkc.search.driver import Options, run
 
-    if args.workers < 1 or args.threads < 1:
-        raise UsageError("--workers and --threads take a positive number")
+    _check_ranges(args)
     overrides = {"candidates": args.candidates, "epochs": args.epochs, "seed": args.seed}
     opts = Options(spec=args.spec, out=args.output, data=args.data, workers=args.workers,
                    threads=args.threads, executor=args.executor, address=args.address,
@@ -25,6 +24,26 @@ def cmd_shrink(args, report) -> int:
               f"best: {result['out']}/{best['file']} ({best['edges']} edges, score "
               f"{best['score']:.4f}, {what}) -> {result['out']}/best.shrink")
     return 0
+
+
+MAX_THREADS = 256  # torch threads per candidate
+MAX_WORKERS = 256  # local worker processes, or Ray CPUs
+
+
+def _check_ranges(args) -> None:
+    """Numbers out of range are usage errors (exit 2), before anything is loaded or trained.
+    ``--max-steps 0`` checks everything and writes run.json without training a step."""
+    limits = (("--workers", args.workers, 1, MAX_WORKERS),
+              ("--threads", args.threads, 1, MAX_THREADS),
+              ("--max-steps", args.max_steps, 0, None),
+              ("--candidates", args.candidates, 1, None),
+              ("--epochs", args.epochs, 1, None))
+    for flag, value, lo, hi in limits:
+        if value is None:
+            continue
+        if value < lo or (hi is not None and value > hi):
+            want = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise UsageError(f"{flag} must be {want}, got {value}")
 
 
 def register(sub) -> None:

@@ -88,8 +88,17 @@ class ShrinkError(Exception):
         super().__init__(message)
         self.diagnostic = Diagnostic("error", message, loc, hint, note, quote)
 
+    def __reduce__(self):  # whole, with its location and hint, out of a worker process
+        d = self.diagnostic
+        return (_rebuild, (d.message, d.loc, d.hint, d.note, d.quote))
+
     def __str__(self) -> str:  # pragma: no cover - convenience for debugging
         return self.diagnostic.render()
+
+
+def _rebuild(message: str, loc: Loc | None, hint: str | None, note: str | None,
+             quote: bool) -> ShrinkError:
+    return ShrinkError(message, loc, hint, note, quote=quote)
 
 
 def warning(message: str, loc: Loc | None = None, hint: str | None = None) -> Diagnostic:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from shrinkc.compiler.errors import Diagnostic
 
+QUOTED_FILE_BYTES = 4 * 1024 * 1024  # files larger than a spec may be are never read to quote
+
 
 class UsageError(Exception):
     """Wrong command-line usage: exit 2, with the command's usage line."""
@@ -18,8 +20,11 @@ def _source_line(diag: Diagnostic, texts: dict[str, str]) -> str | None:
         return None
     text = texts.get(diag.loc.file)
     if text is None:
-        try:
-            text = Path(diag.loc.file).read_bytes().decode("utf-8", errors="replace")
+        path = Path(diag.loc.file)
+        try:  # a regular file of a spec's size only (an error may point into a .pt file)
+            if not path.is_file() or path.stat().st_size > QUOTED_FILE_BYTES:
+                return None
+            text = path.read_bytes().decode("utf-8", errors="replace")
         except OSError:
             return None
         texts[diag.loc.file] = text

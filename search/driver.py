@@ -26,7 +26,7 @@ from .executors import Executor, make_executor
 from .job import Job, Parent, make_job
 from .progress import Progress
 from .rundir import RunDir, meta
-from .settings import Settings
+from .settings import Settings, resolve_precision
 from .settings import settings as read_settings
 
 Edge = tuple[int, int]
@@ -51,6 +51,7 @@ class Options:
     search: str | None = None
     inherit: bool = False  # start candidates from the current DAG's trained weights
     overrides: dict = field(default_factory=dict)  # candidates, epochs, seed, ...
+    precision: str = "auto"  # fp32, bf16 (autocast) or auto (bf16 where the CPU has it)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,12 @@ class _Search:
         return make_job(path=self.opts.spec, program=self.parsed, space=self.space.name,
                         edges=edges, network=self.search.network, overrides=self.overrides,
                         train=self.settings.train, data=self.opts.data, seed=seed,
-                        threads=self.opts.threads, parent=parent, keep_state=keep_state)
+                        threads=self.opts.threads, parent=parent, keep_state=keep_state,
+                        precision=self.precision)
+
+    @property
+    def precision(self) -> str:
+        return resolve_precision(self.opts.precision)
 
 
 @dataclass
@@ -243,7 +249,8 @@ def _meta(s: _Search) -> dict:
         data = images.DIGITS
     digest = corpus.fingerprint(s.opts.data) if s.lm else images.fingerprint(s.opts.data)
     return meta(s.parsed.file, s.text, s.search.name, s.settings, data, s.opts.max_steps,
-                s.opts.inherit, sources=s.sources, data_sha256=digest, version=__version__)
+                s.opts.inherit, sources=s.sources, data_sha256=digest, version=__version__,
+                precision=s.precision)
 
 
 def _first_parent(s: _Search, state: _Run) -> Parent:

@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - not on POSIX: no lock
 
 def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_steps: int | None,
          inherit: bool, *, sources: dict[str, str], data_sha256: str | dict[str, str],
-         version: str) -> dict:
+         version: str, precision: str = "fp32") -> dict:
     """run.json's contents: the spec (name and hash of its text), the hashes of the spec and
     every file it includes (``sources``: name, relative to the spec's folder, to sha256), the
     search block, its settings, the proxy data (name and the sha256 of its contents, or the
@@ -66,13 +66,14 @@ def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_s
         "max_steps": max_steps,
         "inherit": inherit,
         "shrinkc_version": version,
+        "precision": precision,
     }
 
 
 # The keys compared on --resume, in the order their mismatch is reported.
 _COMPARED = ("spec", "search", "spec_sha256", "sources", "data", "data_sha256", "settings",
-             "inherit", "shrinkc_version")
-_NEW_KEYS = ("sources", "data_sha256", "shrinkc_version")  # not in a run.json of before
+             "inherit", "shrinkc_version", "precision")
+_NEW_KEYS = ("sources", "data_sha256", "shrinkc_version", "precision")  # not in older run.json
 
 
 class _Meta(BaseModel):
@@ -89,6 +90,7 @@ class _Meta(BaseModel):
     sources: dict[str, str] | None = None
     data_sha256: str | dict[str, str] | None = None
     shrinkc_version: str | None = None
+    precision: str | None = None
 
 
 class _Entry(BaseModel):

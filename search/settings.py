@@ -121,3 +121,23 @@ def _read(args: tuple[ir.Arg, ...], keys: dict, defaults: dict, what: str) -> di
             value = keys[a.name](value)
         out[a.name] = value
     return out
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
+    """The precision candidates train in: ``auto`` is bf16 autocast where the CPU computes in
+    bf16 natively (AVX512-BF16 or AMX; elsewhere bf16 is emulated and several times slower
+    than fp32, see benchmarks/proxy_train.py), else fp32. Decided once, in the driver, so
+    every worker trains the same way (it is recorded in run.json)."""
+    if precision != "auto":
+        return precision
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read(1 << 16)
+        except OSError:
+            cpuinfo = ""
+    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    return "bf16" if {"avx512_bf16", "amx_bf16"} & set(flags.split()) else "fp32"

@@ -95,3 +95,53 @@ def test_the_trainer_has_no_defaults_of_its_own(tmp_path):
                    train=train, data=None, seed=0)
     with pytest.raises(KeyError, match="clip"):
         evaluate(job)
+
+
+def test_auto_precision_follows_the_cpu():
+    from shrinkc.search.settings import resolve_precision
+
+    assert resolve_precision("auto", "flags\t: fpu sse avx2 fma\n") == "fp32"
+    assert resolve_precision("auto", "flags\t: fpu avx512f avx512_bf16\n") == "bf16"
+    assert resolve_precision("auto", "flags\t: fpu amx_bf16 amx_tile\n") == "bf16"
+    assert resolve_precision("fp32", "flags\t: avx512_bf16\n") == "fp32"
+    assert resolve_precision("bf16", "flags\t: avx2\n") == "bf16"
+
+
+def test_precision_is_recorded_and_a_resume_must_keep_it(tmp_path):
+    spec, out = TEST_SPECS / "tiny_space.shrink", tmp_path / "run"
+
+    def shrink(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "shrinkc", "shrink", str(spec), "-o",
+                               str(out), "--quiet", "--max-steps", "0", *extra],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    assert shrink("--precision", "bf16").returncode == 0
+    assert json.loads((out / "run.json").read_text())["precision"] == "bf16"
+    r = shrink("--precision", "fp32", "--resume")
+    assert r.returncode == 1 and "precision" in r.stderr, r.stderr
+    assert shrink("--precision", "bf16", "--resume").returncode == 0
+
+
+def test_a_bf16_candidate_trains(tmp_path):
+    """bf16 autocast runs end to end on the CPU and gives a sane accuracy."""
+    from shrinkc.compiler import ir
+    from shrinkc.compiler.pipeline import check
+    from shrinkc.search import rules
+    from shrinkc.search.job import make_job
+    from shrinkc.search.settings import settings as read_settings
+    from shrinkc.search.train import evaluate
+
+    checked = check(TEST_SPECS / "tiny_space.shrink")
+    parsed = checked.sources.main
+    space = next(i for i in parsed.items if isinstance(i, ir.SpaceDef))
+    search = next(i for i in checked.program.items if isinstance(i, ir.SearchDef))
+    settings = read_settings(search, {"epochs": 1})
+    results = {}
+    for precision in ("fp32", "bf16"):
+        job = make_job(path=str(TEST_SPECS / "tiny_space.shrink"), program=parsed,
+                       space=space.name, edges=rules.live_edges(space), network=search.network,
+                       overrides={}, train=settings.train, data=None, seed=0, threads=1,
+                       precision=precision)
+        results[precision] = evaluate(job)["acc"]
+    assert 0.1 < results["bf16"] <= 1 and 0.1 < results["fp32"] <= 1
+    assert results["bf16"] != results["fp32"]  # it did run in another precision

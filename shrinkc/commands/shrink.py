@@ -14,7 +14,8 @@ def cmd_shrink(args, report) -> int:
     opts = Options(spec=args.spec, out=args.output, data=args.data, workers=args.workers,
                    threads=args.threads, executor=args.executor, address=args.address,
                    resume=args.resume, quiet=args.quiet, max_steps=args.max_steps,
-                   search=args.search, inherit=args.inherit, overrides=overrides)
+                   search=args.search, inherit=args.inherit, overrides=overrides,
+                   precision=args.precision)
     result = run(opts, report)
     best = result["best"]
     if best is not None:
@@ -58,6 +59,9 @@ def register(sub) -> None:
     r.add_argument("--epochs", type=int, help="training epochs per candidate")
     r.add_argument("--seed", type=int, help="search seed")
     r.add_argument("--workers", type=int, default=1, help="local worker processes")
+    r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="train candidates in fp32 or in bf16 autocast; auto (default): bf16 "
+                        "where the CPU has native bf16 (AVX512-BF16, AMX), else fp32")
     r.add_argument("--threads", type=int, default=1,
                    help="torch threads per candidate (fixed, so results do not depend on workers)")
     r.add_argument("--executor", choices=("local", "ray"), default="local")

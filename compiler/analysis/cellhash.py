@@ -122,7 +122,7 @@ def expr_key(e: ir.Expr | None, bound: str | None = None) -> str:
     return json.dumps(e.model_dump(mode="json", exclude={"loc"}), sort_keys=True)
 
 
-def _defaults(op: str) -> dict[str, object]:
+def op_defaults(op: str) -> dict[str, object]:
     try:
         from ..ops import OPS
     except ImportError:  # pragma: no cover - ops is part of the compiler
@@ -137,7 +137,7 @@ def call_key(call: ir.OpCall, bound: str | None = None) -> str:
     """``op(name=value, ...)`` with keyword arguments sorted and defaults filled in."""
     positional = [expr_key(a.value, bound) for a in call.args if a.name is None]
     named = {a.name: expr_key(a.value, bound) for a in call.args if a.name is not None}
-    for name, default in _defaults(call.op).items():
+    for name, default in op_defaults(call.op).items():
         if name not in named:
             named[name] = expr_key(ir.Num(value=default)) if isinstance(default, (int, float)) \
                 else str(default)

@@ -276,9 +276,9 @@ def op_text(op: ir.OpInst | None) -> str:
     """An evaluated op in the language's own syntax, default arguments left out."""
     if op is None:
         return "identity"
-    from .cellhash import _defaults
+    from .cellhash import op_defaults
 
-    defaults = _defaults(op.op)
+    defaults = op_defaults(op.op)
     first = _required_first(op.op)
     args = []
     for k, v in op.attrs.items():

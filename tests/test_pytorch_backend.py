@@ -287,3 +287,34 @@ network {net}(vocab = 30) {{
     model = module.build()
     logits, hidden = model(torch.randint(0, 30, (2, 5)))
     assert logits.shape == (2, 5, 30) and hidden.shape == (2, 6)
+
+
+def test_a_projecting_residual_on_an_odd_resolution(tmp_path):
+    """7x7 -> 4x4 through a stride-2 conv: the residual is a 1x1 conv with stride 2 (which maps
+    7 to 4), not the rejected ``7 // 4 = 1``. Counted by hand: conv 64*128*9 + BN 256, the
+    projection 64*128 + BN 256, the linear 128*10 + 10."""
+    spec = tmp_path / "odd.shrink"
+    spec.write_text("""shrink 1
+cell Down(w: int) {
+    input x
+    a = conv(w, k=3, stride=2) relu <- x
+    output a + x
+}
+network N {
+    input image[64, 7, 7]
+    stage Down(128) x 1
+    head global_avgpool -> linear(10)
+}
+""")
+    graph, module, _ = generate_module(spec, tmp_path)
+    assert graph.stages[0].cells[0].out_shape.as_list() == [128, 4, 4]
+    model = module.build().eval()
+    assert sum(p.numel() for p in model.parameters()) == graph.cost.params == \
+        64 * 128 * 9 + 256 + 64 * 128 + 256 + 128 * 10 + 10
+    cell = model.stage1[0]
+    assert cell.residual.conv.stride == (2, 2) and cell.residual.conv.kernel_size == (1, 1)
+    x = torch.randn(2, 64, 7, 7)
+    with torch.no_grad():
+        expected = cell.a(x) + cell.residual(x)  # the cell by hand, from its own parts
+        torch.testing.assert_close(cell(x), expected)
+    assert model(x).shape == (2, 10)

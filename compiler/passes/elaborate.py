@@ -13,7 +13,7 @@ import math
 
 from .. import ir
 from ..errors import ShrinkError
-from ..ops import ACTIVATIONS, OPS, ShapeError, infer, pool_stride, projection
+from ..ops import ACTIVATIONS, OPS, ShapeError, infer, op_stride, pool_stride, projection
 from ..units import exact
 
 MAX_REPEAT = 1000  # cells per stage; more is a typo, and would take minutes to elaborate
@@ -157,6 +157,21 @@ def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc
     return first
 
 
+def _chain_stride(nodes: list[ir.NodeInst], last: str) -> int:
+    """The product of the strides on the path of first inputs from node 0 to ``last`` (the
+    stride a projecting residual takes, as the generated PyTorch computes it): 7x7 to 4x4
+    is a stride of 2, which ``7 // 4`` would miss."""
+    by_name = {n.name: n for n in nodes}
+    stride, name = 1, last
+    while True:
+        node = by_name[name]
+        if node.op is not None:
+            stride *= op_stride(node.op)
+        if not node.inputs:
+            return stride
+        name = node.inputs[0]
+
+
 def _instantiated(err: ShrinkError, cell: ir.CellDef, args: dict[str, ir.Value],
                   stage: ir.StageStmt) -> ShrinkError:
     """An error in a cell's body, with a note naming the stage (and arguments) behind it."""
@@ -212,8 +227,7 @@ class _Elaborator:
                 if x.flat or y.flat:
                     raise ShrinkError(f"cannot project a residual from {x} to {y}", out.loc,
                                       "projecting residuals need image-shaped tensors")
-                stride = max(1, x.h // y.h)  # type: ignore[operator]
-                res_op = projection(x.c, y.c, stride)
+                res_op = projection(x.c, y.c, _chain_stride(nodes, out.nodes[0]))
                 if _apply(res_op, x, out.loc) != y:
                     raise ShrinkError(
                         f"the residual cannot match the output resolution: input {x}, output {y}",

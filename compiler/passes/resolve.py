@@ -53,6 +53,7 @@ class _Resolver:
         self.spaces: dict[str, ir.SpaceDef] = {}
         self.searches: dict[str, ir.SearchDef] = {}
         self.seen: dict[str, ir.Loc] = {}
+        self.act_params: set[str] = set()  # the act-typed parameters of the definition at hand
 
     # ------------------------------------------------------------------ namespace
 
@@ -182,12 +183,14 @@ class _Resolver:
         if not isinstance(act, ir.Ref):
             raise ShrinkError("an activation is a name", act.loc,
                               f"one of: {', '.join(ACTIVATIONS)}")
+        acts = set(ACTIVATIONS) | (scope & self.act_params)  # int parameters are not acts
         if act.name not in ACTIVATIONS and act.name not in scope:
             raise ShrinkError(f"unknown activation '{act.name}'", act.loc,
-                              did_you_mean(act.name, set(ACTIVATIONS) | scope, "activations"))
+                              did_you_mean(act.name, acts, "activations"))
 
     def params(self, params: tuple[ir.Param, ...], scope: set[str]) -> tuple[ir.Param, ...]:
         out, names = [], set()
+        self.act_params = set()
         for p in params:
             if p.name in names:
                 raise ShrinkError(f"parameter '{p.name}' is declared twice", p.loc)
@@ -210,6 +213,8 @@ class _Resolver:
                 raise ShrinkError(f"parameter '{p.name}' needs a type or a default", p.loc,
                                   f"write {p.name}: int")
             out.append(p.model_copy(update={"type": typ}))
+            if typ == "act":
+                self.act_params.add(p.name)
         return tuple(out)
 
     # ------------------------------------------------------------------ cells
@@ -288,6 +293,12 @@ class _Resolver:
         if cell.body[-1] is not outputs[0]:
             raise ShrinkError("'output' must be the last statement of a cell", outputs[0].loc)
         inp = inputs[0]
+        if inp.state is not None:
+            raise ShrinkError(f"cell '{cell.name}' has one input, '{inp.name}'; two names after "
+                              "'input' are for recurrent cells (x_t and h_{t-1})", inp.loc,
+                              f"write 'input {inp.name}', or 'recurrent cell {cell.name}' for "
+                              "a recurrent cell; cells with two inputs (DARTS) are not in the "
+                              "language yet")
         scope = {p.name for p in params}
         if inp.channels is not None:
             if inp.channels in scope:

@@ -218,8 +218,39 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> ShrinkError:
             if before and before.group(1) in ("concat", "sum", "mean"):
                 word = before.group(1)
                 hint = f"'{word}' is a merge, written {word}(a, b); it cannot name a node"
+        offer = _what_the_language_offers(tok, text, file, line, col)
+        if offer is not None:
+            return offer
         return ShrinkError(f"unexpected {what}", loc, hint)
     return ShrinkError(str(err).splitlines()[0], ir.Loc(file=file, line=line, col=col))
+
+
+def _what_the_language_offers(tok: Token | None, text: str, file: str, line: int,
+                              col: int) -> ShrinkError | None:
+    """Syntax the language does not have, said as what it offers instead: a merge that is
+    not concat, sum or mean (``output mul(a, b)``), and a node with several names
+    (``x1, x2 = split(2) <- x``)."""
+    if tok is None or tok.value not in ("(", ","):
+        return None
+    lines = text.split("\n")
+    prefix = lines[line - 1][: col - 1] if 0 < line <= len(lines) else ""
+    rest = lines[line - 1][col:] if 0 < line <= len(lines) else ""
+    if tok.value == "(":
+        name = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", prefix)
+        merging = re.match(r"\s*output\b", prefix) or "<-" in prefix
+        if name and merging and name.group(1) not in ("concat", "sum", "mean"):
+            word, start = name.group(1), name.start(1) + 1
+            return ShrinkError(
+                f"'{word}' is not a merge: inputs and outputs are merged by concat, sum or mean",
+                ir.Loc(file=file, line=line, col=start, end_line=line, end_col=start + len(word)),
+                f"write sum(...), mean(...) or concat(...); an op goes before '<-' "
+                f"(n = {word}(...) <- a)")
+    elif re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*", prefix) and "=" in rest:
+        return ShrinkError("a node has one name: this line would define several",
+                           ir.Loc(file=file, line=line, col=col, end_line=line, end_col=col + 1),
+                           "write one node per line; ops with several outputs (split) are "
+                           "not in the language")
+    return None
 
 
 # --------------------------------------------------------------------------- tree -> IR

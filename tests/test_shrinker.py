@@ -204,6 +204,41 @@ def test_tiny_search_end_to_end(reference_run):
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def _space_edges(text: str) -> set[tuple[int, int]]:
+    from shrinkc.compiler.ir import SpaceDef
+
+    space = next(i for i in parse(text).items if isinstance(i, SpaceDef))
+    return set(space.edges) if space.edges is not None else set(rules.live_edges(space))
+
+
+def _reachable_only(edges: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """The cleanup, written out here: edges out of nodes that node 0 no longer reaches go."""
+    reach = {0}
+    for src, dst in sorted(edges):  # sources come before destinations in a DAG of i < j
+        if src in reach:
+            reach.add(dst)
+    return {e for e in edges if e[0] in reach}
+
+
+def test_each_step_removes_its_chosen_edge_and_the_run_stops_at_keep(reference_run):
+    """Each snapshot is the previous one without exactly the chosen edge (and the edges the
+    cleanup drops), and the run ends at the first step at or below the keep fraction."""
+    out, log = reference_run, _log(reference_run)
+    steps = sorted({e["step"] for e in log})
+    before = _space_edges(TINY.read_text())
+    initial = len(before)
+    for s in steps:
+        (chosen,) = [tuple(e["edge"]) for e in log if e["step"] == s and e["chosen"]]
+        after = _space_edges((out / f"step-{s:02d}.shrink").read_text())
+        assert chosen in before and after == _reachable_only(before - {chosen})
+        before = after
+    keep = 0.2  # tiny_space.shrink: shrink(..., keep=0.2)
+    assert f"keep={keep}" in TINY.read_text()
+    target = round(initial * keep)
+    sizes = [len(_space_edges((out / f"step-{s:02d}.shrink").read_text())) for s in steps]
+    assert sizes[-1] <= target < ([initial] + sizes)[-2]
+
+
 def test_workers_give_the_same_result(reference_run, tmp_path):
     _run(tmp_path / "w2", "--workers", "2")
     assert _log(tmp_path / "w2") == _log(reference_run)

@@ -183,6 +183,14 @@ def main() -> None:
             times[name].append(rows[name]())
             print(f"  rep {rep + 1}: {name}: {times[name][-1]:.2f} s", flush=True)
 
+    _report(times, args.reps, cnn_graph, rnn_graph, images, corpus, rnn_data)
+
+
+def _report(times: dict[str, list[float]], reps: int, cnn_graph, rnn_graph, images, corpus,
+            rnn_data: str | None) -> None:
+    """The table (medians, ratio to the plain loop, GFLOP/s, fraction of peak) and the JSON."""
+    import torch
+
     n_train, n_val = len(images.x_train), len(images.x_val)
     tokens = len(corpus.train) + len(corpus.valid)
     flops = {  # per epoch: training images 3x the forward, validation 1x
@@ -190,7 +198,7 @@ def main() -> None:
         "RNN": 2 * rnn_graph.cost.macs * (3 * len(corpus.train) + len(corpus.valid)),
     }
     peak, how = core_peak_gflops()
-    print(f"\nProxy training, one epoch, 1 thread, median of {args.reps} "
+    print(f"\nProxy training, one epoch, 1 thread, median of {reps} "
           f"({platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"cpu capability {torch.backends.cpu.get_cpu_capability()}; load average "
           f"{os.getloadavg()[0]:.2f})")
@@ -215,7 +223,7 @@ def main() -> None:
           f"loop's: {'meets' if ratio <= 0.5 else 'MISSES'} the target of <= 0.5x")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "reps": args.reps, "peak_gflops": peak, "peak": how, "rows": out,
+        "reps": reps, "peak_gflops": peak, "peak": how, "rows": out,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__, "load_average_end": os.getloadavg()[0],
         "rnn_data": rnn_data or "generated corpus", "flops_per_epoch": flops,

@@ -70,6 +70,7 @@ class _Search:
     lm: bool
     overrides: dict
     sources: dict[str, str]  # the spec and every file it includes: name -> sha256
+    precision: str  # fp32 or bf16: --precision with auto decided once, for every worker
 
     def program(self, edges: tuple[Edge, ...]) -> ir.Program:
         """The spec with the space cut down to ``edges``."""
@@ -83,10 +84,6 @@ class _Search:
                         train=self.settings.train, data=self.opts.data, seed=seed,
                         threads=self.opts.threads, parent=parent, keep_state=keep_state,
                         precision=self.precision)
-
-    @property
-    def precision(self) -> str:
-        return resolve_precision(self.opts.precision)
 
 
 @dataclass
@@ -179,7 +176,8 @@ def _prepare(opts: Options, report: Report | None) -> _Search:
                           search.locs.get("space"), "the shrinker rewrites the file it is given")
     overrides = _proxy_overrides(checked, search, lm, opts.data)
     return _Search(opts, parsed, checked.sources.texts[parsed.file], search,
-                   spaces[search.space], settings, lm, overrides, _sources(checked))
+                   spaces[search.space], settings, lm, overrides, _sources(checked),
+                   resolve_precision(opts.precision))
 
 
 def _sources(checked: Checked) -> dict[str, str]:
@@ -227,7 +225,7 @@ def _proxy_overrides(checked: Checked, search: ir.SearchDef, lm: bool,
         classes = images.load(data, tuple(graph.input_shape.as_list())).classes
     if knob in {p.name for p in net.params}:
         return {knob: classes}
-    outputs = graph.out_shape.c  # type: ignore[union-attr]
+    outputs = graph.out_shape.c
     if outputs != classes:
         raise ShrinkError(f"network {search.network} outputs {outputs} values but the data "
                           f"has {classes} {'tokens' if lm else 'classes'}", net.loc,

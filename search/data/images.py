@@ -132,40 +132,8 @@ def load_npz(path: str | Path, shape: tuple[int, ...]) -> ProxyData:
     if missing:
         raise ShrinkError(f"{path}: missing array '{missing[0]}'", None,
                           f"found {', '.join(sorted(arrays)) or 'no arrays'}; need {', '.join(NPZ_KEYS)}")
-    out = {}
-    for split in ("train", "val"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim != 4:
-            raise ShrinkError(f"{path}: x_{split} has shape {x.shape}; expected N x C x H x W "
-                              "(float) or N x H x W x C (uint8)")
-        if x.dtype == np.uint8:
-            x = x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        elif np.issubdtype(x.dtype, np.floating):
-            x = x.astype(np.float32)
-        else:
-            raise ShrinkError(f"{path}: x_{split} has dtype {x.dtype}; expected float or uint8")
-        if not np.isfinite(x).all():
-            raise ShrinkError(f"{path}: x_{split} contains NaN or infinite values (as float32)")
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise ShrinkError(f"{path}: y_{split} must be a 1-D array of integer labels, "
-                              f"got shape {y.shape} and dtype {y.dtype}")
-        if len(y) != len(x):
-            raise ShrinkError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
-        if len(y) == 0:
-            raise ShrinkError(f"{path}: x_{split} is empty")
-        if y.min() < 0:
-            raise ShrinkError(f"{path}: y_{split} has a negative label ({y.min()})", None,
-                              "labels are class indices 0..K-1")
-        if y.max() >= MAX_CLASSES:  # compared as stored: a uint64 2**64-1 stays what it is
-            raise ShrinkError(f"{path}: y_{split} has the label {y.max()}; labels are class "
-                              f"indices 0..K-1, with at most {MAX_CLASSES:,} classes", None,
-                              "number the classes 0, 1, 2, ...")
-        if tuple(x.shape[1:]) != tuple(shape):
-            raise ShrinkError(
-                f"{path}: x_{split} images are {'x'.join(map(str, x.shape[1:]))} but the proxy "
-                f"network takes {'x'.join(map(str, shape))}", None,
-                "resize the data or change the proxy network's input")
-        out[split] = (x, y.astype(np.int64))
+    out = {split: _checked_split(path, split, arrays[f"x_{split}"], arrays[f"y_{split}"], shape)
+           for split in ("train", "val")}
     classes = int(max(out["train"][1].max(), out["val"][1].max())) + 1
     with np.errstate(over="ignore", invalid="ignore"):
         x_train, x_val = _standardise(out["train"][0], out["val"][0])
@@ -173,6 +141,43 @@ def load_npz(path: str | Path, shape: tuple[int, ...]) -> ProxyData:
         raise ShrinkError(f"{path}: the images' values are too large to standardise", None,
                           "scale them to a range like 0..1")
     return ProxyData(x_train, out["train"][1], x_val, out["val"][1], classes, str(path))
+
+
+def _checked_split(path: Path, split: str, x: np.ndarray, y: np.ndarray,
+                   shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images as float32 N x C x H x W and labels as int64, or an error naming
+    what is wrong with them."""
+    if x.ndim != 4:
+        raise ShrinkError(f"{path}: x_{split} has shape {x.shape}; expected N x C x H x W "
+                          "(float) or N x H x W x C (uint8)")
+    if x.dtype == np.uint8:
+        x = x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    elif np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    else:
+        raise ShrinkError(f"{path}: x_{split} has dtype {x.dtype}; expected float or uint8")
+    if not np.isfinite(x).all():
+        raise ShrinkError(f"{path}: x_{split} contains NaN or infinite values (as float32)")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ShrinkError(f"{path}: y_{split} must be a 1-D array of integer labels, "
+                          f"got shape {y.shape} and dtype {y.dtype}")
+    if len(y) != len(x):
+        raise ShrinkError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
+    if len(y) == 0:
+        raise ShrinkError(f"{path}: x_{split} is empty")
+    if y.min() < 0:
+        raise ShrinkError(f"{path}: y_{split} has a negative label ({y.min()})", None,
+                          "labels are class indices 0..K-1")
+    if y.max() >= MAX_CLASSES:  # compared as stored: a uint64 2**64-1 stays what it is
+        raise ShrinkError(f"{path}: y_{split} has the label {y.max()}; labels are class "
+                          f"indices 0..K-1, with at most {MAX_CLASSES:,} classes", None,
+                          "number the classes 0, 1, 2, ...")
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise ShrinkError(
+            f"{path}: x_{split} images are {'x'.join(map(str, x.shape[1:]))} but the proxy "
+            f"network takes {'x'.join(map(str, shape))}", None,
+            "resize the data or change the proxy network's input")
+    return x, y.astype(np.int64)
 
 
 def _declared_bytes(f) -> int:

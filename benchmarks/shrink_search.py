@@ -1,181 +1,402 @@
-"""The AutoShrink search (CNN or RNN) in the paper's setting, three ways, in one table.
+"""Does the AutoShrink search find something? Measured against random search, in parts.
 
-1. ``shrinkc shrink`` as the paper does it: every candidate trained from scratch;
-2. the same with ``--inherit``: candidates start from the current DAG's weights and are
-   fine-tuned (``finetune`` epochs);
-3. random search over the same space with as many trained candidates as (1).
+On the paper's CNN space (``specs/shrinkcnn_space.shrink``, default digits proxy), each part is
+run on its own, writes its raw results to ``benchmarks/results/shrink_search/PART.json`` after
+every finished training, and resumes from there when run again:
 
-Scores found during a search are not comparable across methods (an inherited candidate has
-seen more training), so each method's best cell is also **re-trained from scratch** with the
-same budget and seed, and that score is the one to compare.
+    python benchmarks/shrink_search.py rank      # >= 20 random cells, 2 seeds each, full budget
+    python benchmarks/shrink_search.py search    # the recommended AutoShrink run, timed
+    python benchmarks/shrink_search.py random    # random search, same candidate-epoch budget
+    python benchmarks/shrink_search.py retrain   # each method's best + references, 3 seeds
+    python benchmarks/shrink_search.py report    # the tables and docs/search_pareto.png
 
-    python benchmarks/shrink_search.py                    # the full paper setting (hours)
-    python benchmarks/shrink_search.py --max-steps 3 --epochs 3 --workers 2   # a quick look
-    python benchmarks/shrink_search.py --spec specs/shrinkrnn_space.shrink \
-        --data ../shared/data/penn_proxy                   # ShrinkRNN on the proxy corpus
+``rank`` measures whether a cheap evaluation ranks cells as full training does. Every training
+records its learning curve (validation accuracy after each epoch), and with a constant learning
+rate and no schedule the first r epochs of a full run are exactly what a run with ``epochs=r``
+and the same seed trains, so one full run per cell and seed gives the score of every shorter
+budget. The report gives Kendall tau between the r-epoch scores of one seed and the full scores
+of the other seed, next to tau between the two seeds' full scores (the noise ceiling).
 
-Settings come from the spec (CNN: K=10, keep 0.01, 20 epochs, patience 3; RNN: K=10,
-keep 0.25, SGD lr 20, batch 128, up to 10 epochs).
+``search`` runs ``shrinkc shrink`` with the settings this benchmark recommends (``--epochs``,
+``--halving``, see the report); ``random`` samples cells of the space and trains each with the
+same per-candidate protocol until the search's candidate-epochs are spent; ``retrain`` trains
+each method's best cell, the complete DAG and ShrinkCNN-A's cell in the proxy network from
+scratch at the paper's full budget (20 epochs, patience 3) with 3 seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+SPEC = "specs/shrinkcnn_space.shrink"
+RESULTS = ROOT / "benchmarks" / "results" / "shrink_search"
+RANK_SEEDS = (101, 202)
+RETRAIN_SEEDS = (11, 22, 33)
+# the settings this benchmark recommends for the search (chosen from the rank part's curves)
+RECOMMENDED = ["--epochs", "2", "--halving", "3"]
 
 
-def shrink(spec: str, out: Path, extra: list[str]) -> float:
-    """Run (or, when ``out`` already holds a run, resume) a search; returns its wall time,
-    counting the candidates' own seconds for a run finished in earlier invocations."""
+# --------------------------------------------------------------------------- shared
+
+
+class Space:
+    """The paper space and its proxy network, ready to make jobs from."""
+
+    def __init__(self, spec: str = SPEC, data: str | None = None):
+        from shrinkc.compiler import check
+        from shrinkc.compiler.ir import SearchDef, SpaceDef
+        from shrinkc.compiler.pipeline import build_graph
+        from shrinkc.search.data import images
+        from shrinkc.search.settings import settings as read_settings
+
+        self.spec, self.data = spec, data
+        checked = check(ROOT / spec)
+        self.parsed = checked.sources.main
+        self.space = next(i for i in self.parsed.items if isinstance(i, SpaceDef))
+        self.search = next(i for i in checked.program.items if isinstance(i, SearchDef))
+        self.settings = read_settings(self.search, {})
+        shape = tuple(build_graph(checked, self.search.network).input_shape.as_list())
+        self.overrides = {"classes": images.load(data, shape).classes}
+
+    def job(self, edges, seed: int, **train):
+        from shrinkc.search.job import make_job
+
+        return make_job(path=str(ROOT / self.spec), program=self.parsed, space=self.space.name,
+                        edges=tuple(map(tuple, edges)), network=self.search.network,
+                        overrides=self.overrides, train={**self.settings.train, **train},
+                        data=self.data, seed=seed, threads=1)
+
+    def score(self, acc: float, macs: int) -> float:
+        from shrinkc.search import rules
+
+        return rules.score(self.settings.score, {"acc": acc, "macs": macs})
+
+    def cell_hash(self, edges) -> str:
+        from shrinkc.compiler.analysis.cellhash import cell_hash
+        from shrinkc.compiler.ir import SpaceDef
+        from shrinkc.compiler.passes.space import expand
+        from shrinkc.search import rules
+
+        prog = rules.with_edges(self.parsed, self.space.name, tuple(map(tuple, edges)))
+        return cell_hash(expand(prog.defs(SpaceDef)[self.space.name]))
+
+    def random_cells(self, n: int, seed: int, exclude=()) -> list[tuple]:
+        """``n`` distinct random cells of the space (by cell hash): a random number of edges
+        (2 to all), a random subset of that size, cleaned up."""
+        from shrinkc.compiler.passes.space import cleanup, node_count
+        from shrinkc.search import rules
+
+        rng = random.Random(seed)
+        full = rules.live_edges(self.space)
+        nodes = node_count(self.space)
+        seen, cells = set(exclude), []
+        while len(cells) < n:
+            k = rng.randint(2, len(full))
+            edges = cleanup(tuple(sorted(rng.sample(full, k), key=lambda e: (e[1], e[0]))), nodes)
+            if not rules.valid(edges):
+                continue
+            h = self.cell_hash(edges)
+            if h not in seen:
+                seen.add(h)
+                cells.append(edges)
+        return cells
+
+
+def shrinka_job(sp: Space, seed: int):
+    """ShrinkCNN-A's released cell (5 nodes, 6 edges) in the search's proxy network."""
+    from shrinkc.search.job import Job
+
+    cell = (ROOT / "specs" / "shrinkcnn_a.shrink").read_text()
+    cell = cell[cell.index("cell ShrinkA"):cell.index("network ShrinkCNN_A")]
+    text = ("shrink 1\n\n" + cell + "network Proxy(classes = 10) {\n"
+            "    input image[3, 32, 32]\n    stem conv(32, k=3) relu\n"
+            "    stage ShrinkA(16) x 1\n    stage ShrinkA(32) x 1 downsample maxpool(2)\n"
+            "    stage ShrinkA(64) x 1 downsample maxpool(2)\n"
+            "    head global_avgpool -> linear(classes)\n}\n")
+    return Job(path=str(ROOT / "benchmarks" / "shrinka_proxy.shrink"), text=text,
+               network="Proxy", overrides=sp.overrides, train=dict(sp.settings.train),
+               data=sp.data, seed=seed, threads=1, edges=6)
+
+
+def load(part: str) -> dict:
+    path = RESULTS / f"{part}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save(part: str, doc: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{part}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _evaluate(job):
+    from shrinkc.search.train import evaluate
+
+    return evaluate(job)
+
+
+def train_all(part: str, doc: dict, jobs: dict, workers: int) -> dict:
+    """Train the named jobs not yet in ``doc['runs']``, saving after each one finishes."""
+    runs = doc.setdefault("runs", {})
+    todo = {k: j for k, j in jobs.items() if k not in runs}
+    print(f"{part}: {len(jobs) - len(todo)} of {len(jobs)} trainings done, {len(todo)} to go",
+          flush=True)
+    if not todo:
+        return doc
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_evaluate, j): k for k, j in todo.items()}
+        for f in as_completed(futures):
+            k = futures[f]
+            r = f.result()
+            runs[k] = {x: r[x] for x in ("acc", "macs", "params", "epochs", "curve", "seconds")}
+            save(part, doc)
+            print(f"  {k}: acc {r['acc']:.4f} in {r['epochs']} epochs, {r['seconds']:.0f} s "
+                  f"({time.perf_counter() - t0:.0f} s in)", flush=True)
+    return doc
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def part_rank(args) -> None:
+    sp = Space()
+    doc = load("rank")
+    if "cells" not in doc:
+        doc = {"protocol": {"spec": SPEC, "data": "digits", "train": sp.settings.train,
+                            "seeds": list(RANK_SEEDS), "sample_seed": 1234},
+               "cells": [list(map(list, c)) for c in sp.random_cells(args.cells, 1234)],
+               "runs": {}}
+    jobs = {f"{i}/{s}": sp.job(c, s) for i, c in enumerate(doc["cells"]) for s in RANK_SEEDS}
+    # the largest cells first: the pool ends with short jobs on both workers
+    jobs = dict(sorted(jobs.items(), key=lambda kv: -len(doc["cells"][int(kv[0].split("/")[0])])))
+    train_all("rank", doc, jobs, args.workers)
+
+
+def part_search(args) -> None:
+    doc = load("search")
+    out = RESULTS / "runs" / "search"
     resume = ["--resume"] if (out / "run.json").exists() else []
+    cmd = [sys.executable, "-m", "shrinkc", "shrink", SPEC, "-o", str(out), "--quiet",
+           "--workers", str(args.workers), *RECOMMENDED, *resume]
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "shrinkc", "shrink", spec, "-o", str(out), "--quiet",
-                    *extra, *resume], check=True, cwd=ROOT)
-    wall = time.perf_counter() - t
-    if resume:  # the run spans invocations: count its candidates' training time instead
-        return sum(e.get("seconds", 0.0) for e in log(out)) / max(1, _workers(extra))
-    return wall
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    doc.setdefault("invocations", []).append(
+        {"command": " ".join(["shrinkc", *cmd[3:]]), "wall_s": round(time.perf_counter() - t, 1)})
+    doc["log"] = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    save("search", doc)
 
 
-def _workers(extra: list[str]) -> int:
-    return int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
+def part_random(args) -> None:
+    sp = Space()
+    search = load("search")
+    if "log" not in search:
+        sys.exit("run the search part first: random search spends the same candidate-epochs")
+    budget = sum(e.get("epochs", 0) for e in search["log"] if "isomorphic_to" not in e)
+    epochs = int(RECOMMENDED[RECOMMENDED.index("--epochs") + 1])
+    doc = load("random")
+    if "cells" not in doc:
+        n = max(1, budget // epochs)
+        doc = {"protocol": {"budget_epochs": budget, "epochs": epochs, "cells": n,
+                            "sample_seed": 4321},
+               "cells": [list(map(list, c)) for c in sp.random_cells(n, 4321)], "runs": {}}
+    jobs = {f"{i}": sp.job(c, 7000 + i, epochs=epochs) for i, c in enumerate(doc["cells"])}
+    t = time.perf_counter()
+    train_all("random", doc, jobs, args.workers)
+    doc.setdefault("wall_s", []).append(round(time.perf_counter() - t, 1))
+    save("random", doc)
 
 
-def log(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+def best_cells(sp: Space) -> dict[str, list]:
+    """Each method's best cell: the search's best snapshot, random search's best score."""
+    from shrinkc.search import rules
+
+    out = {}
+    search = load("search")
+    if "log" in search:
+        snaps = [e for e in search["log"] if e.get("chosen") and e.get("edge") is not None]
+        best = max(snaps, key=lambda e: (e["score"], -e["edges"]))
+        out["autoshrink"] = _edges_after(sp, search["log"], best["step"])
+    rnd = load("random")
+    if rnd.get("runs"):
+        i = max(rnd["runs"], key=lambda k: (sp.score(rnd["runs"][k]["acc"],
+                                                     rnd["runs"][k]["macs"]), -int(k)))
+        out["random search"] = rnd["cells"][int(i)]
+    return out
+
+
+def _edges_after(sp: Space, log: list[dict], step: int) -> list:
+    """The live edges after ``step`` of a run, replayed from its log."""
+    from shrinkc.search import rules
+
+    edges = rules.live_edges(sp.space)
+    for s in range(1, step + 1):
+        for e in log:
+            if e["step"] == s and e["chosen"]:
+                edges = rules.remove(sp.space, edges, tuple(e["edge"]))
+    return [list(e) for e in edges]
+
+
+def part_retrain(args) -> None:
+    from shrinkc.search import rules
+
+    sp = Space()
+    doc = load("retrain")
+    cells = {"complete DAG": [list(e) for e in rules.live_edges(sp.space)], **best_cells(sp)}
+    doc["cells"] = cells
+    jobs = {f"{name}/{s}": sp.job(c, s) for name, c in cells.items() for s in RETRAIN_SEEDS}
+    jobs.update({f"ShrinkCNN-A cell/{s}": shrinka_job(sp, s) for s in RETRAIN_SEEDS})
+    train_all("retrain", doc, jobs, args.workers)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def kendall(a: list[float], b: list[float]) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(a, b).statistic)
+
+
+def rank_table(sp: Space) -> dict:
+    doc = load("rank")
+    runs, cells = doc.get("runs", {}), doc.get("cells", [])
+    done = [i for i in range(len(cells)) if all(f"{i}/{s}" in runs for s in RANK_SEEDS)]
+    if len(done) < 3:
+        return {}
+    a, b = ([runs[f"{i}/{s}"] for i in done] for s in RANK_SEEDS)
+
+    def fast(run, r):  # what a run with epochs=r would have reported: the best of its first r
+        return max(run["curve"][:r])
+
+    out = {"cells": len(done), "rows": []}
+    for metric in ("score", "acc"):
+        def val(run, acc):
+            return sp.score(acc, run["macs"]) if metric == "score" else acc
+
+        ceiling = kendall([val(x, x["acc"]) for x in a], [val(y, y["acc"]) for y in b])
+        for r in (1, 2, 3, 4, 5):
+            # the r-epoch scores of one seed against the full scores of the other, both ways
+            t = (kendall([val(x, fast(x, r)) for x in a], [val(y, y["acc"]) for y in b])
+                 + kendall([val(y, fast(y, r)) for y in b], [val(x, x["acc"]) for x in a])) / 2
+            out["rows"].append({"metric": metric, "epochs": r, "tau": t, "ceiling": ceiling,
+                                "fraction": t / ceiling if ceiling > 0 else float("nan")})
+    return out
+
+
+def part_report(args) -> None:
+    import statistics
+
+    sp = Space()
+    rank = rank_table(sp)
+    if rank:
+        print(f"\nRanking: Kendall tau over {rank['cells']} random cells, r-epoch scores of one "
+              "seed against full scores of the other (mean of both ways)")
+        print(f"{'metric':<7} {'epochs':>6} {'tau':>7} {'ceiling':>8} {'fraction':>9}")
+        for row in rank["rows"]:
+            print(f"{row['metric']:<7} {row['epochs']:>6} {row['tau']:>7.3f} "
+                  f"{row['ceiling']:>8.3f} {row['fraction']:>9.2f}")
+    doc = load("retrain")
+    runs = doc.get("runs", {})
+    rows = []
+    if runs:
+        print("\nRe-trained from scratch at the full budget (20 epochs, patience 3), "
+              f"seeds {RETRAIN_SEEDS}")
+        head = f"{'cell':<18} {'edges':>5} {'acc mean':>9} {'spread':>7} {'MACs':>12} {'params':>8} {'score':>7}"
+        print(head)
+        print("-" * len(head))
+        names = list(doc.get("cells", {})) + ["ShrinkCNN-A cell"]
+        for name in names:
+            got = [runs[f"{name}/{s}"] for s in RETRAIN_SEEDS if f"{name}/{s}" in runs]
+            if not got:
+                continue
+            accs = [g["acc"] for g in got]
+            edges = len(doc["cells"][name]) if name in doc.get("cells", {}) else 6
+            mean = statistics.mean(accs)
+            row = {"cell": name, "edges": edges, "acc_mean": mean,
+                   "acc_spread": max(accs) - min(accs), "seeds": len(got),
+                   "macs": got[0]["macs"], "params": got[0]["params"],
+                   "score": sp.score(mean, got[0]["macs"])}
+            rows.append(row)
+            print(f"{name:<18} {edges:>5} {mean:>9.4f} {row['acc_spread']:>7.4f} "
+                  f"{row['macs']:>12,} {row['params']:>8,} {row['score']:>7.4f}")
+    search, rnd = load("search"), load("random")
+    if "log" in search:
+        trained = [e for e in search["log"] if "isomorphic_to" not in e]
+        wall = sum(i["wall_s"] for i in search.get("invocations", []))
+        print(f"\nAutoShrink ({' '.join(RECOMMENDED)}): {wall / 60:.1f} min wall, "
+              f"{len(trained)} trainings, {sum(e['epochs'] for e in trained)} candidate-epochs")
+    if rnd.get("runs"):
+        print(f"random search: {len(rnd['runs'])} cells x {rnd['protocol']['epochs']} epochs, "
+              f"{sum(rnd.get('wall_s', [0])) / 60:.1f} min wall")
+    save("report", {"rank": rank, "retrain": rows})
+    pareto(sp, rows)
+
+
+def pareto(sp: Space, rows: list[dict]) -> None:
+    """docs/search_pareto.png: accuracy against proxy MACs for the rank part's random cells
+    (mean of 2 seeds), each method's best and the references (mean of 3 seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    doc = load("rank")
+    runs, pts = doc.get("runs", {}), []
+    for i in range(len(doc.get("cells", []))):
+        got = [runs[f"{i}/{s}"] for s in RANK_SEEDS if f"{i}/{s}" in runs]
+        if len(got) == len(RANK_SEEDS):
+            pts.append((got[0]["macs"], sum(g["acc"] for g in got) / len(got)))
+    if not pts:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter([p[0] / 1e6 for p in pts], [p[1] for p in pts], s=18, c="0.6",
+               label=f"random cells ({len(pts)}, mean of 2 seeds)")
+    front, best = [], -1.0
+    for m, a in sorted(pts):
+        if a > best:
+            front.append((m, a))
+            best = a
+    ax.plot([p[0] / 1e6 for p in front], [p[1] for p in front], c="0.6", lw=1, ls="--",
+            label="Pareto front of the random cells")
+    marks = {"autoshrink": ("*", "C3"), "random search": ("s", "C0"),
+             "complete DAG": ("^", "C2"), "ShrinkCNN-A cell": ("D", "C1")}
+    for r in rows:
+        m, c = marks.get(r["cell"], ("o", "k"))
+        ax.errorbar(r["macs"] / 1e6, r["acc_mean"], yerr=r["acc_spread"] / 2, fmt=m, c=c, ms=10,
+                    label=f"{r['cell']} (3 seeds)")
+    ax.set_xscale("log")
+    ax.set_xlabel("proxy network MACs (millions, log scale)")
+    ax.set_ylabel("validation accuracy (digits proxy)")
+    ax.set_title("AutoShrink CNN space: accuracy against cost")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out = ROOT / "docs" / "search_pareto.png"
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out.relative_to(ROOT)}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--spec", default="specs/shrinkcnn_space.shrink")
-    ap.add_argument("--max-steps", type=int)
-    ap.add_argument("--epochs", type=int, help="epochs from scratch (default: the spec's)")
+    ap.add_argument("part", choices=("rank", "search", "random", "retrain", "report"))
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", help="keep the run directories here; run again with the same "
-                    "--out to resume an interrupted benchmark")
-    ap.add_argument("--data", help="proxy data: .npz (CNN) or a PTB-layout folder (RNN)")
+    ap.add_argument("--cells", type=int, default=20, help="random cells in the rank part")
     args = ap.parse_args()
-
-    from shrinkc.compiler import check
-    from shrinkc.compiler.ir import SearchDef, SpaceDef
-    from shrinkc.compiler.passes.space import cleanup, node_count
-    from shrinkc.search import rules
-    from shrinkc.search.job import make_job
-    from shrinkc.search.settings import settings as read_settings
-    from shrinkc.search.train import evaluate
-
-    base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="shrink-bench-"))
-    common = ["--workers", str(args.workers), "--seed", str(args.seed)]
-    if args.data:
-        common += ["--data", args.data]
-    if args.max_steps:
-        common += ["--max-steps", str(args.max_steps)]
-    if args.epochs:
-        common += ["--epochs", str(args.epochs)]
-
-    checked = check(ROOT / args.spec)
-    parsed = checked.sources.main
-    space = next(i for i in parsed.items if isinstance(i, SpaceDef))
-    search = next(i for i in checked.program.items if isinstance(i, SearchDef))
-    is_lm = checked.program.networks[search.network].is_lm
-    settings = read_settings(search, {"epochs": args.epochs, "seed": args.seed}, lm=is_lm)
-
-    rows = {}
-    t_scratch = shrink(args.spec, base / "scratch", common)
-    t_inherit = shrink(args.spec, base / "inherit", common + ["--inherit"])
-    n_trained = sum(1 for e in log(base / "scratch") if "isomorphic_to" not in e)
-
-    # random search: as many random sub-DAGs of the space, each trained from scratch
-    rng = random.Random(args.seed)
-    n = node_count(space)
-    full = rules.live_edges(space)
-    cells = []
-    while len(cells) < n_trained:
-        k = rng.randint(1, len(full))
-        edges = cleanup(tuple(sorted(rng.sample(full, k), key=lambda e: (e[1], e[0]))), n)
-        if rules.valid(edges):
-            cells.append(edges)
-    if is_lm:
-        from shrinkc.search.data import corpus
-
-        classes = {"vocab": corpus.load(args.data).size}
-    else:
-        from shrinkc.compiler.pipeline import build_graph
-        from shrinkc.search.data import images as proxy_data
-
-        shape = tuple(build_graph(checked, search.network).input_shape.as_list())
-        classes = {"classes": proxy_data.load(args.data, shape).classes}
-
-    def job(edges, seed):
-        return make_job(path=args.spec, program=parsed, space=space.name, edges=edges,
-                        network=search.network, overrides=classes, train=settings.train,
-                        data=args.data, seed=seed, threads=1)
-
-    t = time.perf_counter()
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        results = list(pool.map(evaluate, [job(c, rules.candidate_seed(args.seed, 1000, (i, 0)))
-                                           for i, c in enumerate(cells)]))
-    t_random = time.perf_counter() - t
-    random_scored = [(rules.score(settings.score, {**r, "edges": len(c)}), c, r)
-                     for c, r in zip(cells, results)]
-    best_random = max(random_scored, key=lambda x: (x[0], -len(x[1])))
-
-    def best_of(run: Path):
-        best = parse_best(run / "best.shrink")
-        entry = max((e for e in log(run) if e["chosen"] and e["edge"] is not None),
-                    key=lambda e: (e["score"], -e["edges"]))
-        return best, entry
-
-    def parse_best(path: Path):
-        from shrinkc.compiler.passes.space import all_edges
-
-        sp = next(i for i in check(path).sources.main.items if isinstance(i, SpaceDef))
-        return cleanup(all_edges(sp), n)
-
-    # re-train each method's best cell from scratch, same budget and seed
-    finals = {}
-    for name in ("scratch", "inherit"):
-        edges, entry = best_of(base / name)
-        finals[name] = (edges, entry)
-    finals["random"] = (best_random[1], {"score": best_random[0], **best_random[2]})
-    retrain_seed = rules.candidate_seed(args.seed, 9999, (0, 0))
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        retrained = dict(zip(finals, pool.map(evaluate, [job(e, retrain_seed) for e, _ in finals.values()])))
-
-    times = {"scratch": t_scratch, "inherit": t_inherit, "random": t_random}
-    counts = {"scratch": n_trained, "inherit": len(log(base / "inherit")), "random": len(cells)}
-    print(f"AutoShrink {'RNN' if is_lm else 'CNN'} search, {args.spec}, {args.workers} worker(s), "
-          f"epochs {settings.train['epochs']}, max steps {args.max_steps or 'all'}")
-    quality, cost = ("ppl", "flops") if is_lm else ("acc", "macs")
-    head = (f"{'method':<22} {'wall s':>8} {'trained':>8} {'edges':>6} {'found score':>12} "
-            f"{'retrained score':>16} {quality:>7} {cost.upper():>12}")
-    print(head)
-    print("-" * len(head))
-    labels = {"scratch": "shrink (paper)", "inherit": "shrink --inherit", "random": "random search"}
-    for name, (edges, entry) in finals.items():
-        r = retrained[name]
-        rs = rules.score(settings.score, {**r, "edges": len(edges)})
-        rows[name] = rs
-        print(f"{labels[name]:<22} {times[name]:>8.1f} {counts[name]:>8} {len(edges):>6} "
-              f"{entry['score']:>12.4f} {rs:>16.4f} {r[quality]:>7.4g} {r[cost]:>12,}")
-    print(f"\n--inherit: {t_scratch / t_inherit:.2f}x faster than from scratch (target >= 3x); "
-          f"retrained best score {rows['inherit'] - rows['scratch']:+.4f} vs from scratch "
-          f"(target >= -0.01)")
-    iso = sum(1 for e in log(base / "scratch") if "isomorphic_to" in e)
-    print(f"isomorphic candidates not re-trained (from scratch run): {iso} of {n_trained}")
-    print(f"run directories: {base}")
+    {"rank": part_rank, "search": part_search, "random": part_random,
+     "retrain": part_retrain, "report": part_report}[args.part](args)
 
 
 if __name__ == "__main__":

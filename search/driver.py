@@ -77,11 +77,14 @@ class _Search:
         return rules.with_edges(self.parsed, self.space.name, edges)
 
     def job(self, edges: tuple[Edge, ...], seed: int, parent: Parent | None = None,
-            keep_state: bool = False) -> Job:
-        """The job that trains the proxy network with the space cut down to ``edges``."""
+            keep_state: bool = False, epochs: int | None = None) -> Job:
+        """The job that trains the proxy network with the space cut down to ``edges``
+        (for ``epochs``, when given: a successive-halving round's budget)."""
+        train = self.settings.train if epochs is None else {**self.settings.train,
+                                                             "epochs": epochs}
         return make_job(path=self.opts.spec, program=self.parsed, space=self.space.name,
                         edges=edges, network=self.search.network, overrides=self.overrides,
-                        train=self.settings.train, data=self.opts.data, seed=seed,
+                        train=train, data=self.opts.data, seed=seed,
                         threads=self.opts.threads, parent=parent, keep_state=keep_state,
                         precision=self.precision)
 
@@ -135,7 +138,11 @@ def _run(s: _Search, rundir: RunDir, report: Report | None) -> dict:
     log = rundir.start(_meta(s), opts.resume)
     edges = rules.live_edges(s.space)
     goal = rules.target(len(edges), s.settings.keep)
-    total = sum(min(s.settings.candidates, n) for n in range(goal + 1, len(edges) + 1))
+    rounds = 1 if opts.inherit else len(rules.rungs(int(s.settings.train["epochs"]),
+                                                    s.settings.halving))
+    total = sum(sum(rules.round_sizes(min(s.settings.candidates, n), rounds,
+                                      s.settings.halving, s.settings.drop))
+                for n in range(goal + 1, len(edges) + 1))
     resumed = sum(1 for e in log if e["step"] >= 1)
     state = _Run(rundir, log, edges, Progress(opts.quiet, total, resumed))
     try:
@@ -169,6 +176,10 @@ def _prepare(opts: Options, report: Report | None) -> _Search:
     search = _find_search(checked, opts.search)
     lm = checked.program.networks[search.network].is_lm
     settings = read_settings(search, opts.overrides, lm=lm)
+    if opts.inherit and settings.halving:
+        raise ShrinkError("successive halving does not combine with --inherit (inherited "
+                          "candidates are fine-tuned for the same few epochs each)",
+                          search.locs.get("shrink"), "drop --inherit, or set halving=0")
     parsed = checked.sources.main
     spaces = {i.name: i for i in parsed.items if isinstance(i, ir.SpaceDef)}
     if search.space not in spaces:
@@ -275,27 +286,55 @@ def _first_parent(s: _Search, state: _Run) -> Parent:
 
 def _step(s: _Search, state: _Run, step: int) -> bool:
     """Run step ``step``: sample its candidates, train those not in the log yet, remove the
-    winners' edges and snapshot. False when no edge can be removed."""
+    winners' edges and snapshot. False when no edge can be removed.
+
+    With successive halving (``halving`` = eta), a step runs in rounds: every candidate is
+    trained for the first budget of ``rules.rungs``, the best 1/eta go on to the next, and so
+    on, while a round has more candidates than winners to pick; the winners are the best of
+    the last round. A candidate in a later round is trained
+    again from scratch, with the same seed, for the longer budget (its first epochs repeat the
+    shorter run exactly: there is no schedule that depends on the budget)."""
     removable = rules.shrink_space(state.edges, s.space)
     if not removable:
         return False
     cands = rules.sample(removable, s.settings.candidates, s.settings.seed, step)
-    done = {tuple(e["edge"]): e for e in state.log if e["step"] == step}
-    plan, trained = _plan(s, state, step, [c for c in cands if c not in done])
     state.progress.step(step, len(state.edges))
-    _train_and_record(s, state, step, plan, trained, done, len(cands))
-    chosen = _choose(s, state, step, [done[c] for c in cands])
+    budgets = rules.rungs(int(s.settings.train["epochs"]), s.settings.halving)
+    if state.parent is not None:
+        budgets = budgets[-1:]  # --inherit fine-tunes instead (halving is refused with it)
+    entries: list[dict] = []
+    for rung, budget in enumerate(budgets):
+        if rung > 0:
+            cands = rules.survivors(entries, s.settings.halving, s.settings.drop)
+            if len(cands) <= s.settings.drop:  # they are the winners: nothing left to decide
+                break
+        entries = _round(s, state, step, cands, rung if len(budgets) > 1 else None,
+                         budget if rung < len(budgets) - 1 else None)
+    chosen = _choose(s, state, step, entries)
     _remove_and_snapshot(s, state, step, chosen)
     return True
 
 
-def _plan(s: _Search, state: _Run, step: int,
-          todo: list[Edge]) -> tuple[list[_Planned], dict[str, dict]]:
+def _round(s: _Search, state: _Run, step: int, cands: list[Edge], rung: int | None,
+           epochs: int | None) -> list[dict]:
+    """Train the candidates ``cands`` of a step (one round of it, with halving: ``rung``,
+    for ``epochs``; None: the train settings' own) that the log lacks; their log entries."""
+    done = {tuple(e["edge"]): e for e in state.log
+            if e["step"] == step and e.get("rung") == rung}
+    plan, trained = _plan(s, state, step, [c for c in cands if c not in done], rung, epochs)
+    _train_and_record(s, state, step, plan, trained, done, len(cands), rung)
+    return [done[c] for c in cands]
+
+
+def _plan(s: _Search, state: _Run, step: int, todo: list[Edge], rung: int | None = None,
+          epochs: int | None = None) -> tuple[list[_Planned], dict[str, dict]]:
     """The jobs of a step's candidates not yet in the log, and the log's trained candidates
-    by cell hash. A candidate isomorphic to one trained earlier in the run (or in this step) is
-    not trained again (not with --inherit, where the result depends on the parent's weights).
+    (of the same round) by cell hash. A candidate isomorphic to one trained earlier in the run
+    (or in this step) is not trained again (not with --inherit, where the result depends on
+    the parent's weights).
     """
-    trained = {e["hash"]: e for e in state.log if "hash" in e and "isomorphic_to" not in e}
+    trained = {e["hash"]: e for e in state.log
+               if "hash" in e and "isomorphic_to" not in e and e.get("rung") == rung}
     plan: list[_Planned] = []
     for c in todo:
         after = rules.remove(s.space, state.edges, c)
@@ -303,22 +342,25 @@ def _plan(s: _Search, state: _Run, step: int,
         h = cell_hash(expand_space(space))  # type: ignore[arg-type]
         dup = state.parent is None and (h in trained or any(p.hash == h for p in plan))
         job = None if dup else s.job(after, rules.candidate_seed(s.settings.seed, step, c),
-                                     state.parent, keep_state=state.parent is not None)
+                                     state.parent, keep_state=state.parent is not None,
+                                     epochs=epochs)
         plan.append(_Planned(c, h, job))
     return plan, trained
 
 
 def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
-                      trained: dict[str, dict], done: dict[Edge, dict], n: int) -> None:
+                      trained: dict[str, dict], done: dict[Edge, dict], n: int,
+                      rung: int | None = None) -> None:
     """Train the planned jobs and log each candidate as it finishes (an isomorphic one takes
     its twin's metrics); the log is written after every candidate."""
     jobs = [p.job for p in plan if p.job is not None]
     results = state.train(s.opts, jobs) if jobs else iter(())
+    where = {} if rung is None else {"rung": rung}
     for p in plan:
         if p.job is None:
             twin = trained.get(p.hash) or next(done[q.edge] for q in plan if q.hash == p.hash)
             entry = {**twin, "step": step, "edge": list(p.edge), "chosen": False,
-                     "seconds": 0.0, "isomorphic_to": [twin["step"], twin["edge"]]}
+                     "seconds": 0.0, "isomorphic_to": [twin["step"], twin["edge"]], **where}
         else:
             result = next(results)
             if "state" in result:
@@ -326,7 +368,7 @@ def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
             metrics = {**result, "edges": p.job.edges}
             entry = {"step": step, "edge": list(p.edge), "edges": p.job.edges, "hash": p.hash,
                      "score": rules.score(s.settings.score, metrics), "chosen": False,
-                     **{k: v for k, v in result.items() if k != "state"}}
+                     **where, **{k: v for k, v in result.items() if k != "state"}}
             trained.setdefault(p.hash, entry)
         state.log.append(entry)
         done[p.edge] = entry
@@ -337,8 +379,7 @@ def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
 def _choose(s: _Search, state: _Run, step: int, entries: list[dict]) -> list[dict]:
     """Mark the step's best ``drop`` candidates chosen (ties: fewer edges, then the lower
     edge) and log it; with --inherit the first winner's weights become the next parent."""
-    ranked = sorted(entries, key=lambda e: (-e["score"], e["edges"], e["edge"]))
-    chosen = ranked[: s.settings.drop]
+    chosen = rules.rank(entries)[: s.settings.drop]
     for e in entries:
         e["chosen"] = any(e is ch for ch in chosen)
     if state.parent is not None:

@@ -116,6 +116,41 @@ def sample(edges: list[Edge], k: int, seed: int, step: int) -> list[Edge]:
     return sorted(rng.sample(edges, k), key=lambda e: (e[1], e[0]))
 
 
+def rungs(epochs: int, halving: int) -> list[int]:
+    """The epoch budgets of a step's rounds: ``[epochs]`` without halving; with halving factor
+    eta, successive halving's budgets ``epochs / eta**s, ..., epochs / eta, epochs`` (whole
+    epochs, at least 1), as many as fit: ``rungs(9, 3) == [1, 3, 9]``, ``rungs(4, 2) ==
+    [1, 2, 4]``, ``rungs(2, 3) == [2]``."""
+    if halving < 2:
+        return [epochs]
+    out, b = [epochs], epochs
+    while b // halving >= 1:
+        b //= halving
+        out.insert(0, b)
+    return out
+
+
+def rank(entries: list[dict]) -> list[dict]:
+    """Candidates best first: higher score, then fewer edges, then the lower edge."""
+    return sorted(entries, key=lambda e: (-e["score"], e["edges"], e["edge"]))
+
+
+def survivors(entries: list[dict], halving: int, drop: int) -> list[Edge]:
+    """The edges of the candidates that go on to the next round: the best 1/eta of them,
+    never fewer than the ``drop`` a step removes (when that leaves only ``drop``, they are the
+    winners and the step needs no further round)."""
+    keep = max(drop, -(-len(entries) // halving))
+    return sorted((tuple(e["edge"]) for e in rank(entries)[:keep]), key=lambda e: (e[1], e[0]))
+
+
+def round_sizes(k: int, rounds: int, halving: int, drop: int) -> list[int]:
+    """How many candidates each round of a step with ``k`` candidates trains."""
+    sizes = [k]
+    while len(sizes) < rounds and max(drop, -(-sizes[-1] // halving)) > drop:
+        sizes.append(max(drop, -(-sizes[-1] // halving)))
+    return sizes
+
+
 def target(initial: int, keep: float) -> int:
     return int(round(initial * keep))
 

@@ -111,6 +111,7 @@ class _Entry(BaseModel):
     params: float | None = None
     epochs: int | None = None
     seconds: float | None = None
+    rung: int | None = Field(default=None, ge=0)  # the round, with successive halving
 
     @model_validator(mode="after")
     def _consistent(self) -> _Entry:
@@ -317,7 +318,8 @@ class RunDir:
                 except ValidationError as e:
                     problem = _first_problem(e)
             if problem is None:
-                key = (entry["step"], None if entry["edge"] is None else tuple(entry["edge"]))
+                key = (entry["step"], None if entry["edge"] is None else tuple(entry["edge"]),
+                       entry.get("rung") or 0)
                 if key in seen:
                     problem = f"the candidate of step {key[0]} is also on line {seen[key]}"
                 seen.setdefault(key, n)

@@ -27,8 +27,8 @@ from .rules import CNN_METRICS, LM_METRICS, check_score
 TRAIN_KEYS = {"optimizer": str, "lr": float, "batch": int, "epochs": int, "patience": int,
               "momentum": float, "weight_decay": float, "finetune": int, "bptt": int,
               "clip": float}
-SHRINK_KEYS = {"candidates": int, "drop": int, "keep": float, "seed": int}
-DEFAULT_SHRINK = {"candidates": 10, "drop": 1, "keep": 0.01, "seed": 0}
+SHRINK_KEYS = {"candidates": int, "drop": int, "keep": float, "seed": int, "halving": int}
+DEFAULT_SHRINK = {"candidates": 10, "drop": 1, "keep": 0.01, "seed": 0, "halving": 0}
 DEFAULT_TRAIN = {"optimizer": "adam", "lr": 0.004, "batch": 128, "epochs": 20, "patience": 3,
                  "finetune": 2, "momentum": 0.0, "weight_decay": 0.0}
 DEFAULT_TRAIN_LM = {"optimizer": "sgd", "lr": 20.0, "batch": 128, "epochs": 10, "patience": 2,
@@ -44,7 +44,8 @@ _RECORDED_UNLESS_ZERO = ("momentum", "weight_decay")
 @dataclass(frozen=True)
 class Settings:
     """A search's checked settings: K candidates a step, edges dropped a step, the fraction of
-    edges to keep, the seed, every train setting (``train``) and the score expression."""
+    edges to keep, the seed, every train setting (``train``), the score expression and the
+    successive-halving factor (0: off, every candidate gets the full budget, as the paper)."""
 
     candidates: int
     drop: int
@@ -52,6 +53,7 @@ class Settings:
     seed: int
     train: dict
     score: ir.Expr
+    halving: int = 0
 
 
 def default_train(lm: bool) -> dict:
@@ -75,6 +77,10 @@ def settings(search: ir.SearchDef, overrides: dict | None = None, *, lm: bool = 
     for k in ("candidates", "drop"):
         if shrink[k] < 1:
             raise ShrinkError(f"{k} must be at least 1, got {shrink[k]}", search.locs.get("shrink"))
+    if shrink["halving"] == 1 or shrink["halving"] < 0:
+        raise ShrinkError(f"halving must be 0 (off) or a factor of at least 2, got "
+                          f"{shrink['halving']}", search.locs.get("shrink"),
+                          "halving=3 keeps the best third of a step's candidates each round")
     if not 0 <= shrink["keep"] < 1:
         raise ShrinkError(f"keep must be a fraction in [0, 1), got {shrink['keep']}",
                           search.locs.get("shrink"))
@@ -86,14 +92,17 @@ def settings(search: ir.SearchDef, overrides: dict | None = None, *, lm: bool = 
                           "write e.g. score acc - 0.1 * (log10(macs) - 6)")
     check_score(search.score, LM_METRICS if lm else CNN_METRICS)
     return Settings(shrink["candidates"], shrink["drop"], shrink["keep"], shrink["seed"], train,
-                    search.score)
+                    search.score, shrink["halving"])
 
 
 def recorded(s: Settings) -> dict:
     """The settings as run.json records them (``--resume`` compares them)."""
     train = {k: v for k, v in s.train.items() if not (k in _RECORDED_UNLESS_ZERO and v == 0)}
-    return {"candidates": s.candidates, "drop": s.drop, "keep": s.keep, "seed": s.seed,
-            "train": train}
+    out = {"candidates": s.candidates, "drop": s.drop, "keep": s.keep, "seed": s.seed,
+           "train": train}
+    if s.halving:  # recorded only when on: a run made before halving existed still resumes
+        out["halving"] = s.halving
+    return out
 
 
 def _read(args: tuple[ir.Arg, ...], keys: dict, defaults: dict, what: str) -> dict:

@@ -73,8 +73,11 @@ def _autocast(precision: str):
     return contextlib.nullcontext()
 
 
-def train(model, data, settings: dict, seed: int, precision: str = "fp32") -> tuple[float, int]:
-    """Train ``model``; returns (best validation accuracy, epochs run).
+def train(model, data, settings: dict, seed: int,
+          precision: str = "fp32") -> tuple[float, int, list[float]]:
+    """Train ``model``; returns (best validation accuracy, epochs run, the validation accuracy
+    after each epoch: the learning curve, from which the score any shorter budget with the
+    same seed would have given can be read).
 
     Images and the model are kept channels-last (NHWC): on CPUs, oneDNN's convolutions run
     about twice as fast so (``benchmarks/proxy_train.py``); the numbers are fp32 either way.
@@ -93,7 +96,7 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32") -> tu
         x_val = x_val.contiguous(memory_format=torch.channels_last)
     opt = _optimizer(model, settings)
     batch, epochs = int(settings["batch"]), int(settings["epochs"])
-    stop, epoch = _EarlyStop(int(settings["patience"]), higher_is_better=True), 0
+    stop, epoch, curve = _EarlyStop(int(settings["patience"]), higher_is_better=True), 0, []
     while epoch < epochs:
         epoch += 1
         model.train()
@@ -114,14 +117,15 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32") -> tu
                 with _autocast(precision):
                     logits = model(x_val[i:i + 512])
                 correct += (logits.argmax(1) == y_val[i:i + 512]).sum().item()
-        if stop(correct / len(x_val)):
+        curve.append(correct / len(x_val))
+        if stop(curve[-1]):
             break
-    return stop.best or 0.0, epoch
+    return stop.best or 0.0, epoch, curve
 
 
-def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
+def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int, list[float]]:
     """Train a language model with truncated back-propagation through time; returns (best
-    validation perplexity, epochs run). SGD with gradient clipping, as DARTS' search does."""
+    validation perplexity, epochs run, the validation perplexity after each epoch). SGD with gradient clipping, as DARTS' search does."""
     import math
 
     import torch
@@ -140,7 +144,7 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
     valid_data = batchify(corpus.valid, 10 if len(corpus.valid) > 10 * (bptt + 1) else 1)
     opt = _optimizer(model, settings)
     vocab = corpus.size
-    stop, epoch = _EarlyStop(int(settings["patience"]), higher_is_better=False), 0
+    stop, epoch, curve = _EarlyStop(int(settings["patience"]), higher_is_better=False), 0, []
     while epoch < epochs:
         epoch += 1
         model.train()
@@ -165,9 +169,10 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int]:
                 total += F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1), reduction="sum").item()
                 count += y.numel()
         ppl = math.exp(min(total / max(1, count), 50.0))
-        if stop(ppl if math.isfinite(ppl) else math.inf):
+        curve.append(ppl if math.isfinite(ppl) else math.inf)
+        if stop(curve[-1]):
             break
-    return stop.best if stop.best is not None else math.inf, epoch
+    return stop.best if stop.best is not None else math.inf, epoch, curve
 
 
 def _input_layout(graph) -> dict[tuple[str, int, str], list[tuple[str, int]]]:
@@ -277,13 +282,13 @@ def evaluate(job: Job) -> dict:
     if isinstance(graph, ir.LMGraph):
         from shrinkc.search.data import corpus
 
-        ppl, epochs = train_lm(model, corpus.load(job.data), settings, job.seed)
+        ppl, epochs, curve = train_lm(model, corpus.load(job.data), settings, job.seed)
         result = {"ppl": ppl, "flops": graph.lm.flops}
     else:
         data = _data(job.data, tuple(graph.input_shape.as_list()))
-        acc, epochs = train(model, data, settings, job.seed, job.precision)
+        acc, epochs, curve = train(model, data, settings, job.seed, job.precision)
         result = {"acc": acc, "macs": graph.cost.macs}
-    result.update(params=graph.cost.params, epochs=epochs,
+    result.update(params=graph.cost.params, epochs=epochs, curve=curve,
                   seconds=round(time.perf_counter() - start, 3))
     if job.keep_state:
         result["state"] = _state_bytes(model)

@@ -10,7 +10,8 @@ def cmd_shrink(args, report) -> int:
     from shrinkc.search.driver import Options, run
 
     _check_ranges(args)
-    overrides = {"candidates": args.candidates, "epochs": args.epochs, "seed": args.seed}
+    overrides = {"candidates": args.candidates, "epochs": args.epochs, "seed": args.seed,
+                 "halving": args.halving}
     opts = Options(spec=args.spec, out=args.output, data=args.data, workers=args.workers,
                    threads=args.threads, executor=args.executor, address=args.address,
                    resume=args.resume, quiet=args.quiet, max_steps=args.max_steps,
@@ -38,7 +39,8 @@ def _check_ranges(args) -> None:
               ("--threads", args.threads, 1, MAX_THREADS),
               ("--max-steps", args.max_steps, 0, None),
               ("--candidates", args.candidates, 1, None),
-              ("--epochs", args.epochs, 1, None))
+              ("--epochs", args.epochs, 1, None),
+              ("--halving", args.halving, 0, None))
     for flag, value, lo, hi in limits:
         if value is None:
             continue
@@ -58,6 +60,10 @@ def register(sub) -> None:
     r.add_argument("--max-steps", type=int, help="stop after N removal steps")
     r.add_argument("--epochs", type=int, help="training epochs per candidate")
     r.add_argument("--seed", type=int, help="search seed")
+    r.add_argument("--halving", type=int, metavar="ETA",
+                   help="successive halving inside each step: train every candidate briefly, "
+                   "keep the best 1/ETA for a budget ETA times longer, up to --epochs "
+                   "(0: off, the paper's procedure; default: the spec's shrink(halving=...))")
     r.add_argument("--workers", type=int, default=1, help="local worker processes")
     r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="train candidates in fp32 or in bf16 autocast; auto (default): bf16 "

@@ -1,0 +1,150 @@
+"""Successive halving inside a shrinker step: the rounds' budgets and sizes, a tiny search end
+to end (every round checked against the one before it), workers, kill -9 and bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shrinkc.search import rules
+
+from conftest import ROOT, TEST_SPECS
+
+TINY = TEST_SPECS / "tiny_space.shrink"
+HALVING = ("--candidates", "3", "--epochs", "2", "--halving", "2")
+
+
+@pytest.mark.parametrize("epochs, eta, budgets", [
+    (9, 3, [1, 3, 9]), (4, 2, [1, 2, 4]), (10, 3, [1, 3, 10]), (2, 3, [2]), (20, 0, [20]),
+    (1, 2, [1]), (20, 4, [1, 5, 20]),
+])
+def test_rungs(epochs, eta, budgets):
+    assert rules.rungs(epochs, eta) == budgets
+
+
+@pytest.mark.parametrize("k, rounds, eta, drop, sizes", [
+    (10, 3, 3, 1, [10, 4, 2]),  # 10 -> ceil(10/3) = 4 -> ceil(4/3) = 2 (-> 1: the winner)
+    (10, 2, 3, 1, [10, 4]),
+    (10, 3, 2, 1, [10, 5, 3]),
+    (3, 2, 2, 1, [3, 2]),
+    (2, 2, 2, 1, [2]),  # ceil(2/2) = 1 survivor is the winner: no second round
+    (10, 3, 3, 3, [10, 4]),  # never fewer than drop: 4 -> max(3, 2) = 3 are the winners
+    (10, 1, 3, 1, [10]),
+])
+def test_round_sizes(k, rounds, eta, drop, sizes):
+    assert rules.round_sizes(k, rounds, eta, drop) == sizes
+
+
+def test_survivors_are_the_best_by_score_then_fewer_edges():
+    entries = [{"edge": [0, 1], "score": 0.5, "edges": 5}, {"edge": [0, 2], "score": 0.7, "edges": 5},
+               {"edge": [1, 2], "score": 0.7, "edges": 4}, {"edge": [2, 3], "score": 0.1, "edges": 5}]
+    assert rules.survivors(entries, 2, 1) == [(0, 2), (1, 2)]  # sorted by (dst, src)
+    assert rules.survivors(entries, 4, 1) == [(1, 2)]
+    assert rules.survivors(entries, 4, 3) == [(0, 1), (0, 2), (1, 2)]
+
+
+def _run(out: Path, *extra: str, check_rc: bool = True):
+    r = subprocess.run([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
+                        "--quiet", *extra], capture_output=True, text=True, cwd=ROOT)
+    if check_rc:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def _log(out: Path) -> list[dict]:
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    for e in entries:
+        e.pop("seconds")
+    return entries
+
+
+@pytest.fixture(scope="module")
+def halving_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("halving") / "run"
+    _run(out, *HALVING)
+    return out
+
+
+def test_rounds_keep_the_better_half_and_winners_come_from_the_last(halving_run):
+    log = _log(halving_run)
+    steps = sorted({e["step"] for e in log})
+    assert len(steps) >= 3
+    assert json.loads((halving_run / "run.json").read_text())["settings"]["halving"] == 2
+    two_rounds = 0
+    for s in steps:
+        first = [e for e in log if e["step"] == s and e["rung"] == 0]
+        second = [e for e in log if e["step"] == s and e["rung"] == 1]
+        assert all(e["epochs"] == 1 and len(e["curve"]) == 1 for e in first)
+        (chosen,) = [e for e in log if e["step"] == s and e["chosen"]]
+        if len(first) <= 2:  # ceil(2 / 2) = 1 survivor: the winner, no second round
+            assert not second and chosen in first
+            assert chosen["score"] == max(e["score"] for e in first)
+            continue
+        two_rounds += 1
+        # the second round trains exactly the better ceil(3 / 2) = 2 of the first, written
+        # out here: sort by score, ties to fewer edges
+        best = sorted(first, key=lambda e: (-e["score"], e["edges"], e["edge"]))[:2]
+        assert sorted(e["edge"] for e in second) == sorted(e["edge"] for e in best)
+        assert all(e["epochs"] == 2 and len(e["curve"]) == 2 for e in second)
+        assert chosen in second and chosen["score"] == max(e["score"] for e in second)
+        for e in second:  # trained again from the same seed: its first epoch repeats round 0
+            twin = next(f for f in first if f["edge"] == e["edge"])
+            if "isomorphic_to" not in twin:
+                assert e["curve"][0] == twin["curve"][0]
+    assert two_rounds >= 2
+
+
+def test_halving_with_two_workers_gives_the_same_result(halving_run, tmp_path):
+    _run(tmp_path / "w2", *HALVING, "--workers", "2")
+    assert _log(tmp_path / "w2") == _log(halving_run)
+    assert (tmp_path / "w2" / "best.shrink").read_text() == (halving_run / "best.shrink").read_text()
+
+
+def test_halving_resumes_identically_after_kill(halving_run, tmp_path):
+    out, total = tmp_path / "killed", len(_log(halving_run))
+    proc = subprocess.Popen([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
+                             "--quiet", *HALVING], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # into the second round of step 1 or later
+        if log.exists() and len(log.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n = len(log.read_text().splitlines())
+    assert 4 <= n < total, "killed mid-run"
+    _run(out, *HALVING, "--resume")
+    assert _log(out) == _log(halving_run)
+    mismatch = _run(out, "--candidates", "3", "--epochs", "2", "--resume", check_rc=False)
+    assert mismatch.returncode == 1 and "halving" in mismatch.stderr  # settings are recorded
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--halving", "1"), "halving must be 0 (off) or a factor of at least 2, got 1"),
+    (("--halving", "-2"), "--halving must be at least 0, got -2"),
+    (("--halving", "2", "--inherit"), "successive halving does not combine with --inherit"),
+])
+def test_bad_halving_is_an_error(tmp_path, extra, message):
+    r = _run(tmp_path / "bad", *extra, check_rc=False)
+    assert r.returncode in (1, 2) and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad" / "log.jsonl").exists()
+
+
+def test_bad_halving_in_the_spec_is_located(tmp_path):
+    spec = tmp_path / "s.shrink"
+    text = TINY.read_text().replace("seed=0)", "seed=0, halving=1)")
+    spec.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "shrinkc", "shrink", str(spec), "-o",
+                        str(tmp_path / "o"), "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    line = text.splitlines().index(next(x for x in text.splitlines() if "halving=1" in x)) + 1
+    assert r.returncode == 1 and f"s.shrink:{line}:" in r.stderr
+    assert "halving must be 0 (off)" in r.stderr

@@ -222,8 +222,6 @@ def part_random(args) -> None:
 
 def best_cells(sp: Space) -> dict[str, list]:
     """Each method's best cell: the search's best snapshot, random search's best score."""
-    from shrinkc.search import rules
-
     out = {}
     search = load("search")
     if "log" in search:
@@ -284,7 +282,7 @@ def rank_table(sp: Space) -> dict:
 
     out = {"cells": len(done), "rows": []}
     for metric in ("score", "acc"):
-        def val(run, acc):
+        def val(run, acc, metric=metric):
             return sp.score(acc, run["macs"]) if metric == "score" else acc
 
         ceiling = kendall([val(x, x["acc"]) for x in a], [val(y, y["acc"]) for y in b])

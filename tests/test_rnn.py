@@ -40,13 +40,32 @@ def test_recurrent_cell_errors_are_located(tmp_path):
     assert r.stderr.startswith(f"{bad}:5:10: error:") and "did you mean 'tanh'?" in r.stderr
 
 
+def _generated_lines(split: str) -> list[str]:
+    """The built-in generated corpus's sentences of one split, as PTB-layout lines."""
+    from shrinkc.search.data import corpus
+
+    c = corpus.generated()
+    words = [c.vocab[i] for i in getattr(c, split)]
+    lines, line = [], []
+    for w in words:
+        if w == corpus.EOS:
+            lines.append(" ".join(line))
+            line = []
+        else:
+            line.append(w)
+    return lines
+
+
 @pytest.fixture(scope="module")
 def corpus_slice(tmp_path_factory):
-    if not PENN.exists():
-        pytest.skip("../shared/data/penn_proxy is not beside the repository")
+    """400/60/60 sentences of the PTB proxy corpus, or of the generated corpus when
+    ../shared is not beside the repository (the search tests run either way)."""
     d = tmp_path_factory.mktemp("penn_slice")
     for split, n in (("train", 400), ("valid", 60), ("test", 60)):
-        lines = (PENN / f"{split}.txt").read_text().splitlines()[:n]
+        if PENN.exists():
+            lines = (PENN / f"{split}.txt").read_text().splitlines()[:n]
+        else:
+            lines = _generated_lines(split)[:n]
         (d / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return d
 
@@ -103,6 +122,8 @@ def test_rnn_resume_after_kill(reference, corpus_slice, tmp_path):
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    n = len((out / "log.jsonl").read_text().splitlines())
+    assert 2 <= n < len(_log(reference)), "killed mid-run"
     _run(out, corpus_slice, "--resume")
     assert _log(out) == _log(reference)
 

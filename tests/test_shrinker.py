@@ -372,8 +372,55 @@ def test_inherit_search_resumes_identically(tmp_path):
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    n = len((out / "log.jsonl").read_text().splitlines())
+    assert 4 <= n < len(log), "killed mid-run"
     _run(out, "--inherit", "--max-steps", "3", "--resume")
     assert _log(out) == log
+
+
+def test_inherited_candidates_start_from_the_parents_weights():
+    """A candidate job with a parent starts from the parent's trained weights: fine-tuned with
+    a learning rate too small to move them, its weights are the parent's (sliced where an
+    input went); the same job without a parent ends far from them, and so does a parent whose
+    weights are shifted by a constant (the child follows it)."""
+    torch = pytest.importorskip("torch")
+    import io
+
+    from shrinkc.compiler.syntax.printer import print_program
+    from shrinkc.search.job import Parent, make_job
+    from shrinkc.search.settings import settings as read_settings
+    from shrinkc.search.train import evaluate
+
+    checked = check(TINY)
+    prog = checked.sources.main
+    space = next(i for i in prog.items if i.kind == "space")
+    search = next(i for i in prog.items if i.kind == "search")
+    full = rules.live_edges(space)
+    child_edges = rules.remove(space, full, (1, 3))
+    train = {**read_settings(search).train, "finetune": 1}
+
+    def job(edges, parent=None, lr=None, seed=5):
+        return make_job(path=str(TINY), program=prog, space="Tiny", edges=edges,
+                        network="TinyProxy", overrides={}, train={**train, "lr": lr or train["lr"]},
+                        data=None, seed=seed, parent=parent, keep_state=True)
+
+    trained = evaluate(job(full, seed=1))
+    parent_state = torch.load(io.BytesIO(trained["state"]), weights_only=True)
+    parent = Parent(text=print_program(rules.with_edges(prog, "Tiny", full)), state=trained["state"])
+
+    def weights(result):
+        st = torch.load(io.BytesIO(result["state"]), weights_only=True)
+        return {k: v for k, v in st.items() if k.endswith("weight") and v.dim() >= 2}
+
+    inherited = weights(evaluate(job(child_edges, parent, lr=1e-9)))
+    same = [k for k, v in inherited.items() if v.shape == parent_state[k].shape]
+    assert len(same) >= 4
+    for k in same:
+        torch.testing.assert_close(inherited[k], parent_state[k], rtol=0, atol=1e-5)
+    sliced = [k for k, v in inherited.items() if v.shape != parent_state[k].shape]
+    assert sliced  # n3 lost n1's 8 input channels: its weights are the parent's other slices
+    scratch = weights(evaluate(job(child_edges, None, lr=1e-9)))
+    assert all((scratch[k] - parent_state[k]).abs().max() > 1e-2 for k in same)
 
 
 def test_ray_executor_gives_the_same_result(reference_run, tmp_path):

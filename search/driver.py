@@ -26,7 +26,7 @@ from .executors import Executor, make_executor
 from .job import Job, Parent, make_job
 from .progress import Progress
 from .rundir import RunDir, meta
-from .settings import Settings, resolve_precision
+from .settings import Settings, resolve_device, resolve_precision
 from .settings import settings as read_settings
 
 Edge = tuple[int, int]
@@ -51,7 +51,9 @@ class Options:
     search: str | None = None
     inherit: bool = False  # start candidates from the current DAG's trained weights
     overrides: dict = field(default_factory=dict)  # candidates, epochs, seed, ...
-    precision: str = "auto"  # fp32, bf16 (autocast) or auto (bf16 where the CPU has it)
+    precision: str = "auto"  # fp32, bf16 (autocast) or auto (bf16 where the hardware has it)
+    device: str = "auto"  # cpu, cuda or auto (CUDA when available)
+    gpus_per_candidate: float = 1.0  # with Ray on GPUs: what each candidate asks for
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class _Search:
     overrides: dict
     sources: dict[str, str]  # the spec and every file it includes: name -> sha256
     precision: str  # fp32 or bf16: --precision with auto decided once, for every worker
+    device: str  # cpu or cuda: --device with auto decided once
 
     def program(self, edges: tuple[Edge, ...]) -> ir.Program:
         """The spec with the space cut down to ``edges``."""
@@ -86,7 +89,7 @@ class _Search:
                         edges=edges, network=self.search.network, overrides=self.overrides,
                         train=train, data=self.opts.data, seed=seed,
                         threads=self.opts.threads, parent=parent, keep_state=keep_state,
-                        precision=self.precision)
+                        precision=self.precision, device=self.device)
 
 
 @dataclass
@@ -106,7 +109,8 @@ class _Run:
     def train(self, opts: Options, jobs: list[Job]) -> Iterator[dict]:
         """Train ``jobs``; yields their results in order."""
         if self.executor is None:
-            self.executor = make_executor(opts.executor, opts.workers, opts.address)
+            gpus = opts.gpus_per_candidate if jobs and jobs[0].device == "cuda" else 0.0
+            self.executor = make_executor(opts.executor, opts.workers, opts.address, gpus)
         return self.executor.map(jobs)
 
 
@@ -186,9 +190,10 @@ def _prepare(opts: Options, report: Report | None) -> _Search:
         raise ShrinkError(f"space '{search.space}' must be defined in {parsed.file} itself",
                           search.locs.get("space"), "the shrinker rewrites the file it is given")
     overrides = _proxy_overrides(checked, search, lm, opts.data)
+    device = resolve_device(opts.device)
     return _Search(opts, parsed, checked.sources.texts[parsed.file], search,
                    spaces[search.space], settings, lm, overrides, _sources(checked),
-                   resolve_precision(opts.precision))
+                   resolve_precision(opts.precision, device=device), device)
 
 
 def _sources(checked: Checked) -> dict[str, str]:
@@ -259,7 +264,7 @@ def _meta(s: _Search) -> dict:
     digest = corpus.fingerprint(s.opts.data) if s.lm else images.fingerprint(s.opts.data)
     return meta(s.parsed.file, s.text, s.search.name, s.settings, data, s.opts.max_steps,
                 s.opts.inherit, sources=s.sources, data_sha256=digest, version=__version__,
-                precision=s.precision)
+                precision=s.precision, device=s.device)
 
 
 def _first_parent(s: _Search, state: _Run) -> Parent:

@@ -78,10 +78,12 @@ class Processes(Executor):
 
 
 class Ray(Executor):
-    """Ray tasks, one CPU each, on the cluster at ``address`` or on a local Ray started with
-    ``workers`` CPUs (``--executor ray``)."""
+    """Ray tasks, one CPU each (and ``gpus`` GPUs each when candidates train on CUDA, so the
+    cluster schedules them onto GPU nodes; a fraction lets several share a GPU), on the
+    cluster at ``address`` or on a local Ray started with ``workers`` CPUs
+    (``--executor ray``)."""
 
-    def __init__(self, address: str | None, workers: int):
+    def __init__(self, address: str | None, workers: int, gpus: float = 0.0):
         try:
             import ray
         except ImportError:
@@ -93,7 +95,7 @@ class Ray(Executor):
         if not ray.is_initialized():
             kwargs = {"address": address} if address else {"num_cpus": workers}
             ray.init(log_to_driver=False, include_dashboard=False, **kwargs)
-        self.remote = ray.remote(num_cpus=1)(evaluate)
+        self.remote = ray.remote(num_cpus=1, num_gpus=gpus)(evaluate)
 
     def map(self, jobs: list[Job]) -> Iterator[dict]:
         refs = [self.remote.remote(job) for job in jobs]
@@ -101,10 +103,12 @@ class Ray(Executor):
             yield self.ray.get(ref)
 
 
-def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:
-    """The executor for ``--executor kind`` (local or ray) and ``--workers``."""
+def make_executor(kind: str, workers: int, address: str | None = None,
+                  gpus: float = 0.0) -> Executor:
+    """The executor for ``--executor kind`` (local or ray) and ``--workers``; ``gpus``: what
+    each Ray task asks for (0 on CPUs). Local workers on a GPU machine share its GPUs."""
     if kind == "ray":
-        return Ray(address, workers)
+        return Ray(address, workers, gpus)
     if workers > 1:
         return Processes(workers)
     return InProcess()

@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - not on POSIX: no lock
 
 def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_steps: int | None,
          inherit: bool, *, sources: dict[str, str], data_sha256: str | dict[str, str],
-         version: str, precision: str = "fp32") -> dict:
+         version: str, precision: str = "fp32", device: str = "cpu") -> dict:
     """run.json's contents: the spec (name and hash of its text), the hashes of the spec and
     every file it includes (``sources``: name, relative to the spec's folder, to sha256), the
     search block, its settings, the proxy data (name and the sha256 of its contents, or the
@@ -67,12 +67,14 @@ def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_s
         "inherit": inherit,
         "shrinkc_version": version,
         "precision": precision,
+        "device": device,
     }
 
 
 # The keys compared on --resume, in the order their mismatch is reported.
 _COMPARED = ("spec", "search", "spec_sha256", "sources", "data", "data_sha256", "settings",
-             "inherit", "shrinkc_version", "precision")
+             "inherit", "shrinkc_version", "precision", "device")
+_BEFORE_GPUS = {"device": "cpu"}  # what a run.json written before the key existed meant
 _NEW_KEYS = ("sources", "data_sha256", "shrinkc_version", "precision")  # not in older run.json
 
 
@@ -91,6 +93,7 @@ class _Meta(BaseModel):
     data_sha256: str | dict[str, str] | None = None
     shrinkc_version: str | None = None
     precision: str | None = None
+    device: str | None = None
 
 
 class _Entry(BaseModel):
@@ -270,7 +273,7 @@ class RunDir:
                 raise ShrinkError(f"cannot resume: {self.meta_path.as_posix()} does not record "
                                   f"'{key}' (it was written by an older shrinkc), so a change "
                                   "cannot be ruled out", self._key_loc(text, None), new_run)
-            if old[key] != meta[key]:
+            if old.get(key, _BEFORE_GPUS.get(key)) != meta[key]:
                 raise ShrinkError(f"cannot resume: {_what_changed(key, old[key], meta[key])}",
                                   self._key_loc(text, key),
                                   "resume with the same spec, included files, data, settings "

@@ -133,15 +133,48 @@ def _read(args: tuple[ir.Arg, ...], keys: dict, defaults: dict, what: str) -> di
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
 
 
-def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
-    """The precision candidates train in: ``auto`` is bf16 autocast where the CPU computes in
-    bf16 natively (AVX512-BF16 or AMX; elsewhere bf16 is emulated and several times slower
-    than fp32, see benchmarks/proxy_train.py), else fp32. Decided once, in the driver, so
-    every worker trains the same way (it is recorded in run.json)."""
+def resolve_device(device: str) -> str:
+    """Where candidates train: ``cpu``, or ``cuda`` (``auto``: CUDA when a GPU is visible).
+    On a machine without an NVIDIA driver this is decided without importing torch; where
+    there is one, torch says whether CUDA works. Decided once, in the driver, and recorded."""
+    if device not in DEVICES:
+        raise ShrinkError(f"unknown device '{device}'", None, "auto, cpu or cuda")
+    if device == "cpu":
+        return "cpu"
+    available = _cuda_available()
+    if device == "cuda" and not available:
+        raise ShrinkError("--device cuda, but no CUDA GPU is visible to torch", None,
+                          "use --device auto (CUDA when available, else CPU) or --device cpu")
+    return "cuda" if available else "cpu"
+
+
+def _cuda_available() -> bool:
+    import os
+    import shutil
+
+    if not (os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi")
+            or os.environ.get("CUDA_VISIBLE_DEVICES")):
+        return False
+    from .train import cuda_info
+
+    return cuda_info()[0]
+
+
+def resolve_precision(precision: str, cpuinfo: str | None = None, device: str = "cpu") -> str:
+    """The precision candidates train in: ``auto`` is bf16 autocast where the hardware
+    computes in bf16 natively: a GPU that supports it (mixed precision), a CPU with
+    AVX512-BF16 or AMX (elsewhere bf16 is emulated and several times slower than fp32, see
+    benchmarks/proxy_train.py); else fp32. Decided once, in the driver, so every worker
+    trains the same way (it is recorded in run.json)."""
     if precision != "auto":
         return precision
+    if device == "cuda":
+        from .train import cuda_info
+
+        return "bf16" if cuda_info()[1] else "fp32"
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:

@@ -62,19 +62,44 @@ class _EarlyStop:
         return bool(self.patience) and self.since >= self.patience
 
 
-def _autocast(precision: str):
+def _autocast(precision: str, device: str = "cpu"):
     """The context a step runs in: bf16 autocast, or nothing for fp32."""
     import contextlib
 
     import torch
 
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def train(model, data, settings: dict, seed: int,
-          precision: str = "fp32") -> tuple[float, int, list[float]]:
+def cuda_info() -> tuple[bool, bool]:
+    """(CUDA is available, its GPU computes in bf16)."""
+    import torch
+
+    ok = torch.cuda.is_available()
+    return ok, bool(ok and torch.cuda.is_bf16_supported())
+
+
+def _device(name: str):
+    """The torch device a job trains on: the CPU, or one of the visible GPUs (workers spread
+    over them by process id; every GPU of a machine is the same model, so which one does not
+    change a result). CUDA's kernels are made deterministic, so results do not depend on
+    workers either."""
+    import os
+
+    import torch
+
+    if name != "cuda":
+        return torch.device("cpu")
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    return torch.device("cuda", os.getpid() % max(1, torch.cuda.device_count()))
+
+
+def train(model, data, settings: dict, seed: int, precision: str = "fp32",
+          device=None) -> tuple[float, int, list[float]]:
     """Train ``model``; returns (best validation accuracy, epochs run, the validation accuracy
     after each epoch: the learning curve, from which the score any shorter budget with the
     same seed would have given can be read).
@@ -88,8 +113,11 @@ def train(model, data, settings: dict, seed: int,
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    x_val, y_val = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
+    dev = device or torch.device("cpu")
+    # the data goes to the device once; batches are sliced there
+    x_train, y_train = torch.from_numpy(data.x_train).to(dev), torch.from_numpy(data.y_train).to(dev)
+    x_val, y_val = torch.from_numpy(data.x_val).to(dev), torch.from_numpy(data.y_val).to(dev)
+    model.to(dev)
     if x_train.dim() == 4:
         model.to(memory_format=torch.channels_last)
         x_train = x_train.contiguous(memory_format=torch.channels_last)
@@ -100,12 +128,12 @@ def train(model, data, settings: dict, seed: int,
     while epoch < epochs:
         epoch += 1
         model.train()
-        perm = torch.randperm(len(x_train), generator=gen)
+        perm = torch.randperm(len(x_train), generator=gen).to(dev)
         for i in range(0, len(perm), batch):
             idx = perm[i:i + batch]
             if len(idx) < 2:  # batch norm needs two samples
                 continue
-            with _autocast(precision):
+            with _autocast(precision, dev.type):
                 loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -114,7 +142,7 @@ def train(model, data, settings: dict, seed: int,
         correct = 0
         with torch.no_grad():
             for i in range(0, len(x_val), 512):
-                with _autocast(precision):
+                with _autocast(precision, dev.type):
                     logits = model(x_val[i:i + 512])
                 correct += (logits.argmax(1) == y_val[i:i + 512]).sum().item()
         curve.append(correct / len(x_val))
@@ -123,7 +151,8 @@ def train(model, data, settings: dict, seed: int,
     return stop.best or 0.0, epoch, curve
 
 
-def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int, list[float]]:
+def train_lm(model, corpus, settings: dict, seed: int, precision: str = "fp32",
+             device=None) -> tuple[float, int, list[float]]:
     """Train a language model with truncated back-propagation through time; returns (best
     validation perplexity, epochs run, the validation perplexity after each epoch). SGD with gradient clipping, as DARTS' search does."""
     import math
@@ -135,10 +164,13 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int, list
     batch, bptt = int(settings["batch"]), int(settings["bptt"])
     clip, epochs = float(settings["clip"]), int(settings["epochs"])
 
+    dev = device or torch.device("cpu")
+    model.to(dev)
+
     def batchify(ids, n):
         t = torch.from_numpy(ids)
         cols = len(t) // n
-        return t[: n * cols].view(n, cols)
+        return t[: n * cols].view(n, cols).to(dev)
 
     train_data = batchify(corpus.train, min(batch, max(1, len(corpus.train) // (bptt + 1))))
     valid_data = batchify(corpus.valid, 10 if len(corpus.valid) > 10 * (bptt + 1) else 1)
@@ -152,9 +184,10 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int, list
         for i in range(0, train_data.size(1) - 1, bptt):
             n = min(bptt, train_data.size(1) - 1 - i)
             x, y = train_data[:, i:i + n], train_data[:, i + 1:i + 1 + n]
-            logits, hidden = model(x, hidden)
+            with _autocast(precision, dev.type):
+                logits, hidden = model(x, hidden)
             hidden = hidden.detach()
-            loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
+            loss = F.cross_entropy(logits.float().reshape(-1, vocab), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -165,8 +198,10 @@ def train_lm(model, corpus, settings: dict, seed: int) -> tuple[float, int, list
             for i in range(0, valid_data.size(1) - 1, bptt):
                 n = min(bptt, valid_data.size(1) - 1 - i)
                 x, y = valid_data[:, i:i + n], valid_data[:, i + 1:i + 1 + n]
-                logits, hidden = model(x, hidden)
-                total += F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1), reduction="sum").item()
+                with _autocast(precision, dev.type):
+                    logits, hidden = model(x, hidden)
+                total += F.cross_entropy(logits.float().reshape(-1, vocab), y.reshape(-1),
+                                         reduction="sum").item()
                 count += y.numel()
         ppl = math.exp(min(total / max(1, count), 50.0))
         curve.append(ppl if math.isfinite(ppl) else math.inf)
@@ -259,6 +294,7 @@ def evaluate(job: Job) -> dict:
 
     start = time.perf_counter()
     torch.set_num_threads(int(job.threads))
+    device = _device(job.device)
     overrides = job.overrides or None
     graph = build_graph(check(job.path, job.text), job.network, overrides)
     torch.manual_seed(job.seed)
@@ -282,14 +318,15 @@ def evaluate(job: Job) -> dict:
     if isinstance(graph, ir.LMGraph):
         from shrinkc.search.data import corpus
 
-        ppl, epochs, curve = train_lm(model, corpus.load(job.data), settings, job.seed)
+        ppl, epochs, curve = train_lm(model, corpus.load(job.data), settings, job.seed,
+                                      job.precision, device)
         result = {"ppl": ppl, "flops": graph.lm.flops}
     else:
         data = _data(job.data, tuple(graph.input_shape.as_list()))
-        acc, epochs, curve = train(model, data, settings, job.seed, job.precision)
+        acc, epochs, curve = train(model, data, settings, job.seed, job.precision, device)
         result = {"acc": acc, "macs": graph.cost.macs}
     result.update(params=graph.cost.params, epochs=epochs, curve=curve,
                   seconds=round(time.perf_counter() - start, 3))
     if job.keep_state:
-        result["state"] = _state_bytes(model)
+        result["state"] = _state_bytes(model.cpu())
     return result

@@ -5,18 +5,21 @@ from __future__ import annotations
 from shrinkc.compiler.units import human
 from shrinkc.console import UsageError
 
+# how a search runs: flag default, used when neither the flag nor --config sets it
+RUN_DEFAULTS = {"workers": 1, "threads": 1, "executor": "local", "address": None,
+                "precision": "auto", "device": "auto", "gpus_per_candidate": 1.0, "data": None}
+
 
 def cmd_shrink(args, report) -> int:
     from shrinkc.search.driver import Options, run
 
     _check_ranges(args)
+    how = _run_settings(args)
     overrides = {"candidates": args.candidates, "epochs": args.epochs, "seed": args.seed,
                  "halving": args.halving}
-    opts = Options(spec=args.spec, out=args.output, data=args.data, workers=args.workers,
-                   threads=args.threads, executor=args.executor, address=args.address,
-                   resume=args.resume, quiet=args.quiet, max_steps=args.max_steps,
-                   search=args.search, inherit=args.inherit, overrides=overrides,
-                   precision=args.precision)
+    opts = Options(spec=args.spec, out=args.output, resume=args.resume, quiet=args.quiet,
+                   max_steps=args.max_steps, search=args.search, inherit=args.inherit,
+                   overrides=overrides, **how)
     result = run(opts, report)
     best = result["best"]
     if best is not None:
@@ -28,6 +31,18 @@ def cmd_shrink(args, report) -> int:
     return 0
 
 
+def _run_settings(args) -> dict:
+    """How the search runs: each flag given, else the --config file's value, else the
+    default."""
+    config = {}
+    if args.config is not None:
+        from shrinkc.search.config import load
+
+        config = load(args.config)
+    return {k: getattr(args, k) if getattr(args, k) is not None else config.get(k, default)
+            for k, default in RUN_DEFAULTS.items()}
+
+
 MAX_THREADS = 256  # torch threads per candidate
 MAX_WORKERS = 256  # local worker processes, or Ray CPUs
 
@@ -35,6 +50,9 @@ MAX_WORKERS = 256  # local worker processes, or Ray CPUs
 def _check_ranges(args) -> None:
     """Numbers out of range are usage errors (exit 2), before anything is loaded or trained.
     ``--max-steps 0`` checks everything and writes run.json without training a step."""
+    if args.gpus_per_candidate is not None and not 0 < args.gpus_per_candidate <= 8:
+        raise UsageError(f"--gpus-per-candidate must be above 0 and at most 8, got "
+                         f"{args.gpus_per_candidate}")
     limits = (("--workers", args.workers, 1, MAX_WORKERS),
               ("--threads", args.threads, 1, MAX_THREADS),
               ("--max-steps", args.max_steps, 0, None),
@@ -64,13 +82,23 @@ def register(sub) -> None:
                    help="successive halving inside each step: train every candidate briefly, "
                    "keep the best 1/ETA for a budget ETA times longer, up to --epochs "
                    "(0: off, the paper's procedure; default: the spec's shrink(halving=...))")
-    r.add_argument("--workers", type=int, default=1, help="local worker processes")
-    r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    r.add_argument("--config", metavar="RUN.yaml",
+                   help="how the search runs (device, precision, workers, threads, executor, "
+                   "address, gpus_per_candidate, data) from a YAML file; flags override it")
+    r.add_argument("--workers", type=int, help="local worker processes (default 1)")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                   help="where candidates train; auto (default): CUDA when a GPU is visible")
+    r.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                    help="train candidates in fp32 or in bf16 autocast; auto (default): bf16 "
-                        "where the CPU has native bf16 (AVX512-BF16, AMX), else fp32")
-    r.add_argument("--threads", type=int, default=1,
-                   help="torch threads per candidate (fixed, so results do not depend on workers)")
-    r.add_argument("--executor", choices=("local", "ray"), default="local")
+                        "on GPUs that have it and CPUs with native bf16 (AVX512-BF16, AMX), "
+                        "else fp32")
+    r.add_argument("--threads", type=int,
+                   help="torch threads per candidate (fixed, so results do not depend on "
+                   "workers; default 1)")
+    r.add_argument("--executor", choices=("local", "ray"), help="default: local")
+    r.add_argument("--gpus-per-candidate", type=float, metavar="G",
+                   help="with --executor ray on GPUs: the GPUs each candidate asks Ray for "
+                   "(default 1; 0.25 lets four small candidates share a GPU)")
     r.add_argument("--address", help="Ray cluster address (with --executor ray)")
     r.add_argument("--resume", action="store_true", help="continue the run in -o")
     r.add_argument("--inherit", action="store_true",

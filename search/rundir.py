@@ -47,9 +47,15 @@ except ImportError:  # pragma: no cover - not on POSIX: no lock
     fcntl = None  # type: ignore[assignment]
 
 
+# How a candidate's validation score is measured; a run measured otherwise does not resume.
+# Before it was recorded, validation used the running batch-norm statistics.
+VALIDATION = "batch-norm statistics recomputed on 512 training images before each validation"
+
+
 def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_steps: int | None,
          inherit: bool, *, sources: dict[str, str], data_sha256: str | dict[str, str],
-         version: str, precision: str = "fp32", device: str = "cpu") -> dict:
+         version: str, precision: str = "fp32", device: str = "cpu",
+         validation: str = VALIDATION) -> dict:
     """run.json's contents: the spec (name and hash of its text), the hashes of the spec and
     every file it includes (``sources``: name, relative to the spec's folder, to sha256), the
     search block, its settings, the proxy data (name and the sha256 of its contents, or the
@@ -68,14 +74,16 @@ def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_s
         "shrinkc_version": version,
         "precision": precision,
         "device": device,
+        "validation": validation,
     }
 
 
 # The keys compared on --resume, in the order their mismatch is reported.
 _COMPARED = ("spec", "search", "spec_sha256", "sources", "data", "data_sha256", "settings",
-             "inherit", "shrinkc_version", "precision", "device")
+             "inherit", "shrinkc_version", "precision", "device", "validation")
 _BEFORE_GPUS = {"device": "cpu"}  # what a run.json written before the key existed meant
-_NEW_KEYS = ("sources", "data_sha256", "shrinkc_version", "precision")  # not in older run.json
+# not in older run.json: such a run cannot be resumed (its candidates were measured otherwise)
+_NEW_KEYS = ("sources", "data_sha256", "shrinkc_version", "precision", "validation")
 
 
 class _Meta(BaseModel):
@@ -94,6 +102,7 @@ class _Meta(BaseModel):
     shrinkc_version: str | None = None
     precision: str | None = None
     device: str | None = None
+    validation: str | None = None
 
 
 class _Entry(BaseModel):

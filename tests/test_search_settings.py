@@ -145,3 +145,30 @@ def test_a_bf16_candidate_trains(tmp_path):
         results[precision] = evaluate(job)["acc"]
     assert 0.1 < results["bf16"] <= 1 and 0.1 < results["fp32"] <= 1
     assert results["bf16"] != results["fp32"]  # it did run in another precision
+
+
+def test_recalibrated_bn_statistics_are_the_average_of_the_calibration_batches():
+    """recalibrate_bn sets each batch norm's running statistics to the mean, over the first
+    512 training images in batches, of the batch statistics (written out here in plain
+    torch), and changes no weight."""
+    torch = pytest.importorskip("torch")
+    from shrinkc.search.train import CALIBRATION_IMAGES, recalibrate_bn
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    model[1].running_mean.fill_(7.0)  # stale statistics
+    x = torch.randn(600, 3, 8, 8) * 3 + 1
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k
+               and "num_batches" not in k}
+    recalibrate_bn(model, x, 128)
+    assert CALIBRATION_IMAGES == 512
+    with torch.no_grad():
+        feats = [model[0](x[i:i + 128]) for i in range(0, 512, 128)]
+    means = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
+    variances = torch.stack([f.transpose(0, 1).reshape(4, -1).var(dim=1, unbiased=True)
+                             for f in feats]).mean(0)
+    torch.testing.assert_close(model[1].running_mean, means, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model[1].running_var, variances, rtol=1e-4, atol=1e-5)
+    assert model[1].momentum == 0.1
+    for k, v in weights.items():
+        assert torch.equal(model.state_dict()[k], v)

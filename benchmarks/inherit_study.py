@@ -64,7 +64,7 @@ def main() -> None:
     sp = Space()
     doc = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
     full = rules.live_edges(sp.space)
-    parent_file = OUT.with_name("inherit_study_parent.pt")
+    parent_file = OUT.with_name("inherit_study_parent.pt")  # not committed (.gitignore)
     if not parent_file.exists():
         t = time.perf_counter()
         job = replace(sp.job(full, rules.candidate_seed(0, 0, (0, 0))), keep_state=True)

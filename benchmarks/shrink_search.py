@@ -8,6 +8,7 @@ every finished training, and resumes from there when run again:
     python benchmarks/shrink_search.py search    # the recommended AutoShrink run, timed
     python benchmarks/shrink_search.py random    # random search, same candidate-epoch budget
     python benchmarks/shrink_search.py retrain   # each method's best + references, 3 seeds
+    python benchmarks/shrink_search.py rnn       # the ShrinkRNN search on the PTB proxy, timed
     python benchmarks/shrink_search.py report    # the tables and docs/search_pareto.png
 
 ``rank`` measures whether a cheap evaluation ranks cells as full training does. Every training
@@ -200,6 +201,26 @@ def part_search(args) -> None:
     save("search", doc)
 
 
+RNN_SPEC = "specs/shrinkrnn_space.shrink"
+RNN_DATA = ROOT.parent / "shared" / "data" / "penn_proxy"
+RNN_SETTINGS = ["--epochs", "2"]  # the paper: up to 10 epochs; see the report
+
+
+def part_rnn(args) -> None:
+    """The ShrinkRNN search on the PTB proxy corpus, timed (resumes an interrupted run)."""
+    doc = load("rnn")
+    out = RESULTS / "runs" / "rnn"
+    resume = ["--resume"] if (out / "run.json").exists() else []
+    cmd = [sys.executable, "-m", "shrinkc", "shrink", RNN_SPEC, "-o", str(out), "--quiet",
+           "--data", str(RNN_DATA), "--workers", str(args.workers), *RNN_SETTINGS, *resume]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    doc.setdefault("invocations", []).append(
+        {"command": " ".join(["shrinkc", *cmd[3:]]), "wall_s": round(time.perf_counter() - t, 1)})
+    doc["log"] = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    save("rnn", doc)
+
+
 def part_random(args) -> None:
     sp = Space()
     search = load("search")
@@ -270,6 +291,8 @@ def kendall(a: list[float], b: list[float]) -> float:
 
 
 def rank_table(sp: Space) -> dict:
+    import statistics
+
     doc = load("rank")
     runs, cells = doc.get("runs", {}), doc.get("cells", [])
     done = [i for i in range(len(cells)) if all(f"{i}/{s}" in runs for s in RANK_SEEDS)]
@@ -280,7 +303,12 @@ def rank_table(sp: Space) -> dict:
     def fast(run, r):  # what a run with epochs=r would have reported: the best of its first r
         return max(run["curve"][:r])
 
-    out = {"cells": len(done), "rows": []}
+    gaps = [abs(x["acc"] - y["acc"]) for x, y in zip(a, b)]
+    accs = [(x["acc"] + y["acc"]) / 2 for x, y in zip(a, b)]
+    out = {"cells": len(done), "rows": [],
+           "seed_gap_median": statistics.median(gaps), "seed_gap_max": max(gaps),
+           "acc_range": [min(accs), max(accs)],
+           "epochs_full_median": statistics.median([r["epochs"] for r in a + b])}
     for metric in ("score", "acc"):
         def val(run, acc, metric=metric):
             return sp.score(acc, run["macs"]) if metric == "score" else acc
@@ -307,6 +335,10 @@ def part_report(args) -> None:
         for row in rank["rows"]:
             print(f"{row['metric']:<7} {row['epochs']:>6} {row['tau']:>7.3f} "
                   f"{row['ceiling']:>8.3f} {row['fraction']:>9.2f}")
+        print(f"full-budget accuracy of the cells (mean of 2 seeds): {rank['acc_range'][0]:.4f} "
+              f"to {rank['acc_range'][1]:.4f}; the two seeds of a cell differ by "
+              f"{rank['seed_gap_median']:.4f} (median), up to {rank['seed_gap_max']:.4f}; "
+              f"median {rank['epochs_full_median']} epochs before early stopping")
     doc = load("retrain")
     runs = doc.get("runs", {})
     rows = []
@@ -340,8 +372,28 @@ def part_report(args) -> None:
     if rnd.get("runs"):
         print(f"random search: {len(rnd['runs'])} cells x {rnd['protocol']['epochs']} epochs, "
               f"{sum(rnd.get('wall_s', [0])) / 60:.1f} min wall")
-    save("report", {"rank": rank, "retrain": rows})
+    dominated = dominating(rows)
+    for name, who in dominated.items():
+        print(f"{name}: dominated by {len(who)} random cell(s) (higher mean accuracy and fewer "
+              f"MACs){': ' + ', '.join(who) if who else ''}")
+    save("report", {"rank": rank, "retrain": rows, "dominated_by": dominated})
     pareto(sp, rows)
+
+
+def dominating(rows: list[dict]) -> dict[str, list[str]]:
+    """For each re-trained cell, the rank part's random cells (full budget, mean of 2 seeds)
+    with higher accuracy and fewer MACs."""
+    doc = load("rank")
+    runs, out = doc.get("runs", {}), {}
+    cells = []
+    for i in range(len(doc.get("cells", []))):
+        got = [runs[f"{i}/{s}"] for s in RANK_SEEDS if f"{i}/{s}" in runs]
+        if len(got) == len(RANK_SEEDS):
+            cells.append((f"cell {i}", got[0]["macs"], sum(g["acc"] for g in got) / len(got)))
+    for r in rows:
+        out[r["cell"]] = [name for name, macs, acc in cells
+                          if acc > r["acc_mean"] and macs < r["macs"]]
+    return out
 
 
 def pareto(sp: Space, rows: list[dict]) -> None:
@@ -389,12 +441,12 @@ def pareto(sp: Space, rows: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=("rank", "search", "random", "retrain", "report"))
+    ap.add_argument("part", choices=("rank", "search", "random", "retrain", "rnn", "report"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cells", type=int, default=20, help="random cells in the rank part")
     args = ap.parse_args()
-    {"rank": part_rank, "search": part_search, "random": part_random,
-     "retrain": part_retrain, "report": part_report}[args.part](args)
+    {"rank": part_rank, "search": part_search, "random": part_random, "retrain": part_retrain,
+     "rnn": part_rnn, "report": part_report}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, TEST_SPECS
@@ -172,3 +173,17 @@ def test_recalibrated_bn_statistics_are_the_average_of_the_calibration_batches()
     assert model[1].momentum == 0.1
     for k, v in weights.items():
         assert torch.equal(model.state_dict()[k], v)
+
+
+def test_cluttered_digits_is_a_seeded_harder_copy_of_digits():
+    from shrinkc.search.data import images
+
+    plain, a = images.load(None, (3, 32, 32)), images.load("cluttered-digits", (3, 32, 32))
+    b = images.cluttered_digits((3, 32, 32))
+    assert a.x_train.shape == plain.x_train.shape and a.x_val.shape == plain.x_val.shape
+    assert (a.y_train == plain.y_train).all() and (a.y_val == plain.y_val).all()
+    assert np.array_equal(a.x_train, b.x_train)  # seeded: the same every time
+    assert abs(float(a.x_train.mean())) < 1e-3 and abs(float(a.x_train.std()) - 1) < 1e-2
+    assert (a.x_train[:, 0] == a.x_train[:, 2]).all()  # channels repeated
+    assert not np.allclose(a.x_train, plain.x_train, atol=0.5)
+    assert images.fingerprint("cluttered-digits") == "cluttered-digits"

@@ -73,7 +73,8 @@ def register(sub) -> None:
     r.add_argument("spec", help="a search-space file (space, proxy network, search block)")
     r.add_argument("-o", "--output", required=True, help="run directory")
     r.add_argument("--data", help="proxy data .npz (x_train, y_train, x_val, y_val); "
-                   "default: scikit-learn's digits")
+                   "default: scikit-learn's digits; 'cluttered-digits': the same digits "
+                   "at random places and sizes among fragments of others, a harder task")
     r.add_argument("--candidates", type=int, help="candidates per step (K)")
     r.add_argument("--max-steps", type=int, help="stop after N removal steps")
     r.add_argument("--epochs", type=int, help="training epochs per candidate")

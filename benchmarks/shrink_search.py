@@ -9,6 +9,7 @@ every finished training, and resumes from there when run again:
     python benchmarks/shrink_search.py random    # random search, same candidate-epoch budget
     python benchmarks/shrink_search.py retrain   # each method's best + references, 3 seeds
     python benchmarks/shrink_search.py rnn       # the ShrinkRNN search on the PTB proxy, timed
+    python benchmarks/shrink_search.py cluttered --cells 3   # the harder proxy: does it separate?
     python benchmarks/shrink_search.py report    # the tables and docs/search_pareto.png
 
 ``rank`` measures whether a cheap evaluation ranks cells as full training does. Every training
@@ -185,6 +186,21 @@ def part_rank(args) -> None:
     # the largest cells first: the pool ends with short jobs on both workers
     jobs = dict(sorted(jobs.items(), key=lambda kv: -len(doc["cells"][int(kv[0].split("/")[0])])))
     train_all("rank", doc, jobs, args.workers)
+
+
+def part_cluttered(args) -> None:
+    """Does the harder built-in proxy separate cells? A few of the rank part's cells, 2 seeds
+    each, at the full budget on ``--data cluttered-digits``."""
+    sp = Space(data="cluttered-digits")
+    rank = load("rank")
+    doc = load("cluttered")
+    if "cells" not in doc:
+        picks = sorted(range(len(rank["cells"])), key=lambda i: len(rank["cells"][i]))
+        chosen = [picks[0], picks[len(picks) // 2], picks[-1]][: args.cells]
+        doc = {"protocol": {"data": "cluttered-digits", "seeds": list(RANK_SEEDS)},
+               "cells": {str(i): rank["cells"][i] for i in chosen}, "runs": {}}
+    jobs = {f"{i}/{s}": sp.job(c, s) for i, c in doc["cells"].items() for s in RANK_SEEDS}
+    train_all("cluttered", doc, jobs, args.workers)
 
 
 def part_search(args) -> None:
@@ -441,12 +457,13 @@ def pareto(sp: Space, rows: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=("rank", "search", "random", "retrain", "rnn", "report"))
+    ap.add_argument("part", choices=("rank", "search", "random", "retrain", "rnn",
+                                     "cluttered", "report"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cells", type=int, default=20, help="random cells in the rank part")
     args = ap.parse_args()
     {"rank": part_rank, "search": part_search, "random": part_random, "retrain": part_retrain,
-     "rnn": part_rnn, "report": part_report}[args.part](args)
+     "rnn": part_rnn, "cluttered": part_cluttered, "report": part_report}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -388,6 +388,19 @@ def part_report(args) -> None:
     if rnd.get("runs"):
         print(f"random search: {len(rnd['runs'])} cells x {rnd['protocol']['epochs']} epochs, "
               f"{sum(rnd.get('wall_s', [0])) / 60:.1f} min wall")
+    cl = load("cluttered")
+    if cl.get("runs"):
+        rank_runs = load("rank").get("runs", {})
+        print("\nThe harder proxy (--data cluttered-digits) against digits, full budget, "
+              f"seeds {RANK_SEEDS}")
+        print(f"{'cell':<8} {'edges':>5} {'MACs':>12} {'digits acc':>16} {'cluttered acc':>16}")
+        for i, cell in cl["cells"].items():
+            accs = {name: [r[f"{i}/{s}"]["acc"] for s in RANK_SEEDS if f"{i}/{s}" in r]
+                    for name, r in (("digits", rank_runs), ("cluttered", cl["runs"]))}
+            macs = next((r["macs"] for k, r in cl["runs"].items() if k.startswith(f"{i}/")), 0)
+            print(f"{'cell ' + i:<8} {len(cell):>5} {macs:>12,} "
+                  f"{' / '.join(f'{a:.3f}' for a in accs['digits']):>16} "
+                  f"{' / '.join(f'{a:.3f}' for a in accs['cluttered']):>16}")
     dominated = dominating(rows)
     for name, who in dominated.items():
         print(f"{name}: dominated by {len(who)} random cell(s) (higher mean accuracy and fewer "

@@ -80,7 +80,8 @@ class _Search:
         return rules.with_edges(self.parsed, self.space.name, edges)
 
     def job(self, edges: tuple[Edge, ...], seed: int, parent: Parent | None = None,
-            keep_state: bool = False, epochs: int | None = None) -> Job:
+            keep_state: bool = False, epochs: int | None = None, resume: bytes | None = None,
+            keep_checkpoint: bool = False) -> Job:
         """The job that trains the proxy network with the space cut down to ``edges``
         (for ``epochs``, when given: a successive-halving round's budget)."""
         train = self.settings.train if epochs is None else {**self.settings.train,
@@ -89,7 +90,8 @@ class _Search:
                         edges=edges, network=self.search.network, overrides=self.overrides,
                         train=train, data=self.opts.data, seed=seed,
                         threads=self.opts.threads, parent=parent, keep_state=keep_state,
-                        precision=self.precision, device=self.device)
+                        precision=self.precision, device=self.device, resume=resume,
+                        keep_checkpoint=keep_checkpoint)
 
 
 @dataclass
@@ -296,9 +298,11 @@ def _step(s: _Search, state: _Run, step: int) -> bool:
     With successive halving (``halving`` = eta), a step runs in rounds: every candidate is
     trained for the first budget of ``rules.rungs``, the best 1/eta go on to the next, and so
     on, while a round has more candidates than winners to pick; the winners are the best of
-    the last round. A candidate in a later round is trained
-    again from scratch, with the same seed, for the longer budget (its first epochs repeat the
-    shorter run exactly: there is no schedule that depends on the budget)."""
+    the last round. A candidate in a later round continues its training from the checkpoint
+    its earlier round left in the run folder, and ends exactly as one run with its seed and
+    the longer budget would (there is no schedule that depends on the budget); without the
+    checkpoint (a resumed run, an isomorphic twin) it is trained from scratch for the longer
+    budget, with the same result. The step's checkpoints go once it is decided."""
     removable = rules.shrink_space(state.edges, s.space)
     if not removable:
         return False
@@ -317,6 +321,8 @@ def _step(s: _Search, state: _Run, step: int) -> bool:
                          budget if rung < len(budgets) - 1 else None)
     chosen = _choose(s, state, step, entries)
     _remove_and_snapshot(s, state, step, chosen)
+    if len(budgets) > 1:
+        state.rundir.drop_candidate_states(step)
     return True
 
 
@@ -346,9 +352,11 @@ def _plan(s: _Search, state: _Run, step: int, todo: list[Edge], rung: int | None
         space = s.program(after).defs(ir.SpaceDef)[s.space.name]
         h = cell_hash(expand_space(space))  # type: ignore[arg-type]
         dup = state.parent is None and (h in trained or any(p.hash == h for p in plan))
-        job = None if dup else s.job(after, rules.candidate_seed(s.settings.seed, step, c),
-                                     state.parent, keep_state=state.parent is not None,
-                                     epochs=epochs)
+        job = None if dup else s.job(
+            after, rules.candidate_seed(s.settings.seed, step, c), state.parent,
+            keep_state=state.parent is not None, epochs=epochs,
+            resume=state.rundir.read_checkpoint(step, c, rung - 1) if rung else None,
+            keep_checkpoint=rung is not None and epochs is not None)
         plan.append(_Planned(c, h, job))
     return plan, trained
 
@@ -370,10 +378,13 @@ def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
             result = next(results)
             if "state" in result:
                 state.rundir.write_candidate_state(step, p.edge, result["state"])
+            if "checkpoint" in result:
+                state.rundir.write_checkpoint(step, p.edge, rung or 0, result["checkpoint"])
             metrics = {**result, "edges": p.job.edges}
             entry = {"step": step, "edge": list(p.edge), "edges": p.job.edges, "hash": p.hash,
                      "score": rules.score(s.settings.score, metrics), "chosen": False,
-                     **where, **{k: v for k, v in result.items() if k != "state"}}
+                     **where, **{k: v for k, v in result.items()
+                                 if k not in ("state", "checkpoint")}}
             trained.setdefault(p.hash, entry)
         state.log.append(entry)
         done[p.edge] = entry

@@ -49,14 +49,18 @@ class Job:
     keep_state: bool = False
     precision: str = "fp32"  # or "bf16" (autocast): how it runs, not what it is
     device: str = "cpu"  # or "cuda"
+    resume: bytes | None = None  # a checkpoint to continue training from (halving)
+    keep_checkpoint: bool = False  # the result carries a checkpoint to continue from
 
 
 def make_job(*, path: str, program: ir.Program, space: str, edges: tuple[Edge, ...],
              network: str, overrides: dict, train: dict, data: str | None, seed: int,
              threads: int = 1, parent: Parent | None = None, keep_state: bool = False,
-             precision: str = "fp32", device: str = "cpu") -> Job:
+             precision: str = "fp32", device: str = "cpu", resume: bytes | None = None,
+             keep_checkpoint: bool = False) -> Job:
     """The job that trains ``network`` of ``program`` with ``space`` cut down to ``edges``."""
     return Job(path=path, text=print_program(with_edges(program, space, edges)),
                network=network, overrides=dict(overrides), train=dict(train), data=data,
                seed=seed, threads=threads, edges=len(edges), parent=parent,
-               keep_state=keep_state, precision=precision, device=device)
+               keep_state=keep_state, precision=precision, device=device, resume=resume,
+               keep_checkpoint=keep_checkpoint)

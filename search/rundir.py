@@ -410,8 +410,30 @@ class RunDir:
                               _at(path)[0], hint, quote=False)
         return data
 
+    def checkpoint(self, step: int, edge: Edge | list[int], rung: int) -> Path:
+        """Where a candidate's training checkpoint after a halving round lives until its step
+        is decided."""
+        return self.candidates / f"step-{step:02d}-{edge[0]}-{edge[1]}-r{rung}.ckpt.pt"
+
+    def write_checkpoint(self, step: int, edge: Edge, rung: int, data: bytes) -> None:
+        ensure_dir(self.candidates)
+        atomic_write(self.checkpoint(step, edge, rung), data)
+
+    def read_checkpoint(self, step: int, edge: Edge, rung: int) -> bytes | None:
+        """A candidate's checkpoint, or None when there is none (or it cannot be read): the
+        candidate is then trained from scratch, which ends the same. Only regular files of
+        the run folder are read."""
+        path = self.checkpoint(step, edge, rung)
+        try:
+            if path.is_symlink() or not path.is_file() or path.stat().st_size > 1 << 30:
+                return None
+            return path.read_bytes()
+        except OSError:
+            return None
+
     def drop_candidate_states(self, step: int) -> None:
-        """Remove the weights of ``step``'s candidates, once its winner is the parent."""
+        """Remove the weights (and halving checkpoints) of ``step``'s candidates, once it is
+        decided."""
         for f in self.candidates.glob(f"step-{step:02d}-*.pt"):
             f.unlink()
 

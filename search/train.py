@@ -130,12 +130,17 @@ def recalibrate_bn(model, x_train, batch: int, precision: str = "fp32") -> None:
         m.momentum = momentum
 
 
-def train(model, data, settings: dict, seed: int, precision: str = "fp32",
-          device=None) -> tuple[float, int, list[float]]:
+def train(model, data, settings: dict, seed: int, precision: str = "fp32", device=None,
+          resume: dict | None = None) -> tuple[float, int, list[float], dict]:
     """Train ``model``; returns (best validation accuracy, epochs run, the validation accuracy
     after each epoch: the learning curve, from which the score any shorter budget with the
-    same seed would have given can be read). Before each validation the batch-norm
-    statistics are recomputed for the epoch's weights (``recalibrate_bn``).
+    same seed would have given can be read, and a checkpoint). Before each validation the
+    batch-norm statistics are recomputed for the epoch's weights (``recalibrate_bn``).
+
+    ``resume``: a checkpoint an earlier call returned (weights, optimizer, random state,
+    epochs, curve, early stopping); training goes on from it to ``epochs`` and ends exactly
+    as one uninterrupted run with the same seed would (successive halving continues its
+    survivors so).
 
     Images and the model are kept channels-last (NHWC): on CPUs, oneDNN's convolutions run
     about twice as fast so (``benchmarks/proxy_train.py``); the numbers are fp32 either way.
@@ -158,7 +163,15 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32",
     opt = _optimizer(model, settings)
     batch, epochs = int(settings["batch"]), int(settings["epochs"])
     stop, epoch, curve = _EarlyStop(int(settings["patience"]), higher_is_better=True), 0, []
-    while epoch < epochs:
+    stopped = False
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        gen.set_state(resume["generator"])
+        torch.set_rng_state(resume["rng"])
+        epoch, curve, stopped = int(resume["epoch"]), list(resume["curve"]), bool(resume["stopped"])
+        stop.best, stop.since = resume["best"], int(resume["since"])
+    while epoch < epochs and not stopped:
         epoch += 1
         model.train()
         perm = torch.randperm(len(x_train), generator=gen).to(dev)
@@ -180,9 +193,11 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32",
                     logits = model(x_val[i:i + 512])
                 correct += (logits.argmax(1) == y_val[i:i + 512]).sum().item()
         curve.append(correct / len(x_val))
-        if stop(curve[-1]):
-            break
-    return stop.best or 0.0, epoch, curve
+        stopped = stop(curve[-1])
+    checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                  "generator": gen.get_state(), "rng": torch.get_rng_state(), "epoch": epoch,
+                  "curve": curve, "stopped": stopped, "best": stop.best, "since": stop.since}
+    return stop.best or 0.0, epoch, curve, checkpoint
 
 
 def train_lm(model, corpus, settings: dict, seed: int, precision: str = "fp32",
@@ -304,18 +319,14 @@ def inherit(model, graph, parent_state: dict, parent_graph) -> int:
 
 
 def _state_bytes(model) -> bytes:
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getvalue()
+    return _to_bytes(model.state_dict())
 
 
 def evaluate(job: Job) -> dict:
     """Compile, build and train one candidate; returns its metrics (and, with
-    ``job.keep_state``, its trained weights as ``state``).
+    ``job.keep_state``, its trained weights as ``state``; with ``job.keep_checkpoint``, a
+    checkpoint to continue its training from as ``checkpoint``; ``job.resume`` continues
+    from one).
 
     With ``job.parent`` (the parent's spec text and trained weights), the candidate starts
     from the parent's weights and is fine-tuned for the ``finetune`` train setting's epochs,
@@ -357,10 +368,40 @@ def evaluate(job: Job) -> dict:
         result = {"ppl": ppl, "flops": graph.lm.flops}
     else:
         data = _data(job.data, tuple(graph.input_shape.as_list()))
-        acc, epochs, curve = train(model, data, settings, job.seed, job.precision, device)
+        acc, epochs, curve, checkpoint = train(model, data, settings, job.seed, job.precision,
+                                               device, _checkpoint(job.resume))
         result = {"acc": acc, "macs": graph.cost.macs}
+        if job.keep_checkpoint:
+            result["checkpoint"] = _to_bytes(checkpoint)
     result.update(params=graph.cost.params, epochs=epochs, curve=curve,
                   seconds=round(time.perf_counter() - start, 3))
     if job.keep_state:
         result["state"] = _state_bytes(model.cpu())
     return result
+
+
+def _checkpoint(data: bytes | None) -> dict | None:
+    """A training checkpoint to continue from, or None: none was given, or it cannot be read
+    (the candidate is then trained from scratch, which ends the same, only slower)."""
+    if data is None:
+        return None
+    import io
+
+    import torch
+
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - whatever a damaged archive raises
+        return None
+    keys = {"model", "optimizer", "generator", "rng", "epoch", "curve", "stopped", "best", "since"}
+    return ckpt if isinstance(ckpt, dict) and keys <= set(ckpt) else None
+
+
+def _to_bytes(obj) -> bytes:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()

@@ -148,3 +148,19 @@ def test_bad_halving_in_the_spec_is_located(tmp_path):
     line = text.splitlines().index(next(x for x in text.splitlines() if "halving=1" in x)) + 1
     assert r.returncode == 1 and f"s.shrink:{line}:" in r.stderr
     assert "halving must be 0 (off)" in r.stderr
+
+
+def test_survivors_continue_exactly_as_one_longer_run(halving_run, tmp_path):
+    """A second-round candidate continues from its first round's checkpoint and ends as a
+    plain run of the full budget with the same seed does (written here: --epochs 2, no
+    halving); the step's checkpoints are gone once it is decided."""
+    plain = tmp_path / "plain"
+    _run(plain, "--candidates", "3", "--epochs", "2", "--max-steps", "1")
+    by_edge = {tuple(e["edge"]): e for e in _log(plain)}
+    continued = [e for e in _log(halving_run)
+                 if e["step"] == 1 and e["rung"] == 1 and "isomorphic_to" not in e]
+    assert continued
+    for e in continued:
+        p = by_edge[tuple(e["edge"])]
+        assert e["curve"] == p["curve"] and e["acc"] == p["acc"] and e["epochs"] == 2
+    assert not list((halving_run / "candidates").glob("*"))

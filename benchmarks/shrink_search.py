@@ -203,18 +203,24 @@ def part_cluttered(args) -> None:
     train_all("cluttered", doc, jobs, args.workers)
 
 
-def part_search(args) -> None:
-    doc = load("search")
-    out = RESULTS / "runs" / "search"
+def timed_search(part: str, spec: str, extra: list[str]) -> None:
+    """Run (or resume) ``shrinkc shrink spec extra`` into runs/PART, timing each invocation,
+    and keep its log in PART.json."""
+    doc = load(part)
+    out = RESULTS / "runs" / part
     resume = ["--resume"] if (out / "run.json").exists() else []
-    cmd = [sys.executable, "-m", "shrinkc", "shrink", SPEC, "-o", str(out), "--quiet",
-           "--workers", str(args.workers), *RECOMMENDED, *resume]
+    cmd = [sys.executable, "-m", "shrinkc", "shrink", spec, "-o", str(out), "--quiet", *extra,
+           *resume]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     doc.setdefault("invocations", []).append(
         {"command": " ".join(["shrinkc", *cmd[3:]]), "wall_s": round(time.perf_counter() - t, 1)})
     doc["log"] = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
-    save("search", doc)
+    save(part, doc)
+
+
+def part_search(args) -> None:
+    timed_search("search", SPEC, ["--workers", str(args.workers), *RECOMMENDED])
 
 
 RNN_SPEC = "specs/shrinkrnn_space.shrink"
@@ -224,17 +230,8 @@ RNN_SETTINGS = ["--epochs", "2"]  # the paper: up to 10 epochs; see the report
 
 def part_rnn(args) -> None:
     """The ShrinkRNN search on the PTB proxy corpus, timed (resumes an interrupted run)."""
-    doc = load("rnn")
-    out = RESULTS / "runs" / "rnn"
-    resume = ["--resume"] if (out / "run.json").exists() else []
-    cmd = [sys.executable, "-m", "shrinkc", "shrink", RNN_SPEC, "-o", str(out), "--quiet",
-           "--data", str(RNN_DATA), "--workers", str(args.workers), *RNN_SETTINGS, *resume]
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    doc.setdefault("invocations", []).append(
-        {"command": " ".join(["shrinkc", *cmd[3:]]), "wall_s": round(time.perf_counter() - t, 1)})
-    doc["log"] = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
-    save("rnn", doc)
+    timed_search("rnn", RNN_SPEC, ["--data", str(RNN_DATA), "--workers", str(args.workers),
+                                   *RNN_SETTINGS])
 
 
 def part_random(args) -> None:

@@ -32,6 +32,27 @@ def generate_module(spec: Path, out_dir: Path, name: str | None = None):
     return graph, module, path
 
 
+def run_shrink(spec: Path, out: Path, *extra: str, check_rc: bool = True):
+    """``shrinkc shrink spec -o out --quiet extra...`` in a fresh process."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "shrinkc", "shrink", str(spec), "-o", str(out),
+                        "--quiet", *extra], capture_output=True, text=True, cwd=ROOT)
+    if check_rc:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def read_log(out: Path) -> list[dict]:
+    """A run's log.jsonl entries without their (machine-dependent) seconds."""
+    import json
+
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    for e in entries:
+        e.pop("seconds")
+    return entries
+
+
 @pytest.fixture
 def chdir_root(monkeypatch):
     monkeypatch.chdir(ROOT)

@@ -15,7 +15,7 @@ import pytest
 
 from shrinkc.search import rules
 
-from conftest import ROOT, TEST_SPECS
+from conftest import ROOT, TEST_SPECS, read_log, run_shrink
 
 TINY = TEST_SPECS / "tiny_space.shrink"
 HALVING = ("--candidates", "3", "--epochs", "2", "--halving", "2")
@@ -51,18 +51,10 @@ def test_survivors_are_the_best_by_score_then_fewer_edges():
 
 
 def _run(out: Path, *extra: str, check_rc: bool = True):
-    r = subprocess.run([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
-                        "--quiet", *extra], capture_output=True, text=True, cwd=ROOT)
-    if check_rc:
-        assert r.returncode == 0, r.stderr
-    return r
+    return run_shrink(TINY, out, *extra, check_rc=check_rc)
 
 
-def _log(out: Path) -> list[dict]:
-    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    for e in entries:
-        e.pop("seconds")
-    return entries
+_log = read_log
 
 
 @pytest.fixture(scope="module")

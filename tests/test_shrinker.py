@@ -18,7 +18,7 @@ from shrinkc.compiler.passes.space import cleanup, expand, node_ops
 from shrinkc.search import rules
 from shrinkc.search.settings import settings
 
-from conftest import ROOT, TEST_SPECS
+from conftest import ROOT, TEST_SPECS, read_log, run_shrink
 
 TINY = TEST_SPECS / "tiny_space.shrink"
 
@@ -158,18 +158,10 @@ def test_functions_outside_scores_are_errors(tmp_path):
 
 
 def _run(out: Path, *extra: str, check_rc: bool = True):
-    r = subprocess.run([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
-                        "--quiet", *extra], capture_output=True, text=True, cwd=ROOT)
-    if check_rc:
-        assert r.returncode == 0, r.stderr
-    return r
+    return run_shrink(TINY, out, *extra, check_rc=check_rc)
 
 
-def _log(out: Path):
-    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    for e in entries:
-        e.pop("seconds")
-    return entries
+_log = read_log
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ samples with seed 0) are started from its weights four ways, each with its learn
 - ``inherited, no update``: the inherited weights, one epoch at lr 1e-9 (the batch-norm
   statistics are recomputed for the child; the weights do not move): what inheritance alone
   keeps;
-- ``fine-tune lr 4e-3``: what ``--inherit`` does (a fresh Adam at the search's lr, 2 epochs);
-- ``fine-tune lr 4e-4``: the same at a tenth of the learning rate;
+- ``fine-tune lr 4e-3``: what ``--inherit`` did (a fresh Adam at the search's lr, 2 epochs);
+- ``fine-tune lr 4e-4``: the same at a tenth of the learning rate (``--inherit``'s default
+  since this study: ``finetune_lr`` 0 is a tenth of ``lr``);
 - ``scratch, 2 epochs``: the same budget without inheritance.
 
     python benchmarks/inherit_study.py [--children 6] [--workers 1]
@@ -33,9 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "results" / "inherit_study.json"
 VARIANTS = {
-    "inherited, no update": {"lr": 1e-9, "finetune": 1},
-    "fine-tune lr 4e-3": {"finetune": 2},
-    "fine-tune lr 4e-4": {"lr": 4e-4, "finetune": 2},
+    "inherited, no update": {"finetune_lr": 1e-9, "finetune": 1},
+    "fine-tune lr 4e-3": {"finetune_lr": 4e-3, "finetune": 2},
+    "fine-tune lr 4e-4": {"finetune_lr": 4e-4, "finetune": 2},
     "scratch, 2 epochs": {"epochs": 2},
 }
 

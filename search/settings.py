@@ -11,8 +11,9 @@ default here, one set per kind of search, chosen by the proxy network's kind; th
   setting ``specs/shrinkrnn_space.shrink`` has it (the trainer's fallback was 0, no early stop,
   but it was never reached: the image defaults always came first).
 
-Both: ``finetune`` 2 (epochs per candidate with ``--inherit``), momentum 0 (SGD only) and
-weight decay 0. The score expression is checked by ``rules.check_score``.
+Both: ``finetune`` 2 (epochs per candidate with ``--inherit``) at ``finetune_lr`` (0: a tenth
+of ``lr``; benchmarks/inherit_study.py: inherited children fine-tuned at a tenth of the lr
+end higher than at the full lr), momentum 0 (SGD only) and weight decay 0. The score expression is checked by ``rules.check_score``.
 """
 
 from __future__ import annotations
@@ -25,20 +26,21 @@ from shrinkc.compiler.errors import ShrinkError, did_you_mean
 from .rules import CNN_METRICS, LM_METRICS, check_score
 
 TRAIN_KEYS = {"optimizer": str, "lr": float, "batch": int, "epochs": int, "patience": int,
-              "momentum": float, "weight_decay": float, "finetune": int, "bptt": int,
+              "momentum": float, "weight_decay": float, "finetune": int, "finetune_lr": float,
+              "bptt": int,
               "clip": float}
 SHRINK_KEYS = {"candidates": int, "drop": int, "keep": float, "seed": int, "halving": int}
 DEFAULT_SHRINK = {"candidates": 10, "drop": 1, "keep": 0.01, "seed": 0, "halving": 0}
 DEFAULT_TRAIN = {"optimizer": "adam", "lr": 0.004, "batch": 128, "epochs": 20, "patience": 3,
-                 "finetune": 2, "momentum": 0.0, "weight_decay": 0.0}
+                 "finetune": 2, "finetune_lr": 0.0, "momentum": 0.0, "weight_decay": 0.0}
 DEFAULT_TRAIN_LM = {"optimizer": "sgd", "lr": 20.0, "batch": 128, "epochs": 10, "patience": 2,
-                    "bptt": 35, "clip": 0.25, "finetune": 2, "momentum": 0.0,
+                    "bptt": 35, "clip": 0.25, "finetune": 2, "finetune_lr": 0.0, "momentum": 0.0,
                     "weight_decay": 0.0}
 
 # run.json records the train settings; it did so before momentum and weight decay had
 # defaults, when they appeared only where a spec set them. A zero one (none: what the trainer
 # always took then) stays out of the record, so a run made then still resumes.
-_RECORDED_UNLESS_ZERO = ("momentum", "weight_decay")
+_RECORDED_UNLESS_ZERO = ("momentum", "weight_decay", "finetune_lr")
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,8 @@ def settings(search: ir.SearchDef, overrides: dict | None = None, *, lm: bool = 
     if not 0 <= shrink["keep"] < 1:
         raise ShrinkError(f"keep must be a fraction in [0, 1), got {shrink['keep']}",
                           search.locs.get("shrink"))
-    if train["epochs"] < 1 or train["batch"] < 2 or train["lr"] <= 0:
-        raise ShrinkError("train needs epochs >= 1, batch >= 2 and lr > 0",
+    if train["epochs"] < 1 or train["batch"] < 2 or train["lr"] <= 0 or train["finetune_lr"] < 0:
+        raise ShrinkError("train needs epochs >= 1, batch >= 2, lr > 0 and finetune_lr >= 0",
                           search.locs.get("train"))
     if search.score is None:
         raise ShrinkError(f"search '{search.name}' has no score", search.loc,

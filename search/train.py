@@ -329,7 +329,8 @@ def evaluate(job: Job) -> dict:
     from one).
 
     With ``job.parent`` (the parent's spec text and trained weights), the candidate starts
-    from the parent's weights and is fine-tuned for the ``finetune`` train setting's epochs,
+    from the parent's weights and is fine-tuned for the ``finetune`` train setting's epochs
+    at ``finetune_lr`` (0: a tenth of ``lr``),
     without early stopping; the result then carries the candidate's trained weights, so the
     winner can be the next parent.
     """
@@ -359,6 +360,7 @@ def evaluate(job: Job) -> dict:
                               "start a new run (choose another -o)")
         inherit(model, graph, state, parent_graph)
         settings["epochs"] = int(settings["finetune"])
+        settings["lr"] = float(settings["finetune_lr"]) or float(settings["lr"]) / 10
         settings["patience"] = 0
     if isinstance(graph, ir.LMGraph):
         from shrinkc.search.data import corpus

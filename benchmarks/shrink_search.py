@@ -46,7 +46,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "shrink_search"
 RANK_SEEDS = (101, 202)
 RETRAIN_SEEDS = (11, 22, 33)
 # the settings this benchmark recommends for the search (chosen from the rank part's curves)
-RECOMMENDED = ["--epochs", "2", "--halving", "3"]
+RECOMMENDED = ["--epochs", "2", "--halving", "2"]
 
 
 # --------------------------------------------------------------------------- shared
@@ -239,7 +239,7 @@ def part_random(args) -> None:
     search = load("search")
     if "log" not in search:
         sys.exit("run the search part first: random search spends the same candidate-epochs")
-    budget = sum(e.get("epochs", 0) for e in search["log"] if "isomorphic_to" not in e)
+    budget = budget_of(search["log"])
     epochs = int(RECOMMENDED[RECOMMENDED.index("--epochs") + 1])
     doc = load("random")
     if "cells" not in doc:
@@ -252,6 +252,19 @@ def part_random(args) -> None:
     train_all("random", doc, jobs, args.workers)
     doc.setdefault("wall_s", []).append(round(time.perf_counter() - t, 1))
     save("random", doc)
+
+
+def budget_of(log: list[dict]) -> int:
+    """The candidate-epochs a search trained: the epochs of every training it ran (a halving
+    survivor's later round counts only the epochs it added to its earlier one)."""
+    total, before = 0, {}
+    for e in log:
+        if "isomorphic_to" in e:
+            continue
+        key = (e["step"], tuple(e["edge"] or ()))
+        total += e["epochs"] - before.get(key, 0)
+        before[key] = e["epochs"]
+    return total
 
 
 def best_cells(sp: Space) -> dict[str, list]:
@@ -380,8 +393,11 @@ def part_report(args) -> None:
     if "log" in search:
         trained = [e for e in search["log"] if "isomorphic_to" not in e]
         wall = sum(i["wall_s"] for i in search.get("invocations", []))
+        cpu = sum(e.get("cpu_seconds", 0.0) for e in trained)
         print(f"\nAutoShrink ({' '.join(RECOMMENDED)}): {wall / 60:.1f} min wall, "
-              f"{len(trained)} trainings, {sum(e['epochs'] for e in trained)} candidate-epochs")
+              f"{len(trained)} trainings, {budget_of(search['log'])} candidate-epochs, "
+              f"{cpu / 60:.1f} CPU-minutes in the workers ({cpu / 120:.1f} min on 2 idle "
+              "workers)")
     if rnd.get("runs"):
         print(f"random search: {len(rnd['runs'])} cells x {rnd['protocol']['epochs']} epochs, "
               f"{sum(rnd.get('wall_s', [0])) / 60:.1f} min wall")

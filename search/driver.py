@@ -373,7 +373,8 @@ def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
         if p.job is None:
             twin = trained.get(p.hash) or next(done[q.edge] for q in plan if q.hash == p.hash)
             entry = {**twin, "step": step, "edge": list(p.edge), "chosen": False,
-                     "seconds": 0.0, "isomorphic_to": [twin["step"], twin["edge"]], **where}
+                     "seconds": 0.0, "cpu_seconds": 0.0,
+                     "isomorphic_to": [twin["step"], twin["edge"]], **where}
         else:
             result = next(results)
             if "state" in result:

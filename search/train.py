@@ -338,7 +338,7 @@ def evaluate(job: Job) -> dict:
 
     import torch
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     torch.set_num_threads(int(job.threads))
     device = _device(job.device)
     overrides = job.overrides or None
@@ -376,7 +376,8 @@ def evaluate(job: Job) -> dict:
         if job.keep_checkpoint:
             result["checkpoint"] = _to_bytes(checkpoint)
     result.update(params=graph.cost.params, epochs=epochs, curve=curve,
-                  seconds=round(time.perf_counter() - start, 3))
+                  seconds=round(time.perf_counter() - start, 3),
+                  cpu_seconds=round(time.process_time() - cpu_start, 3))
     if job.keep_state:
         result["state"] = _state_bytes(model.cpu())
     return result

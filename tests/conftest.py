@@ -44,12 +44,13 @@ def run_shrink(spec: Path, out: Path, *extra: str, check_rc: bool = True):
 
 
 def read_log(out: Path) -> list[dict]:
-    """A run's log.jsonl entries without their (machine-dependent) seconds."""
+    """A run's log.jsonl entries without their (machine-dependent) seconds and CPU seconds."""
     import json
 
     entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     for e in entries:
         e.pop("seconds")
+        e.pop("cpu_seconds", None)
     return entries
 
 

@@ -83,6 +83,7 @@ def _log(out: Path):
     entries = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     for e in entries:
         e.pop("seconds")
+        e.pop("cpu_seconds", None)
     return entries
 
 

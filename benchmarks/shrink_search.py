@@ -404,6 +404,10 @@ def part_report(args) -> None:
               f"{len(trained)} trainings, {budget_of(search['log'])} candidate-epochs, "
               f"{cpu / 60:.1f} CPU-minutes in the workers ({cpu / 120:.1f} min on 2 idle "
               "workers)")
+    first = [r for k, r in load("rank").get("runs", {}).items() if k.endswith(f"/{RANK_SEEDS[0]}")]
+    if first:
+        print(f"random, full budget: {len(first)} random cells (the rank part's seed "
+              f"{RANK_SEEDS[0]}), {sum(r['epochs'] for r in first)} candidate-epochs")
     if rnd.get("runs"):
         print(f"random search: {len(rnd['runs'])} cells x {rnd['protocol']['epochs']} epochs, "
               f"{sum(rnd.get('wall_s', [0])) / 60:.1f} min wall")

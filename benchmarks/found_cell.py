@@ -51,7 +51,9 @@ def main() -> None:
     chosen = [e for e in log if e.get("chosen") and e.get("edge") is not None]
     top = max(chosen, key=lambda e: (e["score"], -e["edges"]))
     note = (f" Found by shrinkc shrink {meta['spec']} (seed {meta['settings']['seed']}, "
-            f"{meta['settings']['train']['epochs']} epochs per candidate):",
+            f"{meta['settings']['train']['epochs']} epochs per candidate"
+            + (f", halving {meta['settings']['halving']}" if meta["settings"].get("halving")
+               else "") + "):",
             f" step {top['step']}, {top['edges']} edges, proxy score {top['score']:.4f}, "
             f"acc {top['acc']:.4f}, {top['macs']:,} proxy MACs.")
     cell = expand(space)

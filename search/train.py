@@ -371,7 +371,7 @@ def evaluate(job: Job) -> dict:
     else:
         data = _data(job.data, tuple(graph.input_shape.as_list()))
         acc, epochs, curve, checkpoint = train(model, data, settings, job.seed, job.precision,
-                                               device, _checkpoint(job.resume))
+                                               device, _checkpoint(job.resume, model))
         result = {"acc": acc, "macs": graph.cost.macs}
         if job.keep_checkpoint:
             result["checkpoint"] = _to_bytes(checkpoint)
@@ -383,9 +383,10 @@ def evaluate(job: Job) -> dict:
     return result
 
 
-def _checkpoint(data: bytes | None) -> dict | None:
-    """A training checkpoint to continue from, or None: none was given, or it cannot be read
-    (the candidate is then trained from scratch, which ends the same, only slower)."""
+def _checkpoint(data: bytes | None, model) -> dict | None:
+    """A training checkpoint of ``model`` to continue from, or None: none was given, or it
+    cannot be read or is not this model's (the candidate is then trained from scratch, which
+    ends the same, only slower)."""
     if data is None:
         return None
     import io
@@ -397,7 +398,17 @@ def _checkpoint(data: bytes | None) -> dict | None:
     except Exception:  # noqa: BLE001 - whatever a damaged archive raises
         return None
     keys = {"model", "optimizer", "generator", "rng", "epoch", "curve", "stopped", "best", "since"}
-    return ckpt if isinstance(ckpt, dict) and keys <= set(ckpt) else None
+    if not isinstance(ckpt, dict) or not keys <= set(ckpt) or not isinstance(ckpt["model"], dict):
+        return None
+    mine = model.state_dict()
+    same = set(ckpt["model"]) == set(mine) and all(
+        getattr(ckpt["model"][k], "shape", None) == v.shape for k, v in mine.items())
+    try:
+        groups = ckpt["optimizer"]["param_groups"]
+        fits = sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    except (KeyError, TypeError):
+        fits = False
+    return ckpt if same and fits else None
 
 
 def _to_bytes(obj) -> bytes:

@@ -156,3 +156,22 @@ def test_survivors_continue_exactly_as_one_longer_run(halving_run, tmp_path):
         p = by_edge[tuple(e["edge"])]
         assert e["curve"] == p["curve"] and e["acc"] == p["acc"] and e["epochs"] == 2
     assert not list((halving_run / "candidates").glob("*"))
+
+
+def test_a_checkpoint_that_is_not_the_candidates_is_ignored():
+    """A damaged or foreign checkpoint in the run folder is not loaded: the candidate is
+    trained from scratch (to the same result)."""
+    torch = pytest.importorskip("torch")
+    from shrinkc.search.train import _checkpoint, _to_bytes
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    opt = torch.optim.Adam(model.parameters())
+    good = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            "generator": torch.Generator().get_state(), "rng": torch.get_rng_state(),
+            "epoch": 1, "curve": [0.5], "stopped": False, "best": 0.5, "since": 0}
+    assert _checkpoint(_to_bytes(good), model) is not None
+    other = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    assert _checkpoint(_to_bytes({**good, "model": other.state_dict()}), model) is None
+    assert _checkpoint(b"PK\x03\x04 garbage", model) is None
+    assert _checkpoint(_to_bytes({"model": {}}), model) is None
+    assert _checkpoint(None, model) is None

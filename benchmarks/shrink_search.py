@@ -188,6 +188,27 @@ def part_rank(args) -> None:
     train_all("rank", doc, jobs, args.workers)
 
 
+FAST = (("linear", 1), ("linear", 2))  # (schedule, epochs) the budget part measures
+
+
+def part_budget(args) -> None:
+    """Short budgets with a learning rate that decays to zero over them (``schedule``): the
+    rank part's cells and seeds, each trained for 1 and for 2 epochs from scratch. Their
+    scores are ranked against the other seed's full-budget scores, as the rank part's
+    curves are (a decayed run is not a prefix of the full one, so it must be trained)."""
+    sp = Space()
+    rank = load("rank")
+    if "cells" not in rank:
+        sys.exit("run the rank part first: the budget part ranks against its full scores")
+    doc = load("budget")
+    doc.setdefault("protocol", {"fast": [list(f) for f in FAST], "seeds": list(RANK_SEEDS)})
+    jobs = {f"{sched}-{e}/{i}/{s}": sp.job(c, s, epochs=e, schedule=sched)
+            for sched, e in FAST for i, c in enumerate(rank["cells"]) for s in RANK_SEEDS}
+    jobs = dict(sorted(jobs.items(), key=lambda kv: -len(rank["cells"][int(kv[0].split("/")[1])])
+                       * int(kv[0].split("/")[0].split("-")[1])))
+    train_all("budget", doc, jobs, args.workers)
+
+
 def part_cluttered(args) -> None:
     """Does the harder built-in proxy separate cells? A few of the rank part's cells, 2 seeds
     each, at the full budget on ``--data cluttered-digits``."""
@@ -494,12 +515,12 @@ def pareto(sp: Space, rows: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=("rank", "search", "random", "retrain", "rnn",
+    ap.add_argument("part", choices=("rank", "budget", "search", "random", "retrain", "rnn",
                                      "cluttered", "report"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cells", type=int, default=20, help="random cells in the rank part")
     args = ap.parse_args()
-    {"rank": part_rank, "search": part_search, "random": part_random, "retrain": part_retrain,
+    {"rank": part_rank, "budget": part_budget, "search": part_search, "random": part_random, "retrain": part_retrain,
      "rnn": part_rnn, "cluttered": part_cluttered, "report": part_report}[args.part](args)
 
 

@@ -81,11 +81,15 @@ class _Search:
 
     def job(self, edges: tuple[Edge, ...], seed: int, parent: Parent | None = None,
             keep_state: bool = False, epochs: int | None = None, resume: bytes | None = None,
-            keep_checkpoint: bool = False) -> Job:
+            keep_checkpoint: bool = False, restarts: list[int] | None = None) -> Job:
         """The job that trains the proxy network with the space cut down to ``edges``
-        (for ``epochs``, when given: a successive-halving round's budget)."""
-        train = self.settings.train if epochs is None else {**self.settings.train,
-                                                             "epochs": epochs}
+        (for ``epochs``, when given: a successive-halving round's budget; ``restarts``: the
+        earlier rounds' budgets, where a learning-rate schedule starts again)."""
+        train = dict(self.settings.train)
+        if epochs is not None:
+            train["epochs"] = epochs
+        if restarts and train.get("schedule", "constant") != "constant":
+            train["restarts"] = list(restarts)
         return make_job(path=self.opts.spec, program=self.parsed, space=self.space.name,
                         edges=edges, network=self.search.network, overrides=self.overrides,
                         train=train, data=self.opts.data, seed=seed,
@@ -300,7 +304,8 @@ def _step(s: _Search, state: _Run, step: int) -> bool:
     on, while a round has more candidates than winners to pick; the winners are the best of
     the last round. A candidate in a later round continues its training from the checkpoint
     its earlier round left in the run folder, and ends exactly as one run with its seed and
-    the longer budget would (there is no schedule that depends on the budget); without the
+    the longer budget would (a learning-rate schedule restarts at each earlier round's
+    budget, see ``train._schedule``, so that this holds for it too); without the
     checkpoint (a resumed run, an isomorphic twin) it is trained from scratch for the longer
     budget, with the same result. The step's checkpoints go once it is decided."""
     removable = rules.shrink_space(state.edges, s.space)
@@ -318,7 +323,7 @@ def _step(s: _Search, state: _Run, step: int) -> bool:
             if len(cands) <= s.settings.drop:  # they are the winners: nothing left to decide
                 break
         entries = _round(s, state, step, cands, rung if len(budgets) > 1 else None,
-                         budget if rung < len(budgets) - 1 else None)
+                         budget if rung < len(budgets) - 1 else None, budgets[:rung])
     chosen = _choose(s, state, step, entries)
     _remove_and_snapshot(s, state, step, chosen)
     if len(budgets) > 1:
@@ -327,18 +332,21 @@ def _step(s: _Search, state: _Run, step: int) -> bool:
 
 
 def _round(s: _Search, state: _Run, step: int, cands: list[Edge], rung: int | None,
-           epochs: int | None) -> list[dict]:
+           epochs: int | None, restarts: list[int] | None = None) -> list[dict]:
     """Train the candidates ``cands`` of a step (one round of it, with halving: ``rung``,
-    for ``epochs``; None: the train settings' own) that the log lacks; their log entries."""
+    for ``epochs``; None: the train settings' own, with a learning-rate schedule restarting
+    at the earlier rounds' budgets ``restarts``) that the log lacks; their log entries."""
     done = {tuple(e["edge"]): e for e in state.log
             if e["step"] == step and e.get("rung") == rung}
-    plan, trained = _plan(s, state, step, [c for c in cands if c not in done], rung, epochs)
+    plan, trained = _plan(s, state, step, [c for c in cands if c not in done], rung, epochs,
+                          restarts)
     _train_and_record(s, state, step, plan, trained, done, len(cands), rung)
     return [done[c] for c in cands]
 
 
 def _plan(s: _Search, state: _Run, step: int, todo: list[Edge], rung: int | None = None,
-          epochs: int | None = None) -> tuple[list[_Planned], dict[str, dict]]:
+          epochs: int | None = None, restarts: list[int] | None = None,
+          ) -> tuple[list[_Planned], dict[str, dict]]:
     """The jobs of a step's candidates not yet in the log, and the log's trained candidates
     (of the same round) by cell hash. A candidate isomorphic to one trained earlier in the run
     (or in this step) is not trained again (not with --inherit, where the result depends on
@@ -354,7 +362,7 @@ def _plan(s: _Search, state: _Run, step: int, todo: list[Edge], rung: int | None
         dup = state.parent is None and (h in trained or any(p.hash == h for p in plan))
         job = None if dup else s.job(
             after, rules.candidate_seed(s.settings.seed, step, c), state.parent,
-            keep_state=state.parent is not None, epochs=epochs,
+            keep_state=state.parent is not None, epochs=epochs, restarts=restarts,
             resume=state.rundir.read_checkpoint(step, c, rung - 1) if rung else None,
             keep_checkpoint=rung is not None and epochs is not None)
         plan.append(_Planned(c, h, job))

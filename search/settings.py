@@ -11,7 +11,9 @@ default here, one set per kind of search, chosen by the proxy network's kind; th
   setting ``specs/shrinkrnn_space.shrink`` has it (the trainer's fallback was 0, no early stop,
   but it was never reached: the image defaults always came first).
 
-Both: ``finetune`` 2 (epochs per candidate with ``--inherit``) at ``finetune_lr`` (0: a tenth
+Both: ``schedule`` constant (the paper: the learning rate never changes; ``linear`` and
+``cosine`` decay it to zero over the ``epochs`` budget, so a short budget ends converged),
+``finetune`` 2 (epochs per candidate with ``--inherit``) at ``finetune_lr`` (0: a tenth
 of ``lr``; benchmarks/inherit_study.py: inherited children fine-tuned at a tenth of the lr
 end higher than at the full lr), momentum 0 (SGD only) and weight decay 0. The score expression is checked by ``rules.check_score``.
 """
@@ -27,20 +29,22 @@ from .rules import CNN_METRICS, LM_METRICS, check_score
 
 TRAIN_KEYS = {"optimizer": str, "lr": float, "batch": int, "epochs": int, "patience": int,
               "momentum": float, "weight_decay": float, "finetune": int, "finetune_lr": float,
-              "bptt": int,
-              "clip": float}
+              "bptt": int, "clip": float, "schedule": str}
 SHRINK_KEYS = {"candidates": int, "drop": int, "keep": float, "seed": int, "halving": int}
 DEFAULT_SHRINK = {"candidates": 10, "drop": 1, "keep": 0.01, "seed": 0, "halving": 0}
 DEFAULT_TRAIN = {"optimizer": "adam", "lr": 0.004, "batch": 128, "epochs": 20, "patience": 3,
-                 "finetune": 2, "finetune_lr": 0.0, "momentum": 0.0, "weight_decay": 0.0}
+                 "finetune": 2, "finetune_lr": 0.0, "momentum": 0.0, "weight_decay": 0.0,
+                 "schedule": "constant"}
 DEFAULT_TRAIN_LM = {"optimizer": "sgd", "lr": 20.0, "batch": 128, "epochs": 10, "patience": 2,
                     "bptt": 35, "clip": 0.25, "finetune": 2, "finetune_lr": 0.0, "momentum": 0.0,
-                    "weight_decay": 0.0}
+                    "weight_decay": 0.0, "schedule": "constant"}
+SCHEDULES = ("constant", "linear", "cosine")
 
 # run.json records the train settings; it did so before momentum and weight decay had
 # defaults, when they appeared only where a spec set them. A zero one (none: what the trainer
 # always took then) stays out of the record, so a run made then still resumes.
 _RECORDED_UNLESS_ZERO = ("momentum", "weight_decay", "finetune_lr")
+_RECORDED_UNLESS = {"schedule": "constant"}  # likewise, for settings added later
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,11 @@ def settings(search: ir.SearchDef, overrides: dict | None = None, *, lm: bool = 
     if train["optimizer"] not in ("adam", "sgd"):
         raise ShrinkError(f"unknown optimizer '{train['optimizer']}'", search.locs.get("train"),
                           "optimizer=adam or optimizer=sgd")
+    if train["schedule"] not in SCHEDULES:
+        raise ShrinkError(f"unknown learning-rate schedule '{train['schedule']}'",
+                          search.locs.get("train"),
+                          did_you_mean(train["schedule"], SCHEDULES, "schedules")
+                          or "schedule=constant (the paper), linear or cosine")
     for k in ("candidates", "drop"):
         if shrink[k] < 1:
             raise ShrinkError(f"{k} must be at least 1, got {shrink[k]}", search.locs.get("shrink"))
@@ -99,7 +108,9 @@ def settings(search: ir.SearchDef, overrides: dict | None = None, *, lm: bool = 
 
 def recorded(s: Settings) -> dict:
     """The settings as run.json records them (``--resume`` compares them)."""
-    train = {k: v for k, v in s.train.items() if not (k in _RECORDED_UNLESS_ZERO and v == 0)}
+    train = {k: v for k, v in s.train.items()
+             if not (k in _RECORDED_UNLESS_ZERO and v == 0)
+             and not (k in _RECORDED_UNLESS and v == _RECORDED_UNLESS[k])}
     out = {"candidates": s.candidates, "drop": s.drop, "keep": s.keep, "seed": s.seed,
            "train": train}
     if s.halving:  # recorded only when on: a run made before halving existed still resumes

@@ -47,6 +47,37 @@ def _optimizer(model, settings: dict):
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
 
 
+def _schedule(opt, settings: dict, steps_per_epoch: int):
+    """A function ``at(step)`` that sets the learning rate of training step ``step`` (counted
+    from 0 over the whole training, epochs continued from a checkpoint included) by the
+    ``schedule`` train setting, or None for ``constant`` (the paper: ``lr`` throughout).
+
+    ``linear`` and ``cosine`` decay it from ``lr`` towards zero over the ``epochs`` budget, so
+    that a short budget ends with a converged network ("budgeted training", Li et al., ICLR
+    2020) instead of one caught mid-descent, which ranks small cells, slow to learn, below
+    large ones (benchmarks/shrink_search.py, parts rank and budget). ``restarts`` (epochs,
+    set by successive halving to the earlier rounds' budgets) start the decay again from
+    ``lr`` there, so that a round's survivor, continued from its checkpoint, ends exactly
+    as a run trained from scratch through the same rounds."""
+    import math
+
+    kind, lr = settings.get("schedule", "constant"), float(settings["lr"])
+    if kind == "constant":
+        return None
+    bounds = sorted({0, *(int(r) for r in settings.get("restarts", ())), int(settings["epochs"])})
+
+    def at(step: int) -> None:
+        epoch = step // max(1, steps_per_epoch)
+        lo = max(b for b in bounds if b <= epoch)
+        hi = min((b for b in bounds if b > epoch), default=lo + 1)
+        t = (step - lo * steps_per_epoch) / max(1, (hi - lo) * steps_per_epoch)
+        factor = 1 - t if kind == "linear" else 0.5 * (1 + math.cos(math.pi * t))
+        for group in opt.param_groups:
+            group["lr"] = lr * factor
+
+    return at
+
+
 class _EarlyStop:
     """Keeps the best validation value; says stop after ``patience`` epochs without a gain."""
 
@@ -164,6 +195,8 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32", devic
     batch, epochs = int(settings["batch"]), int(settings["epochs"])
     stop, epoch, curve = _EarlyStop(int(settings["patience"]), higher_is_better=True), 0, []
     stopped = False
+    n = len(x_train)
+    steps_per_epoch = sum(1 for i in range(0, n, batch) if min(n, i + batch) - i >= 2)
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -171,6 +204,7 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32", devic
         torch.set_rng_state(resume["rng"])
         epoch, curve, stopped = int(resume["epoch"]), list(resume["curve"]), bool(resume["stopped"])
         stop.best, stop.since = resume["best"], int(resume["since"])
+    step, schedule = epoch * steps_per_epoch, _schedule(opt, settings, steps_per_epoch)
     while epoch < epochs and not stopped:
         epoch += 1
         model.train()
@@ -179,6 +213,9 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32", devic
             idx = perm[i:i + batch]
             if len(idx) < 2:  # batch norm needs two samples
                 continue
+            if schedule:
+                schedule(step)
+            step += 1
             with _autocast(precision, dev.type):
                 loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
             opt.zero_grad(set_to_none=True)
@@ -226,11 +263,16 @@ def train_lm(model, corpus, settings: dict, seed: int, precision: str = "fp32",
     opt = _optimizer(model, settings)
     vocab = corpus.size
     stop, epoch, curve = _EarlyStop(int(settings["patience"]), higher_is_better=False), 0, []
+    chunks = range(0, train_data.size(1) - 1, bptt)
+    schedule, step = _schedule(opt, settings, len(chunks)), 0
     while epoch < epochs:
         epoch += 1
         model.train()
         hidden = None
-        for i in range(0, train_data.size(1) - 1, bptt):
+        for i in chunks:
+            if schedule:
+                schedule(step)
+            step += 1
             n = min(bptt, train_data.size(1) - 1 - i)
             x, y = train_data[:, i:i + n], train_data[:, i + 1:i + 1 + n]
             with _autocast(precision, dev.type):

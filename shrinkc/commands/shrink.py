@@ -16,7 +16,7 @@ def cmd_shrink(args, report) -> int:
     _check_ranges(args)
     how = _run_settings(args)
     overrides = {"candidates": args.candidates, "epochs": args.epochs, "seed": args.seed,
-                 "halving": args.halving}
+                 "halving": args.halving, "schedule": args.schedule}
     opts = Options(spec=args.spec, out=args.output, resume=args.resume, quiet=args.quiet,
                    max_steps=args.max_steps, search=args.search, inherit=args.inherit,
                    overrides=overrides, **how)
@@ -83,6 +83,10 @@ def register(sub) -> None:
                    help="successive halving inside each step: train every candidate briefly, "
                    "keep the best 1/ETA for a budget ETA times longer, up to --epochs "
                    "(0: off, the paper's procedure; default: the spec's shrink(halving=...))")
+    r.add_argument("--schedule", choices=("constant", "linear", "cosine"),
+                   help="learning rate over each candidate's epochs: constant (the paper), or "
+                   "decayed to zero over the --epochs budget, so short budgets end converged "
+                   "(default: the spec's train(schedule=...), else constant)")
     r.add_argument("--config", metavar="RUN.yaml",
                    help="how the search runs (device, precision, workers, threads, executor, "
                    "address, gpus_per_candidate, data) from a YAML file; flags override it")

@@ -188,24 +188,33 @@ def part_rank(args) -> None:
     train_all("rank", doc, jobs, args.workers)
 
 
-FAST = (("linear", 1), ("linear", 2))  # (schedule, epochs) the budget part measures
+# (schedule, epochs, batch) the budget part measures; batch None: the spec's (128)
+FAST = (("linear", 1, None), ("linear", 2, None), ("constant", 2, 32), ("linear", 2, 32))
+
+
+def fast_key(schedule: str, epochs: int, batch: int | None) -> str:
+    return f"{schedule}-{epochs}" + (f"-b{batch}" if batch else "")
 
 
 def part_budget(args) -> None:
-    """Short budgets with a learning rate that decays to zero over them (``schedule``): the
-    rank part's cells and seeds, each trained for 1 and for 2 epochs from scratch. Their
-    scores are ranked against the other seed's full-budget scores, as the rank part's
-    curves are (a decayed run is not a prefix of the full one, so it must be trained)."""
+    """Short budgets trained as their own runs, not read off a full run's curve: a learning
+    rate that decays to zero over the budget (``schedule``), and smaller batches (more steps
+    in the same epochs). The rank part's cells and seeds, each trained from scratch with every
+    ``FAST`` protocol; their scores are ranked against the other seed's full-budget scores,
+    as the rank part's curves are."""
     sp = Space()
     rank = load("rank")
     if "cells" not in rank:
         sys.exit("run the rank part first: the budget part ranks against its full scores")
     doc = load("budget")
-    doc.setdefault("protocol", {"fast": [list(f) for f in FAST], "seeds": list(RANK_SEEDS)})
-    jobs = {f"{sched}-{e}/{i}/{s}": sp.job(c, s, epochs=e, schedule=sched)
-            for sched, e in FAST for i, c in enumerate(rank["cells"]) for s in RANK_SEEDS}
-    jobs = dict(sorted(jobs.items(), key=lambda kv: -len(rank["cells"][int(kv[0].split("/")[1])])
-                       * int(kv[0].split("/")[0].split("-")[1])))
+    doc["protocol"] = {"fast": [list(f) for f in FAST], "seeds": list(RANK_SEEDS)}
+    jobs = {}
+    for sched, e, batch in FAST:
+        extra = {"batch": batch} if batch else {}
+        for i, c in enumerate(rank["cells"]):
+            for s in RANK_SEEDS:
+                jobs[f"{fast_key(sched, e, batch)}/{i}/{s}"] = sp.job(c, s, epochs=e,
+                                                                      schedule=sched, **extra)
     train_all("budget", doc, jobs, args.workers)
 
 

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from shrinkc.cli import main
-from shrinkc.compiler.analysis.cellhash import cell_hash, cell_hashes, dag_hash
+from shrinkc.compiler.analysis.cellhash import (
+    cell_hash,
+    cell_hashes,
+    dag_colors,
+    dag_hash,
+    wl_refine,
+)
 from shrinkc.compiler.pipeline import build_graph, check
 
 from conftest import ROOT, SPECS, TEST_SPECS
@@ -102,11 +108,76 @@ def test_dag_hash_sees_a_changed_edge_or_op():
         dag_hash(DAG_OPS, {(0, 7)})
 
 
+def _classes(colours: list[str]) -> set[frozenset[int]]:
+    groups: dict[str, set[int]] = {}
+    for i, c in enumerate(colours):
+        groups.setdefault(c, set()).add(i)
+    return {frozenset(g) for g in groups.values()}
+
+
+def test_dag_sweeps_find_the_stable_weisfeiler_lehman_classes():
+    """``dag_colors`` (linear sweeps, then WL) splits random DAGs into exactly the classes
+    that plain WL refinement to stability gives (the reference, run here round by round)."""
+    rng = random.Random(7)
+    for _ in range(150):
+        n = rng.randint(2, 24)
+        labels = [rng.choice("ab") for _ in range(n)]
+        p = rng.choice((0.1, 0.2, 0.4))
+        edges = {(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < p}
+        assert _classes(dag_colors(labels, edges)) == _classes(wl_refine(labels, edges)[0])
+    # a chain: every node is told apart (WL needs a round per two nodes for that)
+    chain = {(i, i + 1) for i in range(99)}
+    assert len(set(dag_colors(["conv"] * 100, chain))) == 100
+
+
+def test_hashing_a_long_chain_is_linear():
+    """Issue 11, item 13: a 10,000-node chain took minutes (a WL round per two nodes, each over
+    all nodes); its hash is now a few sweeps. The limit is loose for slow CI machines."""
+    import time
+
+    n = 10_000
+    edges = {(i, i + 1) for i in range(n - 1)} | {(0, i) for i in range(3, n, 3)}
+    t = time.perf_counter()
+    h = dag_hash(["conv"] * n, edges)
+    assert time.perf_counter() - t < 10
+    perm = list(range(n))
+    random.Random(1).shuffle(perm)
+    assert dag_hash(*_permute(["conv"] * n, edges, perm)) == h
+
+
+def test_diff_of_long_chains_finds_the_one_edit(tmp_path):
+    """Two 3,000-node chains that differ in one node's op: diff names exactly that node,
+    with every other node matched (so no edge is reported), in seconds."""
+    import time
+
+    def chain(op_at_1500: str) -> str:
+        lines = ["shrink 1", "cell C(w: int) {", "    input x"]
+        for i in range(1, 3001):
+            op = op_at_1500 if i == 1500 else "conv(w, k=1)"
+            lines.append(f"    n{i} = {op} relu <- {f'n{i - 1}' if i > 1 else 'x'}")
+        return "\n".join([*lines, "    output n3000 + x", "}", ""])
+
+    a, b = tmp_path / "a.shrink", tmp_path / "b.shrink"
+    a.write_text(chain("conv(w, k=1)"))
+    b.write_text(chain("sepconv(w, k=3)").replace(" n", " m"))  # and every node renamed
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "shrinkc", "diff", str(a), str(b), "--json"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert time.perf_counter() - t < 60
+    cell = json.loads(r.stdout)["cells"]["C"]
+    assert cell["nodes_changed"] == [{"a": "n1500", "b": "m1500",
+                                      "op": ["conv(w, k=1)", "sepconv(w, k=3)"]}]
+    assert not cell["nodes_added"] and not cell["nodes_removed"]
+    assert not cell["edges_added"] and not cell["edges_removed"]
+    assert cell["renamed"] == {f"n{i}": f"m{i}" for i in range(1, 3001)}
+
+
 def test_dag_hash_is_the_same_in_every_process():
-    # pinned: a change here changes every hash the shrinker has recorded (it changed once,
-    # when refinement began to stop at the stable colouring)
+    # pinned: a change here changes every hash the shrinker has recorded (it changed when
+    # refinement began to stop at the stable colouring, and in 0.2.0, when DAG sweeps came
+    # first: run folders record shrinkc's version, so an older run is refused on --resume)
     assert dag_hash(["input", "conv", "output"], {(0, 1), (1, 2)}) == \
-        "5face3333b2b4cffb22353ad57a70f7830357af074d878b23ff620b0c52aea46"
+        "44129db9cd5f80369030581de9eb31e0a0404a7fc30a824f94d6225c2445912f"
     code = ("from shrinkc.compiler.analysis.cellhash import dag_hash; "
             f"print(dag_hash({DAG_OPS!r}, {sorted(DAG_EDGES)!r}))")
     outs = set()

@@ -53,7 +53,7 @@ def wl_colors(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
 
 
 def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int | None = None,
-              ) -> tuple[list[str], int]:
+              limit: int | None = None) -> tuple[list[str], int]:
     """Weisfeiler-Lehman colours of the nodes, and the rounds run: ``rounds`` refinements, or
     (by default) as many as make the colouring stable: when a round splits no colour class, no later round would.
 
@@ -61,7 +61,9 @@ def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
     with the sorted colours of its in-neighbours and, separately, of its out-neighbours. Nodes
     with the same neighbourhood share one hash computation, so a round costs O(edges) plus one
     hash per distinct colour; a cell takes as many rounds as its longest chain of distinct
-    colours needs (one or two for most cells), not one per node.
+    colours needs (one or two for most cells, but one per two nodes along a chain: see
+    ``dag_colors``). ``limit``: stop after that many rounds even if not stable (the rounds
+    run then exceed ``limit`` by one, so a caller can tell).
     """
     n = len(labels)
     preds, succs = _adjacency(n, edges)
@@ -69,6 +71,8 @@ def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
     distinct = len(set(colors))
     done = 0
     for _ in range(n if rounds is None else rounds):
+        if limit is not None and done > limit:
+            break
         done += 1
         memo: dict[str, str] = {}
         new = []
@@ -87,16 +91,72 @@ def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
     return colors, done
 
 
+def _topological(preds: list[list[int]], succs: list[list[int]]) -> list[int] | None:
+    """The nodes in a topological order (Kahn's), or None when the graph has a cycle."""
+    indeg = [len(p) for p in preds]
+    order = [v for v, d in enumerate(indeg) if d == 0]
+    for v in order:  # grows while it is walked
+        for w in succs[v]:
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                order.append(w)
+    return order if len(order) == len(preds) else None
+
+
+def dag_colors(labels: list[str], edges: Iterable[tuple[int, int]], direction: str = "both",
+               ) -> list[str]:
+    """Isomorphism-invariant node colours of a DAG, in time linear in its size.
+
+    A sweep gives each node, in topological order, the hash of its colour and the sorted
+    hashes of its predecessors (the whole graph above it, as a Merkle tree does), and in the
+    reverse order the same over its successors (the graph below it); its new colour joins
+    the two. Sweeps repeat while they split colour classes (two or three do), then
+    Weisfeiler-Lehman rounds (``wl_refine``) run until the colouring is stable. The classes
+    that result are WL's stable classes (each sweep's hashes are a function of WL's stable
+    colour), found without the one round per node that WL alone needs along a chain: a
+    10,000-node chain takes one sweep and a round, not 5,000 rounds.
+
+    ``direction="down"`` (or ``"up"``): one sweep over the predecessors only (the successors
+    only), no WL: two nodes then share a colour when the graphs above them (below them)
+    agree, which ``diff`` uses to pair the nodes before (after) an edit."""
+    n = len(labels)
+    preds, succs = _adjacency(n, edges)
+    order = _topological(preds, succs)
+    colors = [_sha(json.dumps([len(succs[v]), len(preds[v]), labels[v]])) for v in range(n)]
+    if order is None:  # not a DAG: WL alone
+        return colors if direction != "both" else wl_colors(colors, edges)
+    if direction != "both":
+        out = [""] * n
+        near = preds if direction == "down" else succs
+        for v in (order if direction == "down" else reversed(order)):
+            out[v] = _sha(colors[v] + direction + ",".join(sorted(out[u] for u in near[v])))
+        return out
+    distinct = len(set(colors))
+    while True:
+        down, up = [""] * n, [""] * n
+        for v in order:
+            down[v] = _sha(colors[v] + "<" + ",".join(sorted(down[u] for u in preds[v])))
+        for v in reversed(order):
+            up[v] = _sha(colors[v] + ">" + ",".join(sorted(up[w] for w in succs[v])))
+        colors = [_sha(d + up[v]) for v, d in enumerate(down)]
+        split = len(set(colors))
+        if split == distinct:
+            break
+        distinct = split
+    return wl_colors(colors, edges)
+
+
 def dag_hash(nodes_ops: list[str], edges: set[tuple[int, int]]) -> str:
     """Isomorphism-invariant hash (64 hex digits) of a DAG with labelled nodes.
 
     ``nodes_ops[i]`` is node i's label (an op name, or any string); ``edges`` holds
     ``(src, dst)`` index pairs. Relabelling the indices (a permutation that carries the labels
     and edges along) gives the same hash; a different label or edge gives another one (up to
-    the rare graphs that Weisfeiler-Lehman cannot tell apart).
+    the rare graphs that Weisfeiler-Lehman cannot tell apart). Linear in the graph's size
+    (``dag_colors``).
     """
     labels = [str(x) for x in nodes_ops]
-    colors = wl_colors(labels, edges)
+    colors = dag_colors(labels, edges)
     return _sha(f"{len(labels)}|{len(set(edges))}|" + ",".join(sorted(colors)))
 
 

@@ -32,6 +32,7 @@ from .cellhash import (
     CellGraph,
     cell_graph,
     cell_hash,
+    dag_colors,
     wl_colors,
     wl_refine,
 )
@@ -73,17 +74,49 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
         i, j = a.index(kind), b.index(kind)
         if i is not None and j is not None:
             pin(i, j)
-    top = max(wl_refine(a.labels, a.edges)[1], wl_refine(b.labels, b.edges)[1]) + 1
+    top = max(wl_refine(a.labels, a.edges, limit=_MAX_ROUNDS)[1],
+              wl_refine(b.labels, b.edges, limit=_MAX_ROUNDS)[1]) + 1
     b_index = {name: j for j, name in enumerate(b.names)}
-    for rounds in range(min(top, max(len(a.names), len(b.names))), -1, -1):
-        while True:
-            pairs = _agreeing_pairs(a, b, m, _recolor(a, pins_a, rounds),
-                                    _recolor(b, pins_b, rounds), b_index)
+
+    def pin_agreeing(colour) -> None:
+        while len(m) < min(len(a.names), len(b.names)):
+            ca, cb = colour()
+            pairs = _agreeing_pairs(a, b, m, ca, cb, b_index)
             if not pairs:
-                break
+                return
             for pair in pairs:
                 pin(*pair)
+
+    if top > _MAX_ROUNDS:  # a long chain: whole neighbourhoods first, in linear time
+        for direction in ("both", "down", "up"):
+            pin_agreeing(lambda d=direction: _joint_colours(a, b, pins_a, pins_b, d))
+        top = _NEAR_ROUNDS
+    for rounds in range(min(top, max(len(a.names), len(b.names))), -1, -1):
+        pin_agreeing(lambda r=rounds: (_recolor(a, pins_a, r), _recolor(b, pins_b, r)))
     return m
+
+
+# Weisfeiler-Lehman rounds the matching tries at most: a cell whose colouring is stable
+# within them (every cell of the shipped specs: 2 to 5) is matched from its stable round
+# down, one round at a time; a larger one (a chain of thousands of nodes needs one round per
+# node) first pins the nodes whose whole graph above and below agree (``dag_colors``, in
+# linear time), then those whose whole graph above, or below, agrees (the nodes before and
+# after an edit), then goes down from ``_NEAR_ROUNDS`` rounds (what is left is near the
+# edits): ``diff`` stays linear in cell size.
+_MAX_ROUNDS = 8
+_NEAR_ROUNDS = 3
+
+
+def _joint_colours(a: CellGraph, b: CellGraph, pins_a: dict[int, str], pins_b: dict[int, str],
+                   direction: str) -> tuple[list[str], list[str]]:
+    """``dag_colors`` of ``a`` and ``b`` (with their pins) in ``direction``, computed over
+    both at once so that a colour means the same in each."""
+    labels = ([pins_a.get(i, x) for i, x in enumerate(a.labels)]
+              + [pins_b.get(j, x) for j, x in enumerate(b.labels)])
+    n = len(a.labels)
+    edges = set(a.edges) | {(s + n, d + n) for s, d in b.edges}
+    colours = dag_colors(labels, edges, direction)
+    return colours[:n], colours[n:]
 
 
 def _agreeing_pairs(a: CellGraph, b: CellGraph, m: dict[int, int], ca: list[str],

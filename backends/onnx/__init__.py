@@ -16,7 +16,7 @@ from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
 from .cnn import generate_cnn
-from .common import FUNCTION_DOMAIN, OPSET, ir_version, serialize
+from .common import FUNCTION_DOMAIN, MIN_OPSET, OPSET, ir_version, newest_opset, serialize
 from .lm import generate_lm
 
 MAX_BYTES = 2**31  # protobuf's limit on one serialized message
@@ -24,8 +24,9 @@ MAX_BYTES = 2**31  # protobuf's limit on one serialized message
 
 def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
              fold_bn: bool = True, functions: bool = False,
-             weights_source: str | None = None) -> onnx.ModelProto:
-    """The ONNX model of ``graph``'s network.
+             weights_source: str | None = None, opset: int = OPSET) -> onnx.ModelProto:
+    """The ONNX model of ``graph``'s network, in opset ``opset`` (:data:`MIN_OPSET` to
+    :func:`newest_opset`; default :data:`OPSET`, the newest).
 
     ``weights`` maps state_dict names to float32 arrays (checked by
     ``checkpoint.load_weights``); without them the weights are ``checkpoint.random_weights``.
@@ -33,6 +34,7 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
     each cell as an ONNX local function (image networks; a language model's cell is already
     one subgraph, the body of its Scan).
     """
+    check_opset(opset)
     if graph.cost.params * 4 >= MAX_BYTES:  # checked before a weight is drawn or read
         net = graph.program.networks[graph.network]
         raise ShrinkError(f"{graph.network} has {graph.cost.params:,} parameters: more than an "
@@ -40,9 +42,20 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
                           f"{MAX_BYTES // 4 // 10**6:,}M float32 parameters)", net.loc,
                           "shrinkc does not write ONNX external data yet")
     if isinstance(graph, ir.LMGraph):
-        return generate_lm(graph, weights, functions=functions, weights_source=weights_source)
+        return generate_lm(graph, weights, functions=functions, weights_source=weights_source,
+                           opset=opset)
     return generate_cnn(graph, weights, fold_bn=fold_bn, functions=functions,
-                        weights_source=weights_source)
+                        weights_source=weights_source, opset=opset)
 
 
-__all__ = ["FUNCTION_DOMAIN", "OPSET", "generate", "ir_version", "serialize"]
+def check_opset(opset: int) -> None:
+    """An error unless shrinkc writes opset ``opset`` with the onnx package installed here."""
+    newest = newest_opset()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ShrinkError(f"opset {opset!r} is out of range: shrinkc writes opsets {MIN_OPSET} to "
+                          f"{newest}", None,
+                          f"leave the opset out for the newest, {newest}")
+
+
+__all__ = ["FUNCTION_DOMAIN", "MIN_OPSET", "OPSET", "check_opset", "generate", "ir_version",
+           "newest_opset", "serialize"]

@@ -4,9 +4,16 @@ No tracing and no exporter: the graph comes straight from the IR, so compiling t
 neither torch nor a PyTorch module (torch is imported only to read a ``.pt`` checkpoint).
 
 The model
-    * opset :data:`OPSET` (28): the newest opset that both the onnx package and onnxruntime
-      here support (onnxruntime 1.32 rejects 29; ``tests/test_onnx.py`` checks that it runs).
-      The IR version is the lowest that carries it.
+    * opset :data:`OPSET` (28) by default: the newest opset that both the onnx package and
+      onnxruntime here support (onnxruntime 1.32 rejects 29; ``tests/test_onnx.py`` checks that
+      it runs); any opset from :data:`MIN_OPSET` (13) with ``opset=``. The graph uses only what
+      its opset has: ``hswish`` is ``HardSwish`` from opset 14 and ``x * HardSigmoid(x)``
+      (alpha 1/6, beta 1/2) before; every other op the backend emits exists in opset 13 with
+      the attributes it uses. Every node is checked against the opset as it is emitted
+      (:func:`common.require_op`), so an op missing from the opset is an error located at the
+      spec statement that needs it, naming the op and the opset that brought it. The IR
+      version is the lowest that carries the opset (and, with ``functions=True``, model-local
+      functions: 8).
     * one input, named as the spec's input (``image``), shape ``[batch, C, H, W]`` (or
       ``[batch, C]``) with a dynamic ``batch``; one output, ``logits`` when the head has a
       ``linear`` layer, else ``output``.
@@ -51,8 +58,8 @@ as PyTorch's default); global_avgpool -> GlobalAveragePool + Flatten; flatten ->
 linear -> Gemm (``transB=1``); dropout, identity -> nothing; concat -> Concat(axis=1);
 sum -> Sum; mean -> Sum then Div; residuals -> Add (with a strided 1x1 Conv where the IR
 projects). Activations: relu -> Relu, relu6 -> Clip(0, 6), swish/silu -> Mul(x, Sigmoid(x)) (the
-opset's Swish has no onnxruntime kernel at opset 28), hswish -> HardSwish, sigmoid -> Sigmoid,
-tanh -> Tanh.
+opset's Swish has no onnxruntime kernel at opset 28), hswish -> HardSwish (opset >= 14, else
+Mul(x, HardSigmoid(x))), sigmoid -> Sigmoid, tanh -> Tanh.
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ from shrinkc.compiler.errors import ShrinkError
 from ..layout import OP_LAYOUT, cell_prefixes, chain_prefixes, join, wrapped
 from ..naming import cell_attr_names, fresh_name
 from .checkpoint import random_weights
-from .common import FUNCTION_DOMAIN, OPSET, ir_version
+from .common import FUNCTION_DOMAIN, OPSET, ir_version, require_op
 
 BN_EPS = 1e-5
 
@@ -81,17 +88,28 @@ class _Body:
     """A list of nodes under construction (the main graph, or one function body), with the
     weights it reads and a namespace of value names."""
 
-    def __init__(self, weights: Mapping[str, np.ndarray], fold: bool, prefix: str = ""):
+    def __init__(self, weights: Mapping[str, np.ndarray], fold: bool, prefix: str = "",
+                 opset: int = OPSET):
         self.weights = weights
         self.fold = fold
         self.prefix = prefix  # module path of the body inside the network, with a dot
+        self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.taken: set[str] = set()
+        # what in the spec the nodes being emitted are for, and where: for errors
+        self.what: str = "the network"
+        self.loc: ir.Loc | None = None
+
+    def at(self, what: str, loc: ir.Loc | None) -> None:
+        """The nodes emitted next are for ``what`` at ``loc`` in the spec."""
+        self.what, self.loc = what, loc
 
     def fresh(self, name: str) -> str:
         return fresh_name(self.taken, name)
 
     def node(self, op_type: str, inputs: list[str], name: str, domain: str = "", **attrs) -> str:
+        if not domain:
+            require_op(op_type, self.opset, self.what, self.loc)
         out = self.fresh(name)
         refs = [a for a in attrs.values() if isinstance(a, onnx.AttributeProto)]
         plain = {k: v for k, v in attrs.items() if not isinstance(v, onnx.AttributeProto)}
@@ -116,8 +134,8 @@ class _Body:
 
 
 class _GraphBody(_Body):
-    def __init__(self, weights: Mapping[str, np.ndarray], fold: bool):
-        super().__init__(weights, fold)
+    def __init__(self, weights: Mapping[str, np.ndarray], fold: bool, opset: int = OPSET):
+        super().__init__(weights, fold, opset=opset)
         self.initializers: dict[str, np.ndarray] = {}
         self.consts: dict[float, str] = {}
 
@@ -141,7 +159,7 @@ class _FunctionBody(_Body):
     to the main graph under full names; constants are Constant nodes."""
 
     def __init__(self, graph: _GraphBody, prefix: str):
-        super().__init__(graph.weights, graph.fold, prefix)
+        super().__init__(graph.weights, graph.fold, prefix, graph.opset)
         self.graph = graph
         self.formals: list[str] = []
         self.actuals: list[str] = []
@@ -185,6 +203,15 @@ def _swish(b: _Body, x: str, name: str) -> str:
     return b.node("Mul", [x, b.node("Sigmoid", [x], join(name, "sigmoid"))], name)
 
 
+def _hswish(b: _Body, x: str, name: str) -> str:
+    """``HardSwish`` (opset 14), or before it ``x * HardSigmoid(x)`` with alpha 1/6 and beta
+    1/2: ``x * clip(x / 6 + 1/2, 0, 1) == x * relu6(x + 3) / 6``."""
+    if b.opset >= 14:
+        return b.node("HardSwish", [x], name)
+    gate = b.node("HardSigmoid", [x], join(name, "gate"), alpha=1.0 / 6.0, beta=0.5)
+    return b.node("Mul", [x, gate], name)
+
+
 ACT_NODES: dict[str, Callable[[_Body, str, str], str]] = {
     "relu": _unary("Relu"),
     "relu6": lambda b, x, name: b.node("Clip", [x, b.const(0.0), b.const(6.0)], name),
@@ -192,7 +219,7 @@ ACT_NODES: dict[str, Callable[[_Body, str, str], str]] = {
     # stamped with a newer opset
     "swish": _swish,
     "silu": _swish,
-    "hswish": _unary("HardSwish"),
+    "hswish": _hswish,
     "sigmoid": _unary("Sigmoid"),
     "tanh": _unary("Tanh"),
     "identity": lambda b, x, name: x,
@@ -200,8 +227,11 @@ ACT_NODES: dict[str, Callable[[_Body, str, str], str]] = {
 """Activation name -> the nodes computing it (``body, input, node name -> output``)."""
 
 
-def _act(b: _Body, x: str, act: str | None, name: str) -> str:
-    return x if act is None else ACT_NODES[act](b, x, name)
+def _act(b: _Body, x: str, act: str | None, name: str, loc: ir.Loc | None = None) -> str:
+    if act is None:
+        return x
+    b.at(f"the activation '{act}'", loc)
+    return ACT_NODES[act](b, x, name)
 
 
 def _conv_attrs(k: int, stride: int, dilation: int, groups: int | onnx.AttributeProto) -> dict:
@@ -294,15 +324,18 @@ activation goes)."""
 
 
 def _op(b: _Body, x: str, op: ir.OpInst, prefix: str, act: ir.Expr | None,
-        xs: ir.Shape) -> str:
-    """Emit ``op`` (with its activation) whose module sits at ``prefix``; return its output."""
+        xs: ir.Shape, loc: ir.Loc | None = None) -> str:
+    """Emit ``op`` (with its activation) whose module sits at ``prefix``, for the spec
+    statement at ``loc``; return its output."""
     if op.op not in OP_NODES:  # pragma: no cover - the op table and this one are kept in step
         raise ShrinkError(f"the ONNX backend has no mapping for op '{op.op}'")
+    b.at(f"the op '{op.op}'", loc)
     wrap = wrapped(op.op, act)
     y = OP_NODES[op.op](b, x, op, join(prefix, "0") if wrap else prefix, xs)
     if wrap:
-        return _act(b, y, op.act, join(prefix, "1"))
-    return _act(b, y, op.act, prefix if OP_LAYOUT[op.op].act == "replace" else join(prefix, "act"))
+        return _act(b, y, op.act, join(prefix, "1"), loc)
+    return _act(b, y, op.act, prefix if OP_LAYOUT[op.op].act == "replace" else join(prefix, "act"),
+                loc)
 
 
 def _merge(b: _Body, xs: list[str], merge: str, name: str) -> str:
@@ -324,16 +357,22 @@ def _cell(b: _Body, graph: ir.Graph, inst: ir.CellInst, prefix: str, x: str) -> 
     n0 = inst.nodes[0]
     values = {n0.name: x}
     if n0.op is not None:
-        values[n0.name] = _op(b, x, n0.op, join(prefix, "downsample"), None, n0.in_shape)
+        values[n0.name] = _op(b, x, n0.op, join(prefix, "downsample"), None, n0.in_shape,
+                              inst.loc)
     for n in inst.nodes[1:]:
         path = join(prefix, attrs[n.name])
+        b.at(f"the {n.merge} of node '{n.name}'", n.loc)
         xin = _merge(b, [values[s] for s in n.inputs], n.merge, join(path, n.merge))
-        values[n.name] = _op(b, xin, n.op, path, acts[n.name], n.in_shape)  # type: ignore[arg-type]
+        values[n.name] = _op(b, xin, n.op, path, acts[n.name], n.in_shape, n.loc)  # type: ignore[arg-type]
+    out_loc = cell.output.loc
+    b.at(f"the output of cell {inst.cell}", out_loc)
     y = _merge(b, [values[s] for s in inst.output], inst.merge, join(prefix, inst.merge))
     if inst.residual == "identity":
+        b.at(f"the residual of cell {inst.cell}", out_loc)
         y = b.node("Add", [y, x], join(prefix, "add"))
     elif inst.residual == "project":
-        r = _op(b, x, inst.residual_op, join(prefix, "residual"), None, inst.in_shape)  # type: ignore[arg-type]
+        r = _op(b, x, inst.residual_op, join(prefix, "residual"), None, inst.in_shape, out_loc)  # type: ignore[arg-type]
+        b.at(f"the residual of cell {inst.cell}", out_loc)
         y = b.node("Add", [y, r], join(prefix, "add"))
     return y
 
@@ -365,6 +404,7 @@ class _Functions:
         fb.taken.add(cell_in)
         y = _cell(fb, graph, inst, "", cell_in)
         if y == cell_in:
+            fb.at(f"cell {inst.cell}", inst.loc)
             y = fb.node("Identity", [y], "output")
         key = b"\0".join([*(n.SerializeToString(deterministic=True) for n in fb.nodes),
                           "\0".join(fb.formals).encode(), cell_in.encode(), y.encode(),
@@ -377,7 +417,7 @@ class _Functions:
             self.names.add(name)
             self.funcs[key] = helper.make_function(
                 FUNCTION_DOMAIN, name, [cell_in, *fb.formals], [y], fb.nodes,
-                [helper.make_opsetid("", OPSET)], attributes=list(fb.attrs),
+                [helper.make_opsetid("", b.opset)], attributes=list(fb.attrs),
                 doc_string=f"cell {inst.cell}")
         return b.node(self.funcs[key].name, [x, *fb.actuals], prefix, domain=FUNCTION_DOMAIN,
                       **fb.attrs)
@@ -387,19 +427,20 @@ def _network(b: _GraphBody, graph: ir.CNNGraph, funcs: _Functions | None) -> str
     """Emit stem, stages and head; return the last value."""
     x = graph.input_name
     for (prefix, act), layer in zip(chain_prefixes(graph, "stem"), graph.stem):
-        x = _op(b, x, layer.op, prefix, act, layer.in_shape)
+        x = _op(b, x, layer.op, prefix, act, layer.in_shape, layer.loc)
     for stage, prefixes in zip(graph.stages, cell_prefixes(graph)):
         for inst, prefix in zip(stage.cells, prefixes):
             x = _cell(b, graph, inst, prefix, x) if funcs is None else \
                 funcs.call(b, graph, inst, prefix, x)
     for (prefix, act), layer in zip(chain_prefixes(graph, "head"), graph.head):
-        x = _op(b, x, layer.op, prefix, act, layer.in_shape)
+        x = _op(b, x, layer.op, prefix, act, layer.in_shape, layer.loc)
     return x
 
 
 def _name_output(b: _GraphBody, x: str, input_name: str, out_name: str) -> None:
     """Give the last value ``x`` the graph output's name (an Identity if it is the input)."""
     if x == input_name:
+        b.at("the network's output", None)
         b.node("Identity", [x], out_name)
         x = out_name
     for node in b.nodes:
@@ -417,8 +458,8 @@ def _add_initializers(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray]) 
 
 def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = None, *,
                  fold_bn: bool = True, functions: bool = False,
-                 weights_source: str | None = None) -> onnx.ModelProto:
-    """The ONNX model of ``graph``'s network.
+                 weights_source: str | None = None, opset: int = OPSET) -> onnx.ModelProto:
+    """The ONNX model of ``graph``'s network, in the default domain's opset ``opset``.
 
     ``weights`` maps state_dict names to float32 arrays (checked by
     ``checkpoint.load_weights``); without them the weights are ``checkpoint.random_weights``.
@@ -426,7 +467,7 @@ def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = 
     if weights is None:
         weights = random_weights(graph)
         weights_source = weights_source or "random (numpy, seed 0)"
-    b = _GraphBody(weights, fold_bn)
+    b = _GraphBody(weights, fold_bn, opset)
     b.taken.add(graph.input_name)
     out_name = output_name(graph)
     b.taken.add(out_name)
@@ -439,14 +480,15 @@ def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = 
         [_value_info(graph.input_name, graph.input_shape)],
         [_value_info(out_name, graph.out_shape)],
     )
-    opsets = [helper.make_opsetid("", OPSET)]
+    opsets = [helper.make_opsetid("", opset)]
     if functions:
         opsets.append(helper.make_opsetid(FUNCTION_DOMAIN, 1))
     from shrinkc.compiler.version import __version__
 
     model = helper.make_model(
         g, opset_imports=opsets, producer_name="shrinkc", producer_version=__version__,
-        functions=list(funcs.funcs.values()) if funcs else [], ir_version=ir_version(),
+        functions=list(funcs.funcs.values()) if funcs else [],
+        ir_version=ir_version(opset, functions),
         doc_string=f"{graph.network} from {graph.source}",
     )
     _add_initializers(model, b.initializers)

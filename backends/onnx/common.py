@@ -6,14 +6,64 @@ import onnx
 from onnx import helper
 
 from shrinkc.compiler.errors import ShrinkError
+from shrinkc.compiler.ir import Loc
 
 OPSET = 28
+"""The default opset, and the newest one shrinkc writes: the newest that both the onnx package
+and onnxruntime here support (onnxruntime 1.32 rejects 29; ``tests/test_onnx.py`` checks that
+it runs). Compiling never imports onnxruntime, so this bound is a constant;
+:func:`newest_opset` lowers it to what an older installed onnx package knows."""
+MIN_OPSET = 13
+"""The oldest opset shrinkc writes (``--opset``): the first with ``Split``'s sizes as an
+input, and what deployment toolchains commonly still accept."""
 FUNCTION_DOMAIN = "shrinkc.cells"
+FUNCTIONS_IR_VERSION = 8  # model-local functions came with IR version 8
 
 
-def ir_version() -> int:
-    """The lowest ONNX IR version that carries :data:`OPSET`."""
-    return helper.find_min_ir_version_for([helper.make_opsetid("", OPSET)])
+def newest_opset() -> int:
+    """The newest opset shrinkc writes with the onnx package installed here."""
+    return min(OPSET, onnx.defs.onnx_opset_version())
+
+
+def ir_version(opset: int = OPSET, functions: bool = False) -> int:
+    """The lowest ONNX IR version that carries ``opset`` (and model-local functions)."""
+    v = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
+    return max(v, FUNCTIONS_IR_VERSION) if functions else v
+
+
+_HAS: dict[tuple[str, int], bool] = {}
+
+
+def has_op(op_type: str, opset: int) -> bool:
+    """Whether the default domain has ``op_type`` at ``opset``."""
+    key = (op_type, opset)
+    if key not in _HAS:
+        try:
+            onnx.defs.get_schema(op_type, opset, "")
+            _HAS[key] = True
+        except onnx.defs.SchemaError:
+            _HAS[key] = False
+    return _HAS[key]
+
+
+def first_opset(op_type: str) -> int | None:
+    """The oldest opset that has ``op_type`` (None: no opset onnx knows has it)."""
+    return next((v for v in range(1, onnx.defs.onnx_opset_version() + 1)
+                 if has_op(op_type, v)), None)
+
+
+def require_op(op_type: str, opset: int, what: str, loc: Loc | None) -> None:
+    """A located error unless opset ``opset`` has ``op_type``; ``what`` is the spec's name
+    for what needs it (``the activation 'hswish'``)."""
+    if has_op(op_type, opset):
+        return
+    first = first_opset(op_type)
+    since = f"since opset {first}" if first else "in no opset the installed onnx knows"
+    hint = f"compile with --opset {first} or newer" if first else None
+    if first and first > newest_opset():
+        hint = None
+    raise ShrinkError(f"{what} needs the ONNX op {op_type}, which opset {opset} does not have "
+                      f"(it exists {since})", loc, hint or "use another op in the spec")
 
 
 def serialize(model: onnx.ModelProto) -> bytes:

@@ -4,7 +4,10 @@ The whole sequence is one graph, and the time loop is an ONNX ``Scan``, so a mod
 once runs on any sequence length (and any batch size). As for image networks
 (``backends/onnx/cnn.py``) the graph comes straight from the IR: no torch, no tracing.
 
-The model (opset :data:`~shrinkc.backends.onnx.OPSET`)
+The model (opset :data:`~shrinkc.backends.onnx.OPSET` by default, any from
+:data:`~shrinkc.backends.onnx.MIN_OPSET` (13) with ``opset=``; before opset 18 ``Split`` takes
+no ``num_outputs`` (it splits evenly into its outputs), and before opset 15 ``Shape`` takes no
+``start``/``end``: the batch is ``Gather(Shape(tokens), [0])``)
     * inputs: ``tokens``, int64 ``[batch, time]`` (required), and ``hidden``, float
       ``[batch, hidden]``, the initial state h_0 (optional, see below).
     * outputs: ``logits``, float ``[batch, time, vocab]``, then ``last_hidden``, float
@@ -81,7 +84,7 @@ from shrinkc.compiler.errors import ShrinkError
 from ..layout import cell_names, lm_tensors
 from ..naming import edge_key, fresh_name
 from .checkpoint import random_lm_weights
-from .common import OPSET, ir_version
+from .common import OPSET, ir_version, require_op
 
 ACT_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "identity": None}
 TOKENS, HIDDEN, LOGITS, LAST_HIDDEN = "tokens", "hidden", "logits", "last_hidden"
@@ -94,8 +97,9 @@ class _Builder:
     """Nodes of one graph (the main graph or a subgraph); value names are unique in the model
     (``taken`` is shared), as ONNX wants across subgraphs."""
 
-    def __init__(self, taken: set[str]):
+    def __init__(self, taken: set[str], opset: int = OPSET):
         self.taken = taken
+        self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.consts: dict[str, str] = {}
 
@@ -106,6 +110,7 @@ class _Builder:
              **attrs) -> str:
         """Append a node named ``name`` (made unique); its one output is named as the node,
         or its outputs are ``outputs`` (made unique). Returns the first output."""
+        require_op(op_type, self.opset, "the language model", None)
         node_name = self.fresh(name)
         outs = [node_name] if outputs is None else [self.fresh(o) for o in outputs]
         self.nodes.append(helper.make_node(op_type, inputs, outs, name=node_name, **attrs))
@@ -124,8 +129,9 @@ def _highway(b: _Builder, s: str, ch: str, act: str, path: str) -> str:
     if act not in ACT_OPS:
         raise ShrinkError(f"the ONNX backend has no mapping for the activation '{act}' of a "
                           "recurrent cell")
-    b.node("Split", [ch], f"{path}.split", outputs=[f"{path}.c", f"{path}.h"], axis=-1,
-           num_outputs=2)
+    # two equal halves: num_outputs from opset 18, the number of outputs before
+    even = {"num_outputs": 2} if b.opset >= 18 else {}
+    b.node("Split", [ch], f"{path}.split", outputs=[f"{path}.c", f"{path}.h"], axis=-1, **even)
     c, h = b.nodes[-1].output
     gate = b.node("Sigmoid", [c], f"{path}.gate")
     if ACT_OPS[act] is not None:
@@ -142,12 +148,12 @@ def _mean(b: _Builder, xs: list[str], name: str) -> str:
     return b.node("Div", [total, n], f"{name}.mean")
 
 
-def _cell_body(graph: ir.LMGraph, taken: set[str]) -> onnx.GraphProto:
+def _cell_body(graph: ir.LMGraph, taken: set[str], opset: int) -> onnx.GraphProto:
     """The Scan body: one step (h_{t-1}, x_t) -> (h_t, h_t)."""
     lm = graph.lm
     cell, names = lm.cell, cell_names(lm.cell)
     spec_input = graph.program.cells[cell.cell].input
-    b = _Builder(taken)
+    b = _Builder(taken, opset)
     h_in = b.fresh(f"cell.{spec_input.state or 'h'}")
     x_in = b.fresh(f"cell.{spec_input.name}")
     n0 = cell.nodes[0]
@@ -179,14 +185,19 @@ def _initial_state(b: _Builder, hidden: int) -> str:
     """``hidden`` if it has rows, else zeros of shape [batch of tokens, hidden]."""
     size = b.node("Size", [HIDDEN], "hidden.size")
     empty = b.node("Equal", [size, b.const("const.0", np.array(0, np.int64))], "hidden.empty")
-    zb = _Builder(b.taken)
-    batch = zb.node("Shape", [TOKENS], "tokens.batch", start=0, end=1)
+    zb = _Builder(b.taken, b.opset)
+    if b.opset >= 15:
+        batch = zb.node("Shape", [TOKENS], "tokens.batch", start=0, end=1)
+    else:  # no start and end before opset 15
+        batch = zb.node("Gather", [zb.node("Shape", [TOKENS], "tokens.shape"),
+                                   zb.const("const.first", np.array([0], np.int64))],
+                        "tokens.batch", axis=0)
     shape = zb.node("Concat", [batch, zb.const("const.hidden_size",
                                                 np.array([hidden], np.int64))],
                     "hidden.zeros_shape", axis=0)
     zeros = zb.node("ConstantOfShape", [shape], "hidden.zeros",
                     value=helper.make_tensor("", TensorProto.FLOAT, [1], [0.0]))
-    gb = _Builder(b.taken)
+    gb = _Builder(b.taken, b.opset)
     given = gb.node("Identity", [HIDDEN], "hidden.given")
 
     def branch(body: _Builder, out: str, name: str) -> onnx.GraphProto:
@@ -202,7 +213,7 @@ def _main_nodes(b: _Builder, graph: ir.LMGraph, taken: set[str]) -> None:
     lm = graph.lm
     x = b.node("Gather", ["embedding.weight", TOKENS], "embedding", axis=0)
     h0 = _initial_state(b, lm.hidden)
-    body = _cell_body(graph, taken)
+    body = _cell_body(graph, taken, b.opset)
     hs = b.fresh("cell")
     b.nodes.append(helper.make_node("Scan", [h0, x], [LAST_HIDDEN, hs], name=hs, body=body,
                                     num_scan_inputs=1, scan_input_axes=[1],
@@ -233,8 +244,9 @@ def _graph(b: _Builder, graph: ir.LMGraph) -> onnx.GraphProto:
 
 
 def generate_lm(graph: ir.LMGraph, weights: Mapping[str, np.ndarray] | None = None, *,
-                functions: bool = False, weights_source: str | None = None) -> onnx.ModelProto:
-    """The ONNX model of the language model ``graph``.
+                functions: bool = False, weights_source: str | None = None,
+                opset: int = OPSET) -> onnx.ModelProto:
+    """The ONNX model of the language model ``graph``, in the default domain's opset ``opset``.
 
     ``weights`` maps state_dict names to float32 arrays (checked by
     ``checkpoint.load_weights``); without them the weights are ``checkpoint.random_lm_weights``.
@@ -249,13 +261,13 @@ def generate_lm(graph: ir.LMGraph, weights: Mapping[str, np.ndarray] | None = No
     specs = lm_tensors(graph)
     params = {k: v for k, v in weights.items() if specs[k].role != "tied"}
     taken = {TOKENS, HIDDEN, LOGITS, LAST_HIDDEN, *params}
-    b = _Builder(taken)
+    b = _Builder(taken, opset)
     _main_nodes(b, graph, taken)
     from shrinkc.compiler.version import __version__
 
     model = helper.make_model(
-        _graph(b, graph), opset_imports=[helper.make_opsetid("", OPSET)], producer_name="shrinkc",
-        producer_version=__version__, ir_version=ir_version(),
+        _graph(b, graph), opset_imports=[helper.make_opsetid("", opset)], producer_name="shrinkc",
+        producer_version=__version__, ir_version=ir_version(opset),
         doc_string=f"{graph.network} from {graph.source}: tokens [batch, time] (and optionally "
                    f"hidden [batch, {lm.hidden}], default zeros) -> logits [batch, time, "
                    f"{lm.vocab}], last_hidden [batch, {lm.hidden}]; the time loop is a Scan",

@@ -11,6 +11,7 @@ from .loader import Sources, load
 from .passes.cost import cost
 from .passes.dag import check_dags
 from .passes.elaborate import elaborate
+from .passes.input_shape import override_input, shape_text
 from .passes.resolve import main_networks, resolve
 from .verify import verify_graph, verify_program
 
@@ -52,12 +53,27 @@ def pick_network(checked: Checked, network: str | None) -> str:
 
 
 def build_graph(checked: Checked, network: str | None = None,
-                overrides: dict[str, ir.Value] | None = None) -> ir.Graph:
+                overrides: dict[str, ir.Value] | None = None,
+                input_shape: tuple[int, ...] | None = None) -> ir.Graph:
+    """The costed graph of ``network`` (default: the last); ``overrides`` sets network
+    parameters, ``input_shape`` (``(C,)`` or ``(C, H, W)``, from ``--input``) replaces the
+    input shape the spec gives."""
     name = pick_network(checked, network)
-    graph = elaborate(checked.program, name, source=checked.sources.main.file,
-                      spec_hash=checked.sources.spec_hash, overrides=overrides)
-    graph = verify_graph(graph)
-    return verify_graph(cost(graph), costed=True)
+    program = checked.program
+    if input_shape is not None:
+        program = override_input(program, name, input_shape)
+    try:
+        graph = elaborate(program, name, source=checked.sources.main.file,
+                          spec_hash=checked.sources.spec_hash, overrides=overrides)
+        graph = verify_graph(graph)
+        return verify_graph(cost(graph), costed=True)
+    except ShrinkError as e:
+        if input_shape is None:
+            raise
+        d = e.diagnostic  # say that the shape behind the error is not the spec's
+        note = f"with --input {shape_text(input_shape)} in place of the spec's input shape"
+        raise ShrinkError(d.message, d.loc, d.hint, f"{d.note}; {note}" if d.note else note,
+                          quote=d.quote) from None
 
 
 def compile_file(path: str | Path, network: str | None = None) -> ir.Graph:

@@ -21,13 +21,38 @@ TARGETS = ("pytorch", "onnx", "ir")
 
 
 def graph_of(args, report):
-    """Check ``args.spec``, report its warnings, and build ``args.network`` (or the last)."""
+    """Check ``args.spec``, report its warnings, and build ``args.network`` (or the last),
+    at the input shape ``args.input`` (``--input``) where given."""
     from shrinkc.compiler.pipeline import build_graph, check
 
+    shape = input_shape(getattr(args, "input", None))  # usage errors before the spec's
     checked = check(args.spec)
     for w in checked.warnings:
         report(w)
-    return build_graph(checked, getattr(args, "network", None))
+    return build_graph(checked, getattr(args, "network", None), input_shape=shape)
+
+
+def input_shape(text: str | None) -> tuple[int, ...] | None:
+    """``--input CxHxW`` (or ``C`` for a network with a flat input) as numbers; a usage
+    error for anything else."""
+    if text is None:
+        return None
+    from shrinkc.compiler.passes.elaborate import MAX_CHANNELS, MAX_SIZE
+
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    parts = text.strip().lower().split("x")
+    if len(parts) not in (1, 3) or not all(p.isascii() and p.isdigit() for p in parts):
+        raise UsageError(f"--input must be CxHxW (such as 3x160x160), got '{shown}'")
+    if any(len(p) > 9 for p in parts):  # no int of thousands of digits
+        raise UsageError(f"--input {shown}: a dimension is too large")
+    dims = tuple(int(p) for p in parts)
+    if any(d < 1 for d in dims):
+        raise UsageError(f"--input {shown}: every dimension must be positive")
+    if dims[0] > MAX_CHANNELS:
+        raise UsageError(f"--input {shown}: at most {MAX_CHANNELS:,} channels")
+    if any(d > MAX_SIZE for d in dims[1:]):
+        raise UsageError(f"--input {shown}: a height or width is at most {MAX_SIZE:,}")
+    return dims
 
 
 # --------------------------------------------------------------------------- compile
@@ -57,10 +82,26 @@ def _targets(args) -> list[str]:
     if not targets:
         raise UsageError("no target given (choose from " + ", ".join(TARGETS) + ")")
     onnx_only = [f for f, on in (("--weights", args.weights), ("--no-fold-bn", args.no_fold_bn),
-                                 ("--functions", args.functions)) if on]
+                                 ("--functions", args.functions),
+                                 ("--opset", args.opset is not None)) if on]
     if onnx_only and "onnx" not in targets:
         raise UsageError(f"{', '.join(onnx_only)} only applies to --target onnx")
     return targets
+
+
+def _opset(text: str | None) -> int | None:
+    """``--opset N`` checked against the opsets shrinkc writes (without importing onnx: the
+    bound that the installed onnx package sets is checked when it is imported)."""
+    if text is None:
+        return None
+    from shrinkc.backends.onnx.common import MIN_OPSET, OPSET
+
+    shown = text if len(text) <= 20 else text[:17] + "..."
+    t = text.strip()
+    if not (t.isascii() and t.isdigit() and len(t) <= 4) or not MIN_OPSET <= int(t) <= OPSET:
+        raise UsageError(f"--opset must be a number from {MIN_OPSET} to {OPSET}, got '{shown}' "
+                         f"(default: {OPSET}, the newest that onnx and onnxruntime here support)")
+    return int(t)
 
 
 def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
@@ -73,11 +114,16 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
         raise ShrinkError(f"the onnx target needs the '{e.name}' package", None,
                           "pip install 'shrinkc[onnx]'") from None
 
+    opset = onnx_backend.OPSET if args.opset is None else args.opset
+    newest = onnx_backend.newest_opset()
+    if opset > newest:  # an onnx package older than the one shrinkc was built against
+        raise UsageError(f"--opset {opset}: the installed onnx package writes opsets up to "
+                         f"{newest}")
     weights = load_weights(args.weights, graph) if args.weights else None
     source = Path(args.weights).name if args.weights else None
     model = onnx_backend.generate(graph, weights, fold_bn=not args.no_fold_bn,
-                                  functions=args.functions, weights_source=source)
-    how = [f"opset {onnx_backend.OPSET}",
+                                  functions=args.functions, weights_source=source, opset=opset)
+    how = [f"opset {opset}",
            "time loop as Scan" if graph.kind == "lm"
            else "batch norm kept" if args.no_fold_bn else "batch norm folded",
            f"weights from {source}" if source else "random weights"]
@@ -95,6 +141,7 @@ def cmd_compile(args, report) -> int:
     from shrinkc.compiler.fsutil import atomic_write, ensure_dir
 
     targets = _targets(args)
+    args.opset = _opset(args.opset)
     graph = graph_of(args, report)
     stem = Path(args.spec).stem
     if "pytorch" in targets and stem in SHADOWING:
@@ -332,12 +379,18 @@ def register(sub) -> None:
                    help="onnx: keep BatchNormalization nodes (default: fold them into the convs)")
     c.add_argument("--functions", action="store_true",
                    help="onnx: emit each cell as an ONNX local function (default: a flat graph)")
+    c.add_argument("--opset", metavar="N",
+                   help="onnx: the ONNX opset to write, 13 to 28 (default: 28, the newest)")
+    c.add_argument("--input", metavar="CxHxW",
+                   help="the input shape, such as 3x160x160, in place of the spec's (any target)")
     c.set_defaults(func=cmd_compile)
 
     s = sub.add_parser("stats", help="per-stage parameters, MACs and output shapes")
     s.add_argument("spec")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--network", help="which network of the file (default: its last one)")
+    s.add_argument("--input", metavar="CxHxW",
+                   help="the input shape, such as 3x160x160, in place of the spec's")
     s.set_defaults(func=cmd_stats)
 
     k = sub.add_parser("check", help="check specs; errors as file:line:col")

@@ -17,6 +17,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 np = pytest.importorskip("numpy")
 
+from test_onnx import TOLERANCE, _rel_err, _session, torch, trained  # noqa: F401 - fixtures
+
 from shrinkc.backends import onnx as onnx_backend
 from shrinkc.backends.onnx import cnn as onnx_cnn
 from shrinkc.backends.onnx.common import MIN_OPSET, first_opset, require_op
@@ -25,7 +27,6 @@ from shrinkc.compiler import compile_file
 from shrinkc.compiler.errors import ShrinkError
 
 from conftest import CNN_SPECS, SPECS, TEST_SPECS
-from test_onnx import TOLERANCE, _rel_err, _session, torch, trained  # noqa: F401 - fixtures
 
 DEPLOY_SPECS = [p for p in CNN_SPECS if not re.search(r"^space\s", p.read_text(), re.M)]
 NAMES = [p.stem for p in DEPLOY_SPECS]

@@ -382,6 +382,19 @@ def rank_table(sp: Space) -> dict:
                  + kendall([val(y, fast(y, r)) for y in b], [val(x, x["acc"]) for x in a])) / 2
             out["rows"].append({"metric": metric, "epochs": r, "tau": t, "ceiling": ceiling,
                                 "fraction": t / ceiling if ceiling > 0 else float("nan")})
+        budget = load("budget").get("runs", {})
+        for sched, e, batch in FAST:  # short runs trained as their own (the budget part)
+            key = fast_key(sched, e, batch)
+            got = {s: [budget.get(f"{key}/{i}/{s}") for i in done] for s in RANK_SEEDS}
+            if any(r is None for rs in got.values() for r in rs):
+                continue
+            fa, fb = (got[s] for s in RANK_SEEDS)
+            t = (kendall([val(x, x["acc"]) for x in fa], [val(y, y["acc"]) for y in b])
+                 + kendall([val(y, y["acc"]) for y in fb], [val(x, x["acc"]) for x in a])) / 2
+            cpu = statistics.median(x["seconds"] / e for x in fa + fb)
+            out["rows"].append({"metric": metric, "epochs": e, "protocol": key, "tau": t,
+                                "ceiling": ceiling, "median_s_per_epoch": cpu,
+                                "fraction": t / ceiling if ceiling > 0 else float("nan")})
     return out
 
 
@@ -393,10 +406,14 @@ def part_report(args) -> None:
     if rank:
         print(f"\nRanking: Kendall tau over {rank['cells']} random cells, r-epoch scores of one "
               "seed against full scores of the other (mean of both ways)")
-        print(f"{'metric':<7} {'epochs':>6} {'tau':>7} {'ceiling':>8} {'fraction':>9}")
+        print(f"{'metric':<7} {'protocol':<15} {'epochs':>6} {'tau':>7} {'ceiling':>8} "
+              f"{'fraction':>9}")
         for row in rank["rows"]:
-            print(f"{row['metric']:<7} {row['epochs']:>6} {row['tau']:>7.3f} "
+            how = row.get("protocol", "constant-b128")
+            print(f"{row['metric']:<7} {how:<15} {row['epochs']:>6} {row['tau']:>7.3f} "
                   f"{row['ceiling']:>8.3f} {row['fraction']:>9.2f}")
+        print("constant-b128: read off the full runs' curves; the others trained as their own "
+              "runs (the budget part): schedule-epochs[-batch]")
         print(f"full-budget accuracy of the cells (mean of 2 seeds): {rank['acc_range'][0]:.4f} "
               f"to {rank['acc_range'][1]:.4f}; the two seeds of a cell differ by "
               f"{rank['seed_gap_median']:.4f} (median), up to {rank['seed_gap_max']:.4f}; "

@@ -199,3 +199,12 @@ def test_unknown_schedule_in_the_spec_is_located(tmp_path):
     line = next(i for i, x in enumerate(text.splitlines(), 1) if "cosin" in x)
     assert r.returncode == 1 and f"s.shrink:{line}:" in r.stderr
     assert "unknown learning-rate schedule 'cosin'" in r.stderr and "cosine" in r.stderr
+
+
+def test_batch_flag_overrides_the_spec_and_is_recorded(tmp_path):
+    out = tmp_path / "b16"
+    run_shrink(TINY, out, "--candidates", "2", "--max-steps", "1", "--batch", "16")
+    assert json.loads((out / "run.json").read_text())["settings"]["train"]["batch"] == 16
+    r = run_shrink(TINY, tmp_path / "bad", "--batch", "1", check_rc=False)
+    assert r.returncode == 2 and "--batch must be at least 2, got 1" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -16,7 +16,7 @@ def cmd_shrink(args, report) -> int:
     _check_ranges(args)
     how = _run_settings(args)
     overrides = {"candidates": args.candidates, "epochs": args.epochs, "seed": args.seed,
-                 "halving": args.halving, "schedule": args.schedule}
+                 "halving": args.halving, "schedule": args.schedule, "batch": args.batch}
     opts = Options(spec=args.spec, out=args.output, resume=args.resume, quiet=args.quiet,
                    max_steps=args.max_steps, search=args.search, inherit=args.inherit,
                    overrides=overrides, **how)
@@ -58,6 +58,7 @@ def _check_ranges(args) -> None:
               ("--max-steps", args.max_steps, 0, None),
               ("--candidates", args.candidates, 1, None),
               ("--epochs", args.epochs, 1, None),
+              ("--batch", args.batch, 2, None),
               ("--halving", args.halving, 0, None))
     for flag, value, lo, hi in limits:
         if value is None:
@@ -78,6 +79,10 @@ def register(sub) -> None:
     r.add_argument("--candidates", type=int, help="candidates per step (K)")
     r.add_argument("--max-steps", type=int, help="stop after N removal steps")
     r.add_argument("--epochs", type=int, help="training epochs per candidate")
+    r.add_argument("--batch", type=int,
+                   help="training batch size per candidate (default: the spec's "
+                   "train(batch=...), else 128); smaller batches take more steps in the same "
+                   "epochs, which short budgets need (benchmarks/shrink_search.py)")
     r.add_argument("--seed", type=int, help="search seed")
     r.add_argument("--halving", type=int, metavar="ETA",
                    help="successive halving inside each step: train every candidate briefly, "

@@ -46,7 +46,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "shrink_search"
 RANK_SEEDS = (101, 202)
 RETRAIN_SEEDS = (11, 22, 33)
 # the settings this benchmark recommends for the search (chosen from the rank part's curves)
-RECOMMENDED = ["--epochs", "2", "--halving", "2"]
+RECOMMENDED = ["--epochs", "2", "--halving", "2", "--batch", "32"]
+EARLIER = "search_b128"  # the search part's earlier run, --epochs 2 --halving 2 at batch 128
+
+
+def recommended(flag: str) -> int:
+    return int(RECOMMENDED[RECOMMENDED.index(flag) + 1])
 
 
 # --------------------------------------------------------------------------- shared
@@ -189,7 +194,8 @@ def part_rank(args) -> None:
 
 
 # (schedule, epochs, batch) the budget part measures; batch None: the spec's (128)
-FAST = (("linear", 1, None), ("linear", 2, None), ("constant", 2, 32), ("linear", 2, 32))
+FAST = (("linear", 1, None), ("linear", 2, None), ("constant", 2, 32), ("linear", 2, 32),
+        ("constant", 2, 16))
 
 
 def fast_key(schedule: str, epochs: int, batch: int | None) -> str:
@@ -270,14 +276,15 @@ def part_random(args) -> None:
     if "log" not in search:
         sys.exit("run the search part first: random search spends the same candidate-epochs")
     budget = budget_of(search["log"])
-    epochs = int(RECOMMENDED[RECOMMENDED.index("--epochs") + 1])
+    epochs, batch = recommended("--epochs"), recommended("--batch")
     doc = load("random")
     if "cells" not in doc:
         n = max(1, budget // epochs)
-        doc = {"protocol": {"budget_epochs": budget, "epochs": epochs, "cells": n,
-                            "sample_seed": 4321},
+        doc = {"protocol": {"budget_epochs": budget, "epochs": epochs, "batch": batch,
+                            "cells": n, "sample_seed": 4321},
                "cells": [list(map(list, c)) for c in sp.random_cells(n, 4321)], "runs": {}}
-    jobs = {f"{i}": sp.job(c, 7000 + i, epochs=epochs) for i, c in enumerate(doc["cells"])}
+    jobs = {f"{i}": sp.job(c, 7000 + i, epochs=epochs, batch=batch)
+            for i, c in enumerate(doc["cells"])}
     t = time.perf_counter()
     train_all("random", doc, jobs, args.workers)
     doc.setdefault("wall_s", []).append(round(time.perf_counter() - t, 1))
@@ -300,11 +307,12 @@ def budget_of(log: list[dict]) -> int:
 def best_cells(sp: Space) -> dict[str, list]:
     """Each method's best cell: the search's best snapshot, random search's best score."""
     out = {}
-    search = load("search")
-    if "log" in search:
-        snaps = [e for e in search["log"] if e.get("chosen") and e.get("edge") is not None]
-        best = max(snaps, key=lambda e: (e["score"], -e["edges"]))
-        out["autoshrink"] = _edges_after(sp, search["log"], best["step"])
+    for name, part in (("autoshrink", "search"), ("autoshrink, batch 128", EARLIER)):
+        search = load(part)
+        if "log" in search:
+            snaps = [e for e in search["log"] if e.get("chosen") and e.get("edge") is not None]
+            best = max(snaps, key=lambda e: (e["score"], -e["edges"]))
+            out[name] = _edges_after(sp, search["log"], best["step"])
     rnd = load("random")
     if rnd.get("runs"):
         i = max(rnd["runs"], key=lambda k: (sp.score(rnd["runs"][k]["acc"],
@@ -337,6 +345,10 @@ def part_retrain(args) -> None:
     sp = Space()
     doc = load("retrain")
     cells = {"complete DAG": [list(e) for e in rules.live_edges(sp.space)], **best_cells(sp)}
+    for name, cell in doc.get("cells", {}).items():  # a method whose best cell changed is trained again
+        if cells.get(name) != cell:
+            for s in RETRAIN_SEEDS:
+                doc.get("runs", {}).pop(f"{name}/{s}", None)
     doc["cells"] = cells
     jobs = {f"{name}/{s}": sp.job(c, s) for name, c in cells.items() for s in RETRAIN_SEEDS}
     jobs.update({f"ShrinkCNN-A cell/{s}": shrinka_job(sp, s) for s in RETRAIN_SEEDS})
@@ -382,6 +394,12 @@ def rank_table(sp: Space) -> dict:
                  + kendall([val(y, fast(y, r)) for y in b], [val(x, x["acc"]) for x in a])) / 2
             out["rows"].append({"metric": metric, "epochs": r, "tau": t, "ceiling": ceiling,
                                 "fraction": t / ceiling if ceiling > 0 else float("nan")})
+        if metric == "score":  # no training at all: the cost term alone ranks the cells
+            t = (kendall([val(x, 0.0) for x in a], [val(y, y["acc"]) for y in b])
+                 + kendall([val(y, 0.0) for y in b], [val(x, x["acc"]) for x in a])) / 2
+            out["rows"].append({"metric": metric, "epochs": 0, "protocol": "MACs only",
+                                "tau": t, "ceiling": ceiling,
+                                "fraction": t / ceiling if ceiling > 0 else float("nan")})
         budget = load("budget").get("runs", {})
         for sched, e, batch in FAST:  # short runs trained as their own (the budget part)
             key = fast_key(sched, e, batch)
@@ -424,7 +442,7 @@ def part_report(args) -> None:
     if runs:
         print("\nRe-trained from scratch at the full budget (20 epochs, patience 3), "
               f"seeds {RETRAIN_SEEDS}")
-        head = f"{'cell':<18} {'edges':>5} {'acc mean':>9} {'spread':>7} {'MACs':>12} {'params':>8} {'score':>7}"
+        head = f"{'cell':<22} {'edges':>5} {'acc mean':>9} {'spread':>7} {'MACs':>12} {'params':>8} {'score':>7}"
         print(head)
         print("-" * len(head))
         names = list(doc.get("cells", {})) + ["ShrinkCNN-A cell"]
@@ -440,14 +458,18 @@ def part_report(args) -> None:
                    "macs": got[0]["macs"], "params": got[0]["params"],
                    "score": sp.score(mean, got[0]["macs"])}
             rows.append(row)
-            print(f"{name:<18} {edges:>5} {mean:>9.4f} {row['acc_spread']:>7.4f} "
+            print(f"{name:<22} {edges:>5} {mean:>9.4f} {row['acc_spread']:>7.4f} "
                   f"{row['macs']:>12,} {row['params']:>8,} {row['score']:>7.4f}")
-    search, rnd = load("search"), load("random")
-    if "log" in search:
+    rnd = load("random")
+    for part, how in (("search", " ".join(RECOMMENDED)),
+                      (EARLIER, "--epochs 2 --halving 2, batch 128")):
+        search = load(part)
+        if "log" not in search:
+            continue
         trained = [e for e in search["log"] if "isomorphic_to" not in e]
         wall = sum(i["wall_s"] for i in search.get("invocations", []))
         cpu = sum(e.get("cpu_seconds", 0.0) for e in trained)
-        print(f"\nAutoShrink ({' '.join(RECOMMENDED)}): {wall / 60:.1f} min wall, "
+        print(f"\nAutoShrink ({how}): {wall / 60:.1f} min wall, "
               f"{len(trained)} trainings, {budget_of(search['log'])} candidate-epochs, "
               f"{cpu / 60:.1f} CPU-minutes in the workers ({cpu / 120:.1f} min on 2 idle "
               "workers)")

@@ -83,9 +83,20 @@ def _targets(args) -> list[str]:
         raise UsageError("no target given (choose from " + ", ".join(TARGETS) + ")")
     onnx_only = [f for f, on in (("--weights", args.weights), ("--no-fold-bn", args.no_fold_bn),
                                  ("--functions", args.functions),
-                                 ("--opset", args.opset is not None)) if on]
+                                 ("--opset", args.opset is not None),
+                                 ("--precision", args.precision is not None),
+                                 ("--calibrate", args.calibrate is not None)) if on]
     if onnx_only and "onnx" not in targets:
         raise UsageError(f"{', '.join(onnx_only)} only applies to --target onnx")
+    precision = args.precision or "fp32"
+    if args.calibrate is not None and precision != "int8":
+        raise UsageError("--calibrate only applies to --precision int8")
+    if precision == "int8" and not args.weights:
+        raise UsageError("--precision int8 needs the trained weights (--weights FILE): "
+                         "calibrating random weights measures nothing")
+    if precision != "fp32" and args.functions:
+        raise UsageError(f"--precision {precision} writes a flat graph: leave out --functions "
+                         "(the converters do not enter ONNX local functions)")
     return targets
 
 
@@ -114,12 +125,26 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
         raise ShrinkError(f"the onnx target needs the '{e.name}' package", None,
                           "pip install 'shrinkc[onnx]'") from None
 
-    opset = onnx_backend.OPSET if args.opset is None else args.opset
+    from shrinkc.backends.onnx import precision as prec
+
+    precision = args.precision or "fp32"
+    int8 = precision == "int8"
+    default = prec.INT8_OPSET if int8 else onnx_backend.OPSET
+    opset = default if args.opset is None else args.opset
     newest = onnx_backend.newest_opset()
     if opset > newest:  # an onnx package older than the one shrinkc was built against
         raise UsageError(f"--opset {opset}: the installed onnx package writes opsets up to "
                          f"{newest}")
+    if int8 and opset > prec.INT8_OPSET:
+        raise UsageError(f"--precision int8 --opset {opset}: onnxruntime runs the int8 ops "
+                         f"(QuantizeLinear) up to opset {prec.INT8_OPSET}; leave --opset out for "
+                         f"{prec.INT8_OPSET}")
+    if precision != "fp32" and graph.kind == "lm":
+        raise ShrinkError(f"--precision {precision} is for image networks; {graph.network} is a "
+                          "language model, written in fp32 only", None,
+                          "leave --precision out")
     weights = load_weights(args.weights, graph) if args.weights else None
+    images, data_name = _calibration(args, graph) if int8 else (None, None)
     source = Path(args.weights).name if args.weights else None
     model = onnx_backend.generate(graph, weights, fold_bn=not args.no_fold_bn,
                                   functions=args.functions, weights_source=source, opset=opset)
@@ -129,7 +154,41 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
            f"weights from {source}" if source else "random weights"]
     if args.functions:
         how.append("cells as functions")
+    if precision == "fp16":
+        model = prec.to_fp16(model)
+        how.append("fp16 (float32 inputs and outputs)")
+    elif int8:
+        model = prec.quantize_int8(model, images, data_name)
+        how.append(f"int8 QDQ calibrated on {len(images)} images of {data_name}")
     return onnx_backend.serialize(model), f"{summary}; {', '.join(how)}"
+
+
+def _calibration(args, graph):
+    """The images that calibrate an int8 model, as the network takes them, and their name:
+    ``--calibrate DATA.npz``'s ``x_train`` (read and checked, and standardised, as
+    ``shrinkc shrink --data`` reads it), or else the built-in proxy data, scikit-learn's
+    digits resized to the network's input; at most ``CALIBRATION_IMAGES`` of them."""
+    import numpy as np
+
+    from shrinkc.backends.onnx.precision import calibration_subset
+    from shrinkc.search.data import images
+
+    shape = tuple(graph.input_shape.as_list())
+    if args.calibrate is None:
+        if len(shape) != 3:
+            raise ShrinkError(f"the built-in calibration data (digits) are images; "
+                              f"{graph.network} takes {'x'.join(map(str, shape))}", None,
+                              "pass --calibrate DATA.npz")
+        # one channel resized, then repeated: the same images as digits(shape), a third of
+        # the work (digits repeats the channel before standardising each alike)
+        x = calibration_subset(images.digits((1, *shape[1:])).x_train)
+        return np.repeat(x, shape[0], axis=1), "the digits proxy data"
+    try:
+        data = images.load_npz(args.calibrate, shape)
+    except ShrinkError as e:
+        d = e.diagnostic
+        raise ShrinkError(f"--calibrate: {d.message}", None, d.hint) from None
+    return calibration_subset(data.x_train), Path(args.calibrate).name
 
 
 # packages a generated file imports: a file named after one would shadow it for every script
@@ -383,6 +442,13 @@ def register(sub) -> None:
                    help="onnx: the ONNX opset to write, 13 to 28 (default: 28, the newest)")
     c.add_argument("--input", metavar="CxHxW",
                    help="the input shape, such as 3x160x160, in place of the spec's (any target)")
+    c.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                   help="onnx: fp32 (default); fp16 weights and activations (float32 inputs "
+                        "and outputs); int8 by onnxruntime's static quantization (QDQ), which "
+                        "needs --weights")
+    c.add_argument("--calibrate", metavar="DATA.npz",
+                   help="int8: calibrate on this .npz's x_train (as shrink --data reads it; "
+                        "default: the digits proxy data resized to the network's input)")
     c.set_defaults(func=cmd_compile)
 
     s = sub.add_parser("stats", help="per-stage parameters, MACs and output shapes")

@@ -1,7 +1,7 @@
 """The ``shrinkc`` command line: the entry point and its parser.
 
 Commands: compile, stats, check, fmt (``commands/build.py``), shrink (``commands/shrink.py``),
-diff, viz, schema (``commands/vcs.py``).
+diff, viz, schema (``commands/vcs.py``), bench (``commands/bench.py``).
 
 Exit codes: 0 success, 1 an error in the user's input (spec, data, files), 2 wrong
 command-line usage. Errors are printed as ``file:line:col: error: message`` with the source
@@ -31,13 +31,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from shrinkc.commands import build, shrink, vcs
+    from shrinkc.commands import bench, build, shrink, vcs
     from shrinkc.compiler.version import __version__
 
     p = _Parser(prog="shrinkc", description="Compile .shrink architecture specs.")
     p.add_argument("--version", action="version", version=f"shrinkc {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for group in (build, shrink, vcs):
+    for group in (build, shrink, vcs, bench):
         group.register(sub)
     return p
 

@@ -249,7 +249,8 @@ def test_calibration_data_errors(capsys, tmp_path, proxy):
     x16 = np.zeros((20, 1, 16, 16), np.float32)
     y = np.zeros(20, np.int64)
     np.savez(wrong, x_train=x16, y_train=y, x_val=x16, y_val=y)
-    _fails(capsys, [*argv, str(wrong)], 1, "--calibrate", "16x16", "1x8x8")
+    _fails(capsys, [*argv, str(wrong)], 1, "--calibrate", "1x16x16 but DigitsNet takes 1x8x8",
+           "--input")
     missing = tmp_path / "missing.npz"
     np.savez(missing, x_train=data.x_train)
     _fails(capsys, [*argv, str(missing)], 1, "--calibrate", "missing array 'y_train'")

@@ -185,9 +185,14 @@ def _calibration(args, graph):
         return np.repeat(x, shape[0], axis=1), "the digits proxy data"
     try:
         data = images.load_npz(args.calibrate, shape)
-    except ShrinkError as e:
-        d = e.diagnostic
-        raise ShrinkError(f"--calibrate: {d.message}", None, d.hint) from None
+    except ShrinkError as e:  # the reader speaks of the search's proxy network
+        message, hint = e.diagnostic.message, e.diagnostic.hint
+        if "the proxy network takes" in message:
+            message = message.replace("the proxy network", graph.network)
+            hint = "resize the images, or compile for their size with --input CxHxW"
+        elif "missing array" in message:
+            hint = f"{hint} (the layout shrinkc shrink --data reads; x_train calibrates)"
+        raise ShrinkError(f"--calibrate: {message}", None, hint) from None
     return calibration_subset(data.x_train), Path(args.calibrate).name
 
 

@@ -125,10 +125,10 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
         raise ShrinkError(f"the onnx target needs the '{e.name}' package", None,
                           "pip install 'shrinkc[onnx]'") from None
 
-    from shrinkc.backends.onnx import precision as prec
-
     precision = args.precision or "fp32"
     int8 = precision == "int8"
+    if precision != "fp32":  # fp32, the default, loads nothing more
+        from shrinkc.backends.onnx import precision as prec
     default = prec.INT8_OPSET if int8 else onnx_backend.OPSET
     opset = default if args.opset is None else args.opset
     newest = onnx_backend.newest_opset()

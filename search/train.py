@@ -61,7 +61,7 @@ def _schedule(opt, settings: dict, steps_per_epoch: int):
     as a run trained from scratch through the same rounds."""
     import math
 
-    kind, lr = settings.get("schedule", "constant"), float(settings["lr"])
+    kind, lr = settings["schedule"], float(settings["lr"])
     if kind == "constant":
         return None
     bounds = sorted({0, *(int(r) for r in settings.get("restarts", ())), int(settings["epochs"])})

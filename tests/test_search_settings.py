@@ -57,7 +57,8 @@ def test_settings_defaults_per_kind():
         search = next(i for i in check(TEST_SPECS / spec, text).program.items
                       if i.kind == "search")
         train = settings(search, {"epochs": None}, lm=lm).train
-        assert train == {**defaults, "momentum": 0.0, "weight_decay": 0.0, "finetune_lr": 0.0}
+        assert train == {**defaults, "momentum": 0.0, "weight_decay": 0.0, "finetune_lr": 0.0,
+                         "schedule": "constant"}
 
 
 def test_workers_get_the_language_model_defaults(tmp_path, monkeypatch):
@@ -76,7 +77,8 @@ def test_workers_get_the_language_model_defaults(tmp_path, monkeypatch):
                               max_steps=1, overrides={"candidates": 2}))
     assert len(jobs) == 2
     for job in jobs:
-        assert job.train == {**LM_DEFAULTS, "momentum": 0.0, "weight_decay": 0.0, "finetune_lr": 0.0}
+        assert job.train == {**LM_DEFAULTS, "momentum": 0.0, "weight_decay": 0.0,
+                             "finetune_lr": 0.0, "schedule": "constant"}
 
 
 def test_the_trainer_has_no_defaults_of_its_own(tmp_path):

@@ -74,8 +74,11 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
         i, j = a.index(kind), b.index(kind)
         if i is not None and j is not None:
             pin(i, j)
-    top = max(wl_refine(a.labels, a.edges, limit=_MAX_ROUNDS)[1],
-              wl_refine(b.labels, b.edges, limit=_MAX_ROUNDS)[1]) + 1
+    if max(len(a.names), len(b.names)) > _LARGE:  # no need to count: take the linear path
+        top = _MAX_ROUNDS + 1
+    else:
+        top = max(wl_refine(a.labels, a.edges, limit=_MAX_ROUNDS)[1],
+                  wl_refine(b.labels, b.edges, limit=_MAX_ROUNDS)[1]) + 1
     b_index = {name: j for j, name in enumerate(b.names)}
 
     def pin_agreeing(colour) -> None:
@@ -105,6 +108,7 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
 # edits): ``diff`` stays linear in cell size.
 _MAX_ROUNDS = 8
 _NEAR_ROUNDS = 3
+_LARGE = 256  # nodes: a cell this large takes the linear path without counting its rounds
 
 
 def _joint_colours(a: CellGraph, b: CellGraph, pins_a: dict[int, str], pins_b: dict[int, str],

@@ -252,6 +252,16 @@ ACTS: dict[str, ActSig] = {
         ActSig("hswish", "h-swish", "x * relu6(x + 3) / 6"),
         ActSig("sigmoid", "Sigmoid", "1 / (1 + exp(-x))"),
         ActSig("tanh", "Tanh", "tanh(x)"),
+        ActSig("hsigmoid", "h-sigmoid", "relu6(x + 3) / 6"),
+        ActSig("gelu", "GELU", "x * Phi(x) (the exact, erf form)"),
+        ActSig("mish", "Mish", "x * tanh(softplus(x))"),
+        ActSig("elu", "ELU", "x if x > 0 else exp(x) - 1"),
+        ActSig("selu", "SELU", "scale * elu(x, alpha) with SELU's constants"),
+        ActSig("celu", "CELU", "max(x, 0) + min(exp(x) - 1, 0)"),
+        ActSig("leaky_relu", "LeakyReLU", "x if x > 0 else 0.01 * x"),
+        ActSig("hardtanh", "Hardtanh", "min(max(x, -1), 1)"),
+        ActSig("softplus", "Softplus", "log(1 + exp(x))"),
+        ActSig("softsign", "Softsign", "x / (1 + |x|)"),
         ActSig("identity", "Identity", "x (no activation)"),
     )
 }

@@ -59,7 +59,10 @@ linear -> Gemm (``transB=1``); dropout, identity -> nothing; concat -> Concat(ax
 sum -> Sum; mean -> Sum then Div; residuals -> Add (with a strided 1x1 Conv where the IR
 projects). Activations: relu -> Relu, relu6 -> Clip(0, 6), swish/silu -> Mul(x, Sigmoid(x)) (the
 opset's Swish has no onnxruntime kernel at opset 28), hswish -> HardSwish (opset >= 14, else
-Mul(x, HardSigmoid(x))), sigmoid -> Sigmoid, tanh -> Tanh.
+Mul(x, HardSigmoid(x))), sigmoid -> Sigmoid, tanh -> Tanh, hsigmoid -> HardSigmoid (alpha 1/6,
+beta 1/2), gelu -> Gelu (opset >= 20, else x * 0.5 * (1 + Erf(x / sqrt 2))), mish -> Mish
+(opset >= 18, else x * Tanh(Softplus(x))), elu -> Elu, selu -> Selu, celu -> Celu, leaky_relu
+-> LeakyRelu (alpha 0.01), hardtanh -> Clip(-1, 1), softplus -> Softplus, softsign -> Softsign.
 """
 
 from __future__ import annotations
@@ -212,9 +215,33 @@ def _hswish(b: _Body, x: str, name: str) -> str:
     return b.node("Mul", [x, gate], name)
 
 
+def _gelu(b: _Body, x: str, name: str) -> str:
+    """``Gelu`` (opset 20; exact, erf form as PyTorch's default), or before it the same
+    formula in older ops: ``x * 0.5 * (1 + Erf(x / sqrt(2)))``."""
+    if b.opset >= 20:
+        return b.node("Gelu", [x], name)
+    erf = b.node("Erf", [b.node("Mul", [x, b.const(0.5 ** 0.5)], join(name, "scale"))],
+                 join(name, "erf"))
+    half = b.node("Mul", [b.node("Add", [erf, b.const(1.0)], join(name, "one_plus")),
+                          b.const(0.5)], join(name, "half"))
+    return b.node("Mul", [x, half], name)
+
+
+def _mish(b: _Body, x: str, name: str) -> str:
+    """``Mish`` (opset 18), or before it ``x * Tanh(Softplus(x))``, its definition."""
+    if b.opset >= 18:
+        return b.node("Mish", [x], name)
+    soft = b.node("Softplus", [x], join(name, "softplus"))
+    return b.node("Mul", [x, b.node("Tanh", [soft], join(name, "tanh"))], name)
+
+
+def _clip(low: float, high: float) -> Callable[[_Body, str, str], str]:
+    return lambda b, x, name: b.node("Clip", [x, b.const(low), b.const(high)], name)
+
+
 ACT_NODES: dict[str, Callable[[_Body, str, str], str]] = {
     "relu": _unary("Relu"),
-    "relu6": lambda b, x, name: b.node("Clip", [x, b.const(0.0), b.const(6.0)], name),
+    "relu6": _clip(0.0, 6.0),
     # x * Sigmoid(x): onnxruntime 1.32 has no kernel for the Swish op of opset 24 in models
     # stamped with a newer opset
     "swish": _swish,
@@ -223,6 +250,17 @@ ACT_NODES: dict[str, Callable[[_Body, str, str], str]] = {
     "sigmoid": _unary("Sigmoid"),
     "tanh": _unary("Tanh"),
     "identity": lambda b, x, name: x,
+    # relu6(x + 3) / 6 == clip(x / 6 + 1/2, 0, 1)
+    "hsigmoid": lambda b, x, name: b.node("HardSigmoid", [x], name, alpha=1.0 / 6.0, beta=0.5),
+    "gelu": _gelu,
+    "mish": _mish,
+    "elu": lambda b, x, name: b.node("Elu", [x], name, alpha=1.0),
+    "selu": _unary("Selu"),  # ONNX's default alpha and gamma are PyTorch's constants
+    "celu": lambda b, x, name: b.node("Celu", [x], name, alpha=1.0),
+    "leaky_relu": lambda b, x, name: b.node("LeakyRelu", [x], name, alpha=0.01),
+    "hardtanh": _clip(-1.0, 1.0),
+    "softplus": _unary("Softplus"),  # PyTorch's threshold 20 is within float32 rounding
+    "softsign": _unary("Softsign"),
 }
 """Activation name -> the nodes computing it (``body, input, node name -> output``)."""
 

@@ -15,7 +15,12 @@ from shrinkc.compiler.syntax.printer import expr as print_expr
 ACT_MODULES = {
     "relu": "nn.ReLU", "relu6": "nn.ReLU6", "swish": "nn.SiLU", "silu": "nn.SiLU",
     "hswish": "nn.Hardswish", "sigmoid": "nn.Sigmoid", "tanh": "nn.Tanh", "identity": "nn.Identity",
+    "hsigmoid": "nn.Hardsigmoid", "gelu": "nn.GELU", "mish": "nn.Mish", "elu": "nn.ELU",
+    "selu": "nn.SELU", "celu": "nn.CELU", "leaky_relu": "nn.LeakyReLU", "hardtanh": "nn.Hardtanh",
+    "softplus": "nn.Softplus", "softsign": "nn.Softsign",
 }
+"""Activation name -> its PyTorch module, constructed without arguments (PyTorch's defaults:
+LeakyReLU's slope 0.01, ELU's and CELU's alpha 1, Hardtanh's -1..1, Softplus's beta 1)."""
 MAX_LINE = 99
 
 

@@ -185,8 +185,9 @@ class _Resolver:
                               f"one of: {', '.join(ACTIVATIONS)}")
         acts = set(ACTIVATIONS) | (scope & self.act_params)  # int parameters are not acts
         if act.name not in ACTIVATIONS and act.name not in scope:
+            hint = did_you_mean(act.name, acts, "activations")  # a list when none is close
             raise ShrinkError(f"unknown activation '{act.name}'", act.loc,
-                              did_you_mean(act.name, acts, "activations"))
+                              hint or "valid activations: " + ", ".join(sorted(acts)))
 
     def params(self, params: tuple[ir.Param, ...], scope: set[str]) -> tuple[ir.Param, ...]:
         out, names = [], set()

@@ -9,7 +9,8 @@ inheritance relies on the same names. It never imports torch or numpy.
   ``<stage>.<i>.<node>.``, with node and stage names as the generated code spells them
   (``naming.cell_attr_names``, ``naming.stage_attr_names``);
 * ``conv`` and ``dwconv`` are a ``ConvBN``: ``conv.weight`` then ``bn.weight``, ``bn.bias``,
-  ``bn.running_mean``, ``bn.running_var``, ``bn.num_batches_tracked``; ``sepconv`` is
+  ``bn.running_mean``, ``bn.running_var``, ``bn.num_batches_tracked``; a ``conv`` with
+  ``bias=true`` has ``conv.bias`` after ``conv.weight``, one with ``bn=false`` no ``bn.*``; ``sepconv`` is
   ``depthwise.weight``, ``pointwise.weight`` and the same ``bn.*``;
 * ``linear`` is ``weight`` and ``bias``; pools, dropout, flatten and identity hold nothing;
 * an op other than conv-style and identity that has an activation is wrapped as
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shrinkc.compiler import ir
+from shrinkc.compiler.ops import attr
 
 from .naming import act_module, cell_attr_names, edge_key, recurrent_cell_names, stage_attr_names
 
@@ -132,9 +134,11 @@ def _bn(site: Site) -> list[tuple[str, TensorSpec]]:
 def _conv_bn(site: Site, groups: int) -> list[tuple[str, TensorSpec]]:
     k, cin, cout = int(site.op.attrs["k"]), site.x.c, site.y.c
     fan_in = cin // groups * k * k
-    return [(f"{site.path}.conv.weight",
-             TensorSpec((cout, cin // groups, k, k), F32, "conv.weight", fan_in)),
-            *_bn(site)]
+    out = [(f"{site.path}.conv.weight",
+            TensorSpec((cout, cin // groups, k, k), F32, "conv.weight", fan_in))]
+    if attr(site.op, "bias"):  # conv(..., bias=true)
+        out.append((f"{site.path}.conv.bias", TensorSpec((cout,), F32, "conv.bias", fan_in)))
+    return out + (_bn(site) if attr(site.op, "bn") is not False else [])
 
 
 def _sepconv(site: Site) -> list[tuple[str, TensorSpec]]:

@@ -89,7 +89,21 @@ def op_label(op: str, attrs: dict[str, object]) -> str:
         if v not in (None, 1, "1"):
             extra.append(f"{key} {v}")
     # a symbolic value (a cell drawn from its definition) reads better as key=value
+    pad, pad_param = attrs.get("padding"), sig.param("padding") if sig is not None else None
+    if pad is not None and (pad not in (0, "0") or (pad_param is not None and pad_param.optional)):
+        extra.append(f"padding {pad}")
     extra = [e if e.split(" ", 1)[1].isdigit() else e.replace(" ", "=", 1) for e in extra]
+    # the optional switches (conv(..., bias=true, bn=false), a pool's ceil_mode=true)
+    for key, shown in (("bias", "bias"), ("bn", "no BN"), ("ceil_mode", "ceil")):
+        v = attrs.get(key)
+        if v is None:
+            continue
+        if str(v).lower() in ("true", "false"):
+            on = str(v).lower() == "true"
+            if on != (key == "bn"):
+                extra.append(shown)
+        else:  # a parameter: shown as written
+            extra.append(f"{key}={v}")
     shown = sig.label_param if sig is not None else None
     if shown is not None and attrs.get(shown) is not None:
         parts[0] += f" {attrs[shown]}"

@@ -143,7 +143,7 @@ class OpCall(_Node):
 
 class Param(_Node):
     name: str
-    type: Literal["int", "float", "act"] | None = None
+    type: Literal["int", "float", "act", "bool"] | None = None
     default: Expr | None = None
     loc: Loc = NOWHERE
 

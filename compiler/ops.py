@@ -22,9 +22,11 @@ Adding an op
 
 Pure Python: the compiler never imports torch. Conventions:
 
-* conv-style ops (``conv``, ``sepconv``, ``dwconv``) have no bias and carry a BatchNorm;
+* conv-style ops (``conv``, ``sepconv``, ``dwconv``) have no bias and carry a BatchNorm
+  (``conv(..., bias=true, bn=false)`` says otherwise; such optional parameters are absent from
+  an op's attributes, and so from its hash, unless given a value other than the implied one);
   ``sepconv`` is depthwise k x k then pointwise 1 x 1 with one BatchNorm after both.
-* padding of convolutions is "same": ``dilation * (k - 1) // 2``.
+* padding of convolutions is "same": ``dilation * (k - 1) // 2`` (``conv(..., padding=P)``).
 * MACs count multiply-accumulates of convolutions and linear layers only; parameters count
   every trainable tensor (BatchNorm's weight and bias included, running statistics not).
 """
@@ -46,6 +48,12 @@ class P:
     minimum: float | None = None
     doc: str = ""
     below: float | None = None  # an exclusive upper bound (dropout's p)
+    optional: bool = False  # may be left out: then absent from the op's attributes
+    implied: Value | None = None  # what an optional parameter left out stands for
+
+    @property
+    def required(self) -> bool:
+        return self.default is None and not self.optional
 
 
 class ShapeError(ValueError):
@@ -111,16 +119,39 @@ def pool_stride(attrs: dict[str, Value]) -> int:
     return int(attrs.get("stride") or attrs["k"])
 
 
-def _conv_out(size: int, k: int, stride: int, dilation: int, padding: int | None = None) -> int:
+def attr(op: OpInst, name: str) -> Value | None:
+    """The value of ``op``'s parameter ``name``: its attribute, or what an optional parameter
+    left out stands for (None for ``conv``'s padding: "same")."""
+    if name in op.attrs:
+        return op.attrs[name]
+    p = OPS[op.op].param(name)
+    return None if p is None else p.implied
+
+
+def conv_padding(op: OpInst) -> int:
+    """The padding of a convolution: ``padding=`` where given, else "same"."""
+    p = attr(op, "padding")
+    if p is not None:
+        return int(p)
+    return int(op.attrs.get("dilation", 1)) * (int(op.attrs["k"]) - 1) // 2
+
+
+def _conv_out(size: int, k: int, stride: int, dilation: int, padding: int | None = None,
+              ceil: bool = False) -> int:
     pad = dilation * (k - 1) // 2 if padding is None else padding
-    return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    span = size + 2 * pad - dilation * (k - 1) - 1
+    if not ceil:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    # PyTorch's rule: the last window must start inside the input or its left padding
+    return out - 1 if (out - 1) * stride >= size + pad else out
 
 
 def _windowed(op: OpInst, x: Shape, out: int, k: int, s: int, d: int,
-              padding: int | None = None) -> Shape:
+              padding: int | None = None, ceil: bool = False) -> Shape:
     """The output of a sliding window (a convolution or a pool) over ``x``."""
     assert x.h is not None and x.w is not None  # the op needs a spatial input
-    h, w = _conv_out(x.h, k, s, d, padding), _conv_out(x.w, k, s, d, padding)
+    h, w = _conv_out(x.h, k, s, d, padding, ceil), _conv_out(x.w, k, s, d, padding, ceil)
     if h < 1 or w < 1:
         raise ShapeError(f"input {x} is too small for {op.op} (the output would be {h}x{w})")
     return Shape(c=out, h=h, w=w)
@@ -133,7 +164,8 @@ def _conv_shape(op: OpInst, x: Shape) -> Shape:
         raise ShapeError(
             f"groups={g} must divide both input channels ({x.c}) and output channels ({out})"
         )
-    return _windowed(op, x, out, int(a["k"]), int(a["stride"]), int(a["dilation"]))
+    return _windowed(op, x, out, int(a["k"]), int(a["stride"]), int(a["dilation"]),
+                     conv_padding(op))
 
 
 def _sepconv_shape(op: OpInst, x: Shape) -> Shape:
@@ -151,7 +183,7 @@ def _pool_shape(op: OpInst, x: Shape) -> Shape:
     k, s, p = int(a["k"]), pool_stride(a), int(a["padding"])
     if p * 2 > k:
         raise ShapeError(f"padding {p} must be at most half the window {k}")
-    return _windowed(op, x, x.c, k, s, 1, p)
+    return _windowed(op, x, x.c, k, s, 1, p, bool(attr(op, "ceil_mode")))
 
 
 def _global_pool_shape(op: OpInst, x: Shape) -> Shape:
@@ -182,7 +214,8 @@ def _hw(y: Shape) -> int:
 def _conv_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
     k, g = int(op.attrs["k"]), int(op.attrs["groups"])
     weights = x.c // g * y.c * k * k
-    return Cost(params=weights + 2 * y.c, macs=weights * _hw(y))
+    extra = (y.c if attr(op, "bias") else 0) + (2 * y.c if attr(op, "bn") else 0)
+    return Cost(params=weights + extra, macs=weights * _hw(y))
 
 
 def _sepconv_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
@@ -208,7 +241,9 @@ _K = P("k", "int", 3, 1, "kernel size")
 _S = P("stride", "int", 1, 1, "stride")
 _D = P("dilation", "int", 1, 1, "dilation")
 _POOL = (P("k", "int", None, 1, "window"), P("stride", "int", 0, 0, "stride (0: k)"),
-         P("padding", "int", 0, 0, "padding"))
+         P("padding", "int", 0, 0, "padding"),
+         P("ceil_mode", "bool", None, doc="round the output size up (PyTorch's ceil_mode)",
+           optional=True, implied=False))
 
 OPS: dict[str, OpSig] = {
     s.name: s
@@ -216,7 +251,11 @@ OPS: dict[str, OpSig] = {
         OpSig(
             "conv",
             (P("out", "int", None, 1, "output channels"), P("k", "int", 1, 1, "kernel size"), _S,
-             P("groups", "int", 1, 1, "groups"), _D),
+             P("groups", "int", 1, 1, "groups"), _D,
+             P("padding", "int", None, 0, "padding (default: same)", optional=True),
+             P("bias", "bool", None, doc="a bias on the convolution", optional=True,
+               implied=False),
+             P("bn", "bool", None, doc="a batch norm after it", optional=True, implied=True)),
             "convolution + batch norm", _conv_shape, _conv_cost,
             needs="spatial", carries_bn=True, title="Conv", family="conv", stride="stride",
         ),
@@ -267,6 +306,7 @@ ACTS: dict[str, ActSig] = {
 }
 
 ACTIVATIONS = tuple(ACTS)
+CONSTANTS: dict[str, Value] = {"true": True, "false": False}  # names for the bool values
 RECURRENT_ACTS = ("tanh", "relu", "sigmoid", "identity")  # a recurrent cell's nodes, in this order
 DOWNSAMPLE_OPS = tuple(name for name, s in OPS.items() if s.downsample)
 

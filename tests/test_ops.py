@@ -80,7 +80,7 @@ def test_every_op_has_a_title_and_family():
 
 def _op(name: str, **given) -> OpInst:
     """``name`` with its defaults filled in, as elaboration does."""
-    attrs = {p.name: p.default for p in ops.OPS[name].params}
+    attrs = {p.name: p.default for p in ops.OPS[name].params if not p.optional}
     attrs.update(given)
     return OpInst(op=name, attrs=attrs)
 

@@ -46,7 +46,7 @@ def random_weights(graph: ir.Graph, seed: int = SEED) -> dict[str, np.ndarray]:
         if spec.role == "conv.weight":
             hi = float(np.sqrt(6.0 / spec.fan_in))
             lo = -hi
-        elif spec.role.startswith("linear."):
+        elif spec.role.startswith("linear.") or spec.role == "conv.bias":
             hi = float(1.0 / np.sqrt(spec.fan_in))
             lo = -hi
         else:

@@ -75,6 +75,7 @@ from onnx import TensorProto, helper
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
+from shrinkc.compiler.ops import attr, conv_padding
 
 from ..layout import OP_LAYOUT, cell_prefixes, chain_prefixes, join, wrapped
 from ..naming import cell_attr_names, fresh_name
@@ -272,29 +273,42 @@ def _act(b: _Body, x: str, act: str | None, name: str, loc: ir.Loc | None = None
     return ACT_NODES[act](b, x, name)
 
 
-def _conv_attrs(k: int, stride: int, dilation: int, groups: int | onnx.AttributeProto) -> dict:
-    pad = dilation * (k - 1) // 2
+def _conv_attrs(k: int, stride: int, dilation: int, groups: int | onnx.AttributeProto,
+                pad: int | None = None) -> dict:
+    pad = dilation * (k - 1) // 2 if pad is None else pad
     return {"kernel_shape": [k, k], "strides": [stride, stride], "pads": [pad] * 4,
             "dilations": [dilation, dilation], "group": groups}
 
 
 def _op_conv_attrs(op: ir.OpInst, groups: int | onnx.AttributeProto) -> dict:
     a = op.attrs
-    return _conv_attrs(int(a["k"]), int(a["stride"]), int(a["dilation"]), groups)
+    return _conv_attrs(int(a["k"]), int(a["stride"]), int(a["dilation"]), groups,
+                       conv_padding(op) if op.op == "conv" else None)
 
 
-def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict) -> str:
-    """``Conv`` (bias-free) then ``BatchNormalization``, or one ``Conv`` with BN folded in."""
+def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict, *, bias: bool = False,
+             norm: bool = True) -> str:
+    """``Conv`` (with a bias where the op has one) then ``BatchNormalization`` (unless
+    ``norm`` is false), or one ``Conv`` with BN folded in."""
     w = b.weight(f"{conv}.weight")
+    if not norm:
+        inputs = [x, b.tensor(f"{conv}.weight", w)]
+        if bias:
+            inputs.append(b.tensor(f"{conv}.bias", b.weight(f"{conv}.bias")))
+        return b.node("Conv", inputs, conv, **attrs)
     stats = [b.weight(f"{bn}.{t}") for t in ("weight", "bias", "running_mean", "running_var")]
     if b.fold:
         gamma, beta, mean, var = (s.astype(np.float64) for s in stats)
         scale = gamma / np.sqrt(var + BN_EPS)
         w = w.astype(np.float64) * scale.reshape(-1, *([1] * (w.ndim - 1)))
-        bias = beta - mean * scale
-        return b.node("Conv", [x, b.tensor(f"{conv}.weight", w), b.tensor(f"{conv}.bias", bias)],
+        b0 = b.weight(f"{conv}.bias").astype(np.float64) if bias else 0.0
+        shift = beta + (b0 - mean) * scale
+        return b.node("Conv", [x, b.tensor(f"{conv}.weight", w), b.tensor(f"{conv}.bias", shift)],
                       conv, **attrs)
-    y = b.node("Conv", [x, b.tensor(f"{conv}.weight", w)], conv, **attrs)
+    conv_in = [x, b.tensor(f"{conv}.weight", w)]
+    if bias:
+        conv_in.append(b.tensor(f"{conv}.bias", b.weight(f"{conv}.bias")))
+    y = b.node("Conv", conv_in, conv, **attrs)
     names = [b.tensor(f"{bn}.{t}", s)
              for t, s in zip(("weight", "bias", "running_mean", "running_var"), stats)]
     return b.node("BatchNormalization", [y, *names], bn, epsilon=BN_EPS)
@@ -307,7 +321,8 @@ activation."""
 
 def _conv(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
     return _conv_bn(b, x, join(path, "conv"), join(path, "bn"),
-                    _op_conv_attrs(op, int(op.attrs["groups"])))
+                    _op_conv_attrs(op, int(op.attrs["groups"])), bias=bool(attr(op, "bias")),
+                    norm=attr(op, "bn") is not False)
 
 
 def _dwconv(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
@@ -327,7 +342,8 @@ def _pool(op_type: str, **extra) -> OpEmitter:
     def pool(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
         k, p = int(op.attrs["k"]), int(op.attrs.get("padding", 0))
         s = int(op.attrs.get("stride") or k)
-        return b.node(op_type, [x], path, **extra, kernel_shape=[k, k], strides=[s, s],
+        ceil = {"ceil_mode": 1} if attr(op, "ceil_mode") else {}
+        return b.node(op_type, [x], path, **extra, **ceil, kernel_shape=[k, k], strides=[s, s],
                       pads=[p] * 4)
     return pool
 
@@ -418,8 +434,23 @@ def _cell(b: _Body, graph: ir.Graph, inst: ir.CellInst, prefix: str, x: str) -> 
 # --------------------------------------------------------------------------- model
 
 
-def _value_info(name: str, shape: ir.Shape) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shape.as_list()])
+def _value_info(name: str, shape: ir.Shape, dynamic_hw: bool = False) -> onnx.ValueInfoProto:
+    dims: list = shape.as_list()
+    if dynamic_hw and len(dims) == 3:
+        dims = [dims[0], "height", "width"]
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *dims])
+
+
+def _check_dynamic_hw(graph: ir.CNNGraph) -> None:
+    """Any height and width need a network whose output does not depend on them: a head that
+    pools globally before anything that counts positions."""
+    head = [layer.op.op for layer in graph.head]
+    pooled = next((i for i, op in enumerate(head) if op.startswith("global_")), None)
+    if pooled is None or len(graph.out_shape.as_list()) != 1:
+        net = graph.program.networks[graph.network]
+        raise ShrinkError(f"{graph.network} cannot take any height and width: its head does not "
+                          "pool globally, so its output depends on the input size", net.loc,
+                          "compile for one size with --input CxHxW (such as 3x160x160)")
 
 
 def output_name(graph: ir.Graph) -> str:
@@ -496,12 +527,16 @@ def _add_initializers(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray]) 
 
 def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = None, *,
                  fold_bn: bool = True, functions: bool = False,
-                 weights_source: str | None = None, opset: int = OPSET) -> onnx.ModelProto:
-    """The ONNX model of ``graph``'s network, in the default domain's opset ``opset``.
+                 weights_source: str | None = None, opset: int = OPSET,
+                 dynamic_hw: bool = False) -> onnx.ModelProto:
+    """The ONNX model of ``graph``'s network, in the default domain's opset ``opset``; with
+    ``dynamic_hw`` its input's height and width are symbolic (``height``, ``width``).
 
     ``weights`` maps state_dict names to float32 arrays (checked by
     ``checkpoint.load_weights``); without them the weights are ``checkpoint.random_weights``.
     """
+    if dynamic_hw:
+        _check_dynamic_hw(graph)
     if weights is None:
         weights = random_weights(graph)
         weights_source = weights_source or "random (numpy, seed 0)"
@@ -515,7 +550,7 @@ def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = 
 
     g = helper.make_graph(
         b.nodes, graph.network,
-        [_value_info(graph.input_name, graph.input_shape)],
+        [_value_info(graph.input_name, graph.input_shape, dynamic_hw)],
         [_value_info(out_name, graph.out_shape)],
     )
     opsets = [helper.make_opsetid("", opset)]
@@ -532,5 +567,7 @@ def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = 
     _add_initializers(model, b.initializers)
     meta = {"network": graph.network, "source": graph.source, "spec_sha256": graph.spec_hash,
             "batch_norm": "folded" if fold_bn else "kept", "weights": weights_source or ""}
+    if dynamic_hw:
+        meta["input"] = "any height and width"
     helper.set_model_props(model, meta)
     return model

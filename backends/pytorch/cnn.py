@@ -96,8 +96,16 @@ def _conv_bn_call(s: _Site, helper: str, out: Lin, kernel: list[str], groups: li
 
 
 def _conv(s: _Site) -> tuple[str, Lin]:
-    return _conv_bn_call(s, "ConvBN", s.r.channels(s.call, "out"), s.kw("k", "kernel_size", 1),
-                         s.kw("groups", "groups", 1))
+    variant = [kw for name in ("padding", "bias", "bn") for kw in s.kw(name, name, -1)]
+    if not variant:  # the common case: ConvBN, as before these arguments existed
+        return _conv_bn_call(s, "ConvBN", s.r.channels(s.call, "out"),
+                             s.kw("k", "kernel_size", 1), s.kw("groups", "groups", 1))
+    s.r.helpers.add("Conv")
+    out = s.r.channels(s.call, "out")
+    args = [str(s.cin), str(out), *s.kw("k", "kernel_size", 1), *s.kw("stride", "stride", 1),
+            *s.kw("groups", "groups", 1), *s.kw("dilation", "dilation", 1), *variant,
+            *s.act_kw()]
+    return call_source("Conv", args, s.indent), out
 
 
 def _sepconv(s: _Site) -> tuple[str, Lin]:
@@ -113,7 +121,8 @@ def _dwconv(s: _Site) -> tuple[str, Lin]:
 
 def _pool(cls: str) -> Callable[[_Site], tuple[str, Lin]]:
     def pool(s: _Site) -> tuple[str, Lin]:
-        args = [s.r.expr(s.call, "k"), *s.kw("stride", "stride", 0), *s.kw("padding", "padding", 0)]
+        args = [s.r.expr(s.call, "k"), *s.kw("stride", "stride", 0), *s.kw("padding", "padding", 0),
+                *s.kw("ceil_mode", "ceil_mode", -1)]
         return call_source(cls, args, s.indent), s.cin
     return pool
 
@@ -185,7 +194,7 @@ def _signature(params: tuple[ir.Param, ...], names: dict[str, str], has_down: bo
     """The cell class constructor's parameters."""
     sig = ["in_channels: int"]
     for p in params:
-        ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
+        ann = {"int": "int", "float": "float", "act": "type[nn.Module]", "bool": "bool"}[p.type or "int"]
         py = names[p.name]
         if p.default is None:
             sig.append(f"{py}: {ann}")

@@ -10,6 +10,7 @@ from functools import lru_cache
 import jinja2
 
 from shrinkc.compiler import ir
+from shrinkc.compiler.ops import CONSTANTS
 from shrinkc.compiler.syntax.printer import expr as print_expr
 
 ACT_MODULES = {
@@ -34,6 +35,8 @@ def render(e: ir.Expr, names: dict[str, str]) -> str:
         if isinstance(x, ir.Ref):
             if x.name in names:
                 return x.model_copy(update={"name": names[x.name]})
+            if x.name in CONSTANTS:
+                return x.model_copy(update={"name": str(CONSTANTS[x.name])})
             return x.model_copy(update={"name": ACT_MODULES[x.name]})
         if isinstance(x, ir.BinOp):
             return x.model_copy(update={"left": rename(x.left), "right": rename(x.right)})
@@ -123,7 +126,7 @@ def network_signature(net: ir.NetworkDef, args: dict[str, ir.Value]
     names = {p.name: pnames(p.name) for p in net.params}
     sig = []
     for p in net.params:
-        ann = {"int": "int", "float": "float", "act": "type[nn.Module]"}[p.type or "int"]
+        ann = {"int": "int", "float": "float", "act": "type[nn.Module]", "bool": "bool"}[p.type or "int"]
         sig.append(f"{names[p.name]}: {ann} = {value(args[p.name])}")
     return names, sig
 

@@ -13,7 +13,7 @@ import math
 
 from .. import ir
 from ..errors import ShrinkError
-from ..ops import ACTIVATIONS, OPS, ShapeError, infer, op_stride, pool_stride, projection
+from ..ops import ACTIVATIONS, CONSTANTS, OPS, ShapeError, infer, op_stride, pool_stride, projection
 from ..units import exact
 
 MAX_REPEAT = 1000  # cells per stage; more is a typo, and would take minutes to elaborate
@@ -37,11 +37,15 @@ def evaluate(expr: ir.Expr, env: dict[str, ir.Value]) -> ir.Value:
             return env[expr.name]
         if expr.name in ACTIVATIONS:
             return expr.name
+        if expr.name in CONSTANTS:
+            return CONSTANTS[expr.name]
         raise ShrinkError(f"unknown name '{expr.name}'", expr.loc)
     if isinstance(expr, ir.Neg):
         v = evaluate(expr.operand, env)
         if isinstance(v, str):
             raise ShrinkError(f"cannot negate the activation '{v}'", expr.loc)
+        if isinstance(v, bool):
+            raise ShrinkError(f"cannot negate {str(v).lower()}", expr.loc)
         return -v
     if isinstance(expr, ir.Call):
         raise ShrinkError(f"function call '{expr.func}(...)' outside a search score", expr.loc)
@@ -49,6 +53,8 @@ def evaluate(expr: ir.Expr, env: dict[str, ir.Value]) -> ir.Value:
     for side in (left, right):
         if isinstance(side, str):
             raise ShrinkError(f"cannot do arithmetic with the activation '{side}'", expr.loc)
+        if isinstance(side, bool):
+            raise ShrinkError(f"cannot do arithmetic with {str(side).lower()}", expr.loc)
     op = expr.op
     if op in ("/", "//", "%") and right == 0:
         raise ShrinkError("division by zero", expr.loc)
@@ -87,6 +93,8 @@ def _check_type(value: ir.Value, typ: str, what: str, loc: ir.Loc,
     if actual != typ:
         shown = f"'{value}'" if isinstance(value, str) else repr(value)
         hint = "use // for integer division" if typ == "int" and _has_truediv(expr) else None
+        if typ == "bool":
+            hint = "write true or false"
         raise ShrinkError(f"{what} must be {_TYPE_NAMES[typ]}, got {shown}", loc, hint)
     if isinstance(value, float) and not math.isfinite(value):
         raise ShrinkError(f"{what} must be a finite number, got {value}", loc)
@@ -99,7 +107,8 @@ def _op(call: ir.OpCall, act: ir.Expr | None, env: dict[str, ir.Value]) -> ir.Op
     for p in sig.params:
         arg = call.arg(p.name)
         if arg is None:
-            attrs[p.name] = p.default  # type: ignore[assignment]
+            if not p.optional:
+                attrs[p.name] = p.default  # type: ignore[assignment]
             continue
         v = _check_type(evaluate(arg, env), p.type, f"{p.name} of {call.op}", arg.loc, arg)
         if p.minimum is not None and v < p.minimum:
@@ -107,6 +116,8 @@ def _op(call: ir.OpCall, act: ir.Expr | None, env: dict[str, ir.Value]) -> ir.Op
             raise ShrinkError(f"{p.name} of {call.op} must be {bound}, got {v}", arg.loc)
         if p.below is not None and v >= p.below:
             raise ShrinkError(f"{p.name} of {call.op} must be below {p.below:g}, got {v}", arg.loc)
+        if p.optional and v == p.implied and isinstance(v, bool) == isinstance(p.implied, bool):
+            continue  # what leaving it out means: the op is the same as without it
         attrs[p.name] = v
     act_value = None
     if act is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from .. import ir
 from ..errors import ShrinkError, closest, did_you_mean
 from ..loader import Sources
-from ..ops import ACTIVATIONS, DOWNSAMPLE_OPS, OPS, RECURRENT_ACTS
+from ..ops import ACTIVATIONS, CONSTANTS, DOWNSAMPLE_OPS, OPS, RECURRENT_ACTS
 from .space import expand as expand_space
 
 MERGES = ("concat", "sum", "mean")
@@ -157,17 +157,24 @@ class _Resolver:
                               f"use one of: {', '.join(allow)}")
         sig = OPS[op]
         names = [p.name for p in sig.params]
-        required = {p.name for p in sig.params if p.default is None}
+        required = {p.name for p in sig.params if p.required}
         bound = self.bind(args, names, required, op, call.loc, {p.name: p.doc for p in sig.params})
         for arg in bound.values():
             self.check_names(arg.value, scope)
         if act is not None:
             self.check_act(act, scope)
-        return ir.OpCall(op=op, args=tuple(bound.values()), loc=call.loc), act
+        # an optional argument written as what leaving it out means (bias=false) is left
+        # out, so that the op hashes, diffs and compiles as if it were not written
+        kept = tuple(a for a in bound.values()
+                     if not (sig.param(a.name).optional and isinstance(a.value, ir.Ref)  # type: ignore[union-attr]
+                             and a.value.name in CONSTANTS
+                             and CONSTANTS[a.value.name] == sig.param(a.name).implied))  # type: ignore[union-attr]
+        return ir.OpCall(op=op, args=kept, loc=call.loc), act
 
     def check_names(self, expr: ir.Expr, scope: set[str]) -> None:
         if isinstance(expr, ir.Ref):
-            if expr.name not in scope and expr.name not in ACTIVATIONS:
+            if expr.name not in scope and expr.name not in ACTIVATIONS and \
+                    expr.name not in CONSTANTS:
                 raise ShrinkError(f"unknown name '{expr.name}'", expr.loc,
                                   did_you_mean(expr.name, scope | set(ACTIVATIONS)))
         elif isinstance(expr, ir.BinOp):
@@ -198,6 +205,9 @@ class _Resolver:
             if p.name in ACTIVATIONS:
                 raise ShrinkError(f"parameter name '{p.name}' is an activation", p.loc,
                                   "choose another name")
+            if p.name in CONSTANTS:
+                raise ShrinkError(f"parameter name '{p.name}' is a constant (true or false)",
+                                  p.loc, "choose another name")
             names.add(p.name)
             typ = p.type
             if p.default is not None:
@@ -206,6 +216,8 @@ class _Resolver:
                     d = p.default
                     if isinstance(d, ir.Ref) and d.name in ACTIVATIONS:
                         typ = "act"
+                    elif isinstance(d, ir.Ref) and d.name in CONSTANTS:
+                        typ = "bool"
                     elif isinstance(d, ir.Num) and isinstance(d.value, float):
                         typ = "float"
                     else:

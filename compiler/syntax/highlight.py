@@ -19,7 +19,7 @@ KEYWORDS = ("shrink", "include", "op", "cell", "network", "input", "output", "st
             "search", "train", "score", "recurrent", "tokens", "embed", "hidden", "decoder",
             "tied", "untied")
 RESIDUAL_WORDS = ("if", "shapes", "match")
-TYPES = ("int", "float", "act")
+TYPES = ("int", "float", "act", "bool")
 MERGES = ("concat", "sum", "mean", "leaves")
 OPS = tuple(ops.OPS)  # the op table's names
 ACTIVATIONS = tuple(a for a in ops.ACTIVATIONS if a not in OPS)  # identity is coloured as an op

@@ -365,11 +365,11 @@ class _ToIR(Transformer):
 
     def param(self, meta, children):
         name, typ, default = children
-        if typ is not None and str(typ) not in ("int", "float", "act"):
+        if typ is not None and str(typ) not in ("int", "float", "act", "bool"):
             raise ShrinkError(
                 f"unknown parameter type '{typ}'",
                 _tok_loc(self.file, typ),
-                "parameter types are int, float and act",
+                "parameter types are int, float, act and bool",
             )
         return ir.Param(
             name=str(name),

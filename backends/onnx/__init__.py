@@ -24,7 +24,8 @@ MAX_BYTES = 2**31  # protobuf's limit on one serialized message
 
 def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
              fold_bn: bool = True, functions: bool = False,
-             weights_source: str | None = None, opset: int = OPSET) -> onnx.ModelProto:
+             weights_source: str | None = None, opset: int = OPSET,
+             dynamic_hw: bool = False) -> onnx.ModelProto:
     """The ONNX model of ``graph``'s network, in opset ``opset`` (:data:`MIN_OPSET` to
     :func:`newest_opset`; default :data:`OPSET`, the newest).
 
@@ -32,7 +33,8 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
     ``checkpoint.load_weights``); without them the weights are ``checkpoint.random_weights``.
     ``fold_bn`` folds batch norms into convolutions (image networks); ``functions`` emits
     each cell as an ONNX local function (image networks; a language model's cell is already
-    one subgraph, the body of its Scan).
+    one subgraph, the body of its Scan). ``dynamic_hw``: the input's height and width are
+    symbolic (image networks whose head pools globally).
     """
     check_opset(opset)
     if graph.cost.params * 4 >= MAX_BYTES:  # checked before a weight is drawn or read
@@ -42,10 +44,13 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
                           f"{MAX_BYTES // 4 // 10**6:,}M float32 parameters)", net.loc,
                           "shrinkc does not write ONNX external data yet")
     if isinstance(graph, ir.LMGraph):
+        if dynamic_hw:
+            raise ShrinkError(f"{graph.network} is a language model: its input has no height "
+                              "and width", None, "leave --input out")
         return generate_lm(graph, weights, functions=functions, weights_source=weights_source,
                            opset=opset)
     return generate_cnn(graph, weights, fold_bn=fold_bn, functions=functions,
-                        weights_source=weights_source, opset=opset)
+                        weights_source=weights_source, opset=opset, dynamic_hw=dynamic_hw)
 
 
 def check_opset(opset: int) -> None:

@@ -6,6 +6,8 @@ Heavy modules (jinja2, numpy, onnx, rich) load only in the command that needs th
 
 from __future__ import annotations
 
+import re
+
 import json
 import os
 import sys
@@ -25,11 +27,24 @@ def graph_of(args, report):
     at the input shape ``args.input`` (``--input``) where given."""
     from shrinkc.compiler.pipeline import build_graph, check
 
-    shape = input_shape(getattr(args, "input", None))  # usage errors before the spec's
+    text = getattr(args, "input", None)
+    dynamic = is_dynamic(text)
+    shape = input_shape(text)  # usage errors before the spec's
     checked = check(args.spec)
     for w in checked.warnings:
         report(w)
-    return build_graph(checked, getattr(args, "network", None), input_shape=shape)
+    graph = build_graph(checked, getattr(args, "network", None),
+                        input_shape=None if dynamic else shape)
+    if dynamic and graph.kind != "lm" and shape[0] != graph.input_shape.c:
+        # CxHxW: built at the spec's own height and width with C channels
+        graph = build_graph(checked, getattr(args, "network", None),
+                            input_shape=(shape[0], *graph.input_shape.as_list()[1:]))
+    return graph
+
+
+def is_dynamic(text: str | None) -> bool:
+    """``--input CxHxW`` with the letters H and W: any height and width (ONNX only)."""
+    return text is not None and bool(re.fullmatch(r"\s*\d{1,9}x[hH]x[wW]\s*", text))
 
 
 def input_shape(text: str | None) -> tuple[int, ...] | None:
@@ -40,6 +55,8 @@ def input_shape(text: str | None) -> tuple[int, ...] | None:
     from shrinkc.compiler.passes.elaborate import MAX_CHANNELS, MAX_SIZE
 
     shown = text if len(text) <= 40 else text[:37] + "..."
+    if is_dynamic(text):
+        text = text.lower().replace("h", "1").replace("w", "1")  # C checked below
     parts = text.strip().lower().split("x")
     if len(parts) not in (1, 3) or not all(p.isascii() and p.isdigit() for p in parts):
         raise UsageError(f"--input must be CxHxW (such as 3x160x160), got '{shown}'")
@@ -146,14 +163,18 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     weights = load_weights(args.weights, graph) if args.weights else None
     images, data_name = _calibration(args, graph) if int8 else (None, None)
     source = Path(args.weights).name if args.weights else None
+    dynamic = is_dynamic(getattr(args, "input", None))
     model = onnx_backend.generate(graph, weights, fold_bn=not args.no_fold_bn,
-                                  functions=args.functions, weights_source=source, opset=opset)
+                                  functions=args.functions, weights_source=source, opset=opset,
+                                  dynamic_hw=dynamic)
     how = [f"opset {opset}",
            "time loop as Scan" if graph.kind == "lm"
            else "batch norm kept" if args.no_fold_bn else "batch norm folded",
            f"weights from {source}" if source else "random weights"]
     if args.functions:
         how.append("cells as functions")
+    if dynamic:
+        how.append("any height and width")
     if precision == "fp16":
         model = prec.to_fp16(model)
         how.append("fp16 (float32 inputs and outputs)")
@@ -205,6 +226,9 @@ def cmd_compile(args, report) -> int:
     from shrinkc.compiler.fsutil import atomic_write, ensure_dir
 
     targets = _targets(args)
+    if is_dynamic(args.input) and targets != ["onnx"]:
+        raise UsageError(f"--input {args.input.strip()} (any height and width) is for --target "
+                         "onnx only; the PyTorch module takes any size as it is")
     args.opset = _opset(args.opset)
     graph = graph_of(args, report)
     stem = Path(args.spec).stem
@@ -344,6 +368,9 @@ def _print_cnn_stats(d: dict, console) -> None:
 
 
 def cmd_stats(args, report) -> int:
+    if is_dynamic(args.input):
+        raise UsageError(f"--input {args.input.strip()}: stats counts MACs at one size; give "
+                         "it as numbers, such as 3x160x160")
     graph = graph_of(args, report)
     d = stats_dict(graph)
     if args.json:

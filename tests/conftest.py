@@ -43,6 +43,29 @@ def run_shrink(spec: Path, out: Path, *extra: str, check_rc: bool = True):
     return r
 
 
+def kill_mid_run(spec: Path, out: Path, *extra: str, lines: int) -> int:
+    """Start ``shrinkc shrink spec -o out --quiet extra...``, kill -9 it once its log has
+    ``lines`` lines (or after two minutes), and return how many lines it had then: the
+    caller asserts that the kill landed mid-run."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "shrinkc", "shrink", str(spec), "-o", str(out),
+                             "--quiet", *extra], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) >= lines:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
 def read_log(out: Path) -> list[dict]:
     """A run's log.jsonl entries without their (machine-dependent) seconds and CPU seconds."""
     import json

@@ -4,18 +4,15 @@ to end (every round checked against the one before it), workers, kill -9 and bad
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from shrinkc.search import rules
 
-from conftest import ROOT, TEST_SPECS, read_log, run_shrink
+from conftest import ROOT, TEST_SPECS, kill_mid_run, read_log, run_shrink
 
 TINY = TEST_SPECS / "tiny_space.shrink"
 HALVING = ("--candidates", "3", "--epochs", "2", "--halving", "2")
@@ -101,18 +98,7 @@ def test_halving_with_two_workers_gives_the_same_result(halving_run, tmp_path):
 
 def test_halving_resumes_identically_after_kill(halving_run, tmp_path):
     out, total = tmp_path / "killed", len(_log(halving_run))
-    proc = subprocess.Popen([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
-                             "--quiet", *HALVING], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    log = out / "log.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # into the second round of step 1 or later
-        if log.exists() and len(log.read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n = len(log.read_text().splitlines())
+    n = kill_mid_run(TINY, out, *HALVING, lines=4)  # into the second round of step 1 or later
     assert 4 <= n < total, "killed mid-run"
     _run(out, *HALVING, "--resume")
     assert _log(out) == _log(halving_run)

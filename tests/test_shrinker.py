@@ -18,7 +18,7 @@ from shrinkc.compiler.passes.space import cleanup, expand, node_ops
 from shrinkc.search import rules
 from shrinkc.search.settings import settings
 
-from conftest import ROOT, TEST_SPECS, read_log, run_shrink
+from conftest import ROOT, TEST_SPECS, kill_mid_run, read_log, run_shrink
 
 TINY = TEST_SPECS / "tiny_space.shrink"
 
@@ -239,18 +239,7 @@ def test_workers_give_the_same_result(reference_run, tmp_path):
 
 def test_resume_after_kill_gives_the_identical_result(reference_run, tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
-                             "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    log = out / "log.jsonl"
-    while time.monotonic() < deadline:
-        if log.exists() and len(log.read_text().splitlines()) >= 5:
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n = len(log.read_text().splitlines())
+    n = kill_mid_run(TINY, out, lines=5)
     assert 5 <= n < len(_log(reference_run)), "killed mid-run"
     again = _run(out, check_rc=False)
     assert again.returncode == 1 and "--resume" in again.stderr  # never silently overwritten

@@ -6,10 +6,9 @@ Heavy modules (jinja2, numpy, onnx, rich) load only in the command that needs th
 
 from __future__ import annotations
 
-import re
-
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -473,7 +472,8 @@ def register(sub) -> None:
     c.add_argument("--opset", metavar="N",
                    help="onnx: the ONNX opset to write, 13 to 28 (default: 28, the newest)")
     c.add_argument("--input", metavar="CxHxW",
-                   help="the input shape, such as 3x160x160, in place of the spec's (any target)")
+                   help="the input shape, such as 3x160x160, in place of the spec's (any target); "
+                   "onnx: 3xHxW for one file that takes any height and width")
     c.add_argument("--precision", choices=("fp32", "fp16", "int8"),
                    help="onnx: fp32 (default); fp16 weights and activations (float32 inputs "
                         "and outputs); int8 by onnxruntime's static quantization (QDQ), which "

@@ -88,7 +88,7 @@ class _Search:
         train = dict(self.settings.train)
         if epochs is not None:
             train["epochs"] = epochs
-        if restarts and train.get("schedule", "constant") != "constant":
+        if restarts and train["schedule"] != "constant":
             train["restarts"] = list(restarts)
         return make_job(path=self.opts.spec, program=self.parsed, space=self.space.name,
                         edges=edges, network=self.search.network, overrides=self.overrides,

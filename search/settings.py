@@ -12,7 +12,8 @@ default here, one set per kind of search, chosen by the proxy network's kind; th
   but it was never reached: the image defaults always came first).
 
 Both: ``schedule`` constant (the paper: the learning rate never changes; ``linear`` and
-``cosine`` decay it to zero over the ``epochs`` budget, so a short budget ends converged),
+``cosine`` decay it to zero over the ``epochs`` budget; on the digits proxy that ranks cells'
+accuracy better at 2 epochs but their score worse, see benchmarks/shrink_search.py),
 ``finetune`` 2 (epochs per candidate with ``--inherit``) at ``finetune_lr`` (0: a tenth
 of ``lr``; benchmarks/inherit_study.py: inherited children fine-tuned at a tenth of the lr
 end higher than at the full lr), momentum 0 (SGD only) and weight decay 0. The score expression is checked by ``rules.check_score``.
@@ -40,11 +41,10 @@ DEFAULT_TRAIN_LM = {"optimizer": "sgd", "lr": 20.0, "batch": 128, "epochs": 10, 
                     "weight_decay": 0.0, "schedule": "constant"}
 SCHEDULES = ("constant", "linear", "cosine")
 
-# run.json records the train settings; it did so before momentum and weight decay had
-# defaults, when they appeared only where a spec set them. A zero one (none: what the trainer
-# always took then) stays out of the record, so a run made then still resumes.
-_RECORDED_UNLESS_ZERO = ("momentum", "weight_decay", "finetune_lr")
-_RECORDED_UNLESS = {"schedule": "constant"}  # likewise, for settings added later
+# run.json records the train settings; it did so before momentum, weight decay, finetune_lr
+# and schedule had defaults, when they appeared only where a spec set them. One at the value
+# the trainer always took then stays out of the record, so a run made then still resumes.
+_RECORDED_UNLESS = {"momentum": 0, "weight_decay": 0, "finetune_lr": 0, "schedule": "constant"}
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,7 @@ def settings(search: ir.SearchDef, overrides: dict | None = None, *, lm: bool = 
 def recorded(s: Settings) -> dict:
     """The settings as run.json records them (``--resume`` compares them)."""
     train = {k: v for k, v in s.train.items()
-             if not (k in _RECORDED_UNLESS_ZERO and v == 0)
-             and not (k in _RECORDED_UNLESS and v == _RECORDED_UNLESS[k])}
+             if not (k in _RECORDED_UNLESS and v == _RECORDED_UNLESS[k])}
     out = {"candidates": s.candidates, "drop": s.drop, "keep": s.keep, "seed": s.seed,
            "train": train}
     if s.halving:  # recorded only when on: a run made before halving existed still resumes

@@ -90,8 +90,8 @@ def register(sub) -> None:
                    "(0: off, the paper's procedure; default: the spec's shrink(halving=...))")
     r.add_argument("--schedule", choices=("constant", "linear", "cosine"),
                    help="learning rate over each candidate's epochs: constant (the paper), or "
-                   "decayed to zero over the --epochs budget, so short budgets end converged "
-                   "(default: the spec's train(schedule=...), else constant)")
+                   "decayed to zero over the --epochs budget (default: the spec's "
+                   "train(schedule=...), else constant)")
     r.add_argument("--config", metavar="RUN.yaml",
                    help="how the search runs (device, precision, workers, threads, executor, "
                    "address, gpus_per_candidate, data) from a YAML file; flags override it")

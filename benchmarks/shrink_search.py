@@ -47,7 +47,15 @@ RANK_SEEDS = (101, 202)
 RETRAIN_SEEDS = (11, 22, 33)
 # the settings this benchmark recommends for the search (chosen from the rank part's curves)
 RECOMMENDED = ["--epochs", "2", "--halving", "2", "--batch", "32"]
-EARLIER = "search_b128"  # the search part's earlier run, --epochs 2 --halving 2 at batch 128
+# the search part's earlier runs, kept under their own names: part -> (cell name, how it ran)
+EARLIER = {
+    "search_avx2": ("autoshrink, AVX2 fp32",
+                    " ".join(RECOMMENDED) + ", fp32 on an AVX2 CPU (session 10)"),
+    "search_b128": ("autoshrink, batch 128", "--epochs 2 --halving 2, batch 128, fp32 on an "
+                    "AVX2 CPU (session 9)"),
+}
+# the random part's earlier run (fp32 on the AVX2 CPU, beside search_avx2)
+RANDOM_EARLIER = {"random_avx2": "random search, AVX2 fp32"}
 
 
 def recommended(flag: str) -> int:
@@ -76,13 +84,13 @@ class Space:
         shape = tuple(build_graph(checked, self.search.network).input_shape.as_list())
         self.overrides = {"classes": images.load(data, shape).classes}
 
-    def job(self, edges, seed: int, **train):
+    def job(self, edges, seed: int, precision: str = "fp32", **train):
         from shrinkc.search.job import make_job
 
         return make_job(path=str(ROOT / self.spec), program=self.parsed, space=self.space.name,
                         edges=tuple(map(tuple, edges)), network=self.search.network,
                         overrides=self.overrides, train={**self.settings.train, **train},
-                        data=self.data, seed=seed, threads=1)
+                        data=self.data, seed=seed, threads=1, precision=precision)
 
     def score(self, acc: float, macs: int) -> float:
         from shrinkc.search import rules
@@ -250,9 +258,24 @@ def timed_search(part: str, spec: str, extra: list[str]) -> None:
     t = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     doc.setdefault("invocations", []).append(
-        {"command": " ".join(["shrinkc", *cmd[3:]]), "wall_s": round(time.perf_counter() - t, 1)})
+        {"command": " ".join(["shrinkc", *cmd[3:]]), "wall_s": round(time.perf_counter() - t, 1),
+         "load_average_end": round(os.getloadavg()[0], 2)})
+    run = json.loads((out / "run.json").read_text())
+    doc["machine"] = {"precision": run.get("precision"), "device": run.get("device"),
+                      "cpu_flags": cpu_flags(), "cpus": os.cpu_count()}
     doc["log"] = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     save(part, doc)
+
+
+def cpu_flags() -> list[str]:
+    """The /proc/cpuinfo flags that decide the training kernels (AVX2, AVX-512, bf16, AMX)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    return sorted(f for f in line.split(":", 1)[-1].split()
+                  if f.startswith(("avx2", "avx512", "amx", "fma")))
 
 
 def part_search(args) -> None:
@@ -277,13 +300,17 @@ def part_random(args) -> None:
         sys.exit("run the search part first: random search spends the same candidate-epochs")
     budget = budget_of(search["log"])
     epochs, batch = recommended("--epochs"), recommended("--batch")
+    # the precision the search trained in (recorded in its run.json), so that both methods
+    # train their candidates the same way
+    precision = search.get("machine", {}).get("precision") or "fp32"
     doc = load("random")
     if "cells" not in doc:
         n = max(1, budget // epochs)
         doc = {"protocol": {"budget_epochs": budget, "epochs": epochs, "batch": batch,
-                            "cells": n, "sample_seed": 4321},
+                            "cells": n, "sample_seed": 4321, "precision": precision},
                "cells": [list(map(list, c)) for c in sp.random_cells(n, 4321)], "runs": {}}
-    jobs = {f"{i}": sp.job(c, 7000 + i, epochs=epochs, batch=batch)
+    precision = doc["protocol"].get("precision", "fp32")
+    jobs = {f"{i}": sp.job(c, 7000 + i, precision=precision, epochs=epochs, batch=batch)
             for i, c in enumerate(doc["cells"])}
     t = time.perf_counter()
     train_all("random", doc, jobs, args.workers)
@@ -307,17 +334,19 @@ def budget_of(log: list[dict]) -> int:
 def best_cells(sp: Space) -> dict[str, list]:
     """Each method's best cell: the search's best snapshot, random search's best score."""
     out = {}
-    for name, part in (("autoshrink", "search"), ("autoshrink, batch 128", EARLIER)):
+    searches = {"search": "autoshrink", **{part: name for part, (name, _) in EARLIER.items()}}
+    for part, name in searches.items():
         search = load(part)
         if "log" in search:
             snaps = [e for e in search["log"] if e.get("chosen") and e.get("edge") is not None]
             best = max(snaps, key=lambda e: (e["score"], -e["edges"]))
             out[name] = _edges_after(sp, search["log"], best["step"])
-    rnd = load("random")
-    if rnd.get("runs"):
-        i = max(rnd["runs"], key=lambda k: (sp.score(rnd["runs"][k]["acc"],
-                                                     rnd["runs"][k]["macs"]), -int(k)))
-        out["random search"] = rnd["cells"][int(i)]
+    for part, name in {"random": "random search", **RANDOM_EARLIER}.items():
+        rnd = load(part)
+        if rnd.get("runs"):
+            i = max(rnd["runs"], key=lambda k: (sp.score(rnd["runs"][k]["acc"],
+                                                         rnd["runs"][k]["macs"]), -int(k)))
+            out[name] = rnd["cells"][int(i)]
     rank = load("rank")
     first = {k.split("/")[0]: r for k, r in rank.get("runs", {}).items()
              if k.endswith(f"/{RANK_SEEDS[0]}")}
@@ -442,7 +471,7 @@ def part_report(args) -> None:
     if runs:
         print("\nRe-trained from scratch at the full budget (20 epochs, patience 3), "
               f"seeds {RETRAIN_SEEDS}")
-        head = f"{'cell':<22} {'edges':>5} {'acc mean':>9} {'spread':>7} {'MACs':>12} {'params':>8} {'score':>7}"
+        head = f"{'cell':<24} {'edges':>5} {'acc mean':>9} {'spread':>7} {'MACs':>12} {'params':>8} {'score':>7}"
         print(head)
         print("-" * len(head))
         names = list(doc.get("cells", {})) + ["ShrinkCNN-A cell"]
@@ -458,18 +487,19 @@ def part_report(args) -> None:
                    "macs": got[0]["macs"], "params": got[0]["params"],
                    "score": sp.score(mean, got[0]["macs"])}
             rows.append(row)
-            print(f"{name:<22} {edges:>5} {mean:>9.4f} {row['acc_spread']:>7.4f} "
+            print(f"{name:<24} {edges:>5} {mean:>9.4f} {row['acc_spread']:>7.4f} "
                   f"{row['macs']:>12,} {row['params']:>8,} {row['score']:>7.4f}")
-    rnd = load("random")
-    for part, how in (("search", " ".join(RECOMMENDED)),
-                      (EARLIER, "--epochs 2 --halving 2, batch 128")):
+    print("\nSearch cost:")
+    for part, how in (("search", " ".join(RECOMMENDED) + ", --precision auto = "
+                       + str(load("search").get("machine", {}).get("precision"))),
+                      *((p, h) for p, (_, h) in EARLIER.items())):
         search = load(part)
         if "log" not in search:
             continue
         trained = [e for e in search["log"] if "isomorphic_to" not in e]
         wall = sum(i["wall_s"] for i in search.get("invocations", []))
         cpu = sum(e.get("cpu_seconds", 0.0) for e in trained)
-        print(f"\nAutoShrink ({how}): {wall / 60:.1f} min wall, "
+        print(f"AutoShrink ({how}): {wall / 60:.1f} min wall, "
               f"{len(trained)} trainings, {budget_of(search['log'])} candidate-epochs, "
               f"{cpu / 60:.1f} CPU-minutes in the workers ({cpu / 120:.1f} min on 2 idle "
               "workers)")
@@ -477,9 +507,12 @@ def part_report(args) -> None:
     if first:
         print(f"random, full budget: {len(first)} random cells (the rank part's seed "
               f"{RANK_SEEDS[0]}), {sum(r['epochs'] for r in first)} candidate-epochs")
-    if rnd.get("runs"):
-        print(f"random search: {len(rnd['runs'])} cells x {rnd['protocol']['epochs']} epochs, "
-              f"{sum(rnd.get('wall_s', [0])) / 60:.1f} min wall")
+    for part, name in {"random": "random search", **RANDOM_EARLIER}.items():
+        rnd = load(part)
+        if rnd.get("runs"):
+            print(f"{name}: {len(rnd['runs'])} cells x {rnd['protocol']['epochs']} epochs "
+                  f"({rnd['protocol'].get('precision', 'fp32')}), "
+                  f"{sum(rnd.get('wall_s', [0])) / 60:.1f} min wall")
     cl = load("cluttered")
     if cl.get("runs"):
         rank_runs = load("rank").get("runs", {})

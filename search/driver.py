@@ -199,7 +199,7 @@ def _prepare(opts: Options, report: Report | None) -> _Search:
     device = resolve_device(opts.device)
     return _Search(opts, parsed, checked.sources.texts[parsed.file], search,
                    spaces[search.space], settings, lm, overrides, _sources(checked),
-                   resolve_precision(opts.precision, device=device), device)
+                   resolve_precision(opts.precision, device=device, lm=lm), device)
 
 
 def _sources(checked: Checked) -> dict[str, str]:

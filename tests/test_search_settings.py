@@ -108,6 +108,9 @@ def test_auto_precision_follows_the_cpu():
     assert resolve_precision("auto", "flags\t: fpu amx_bf16 amx_tile\n") == "bf16"
     assert resolve_precision("fp32", "flags\t: avx512_bf16\n") == "fp32"
     assert resolve_precision("bf16", "flags\t: avx2\n") == "bf16"
+    # language models stay in fp32 on CPUs, whatever they have; an explicit bf16 is kept
+    assert resolve_precision("auto", "flags\t: fpu amx_bf16 amx_tile\n", lm=True) == "fp32"
+    assert resolve_precision("bf16", "flags\t: fpu amx_bf16 amx_tile\n", lm=True) == "bf16"
 
 
 def test_precision_is_recorded_and_a_resume_must_keep_it(tmp_path):

@@ -58,6 +58,12 @@ EARLIER = {
 RANDOM_EARLIER = {"random_avx2": "random search, AVX2 fp32"}
 
 
+# --data: the proxy data of every part but ``cluttered`` (None: the default digits). A part run
+# on other data keeps its results apart: PART_TAG.json, runs/PART_TAG, search_pareto_TAG.png.
+DATA: str | None = None
+TAG = ""
+
+
 def recommended(flag: str) -> int:
     return int(RECOMMENDED[RECOMMENDED.index(flag) + 1])
 
@@ -68,7 +74,8 @@ def recommended(flag: str) -> int:
 class Space:
     """The paper space and its proxy network, ready to make jobs from."""
 
-    def __init__(self, spec: str = SPEC, data: str | None = None):
+    def __init__(self, spec: str = SPEC, data: str | None = ""):
+        data = DATA if data == "" else data
         from shrinkc.compiler import check
         from shrinkc.compiler.ir import SearchDef, SpaceDef
         from shrinkc.compiler.pipeline import build_graph
@@ -128,7 +135,7 @@ class Space:
         return cells
 
 
-def shrinka_job(sp: Space, seed: int):
+def shrinka_job(sp: Space, seed: int, precision: str = "fp32"):
     """ShrinkCNN-A's released cell (5 nodes, 6 edges) in the search's proxy network."""
     from shrinkc.search.job import Job
 
@@ -141,17 +148,17 @@ def shrinka_job(sp: Space, seed: int):
             "    head global_avgpool -> linear(classes)\n}\n")
     return Job(path=str(ROOT / "benchmarks" / "shrinka_proxy.shrink"), text=text,
                network="Proxy", overrides=sp.overrides, train=dict(sp.settings.train),
-               data=sp.data, seed=seed, threads=1, edges=6)
+               data=sp.data, seed=seed, threads=1, edges=6, precision=precision)
 
 
 def load(part: str) -> dict:
-    path = RESULTS / f"{part}.json"
+    path = RESULTS / f"{part}{TAG}.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def save(part: str, doc: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{part}.json"
+    path = RESULTS / f"{part}{TAG}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     os.replace(tmp, path)
@@ -191,11 +198,14 @@ def part_rank(args) -> None:
     sp = Space()
     doc = load("rank")
     if "cells" not in doc:
-        doc = {"protocol": {"spec": SPEC, "data": "digits", "train": sp.settings.train,
-                            "seeds": list(RANK_SEEDS), "sample_seed": 1234},
+        doc = {"protocol": {"spec": SPEC, "data": DATA or "digits", "train": sp.settings.train,
+                            "seeds": list(RANK_SEEDS), "sample_seed": 1234,
+                            "precision": args.precision},
                "cells": [list(map(list, c)) for c in sp.random_cells(args.cells, 1234)],
                "runs": {}}
-    jobs = {f"{i}/{s}": sp.job(c, s) for i, c in enumerate(doc["cells"]) for s in RANK_SEEDS}
+    precision = doc["protocol"].get("precision", "fp32")
+    jobs = {f"{i}/{s}": sp.job(c, s, precision=precision)
+            for i, c in enumerate(doc["cells"]) for s in RANK_SEEDS}
     # the largest cells first: the pool ends with short jobs on both workers
     jobs = dict(sorted(jobs.items(), key=lambda kv: -len(doc["cells"][int(kv[0].split("/")[0])])))
     train_all("rank", doc, jobs, args.workers)
@@ -235,6 +245,8 @@ def part_budget(args) -> None:
 def part_cluttered(args) -> None:
     """Does the harder built-in proxy separate cells? A few of the rank part's cells, 2 seeds
     each, at the full budget on ``--data cluttered-digits``."""
+    if DATA:
+        sys.exit("the cluttered part compares with the digits rank part: run it without --data")
     sp = Space(data="cluttered-digits")
     rank = load("rank")
     doc = load("cluttered")
@@ -251,10 +263,11 @@ def timed_search(part: str, spec: str, extra: list[str]) -> None:
     """Run (or resume) ``shrinkc shrink spec extra`` into runs/PART, timing each invocation,
     and keep its log in PART.json."""
     doc = load(part)
-    out = RESULTS / "runs" / part
+    out = RESULTS / "runs" / f"{part}{TAG}"
     resume = ["--resume"] if (out / "run.json").exists() else []
+    data = ["--data", DATA] if DATA else []
     cmd = [sys.executable, "-m", "shrinkc", "shrink", spec, "-o", str(out), "--quiet", *extra,
-           *resume]
+           *data, *resume]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     doc.setdefault("invocations", []).append(
@@ -289,6 +302,8 @@ RNN_SETTINGS = ["--epochs", "2"]  # the paper: up to 10 epochs; see the report
 
 def part_rnn(args) -> None:
     """The ShrinkRNN search on the PTB proxy corpus, timed (resumes an interrupted run)."""
+    if DATA:
+        sys.exit("the rnn part searches the PTB proxy corpus: run it without --data")
     timed_search("rnn", RNN_SPEC, ["--data", str(RNN_DATA), "--workers", str(args.workers),
                                    *RNN_SETTINGS])
 
@@ -379,8 +394,11 @@ def part_retrain(args) -> None:
             for s in RETRAIN_SEEDS:
                 doc.get("runs", {}).pop(f"{name}/{s}", None)
     doc["cells"] = cells
-    jobs = {f"{name}/{s}": sp.job(c, s) for name, c in cells.items() for s in RETRAIN_SEEDS}
-    jobs.update({f"ShrinkCNN-A cell/{s}": shrinka_job(sp, s) for s in RETRAIN_SEEDS})
+    doc.setdefault("precision", args.precision)  # fp32: the references were trained so
+    jobs = {f"{name}/{s}": sp.job(c, s, precision=doc["precision"])
+            for name, c in cells.items() for s in RETRAIN_SEEDS}
+    jobs.update({f"ShrinkCNN-A cell/{s}": shrinka_job(sp, s, doc["precision"])
+                 for s in RETRAIN_SEEDS})
     train_all("retrain", doc, jobs, args.workers)
 
 
@@ -585,11 +603,11 @@ def pareto(sp: Space, rows: list[dict]) -> None:
                     label=f"{r['cell']} (3 seeds)")
     ax.set_xscale("log")
     ax.set_xlabel("proxy network MACs (millions, log scale)")
-    ax.set_ylabel("validation accuracy (digits proxy)")
+    ax.set_ylabel(f"validation accuracy ({DATA or 'digits'} proxy)")
     ax.set_title("AutoShrink CNN space: accuracy against cost")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    out = ROOT / "docs" / "search_pareto.png"
+    out = ROOT / "docs" / f"search_pareto{TAG}.png"
     fig.savefig(out, dpi=110)
     print(f"wrote {out.relative_to(ROOT)}")
 
@@ -600,7 +618,16 @@ def main() -> None:
                                      "cluttered", "report"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cells", type=int, default=20, help="random cells in the rank part")
+    ap.add_argument("--data", help="proxy data (shrinkc shrink --data), e.g. cluttered-digits; "
+                    "results are kept apart under its name")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="training precision of the rank and retrain parts' runs, recorded in "
+                    "their JSON at the first run (the search and random parts take --precision "
+                    "auto's choice)")
     args = ap.parse_args()
+    global DATA, TAG
+    DATA = args.data
+    TAG = "_" + args.data.replace("-digits", "").replace("/", "_") if args.data else ""
     {"rank": part_rank, "budget": part_budget, "search": part_search, "random": part_random, "retrain": part_retrain,
      "rnn": part_rnn, "cluttered": part_cluttered, "report": part_report}[args.part](args)
 

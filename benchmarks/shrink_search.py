@@ -231,14 +231,19 @@ def part_budget(args) -> None:
     if "cells" not in rank:
         sys.exit("run the rank part first: the budget part ranks against its full scores")
     doc = load("budget")
-    doc["protocol"] = {"fast": [list(f) for f in FAST], "seeds": list(RANK_SEEDS)}
+    # on other data only the recommended protocol (2 epochs at batch 32), in the rank part's
+    # precision
+    fast = FAST if not DATA else (("constant", recommended("--epochs"), recommended("--batch")),)
+    precision = rank["protocol"].get("precision", "fp32")
+    doc["protocol"] = {"fast": [list(f) for f in fast], "seeds": list(RANK_SEEDS),
+                       "precision": precision}
     jobs = {}
-    for sched, e, batch in FAST:
+    for sched, e, batch in fast:
         extra = {"batch": batch} if batch else {}
         for i, c in enumerate(rank["cells"]):
             for s in RANK_SEEDS:
-                jobs[f"{fast_key(sched, e, batch)}/{i}/{s}"] = sp.job(c, s, epochs=e,
-                                                                      schedule=sched, **extra)
+                jobs[f"{fast_key(sched, e, batch)}/{i}/{s}"] = sp.job(
+                    c, s, precision=precision, epochs=e, schedule=sched, **extra)
     train_all("budget", doc, jobs, args.workers)
 
 

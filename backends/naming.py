@@ -67,6 +67,9 @@ def act_module(act: ir.Expr | None) -> bool:
     return act is not None and not (isinstance(act, ir.Ref) and act.name == "identity")
 
 
+OUTPUT_ACT = ("output", "act")  # key of the output activation's attribute in cell_attr_names
+
+
 def cell_attr_names(cell: ir.CellDef) -> dict[str, str]:
     """Spec name -> attribute of the generated cell class, for the input and every node of
     ``cell`` (a resolved ``ir.CellDef``). The PyTorch backend names its attributes with this,
@@ -79,6 +82,8 @@ def cell_attr_names(cell: ir.CellDef) -> dict[str, str]:
         nodes(n.name)
     for s in cell.output.nodes:
         nodes(s)
+    if cell.output.act is not None:  # the activation after the output's add: ``self.act``
+        nodes("act", OUTPUT_ACT)
     return dict(nodes.names)
 
 

@@ -180,6 +180,9 @@ class OutputStmt(_Node):
     explicit_merge: bool = False
     residual: str | None = None  # the name added back (the cell input)
     residual_mode: Literal["project", "if_match"] = "project"
+    # ``output a + x relu``: an activation after the merge and the residual add (ResNet);
+    # absent from the JSON when there is none
+    act: Expr | None = Field(default=None, exclude_if=lambda v: v is None)
     comments: Comments = NO_COMMENTS
     loc: Loc = NOWHERE
 
@@ -463,6 +466,7 @@ class CellInst(_Node):
     merge: Merge = "concat"
     residual: Literal["none", "identity", "project"] = "none"
     residual_op: OpInst | None = None
+    act: str | None = Field(default=None, exclude_if=lambda v: v is None)  # after the add
     in_shape: Shape
     out_shape: Shape
     cost: Cost = ZERO

@@ -20,7 +20,14 @@ from shrinkc.compiler.ops import OPS, op_stride
 from shrinkc.compiler.units import human
 
 from ..layout import OP_LAYOUT
-from ..naming import CELL_LOCALS, Namer, act_module, cell_attr_names, stage_attr_names
+from ..naming import (
+    CELL_LOCALS,
+    OUTPUT_ACT,
+    Namer,
+    act_module,
+    cell_attr_names,
+    stage_attr_names,
+)
 from .source import Lin, call_source, network_signature, render, template, text
 
 # --------------------------------------------------------------------------- ops
@@ -96,7 +103,8 @@ def _conv_bn_call(s: _Site, helper: str, out: Lin, kernel: list[str], groups: li
 
 
 def _conv(s: _Site) -> tuple[str, Lin]:
-    variant = [kw for name in ("padding", "bias", "bn") for kw in s.kw(name, name, -1)]
+    variant = [kw for name in ("padding", "bias", "bn", "eps", "momentum")
+               for kw in s.kw(name, name, -1)]
     if not variant:  # the common case: ConvBN, as before these arguments existed
         return _conv_bn_call(s, "ConvBN", s.r.channels(s.call, "out"),
                              s.kw("k", "kernel_size", 1), s.kw("groups", "groups", 1))
@@ -116,7 +124,23 @@ def _sepconv(s: _Site) -> tuple[str, Lin]:
 def _dwconv(s: _Site) -> tuple[str, Lin]:
     k = s.call.arg("k")
     kernel = f"kernel_size={render(k, s.r.names)}" if k else "kernel_size=3"
-    return _conv_bn_call(s, "ConvBN", s.cin, [kernel], [f"groups={s.cin}"])
+    norm = [kw for name in ("eps", "momentum") for kw in s.kw(name, name, -1)]
+    if not norm:
+        return _conv_bn_call(s, "ConvBN", s.cin, [kernel], [f"groups={s.cin}"])
+    s.r.helpers.add("Conv")  # batch norm with its own eps or momentum
+    args = [str(s.cin), str(s.cin), kernel, *s.kw("stride", "stride", 1), f"groups={s.cin}",
+            *s.kw("dilation", "dilation", 1), *norm, *s.act_kw()]
+    return call_source("Conv", args, s.indent), s.cin
+
+
+def _se(s: _Site) -> tuple[str, Lin]:
+    s.r.helpers.add("SqueezeExcite")
+    args = [str(s.cin), s.r.expr(s.call, "squeeze")]
+    for name, default in (("act", "relu"), ("gate", "sigmoid")):
+        e = s.call.arg(name)
+        if e is not None and not (isinstance(e, ir.Ref) and e.name == default):
+            args.append(f"{name}={render(e, s.r.names)}")
+    return call_source("SqueezeExcite", args, s.indent), s.cin
 
 
 def _pool(cls: str) -> Callable[[_Site], tuple[str, Lin]]:
@@ -153,6 +177,7 @@ OP_MODULES: dict[str, Callable[[_Site], tuple[str, Lin]]] = {
     "linear": _linear,
     "dropout": _dropout,
     "identity": lambda s: ("nn.Identity()", s.cin),
+    "se": _se,
 }
 """Op name -> the source of its module's constructor (with the activation inside where
 ``layout.OP_LAYOUT`` says the module takes it) and its output channels."""
@@ -239,12 +264,17 @@ class _CellBody:
             self.channels[n.name] = out
             self.strides[n.name] = self.strides[n.inputs[0]] + _stride_factors(n.op, r.names)
 
-    def add_output(self, out: ir.OutputStmt, forward_arg: str, helpers: set[str]) -> str | None:
-        """The output merge and the residual; returns the residual mode."""
+    def add_output(self, out: ir.OutputStmt, forward_arg: str, helpers: set[str],
+                   names: dict[str, str]) -> str | None:
+        """The output merge, the residual and the activation after them; returns the
+        residual mode."""
         result, cout = self.merged(out.merge, out.nodes)
         self.init.append(f"self.out_channels = {cout}")
         stride = " * ".join(self.strides[out.nodes[0]])
         mode = out.residual_mode if out.residual else None
+        act = None
+        if act_module(out.act):
+            act = f"self.{self.nodes(OUTPUT_ACT)}"  # type: ignore[arg-type]
         if mode == "project":
             helpers.add("ConvBN")
             cond = "in_channels != self.out_channels"
@@ -257,19 +287,26 @@ class _CellBody:
                 "else:",
                 "    self.residual = nn.Identity()",
             ]
-            self.fwd.append(f"return {result} + self.residual({forward_arg})")
+            total = f"{result} + self.residual({forward_arg})"
+            self.fwd.append(f"return {act}({total})" if act else f"return {total}")
         elif mode == "if_match":
             cond = "in_channels == self.out_channels"
             if stride:
                 cond = f"{stride} == 1 and {cond}"
             self.init.append(f"self.use_residual = {cond}")
-            if result != self.nodes(out.nodes[0]) or len(out.nodes) > 1:
+            if result != self.nodes(out.nodes[0]) or len(out.nodes) > 1 or act:
                 self.fwd.append(f"out = {result}")
                 result = "out"
-            self.fwd += ["if self.use_residual:", f"    return {result} + {forward_arg}"]
-            self.fwd.append(f"return {result}")
+            if act:
+                self.fwd += ["if self.use_residual:", f"    out = out + {forward_arg}",
+                             f"return {act}(out)"]
+            else:
+                self.fwd += ["if self.use_residual:", f"    return {result} + {forward_arg}"]
+                self.fwd.append(f"return {result}")
         else:
-            self.fwd.append(f"return {result}")
+            self.fwd.append(f"return {act}({result})" if act else f"return {result}")
+        if act:
+            self.init.append(f"{act} = {render(out.act, names)}()")  # type: ignore[arg-type]
         return mode
 
 
@@ -290,7 +327,7 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
         body.init.append("down_stride = downsample.stride if downsample is not None else 1")
         body.fwd.append(f"{x} = self.downsample(inputs)")
     body.add_nodes(cell, insts[0], _OpRenderer(names, helpers))
-    mode = body.add_output(cell.output, forward_arg, helpers)
+    mode = body.add_output(cell.output, forward_arg, helpers, names)
     _check_residual_rule(cell, insts, mode)
     where = f"{text(cell.loc.file)}:{cell.loc.line}"
     doc = f"Cell {cell.name} ({where}): {len(cell.nodes) + 1} nodes, {cell.edges} edges."

@@ -244,8 +244,12 @@ class _Elaborator:
                         f"the residual cannot match the output resolution: input {x}, output {y}",
                         out.loc, "a projection is a 1x1 convolution with an integer stride")
                 residual = "project"
+        act = None
+        if out.act is not None:
+            act = _check_type(evaluate(out.act, env), "act", "the activation", out.act.loc)
+            act = None if act == "identity" else act
         return ir.CellInst(cell=cell.name, args=args, nodes=tuple(nodes), output=out.nodes,
-                           merge=out.merge, residual=residual, residual_op=res_op,
+                           merge=out.merge, residual=residual, residual_op=res_op, act=act,
                            in_shape=x, out_shape=y, loc=loc)
 
     def cell_args(self, cell: ir.CellDef, stage: ir.StageStmt, first: bool,

@@ -340,6 +340,8 @@ class _Resolver:
         if out.residual is not None and out.residual != inp.name:
             raise ShrinkError(f"a residual adds the cell input '{inp.name}', not '{out.residual}'",
                               out.loc, f"write + {inp.name}")
+        if out.act is not None:
+            self.check_act(out.act, scope)
         body.append(out)
         return cell.model_copy(update={"params": params, "body": tuple(body)})
 

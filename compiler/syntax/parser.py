@@ -420,12 +420,12 @@ class _ToIR(Transformer):
         return True
 
     def output_stmt(self, meta, children):
-        sources, residual = children
+        sources, residual, act = children
         merge, nodes, explicit, _ = sources
         res, mode = residual if residual is not None else (None, "project")
         return ir.OutputStmt(
             nodes=nodes, merge=merge, explicit_merge=explicit, residual=res, residual_mode=mode,
-            comments=self._c(meta), loc=_loc(self.file, meta),
+            act=self._act(act), comments=self._c(meta), loc=_loc(self.file, meta),
         )
 
     def recurrent(self, meta, children):

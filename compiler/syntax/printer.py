@@ -82,7 +82,7 @@ def statement(s) -> str:
             line += f" + {s.residual}"
             if s.residual_mode == "if_match":
                 line += " if shapes match"
-        return line
+        return line + _act(s.act)
     if isinstance(s, ir.NetInput):
         return f"input {s.name}[{', '.join(expr(e) for e in s.shape)}]"
     if isinstance(s, ir.Chain):

@@ -267,7 +267,7 @@ def diff_cells(a: ir.CellDef, b: ir.CellDef) -> dict[str, Any]:
         entry: dict[str, Any] = {"a": ga.names[i], "b": gb.names[j]}
         if kind == NODE and ga.calls[i] != gb.calls[j]:
             entry["op"] = [ga.shown[i], gb.shown[j]]
-        if kind == NODE and ga.acts[i] != gb.acts[j]:
+        if kind in (NODE, OUTPUT) and ga.acts[i] != gb.acts[j]:
             entry["act"] = [ga.acts[i] or "linear", gb.acts[j] or "linear"]
         if ga.merges[i] != gb.merges[j] and ga.merges[i] and gb.merges[j]:
             entry["merge"] = [ga.merges[i], gb.merges[j]]

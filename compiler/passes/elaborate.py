@@ -91,7 +91,8 @@ def _check_type(value: ir.Value, typ: str, what: str, loc: ir.Loc,
     if typ == "act" and actual == "act" and value not in ACTIVATIONS:
         raise ShrinkError(f"unknown activation '{value}'", loc)
     if actual != typ:
-        shown = f"'{value}'" if isinstance(value, str) else repr(value)
+        shown = f"'{value}'" if isinstance(value, str) else (
+            str(value).lower() if isinstance(value, bool) else repr(value))
         hint = "use // for integer division" if typ == "int" and _has_truediv(expr) else None
         if typ == "bool":
             hint = "write true or false"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from .. import ir
 from ..errors import ShrinkError, closest, did_you_mean
 from ..loader import Sources
-from ..ops import ACTIVATIONS, CONSTANTS, DOWNSAMPLE_OPS, OPS, RECURRENT_ACTS
+from ..ops import ACTIVATIONS, CONSTANTS, DOWNSAMPLE_OPS, OPS, RECURRENT_ACTS, P
 from .space import expand as expand_space
 
 MERGES = ("concat", "sum", "mean")
@@ -43,6 +43,21 @@ def _param_hint(name: str, names: list[str], descr: dict[str, str] | None) -> st
             return f"did you mean '{n}' ({descr[n]})?"
     return did_you_mean(name, names, "parameters")
 
+
+
+def _implied(p: P, value: ir.Expr) -> bool:
+    """Whether ``value`` written for the optional parameter ``p`` is what leaving it out
+    means: a constant (``bias=false``) or a number (``eps=0.00001``) equal to its implied
+    value."""
+    if not p.optional or p.implied is None:
+        return False
+    if isinstance(value, ir.Ref) and value.name in CONSTANTS:
+        v = CONSTANTS[value.name]
+    elif isinstance(value, ir.Num):
+        v = value.value
+    else:
+        return False
+    return v == p.implied and isinstance(v, bool) == isinstance(p.implied, bool)
 
 class _Resolver:
     def __init__(self, sources: Sources):
@@ -163,12 +178,9 @@ class _Resolver:
             self.check_names(arg.value, scope)
         if act is not None:
             self.check_act(act, scope)
-        # an optional argument written as what leaving it out means (bias=false) is left
-        # out, so that the op hashes, diffs and compiles as if it were not written
-        kept = tuple(a for a in bound.values()
-                     if not (sig.param(a.name).optional and isinstance(a.value, ir.Ref)  # type: ignore[union-attr]
-                             and a.value.name in CONSTANTS
-                             and CONSTANTS[a.value.name] == sig.param(a.name).implied))  # type: ignore[union-attr]
+        # an optional argument written as what leaving it out means (bias=false, eps=1e-5) is
+        # left out, so that the op hashes, diffs and compiles as if it were not written
+        kept = tuple(a for a in bound.values() if not _implied(sig.param(a.name), a.value))  # type: ignore[arg-type]
         return ir.OpCall(op=op, args=kept, loc=call.loc), act
 
     def check_names(self, expr: ir.Expr, scope: set[str]) -> None:

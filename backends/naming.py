@@ -55,9 +55,11 @@ class Namer:
         return safe
 
 
-CELL_ATTRS = MODULE_ATTRS | {"downsample", "residual", "use_residual", "out_channels", "inputs"}
+CELL_ATTRS = MODULE_ATTRS | {"downsample", "residual", "use_residual", "out_channels", "inputs",
+                             "drop_path"}
 # a cell's parameters are locals of its __init__ and keywords of Stage(...)
-CELL_LOCALS = {"in_channels", "downsample", "down_stride", "super", "cell", "depth", "first"}
+CELL_LOCALS = {"in_channels", "downsample", "down_stride", "super", "cell", "depth", "first",
+               "drop_path"}
 NETWORK_ATTRS = MODULE_ATTRS | {"stem", "head", "out_channels"}
 
 

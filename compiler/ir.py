@@ -267,7 +267,19 @@ class LMStmt(_Node):
     loc: Loc = NOWHERE
 
 
-NetStmt = Annotated[NetInput | Chain | StageStmt | LMStmt, Field(discriminator="kind")]
+class StochasticDepthStmt(_Node):
+    """``stochastic_depth 0.2``: in training, each residual cell drops its branch for a whole
+    sample with a probability that rises linearly with the cell's index over the network
+    (torchvision's rule: ``p * i / cells``, i from 0); identity at inference."""
+
+    kind: Literal["stochastic_depth"] = "stochastic_depth"
+    value: Expr
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+NetStmt = Annotated[NetInput | Chain | StageStmt | LMStmt | StochasticDepthStmt,
+                    Field(discriminator="kind")]
 
 
 class NetworkDef(_Node):
@@ -296,6 +308,10 @@ class NetworkDef(_Node):
     @property
     def stages(self) -> tuple[StageStmt, ...]:
         return tuple(s for s in self.body if isinstance(s, StageStmt))
+
+    @property
+    def stochastic_depth(self) -> StochasticDepthStmt | None:
+        return next((s for s in self.body if isinstance(s, StochasticDepthStmt)), None)
 
 
 class VariantDef(_Node):
@@ -467,6 +483,8 @@ class CellInst(_Node):
     residual: Literal["none", "identity", "project"] = "none"
     residual_op: OpInst | None = None
     act: str | None = Field(default=None, exclude_if=lambda v: v is None)  # after the add
+    # stochastic depth: the probability that training drops the residual branch of a sample
+    drop_path: float = Field(default=0.0, exclude_if=lambda v: v == 0.0)
     in_shape: Shape
     out_shape: Shape
     cost: Cost = ZERO

@@ -371,3 +371,17 @@ def test_golden(name, monkeypatch):
     graph = compile_file(f"specs/zoo/{name}.shrink")
     check_golden(GOLDEN / "pytorch" / "zoo" / f"{name}.py", generate(graph))
     check_golden(GOLDEN / "onnx" / "zoo" / f"{name}.txt", onnx_summary(onnx_backend.generate(graph)))
+
+
+def test_efficientnet_stochastic_depth_is_torchvisions(built):
+    """torchvision's EfficientNet drops block i's residual branch with probability
+    0.2 * i / 16 in training (blocks from 0, where the block adds its input)."""
+    _, model, ref = built("efficientnet_b0")
+    blocks = [b for stage in list(model.children())[1:8] for b in stage]
+    assert len(blocks) == 16
+    residual = [isinstance(m, Residual) and m.use_res
+                for stage in ref.features[1:8] for m in stage]
+    got = [b.drop_path.p if b.use_residual else None for b in blocks]
+    want = [0.2 * i / 16 if r else None for i, r in enumerate(residual)]
+    assert got == [pytest.approx(p, rel=1e-9) if p is not None else None for p in want]
+    assert got.count(None) == 7

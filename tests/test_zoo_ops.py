@@ -517,3 +517,63 @@ def test_output_activation_round_trips_and_diffs(tmp_path, capsys):
     gb = compile_file(b)  # in the IR's JSON, absent when there is none: older files stand
     assert "act" not in gb.stages[0].cells[0].model_dump(exclude={"nodes"})
     assert "act" not in gb.program.cells["Block"].output.model_dump()
+
+
+# --------------------------------------------------------------------------- stochastic depth
+
+
+def test_stochastic_depth_drops_whole_samples_in_training(tmp_path):
+    spec = _spec(tmp_path, """
+        cell Block(w: int) {
+            input x
+            a = conv(w, k=3) <- x
+            output a + x
+        }
+
+        network Net {
+            input image[4, 5, 5]
+            stochastic_depth 0.6
+            stage Block(4) x 2
+        }
+    """)
+    graph, model = _build(spec, tmp_path)
+    # torchvision's rule: p * i / cells, i from 0
+    assert [c.drop_path for c in graph.stages[0].cells] == [0.0, 0.3]
+    block = model.stage1[1]
+    assert block.drop_path.p == 0.3
+    x = torch.randn(256, 4, 5, 5)
+    block.eval()
+    with torch.no_grad():
+        branch = block.a(x)
+        assert torch.equal(block(x), branch + x)  # identity at inference
+        block.train()
+        block.a.eval()  # batch norm on its running statistics: the branch stays `branch`
+        torch.manual_seed(5)
+        y = block(x)
+    dropped = torch.isclose(y, x, atol=1e-6).flatten(1).all(1)
+    kept = torch.isclose(y, x + branch / 0.7, atol=1e-5).flatten(1).all(1)
+    assert bool((dropped ^ kept).all())  # each sample: its whole branch dropped, or scaled
+    assert 0.2 < dropped.float().mean() < 0.4  # about 0.3 of 256
+    # inference graphs (ONNX) leave it out
+    _close(_onnx_out(graph, model.eval(), x[:2]), model(x[:2]).detach().numpy(), 1e-5)
+
+
+def test_stochastic_depth_round_trips_and_diffs(tmp_path, capsys):
+    text = """
+        cell Block(w: int) {
+            input x
+            a = conv(w, k=3) <- x
+            output a + x if shapes match relu
+        }
+
+        network Net {
+            input image[4, 5, 5]
+            stochastic_depth 0.2
+            stage Block(4) x 2
+        }
+    """
+    a = _spec(tmp_path, text, "a")
+    assert main(["fmt", "--check", str(a)]) == 0
+    b = _spec(tmp_path, text.replace("0.2", "0.4"), "b")
+    assert main(["diff", str(a), str(b)]) == 1
+    assert "drop_path" in capsys.readouterr().out

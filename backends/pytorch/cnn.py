@@ -265,9 +265,9 @@ class _CellBody:
             self.strides[n.name] = self.strides[n.inputs[0]] + _stride_factors(n.op, r.names)
 
     def add_output(self, out: ir.OutputStmt, forward_arg: str, helpers: set[str],
-                   names: dict[str, str]) -> str | None:
-        """The output merge, the residual and the activation after them; returns the
-        residual mode."""
+                   names: dict[str, str], drop: bool = False) -> str | None:
+        """The output merge, the residual (its branch through stochastic depth where ``drop``)
+        and the activation after them; returns the residual mode."""
         result, cout = self.merged(out.merge, out.nodes)
         self.init.append(f"self.out_channels = {cout}")
         stride = " * ".join(self.strides[out.nodes[0]])
@@ -287,7 +287,8 @@ class _CellBody:
                 "else:",
                 "    self.residual = nn.Identity()",
             ]
-            total = f"{result} + self.residual({forward_arg})"
+            branch = f"self.drop_path({result})" if drop else result
+            total = f"{branch} + self.residual({forward_arg})"
             self.fwd.append(f"return {act}({total})" if act else f"return {total}")
         elif mode == "if_match":
             cond = "in_channels == self.out_channels"
@@ -297,11 +298,12 @@ class _CellBody:
             if result != self.nodes(out.nodes[0]) or len(out.nodes) > 1 or act:
                 self.fwd.append(f"out = {result}")
                 result = "out"
+            branch = f"self.drop_path({result})" if drop else result
             if act:
-                self.fwd += ["if self.use_residual:", f"    out = out + {forward_arg}",
+                self.fwd += ["if self.use_residual:", f"    out = {branch} + {forward_arg}",
                              f"return {act}(out)"]
             else:
-                self.fwd += ["if self.use_residual:", f"    return {result} + {forward_arg}"]
+                self.fwd += ["if self.use_residual:", f"    return {branch} + {forward_arg}"]
                 self.fwd.append(f"return {result}")
         else:
             self.fwd.append(f"return {act}({result})" if act else f"return {result}")
@@ -327,12 +329,17 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
         body.init.append("down_stride = downsample.stride if downsample is not None else 1")
         body.fwd.append(f"{x} = self.downsample(inputs)")
     body.add_nodes(cell, insts[0], _OpRenderer(names, helpers))
-    mode = body.add_output(cell.output, forward_arg, helpers, names)
+    drop = any(i.drop_path for i in insts)
+    mode = body.add_output(cell.output, forward_arg, helpers, names, drop)
+    signature = _signature(cell.params, names, has_down)
+    if drop:  # stochastic depth: each instance's probability comes from its Stage
+        helpers.add("StochasticDepth")
+        signature.append("drop_path: float = 0.0")
+        body.init.append("self.drop_path = StochasticDepth(drop_path)")
     _check_residual_rule(cell, insts, mode)
     where = f"{text(cell.loc.file)}:{cell.loc.line}"
     doc = f"Cell {cell.name} ({where}): {len(cell.nodes) + 1} nodes, {cell.edges} edges."
-    return CellClass(class_name, doc, _signature(cell.params, names, has_down), body.init,
-                     forward_arg, body.fwd)
+    return CellClass(class_name, doc, signature, body.init, forward_arg, body.fwd)
 
 
 def _check_residual_rule(cell: ir.CellDef, insts: list[ir.CellInst], mode: str | None) -> None:
@@ -407,7 +414,8 @@ class _NetworkBody:
             self.fwd.append(f"x = self.stem({self.current})")
             self.current = "x"
 
-    def stage(self, stage: ir.StageStmt, attr: str, cell_cls: str) -> None:
+    def stage(self, stage: ir.StageStmt, attr: str, cell_cls: str, inst: ir.StageInst,
+              drops: bool) -> None:
         """One ``Stage(...)`` of cells."""
         names = self.r.names
         kw = cell_param_names(self.graph.program.cells[stage.cell.op])
@@ -419,6 +427,8 @@ class _NetworkBody:
             first.append(f'"downsample": {d_src}')
         if first:
             args.append(f"first={{{', '.join(first)}}}")
+        if drops:  # the cell class takes drop_path: each cell's probability
+            args.append(f"drop_path=[{', '.join(repr(c.drop_path) for c in inst.cells)}]")
         self.init.append(f"self.{attr} = " + call_source("Stage", args, "        "))
         self.fwd.append(f"x = self.{attr}({self.current})")
         self.current = "x"
@@ -432,9 +442,10 @@ def _network_class(graph: ir.CNNGraph, net: ir.NetworkDef, class_name: str,
     body = _NetworkBody(graph, net, _OpRenderer(names, helpers),
                         Lin.of(net.input.shape[0], names), inp, [], [])
     body.chain("stem", graph.stem)
-    for stage, attr in zip(net.stages, stage_attr_names(graph.stages)):
+    dropping = {c.cell for s in graph.stages for c in s.cells if c.drop_path}
+    for stage, attr, inst in zip(net.stages, stage_attr_names(graph.stages), graph.stages):
         helpers.add("Stage")
-        body.stage(stage, attr, cell_classes[stage.cell.op])
+        body.stage(stage, attr, cell_classes[stage.cell.op], inst, stage.cell.op in dropping)
     body.chain("head", graph.head)
     if net.chain("head") is None:
         body.fwd.append(f"return {body.current}")

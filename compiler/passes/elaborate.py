@@ -207,6 +207,26 @@ def _size(stmt: ir.LMStmt, env: dict[str, ir.Value], what: str) -> int:
     return v  # type: ignore[return-value]
 
 
+def _stochastic_depth(stages: list[ir.StageInst], stmt: ir.StochasticDepthStmt,
+                      env: dict[str, ir.Value]) -> list[ir.StageInst]:
+    """Each residual cell's drop probability: ``p * i / n`` for the i-th of the network's n
+    cells (from 0; torchvision's EfficientNet rule), rounded to 12 places so that generated
+    code shows it plainly; cells without a residual add never drop."""
+    p = _check_type(evaluate(stmt.value, env), "float", "the stochastic depth", stmt.value.loc)
+    if not 0 <= p < 1:  # type: ignore[operator]
+        raise ShrinkError(f"the stochastic depth must be in [0, 1), got {p}", stmt.value.loc)
+    n = sum(len(s.cells) for s in stages)
+    out, i = [], 0
+    for stage in stages:
+        cells = []
+        for c in stage.cells:
+            drop = round(p * i / n, 12) if c.residual != "none" else 0.0  # type: ignore[operator]
+            cells.append(c.model_copy(update={"drop_path": drop}) if drop else c)
+            i += 1
+        out.append(stage.model_copy(update={"cells": tuple(cells)}))
+    return out
+
+
 class _Elaborator:
     def __init__(self, program: ir.Program):
         self.cells = program.cells
@@ -364,6 +384,8 @@ class _Elaborator:
             stages.append(ir.StageInst(name=stage.name or f"stage{si}", cells=tuple(insts),
                                        out_shape=x, loc=stage.loc))
         head, x = self.chain(net.chain("head"), x, env)
+        if net.stochastic_depth is not None:
+            stages = _stochastic_depth(stages, net.stochastic_depth, env)
         return ir.CNNGraph(network=net.name, source=source, spec_hash=spec_hash, args=env,
                            input_name=inp.name, input_shape=input_shape, stem=stem,
                            stages=tuple(stages), head=head, out_shape=x,

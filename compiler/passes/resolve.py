@@ -425,7 +425,14 @@ class _Resolver:
             raise ShrinkError("a network input is [channels, height, width] or [features]",
                               inputs[0].loc)
         phase = 0  # 0 input, 1 stem, 2 stages, 3 head
+        drops = [s for s in net.body if isinstance(s, ir.StochasticDepthStmt)]
+        if len(drops) > 1:
+            raise ShrinkError("'stochastic_depth' is given twice", drops[1].loc)
         for stmt in net.body:
+            if isinstance(stmt, ir.StochasticDepthStmt):
+                self.check_names(stmt.value, scope)
+                body.append(stmt)
+                continue
             if isinstance(stmt, ir.NetInput):
                 for e in stmt.shape:
                     self.check_names(e, scope)

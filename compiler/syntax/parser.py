@@ -462,6 +462,10 @@ class _ToIR(Transformer):
     def net_dropout(self, meta, children):
         return self._lm("dropout", meta, args=tuple(children[0] or ()))
 
+    def net_stochastic(self, meta, children):
+        return ir.StochasticDepthStmt(value=children[0], comments=self._c(meta),
+                                      loc=_loc(self.file, meta))
+
     def net_decoder(self, meta, children):
         return self._lm("decoder", meta, name=str(children[0]))
 
@@ -620,7 +624,7 @@ _STATEMENTS = {
     "output_stmt", "net_input", "stem", "head", "stage", "version",
     "space", "space_nodes", "ops_list", "ops_cycle", "space_act", "space_edges",
     "search", "search_space", "search_network", "search_train", "search_shrink", "search_score",
-    "net_tokens", "net_embed", "net_recurrent", "net_dropout", "net_decoder",
+    "net_tokens", "net_embed", "net_recurrent", "net_dropout", "net_decoder", "net_stochastic",
 }
 _BLOCKS = {"cell", "network", "space", "search"}
 

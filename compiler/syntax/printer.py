@@ -95,6 +95,8 @@ def statement(s) -> str:
         if s.first:
             line += f" first({args(s.first)})"
         return line
+    if isinstance(s, ir.StochasticDepthStmt):
+        return f"stochastic_depth {expr(s.value)}"
     if isinstance(s, ir.LMStmt):
         if s.kind in ("tokens", "embed"):
             return f"{s.kind} {expr(s.value)}"  # type: ignore[arg-type]

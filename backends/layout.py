@@ -104,7 +104,7 @@ def sites(graph: ir.Graph) -> Iterator[Site]:
                 yield Site(path, n.op, n.in_shape, n.out_shape)  # type: ignore[arg-type]
             if inst.residual == "project":
                 yield Site(join(prefix, "residual"), inst.residual_op,  # type: ignore[arg-type]
-                           inst.in_shape, inst.out_shape)
+                           inst.residual_shape, inst.out_shape)
     yield from chain("head", graph.head)
 
 

@@ -256,7 +256,8 @@ def _cell_instance(inst: ir.CellInst, prefix: str = "") -> _Drawing:
                     prefix + "m:" + n.name)
         ids[n.name] = nid
     _finish(d, [ids[s] for s in inst.output], inst.merge, prefix,
-            residual=inst.residual, residual_src=first_in,
+            residual=inst.residual,
+            residual_src=ids[inst.residual_from] if inst.residual_from else first_in,
             residual_label=(op_label(inst.residual_op.op, inst.residual_op.attrs)
                             if inst.residual == "project" and inst.residual_op else ""),
             out_sub=_dims(inst.out_shape), act=pretty_act(inst.act))

@@ -178,7 +178,7 @@ class OutputStmt(_Node):
     nodes: tuple[str, ...]
     merge: Merge = "concat"
     explicit_merge: bool = False
-    residual: str | None = None  # the name added back (the cell input)
+    residual: str | None = None  # the name added back: the cell input, or a node
     residual_mode: Literal["project", "if_match"] = "project"
     # ``output a + x relu``: an activation after the merge and the residual add (ResNet);
     # absent from the JSON when there is none
@@ -482,6 +482,8 @@ class CellInst(_Node):
     merge: Merge = "concat"
     residual: Literal["none", "identity", "project"] = "none"
     residual_op: OpInst | None = None
+    # the node the residual adds, where it is not the input (node 0); absent from the JSON then
+    residual_from: str | None = Field(default=None, exclude_if=lambda v: v is None)
     act: str | None = Field(default=None, exclude_if=lambda v: v is None)  # after the add
     # stochastic depth: the probability that training drops the residual branch of a sample
     drop_path: float = Field(default=0.0, exclude_if=lambda v: v == 0.0)
@@ -489,6 +491,13 @@ class CellInst(_Node):
     out_shape: Shape
     cost: Cost = ZERO
     loc: Loc = NOWHERE
+
+    @property
+    def residual_shape(self) -> Shape:
+        """The shape of what the residual adds: the cell input, or the node it names."""
+        if self.residual_from is None:
+            return self.in_shape
+        return next(n.out_shape for n in self.nodes if n.name == self.residual_from)
 
 
 class LayerInst(_Node):

@@ -577,3 +577,53 @@ def test_stochastic_depth_round_trips_and_diffs(tmp_path, capsys):
     b = _spec(tmp_path, text.replace("0.2", "0.4"), "b")
     assert main(["diff", str(a), str(b)]) == 1
     assert "drop_path" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- residual from a node
+
+
+@pytest.mark.parametrize("out_mult, stride", [(1, 1), (2, 1), (2, 2)])
+def test_residual_from_a_node(tmp_path, out_mult, stride):
+    """``output b + s``: the residual adds the node s, projected (1x1 conv + BN with the
+    stride between s and the output) where the shapes differ."""
+    spec = _spec(tmp_path, f"""
+        cell Block(w: int, stride: int) {{
+            input x
+            s = conv(w, k=1) relu <- x
+            a = conv(w, k=3, stride=stride) relu <- s
+            b = conv(w * {out_mult}, k=3) <- a
+            output b + s relu
+        }}
+
+        network Net {{
+            input image[3, 8, 8]
+            stage Block(4, 1) x 2 first(stride={stride})
+        }}
+    """, f"resnode_{out_mult}_{stride}")
+    graph, model = _build(spec, tmp_path)
+    first = graph.stages[0].cells[0]
+    assert first.residual_from == "s"
+    assert first.residual == ("identity" if out_mult == 1 and stride == 1 else "project")
+    w, o = 4, 4 * out_mult
+    per_cell = lambda cin: cin * w + 2 * w + w * w * 9 + 2 * w + w * o * 9 + 2 * o  # noqa: E731
+    proj = (w * o + 2 * o) if first.residual == "project" else 0
+    proj2 = (w * o + 2 * o) if out_mult == 2 else 0  # second cell: stride 1, channels differ
+    assert graph.cost.params == _params(model) == per_cell(3) + proj + per_cell(o) + proj2
+    x = torch.randn(2, 3, 8, 8)
+
+    def cbn(m, x, stride=1, pad=None):
+        k = m.conv.weight.shape[-1]
+        y = F.conv2d(x, m.conv.weight, stride=stride, padding=k // 2 if pad is None else pad)
+        return F.batch_norm(y, m.bn.running_mean, m.bn.running_var, m.bn.weight, m.bn.bias)
+
+    def block(cell, x, stride):
+        s = F.relu(cbn(cell.s, x))
+        b = cbn(cell.b, F.relu(cbn(cell.a, s, stride)))
+        short = s if isinstance(cell.residual, nn.Identity) else cbn(cell.residual, s, stride, 0)
+        return F.relu(b + short)
+
+    with torch.no_grad():
+        ref = block(model.stage1[1], block(model.stage1[0], x, stride), 1)
+        _close(model(x), ref, 1e-5)
+    _close(_onnx_out(graph, model, x), ref.numpy(), 1e-5)
+    _close(_onnx_out(graph, model, x, fold_bn=False, opset=13), ref.numpy(), 1e-5)

@@ -437,11 +437,13 @@ def _cell(b: _Body, graph: ir.Graph, inst: ir.CellInst, prefix: str, x: str) -> 
     out_loc = cell.output.loc
     b.at(f"the output of cell {inst.cell}", out_loc)
     y = _merge(b, [values[s] for s in inst.output], inst.merge, join(prefix, inst.merge))
+    src = x if inst.residual_from is None else values[inst.residual_from]  # the input, or a node
+    src_shape = inst.residual_shape
     if inst.residual == "identity":
         b.at(f"the residual of cell {inst.cell}", out_loc)
-        y = b.node("Add", [y, x], join(prefix, "add"))
+        y = b.node("Add", [y, src], join(prefix, "add"))
     elif inst.residual == "project":
-        r = _op(b, x, inst.residual_op, join(prefix, "residual"), None, inst.in_shape, out_loc)  # type: ignore[arg-type]
+        r = _op(b, src, inst.residual_op, join(prefix, "residual"), None, src_shape, out_loc)  # type: ignore[arg-type]
         b.at(f"the residual of cell {inst.cell}", out_loc)
         y = b.node("Add", [y, r], join(prefix, "add"))
     if inst.act is not None:

@@ -265,25 +265,36 @@ class _CellBody:
             self.strides[n.name] = self.strides[n.inputs[0]] + _stride_factors(n.op, r.names)
 
     def add_output(self, out: ir.OutputStmt, forward_arg: str, helpers: set[str],
-                   names: dict[str, str], drop: bool = False) -> str | None:
+                   names: dict[str, str], cell_input: str, drop: bool = False) -> str | None:
         """The output merge, the residual (its branch through stochastic depth where ``drop``)
         and the activation after them; returns the residual mode."""
         result, cout = self.merged(out.merge, out.nodes)
         self.init.append(f"self.out_channels = {cout}")
-        stride = " * ".join(self.strides[out.nodes[0]])
+        strides, cin = self.strides[out.nodes[0]], "in_channels"
+        if out.residual is not None and out.residual != cell_input:  # from a node
+            res = out.residual
+            forward_arg, cin = self.nodes(res), str(self.channels[res])
+            prefix = self.strides[res]
+            if strides[:len(prefix)] != prefix:
+                raise ShrinkError(
+                    f"the PyTorch backend cannot express the residual from '{res}': it does not "
+                    f"lie on the path of first inputs to '{out.nodes[0]}'", out.loc,
+                    "add a node on that path, or the cell input")
+            strides = strides[len(prefix):]
+        stride = " * ".join(strides)
         mode = out.residual_mode if out.residual else None
         act = None
         if act_module(out.act):
             act = f"self.{self.nodes(OUTPUT_ACT)}"  # type: ignore[arg-type]
         if mode == "project":
             helpers.add("ConvBN")
-            cond = "in_channels != self.out_channels"
+            cond = f"{cin} != self.out_channels"
             if stride:
                 cond = f"{stride} != 1 or {cond}"
             stride_kw = f", stride={stride}" if stride else ""
             self.init += [
                 f"if {cond}:",
-                f"    self.residual = ConvBN(in_channels, self.out_channels{stride_kw})",
+                f"    self.residual = ConvBN({cin}, self.out_channels{stride_kw})",
                 "else:",
                 "    self.residual = nn.Identity()",
             ]
@@ -291,7 +302,7 @@ class _CellBody:
             total = f"{branch} + self.residual({forward_arg})"
             self.fwd.append(f"return {act}({total})" if act else f"return {total}")
         elif mode == "if_match":
-            cond = "in_channels == self.out_channels"
+            cond = f"{cin} == self.out_channels"
             if stride:
                 cond = f"{stride} == 1 and {cond}"
             self.init.append(f"self.use_residual = {cond}")
@@ -330,7 +341,7 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
         body.fwd.append(f"{x} = self.downsample(inputs)")
     body.add_nodes(cell, insts[0], _OpRenderer(names, helpers))
     drop = any(i.drop_path for i in insts)
-    mode = body.add_output(cell.output, forward_arg, helpers, names, drop)
+    mode = body.add_output(cell.output, forward_arg, helpers, names, inp.name, drop)
     signature = _signature(cell.params, names, has_down)
     if drop:  # stochastic depth: each instance's probability comes from its Stage
         helpers.add("StochasticDepth")
@@ -346,12 +357,13 @@ def _check_residual_rule(cell: ir.CellDef, insts: list[ir.CellInst], mode: str |
     """The generated constructor decides residuals from strides and channels; make sure that
     agrees with the compiler's shape-based decision for every instance."""
     for inst in insts:
-        predicted_same = inst.in_shape == inst.out_shape
-        total = 1
         node = {n.name: n for n in inst.nodes}
+        src = inst.residual_shape
+        predicted_same = src == inst.out_shape
+        total = 1
         name = inst.output[0]
         chain = []
-        while True:
+        while name != inst.residual_from:
             chain.append(node[name])
             if not node[name].inputs:
                 break
@@ -359,7 +371,7 @@ def _check_residual_rule(cell: ir.CellDef, insts: list[ir.CellInst], mode: str |
         for n in chain:
             if n.op is not None:
                 total *= op_stride(n.op)
-        by_rule = total == 1 and inst.in_shape.c == inst.out_shape.c
+        by_rule = total == 1 and src.c == inst.out_shape.c
         if by_rule != predicted_same and mode is not None:
             raise ShrinkError(
                 f"the PyTorch backend cannot express the residual of cell '{cell.name}': "

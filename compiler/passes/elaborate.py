@@ -169,18 +169,21 @@ def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc
     return first
 
 
-def _chain_stride(nodes: list[ir.NodeInst], last: str) -> int:
-    """The product of the strides on the path of first inputs from node 0 to ``last`` (the
-    stride a projecting residual takes, as the generated PyTorch computes it): 7x7 to 4x4
-    is a stride of 2, which ``7 // 4`` would miss."""
+def _chain_stride(nodes: list[ir.NodeInst], last: str, first: str | None = None) -> int | None:
+    """The product of the strides on the path of first inputs from node 0 (or from the node
+    ``first``, exclusive) to ``last``: the stride a projecting residual takes, as the generated
+    PyTorch computes it (7x7 to 4x4 is a stride of 2, which ``7 // 4`` would miss). None when
+    ``first`` is not on that path."""
     by_name = {n.name: n for n in nodes}
     stride, name = 1, last
     while True:
+        if name == first:
+            return stride
         node = by_name[name]
         if node.op is not None:
             stride *= op_stride(node.op)
         if not node.inputs:
-            return stride
+            return stride if first is None else None
         name = node.inputs[0]
 
 
@@ -251,18 +254,27 @@ class _Elaborator:
                                      in_shape=xin, out_shape=y, loc=n.loc))
         out = cell.output
         y = merge_shapes(out.merge, out.nodes, [shapes[s] for s in out.nodes], out.loc)
-        residual, res_op = "none", None
+        residual, res_op, res_from = "none", None, None
+        src = x  # what the residual adds: the cell input, or a node's output
         if out.residual is not None:
-            if y == x:
+            if out.residual != inp.name:
+                res_from, src = out.residual, shapes[out.residual]
+            if y == src:
                 residual = "identity"
             elif out.residual_mode == "project":
-                if x.flat or y.flat:
-                    raise ShrinkError(f"cannot project a residual from {x} to {y}", out.loc,
+                if src.flat or y.flat:
+                    raise ShrinkError(f"cannot project a residual from {src} to {y}", out.loc,
                                       "projecting residuals need image-shaped tensors")
-                res_op = projection(x.c, y.c, _chain_stride(nodes, out.nodes[0]))
-                if _apply(res_op, x, out.loc) != y:
+                stride = _chain_stride(nodes, out.nodes[0], res_from)
+                if stride is None:
                     raise ShrinkError(
-                        f"the residual cannot match the output resolution: input {x}, output {y}",
+                        f"cannot project the residual from '{res_from}' ({src}) to the output ({y})",
+                        out.loc, f"'{res_from}' must lie on the path of first inputs to "
+                        f"'{out.nodes[0]}' for the projection's stride to be known; or match shapes")
+                res_op = projection(src.c, y.c, stride)
+                if _apply(res_op, src, out.loc) != y:
+                    raise ShrinkError(
+                        f"the residual cannot match the output resolution: input {src}, output {y}",
                         out.loc, "a projection is a 1x1 convolution with an integer stride")
                 residual = "project"
         act = None
@@ -270,7 +282,8 @@ class _Elaborator:
             act = _check_type(evaluate(out.act, env), "act", "the activation", out.act.loc)
             act = None if act == "identity" else act
         return ir.CellInst(cell=cell.name, args=args, nodes=tuple(nodes), output=out.nodes,
-                           merge=out.merge, residual=residual, residual_op=res_op, act=act,
+                           merge=out.merge, residual=residual, residual_op=res_op,
+                           residual_from=res_from, act=act,
                            in_shape=x, out_shape=y, loc=loc)
 
     def cell_args(self, cell: ir.CellDef, stage: ir.StageStmt, first: bool,

@@ -349,9 +349,13 @@ class _Resolver:
         out = outputs[0]
         if out.nodes != ("leaves",):
             self.sources_ok(out.nodes, known, "the output", out.loc)
-        if out.residual is not None and out.residual != inp.name:
-            raise ShrinkError(f"a residual adds the cell input '{inp.name}', not '{out.residual}'",
-                              out.loc, f"write + {inp.name}")
+        if out.residual is not None and out.residual not in known:
+            raise ShrinkError(f"the residual adds an unknown node '{out.residual}'", out.loc,
+                              did_you_mean(out.residual, known, "nodes")
+                              or f"write + {inp.name} (the cell input) or + a node")
+        if out.residual is not None and out.residual in out.nodes:
+            raise ShrinkError(f"the residual adds '{out.residual}', which the output already takes",
+                              out.loc, f"a residual adds the cell input ({inp.name}) or another node")
         if out.act is not None:
             self.check_act(out.act, scope)
         body.append(out)

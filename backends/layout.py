@@ -14,7 +14,8 @@ inheritance relies on the same names. It never imports torch or numpy.
   ``depthwise.weight``, ``pointwise.weight`` and the same ``bn.*``;
 * ``se`` is ``fc1.weight``, ``fc1.bias``, ``fc2.weight``, ``fc2.bias`` (two 1x1 convolutions,
   as torchvision's ``SqueezeExcitation``);
-* ``linear`` is ``weight`` and ``bias``; pools, dropout, flatten and identity hold nothing;
+* ``linear`` is ``weight`` and ``bias``; pools, dropout, flatten, identity, chunk and shuffle
+  hold nothing;
 * an op other than conv-style and identity that has an activation is wrapped as
   ``nn.Sequential(op, act)``, so its tensors get a ``0.`` more (``head.3.0.weight``);
 * a projecting residual is ``<stage>.<i>.residual.conv`` / ``.bn``; downsampling holds nothing;
@@ -191,6 +192,8 @@ OP_LAYOUT: dict[str, OpLayout] = {
     "dropout": OpLayout(_none),
     "identity": OpLayout(_none, "replace"),
     "se": OpLayout(_se),
+    "chunk": OpLayout(_none),
+    "shuffle": OpLayout(_none),
 }
 """Op name -> its state_dict layout in the generated module."""
 

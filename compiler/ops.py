@@ -204,6 +204,24 @@ def _same_shape(op: OpInst, x: Shape) -> Shape:
     return x
 
 
+def _chunk_shape(op: OpInst, x: Shape) -> Shape:
+    parts, index = int(op.attrs["parts"]), int(op.attrs["index"])
+    if index >= parts:
+        raise ShapeError(f"index {index} of chunk must be below parts ({parts})",
+                         "chunks are numbered from 0")
+    if x.c % parts:
+        raise ShapeError(f"chunk cannot split {x.c} channels into {parts} equal parts")
+    return x.model_copy(update={"c": x.c // parts})
+
+
+def _shuffle_shape(op: OpInst, x: Shape) -> Shape:
+    g = int(op.attrs["groups"])
+    if x.c % g:
+        raise ShapeError(f"shuffle cannot split {x.c} channels into {g} groups",
+                         "the channels must be a multiple of groups")
+    return x
+
+
 # --------------------------------------------------------------------------- cost formulas
 
 
@@ -299,6 +317,13 @@ OPS: dict[str, OpSig] = {
               "squeeze-and-excitation: global average pool, 1x1 conv (bias), act, 1x1 conv "
               "(bias), gate; the input scaled channel-wise by the gate", _same_shape, _se_cost,
               needs="spatial", title="SE", label_param="squeeze"),
+        OpSig("chunk", (P("parts", "int", None, 1, "equal parts of the channels"),
+                        P("index", "int", None, 0, "the part taken, from 0")),
+              "one of `parts` equal slices of the channels (ShuffleNetV2's channel split)",
+              _chunk_shape, title="Chunk", label_param="index"),
+        OpSig("shuffle", (P("groups", "int", None, 1, "groups whose channels interleave"),),
+              "channel shuffle: the channels of `groups` groups interleaved (ShuffleNet)",
+              _shuffle_shape, needs="spatial", title="Channel Shuffle"),
     )
 }
 

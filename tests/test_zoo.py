@@ -3,7 +3,7 @@
 torchvision cannot be imported here (only a CUDA build of it lies on our machines), so each
 network is written below as a compact plain-PyTorch reference that follows torchvision's code
 (``torchvision/models/resnet.py``, ``mobilenetv3.py``, ``efficientnet.py``, ``mnasnet.py``,
-``squeezenet.py``): the same layers, in the same order, with the same batch-norm settings.
+``squeezenet.py``, ``shufflenetv2.py``): the same layers, in the same order, with the same batch-norm settings.
 Nothing here comes from shrinkc. For every spec:
 
 * its parameter count equals torchvision's published one (``num_params`` of its weights), in
@@ -265,6 +265,60 @@ class SqueezeNet1_1(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
+def channel_shuffle(x, groups):
+    b, c, h, w = x.size()
+    x = x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous()
+    return x.view(b, -1, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    """torchvision's shufflenetv2.InvertedResidual."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.stride, half = stride, cout // 2
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+                nn.Conv2d(cin, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU())
+        else:
+            self.branch1 = nn.Sequential()
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(cin if stride > 1 else half, half, 1, bias=False), nn.BatchNorm2d(half),
+            nn.ReLU(),
+            nn.Conv2d(half, half, 3, stride, 1, groups=half, bias=False), nn.BatchNorm2d(half),
+            nn.Conv2d(half, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU())
+
+    def forward(self, x):
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleNetV2(nn.Module):
+    def __init__(self, classes=1000):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1, bias=False), nn.BatchNorm2d(24),
+                                   nn.ReLU())
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = 24
+        for name, repeats, cout in (("stage2", 4, 116), ("stage3", 8, 232), ("stage4", 4, 464)):
+            units = [ShuffleUnit(cin, cout, 2)] + [ShuffleUnit(cout, cout, 1)
+                                                    for _ in range(repeats - 1)]
+            setattr(self, name, nn.Sequential(*units))
+            cin = cout
+        self.conv5 = nn.Sequential(nn.Conv2d(464, 1024, 1, bias=False), nn.BatchNorm2d(1024),
+                                   nn.ReLU())
+        self.fc = nn.Linear(1024, classes)
+
+    def forward(self, x):
+        x = self.stage4(self.stage3(self.stage2(self.maxpool(self.conv1(x)))))
+        return self.fc(self.conv5(x).mean([2, 3]))
+
+
 # spec -> (torchvision's parameter count, the reference)
 ZOO_REFERENCES = {
     "resnet18": (11_689_512, lambda: ResNet(BasicBlock, [2, 2, 2, 2])),
@@ -274,6 +328,7 @@ ZOO_REFERENCES = {
     "efficientnet_b0": (5_288_548, EfficientNetB0),
     "mnasnet1_0": (4_383_312, MnasNet1_0),
     "squeezenet1_1": (1_235_496, SqueezeNet1_1),
+    "shufflenet_v2_x1_0": (2_278_604, ShuffleNetV2),
 }
 NAMES = sorted(ZOO_REFERENCES)
 

@@ -627,3 +627,48 @@ def test_residual_from_a_node(tmp_path, out_mult, stride):
         _close(model(x), ref, 1e-5)
     _close(_onnx_out(graph, model, x), ref.numpy(), 1e-5)
     _close(_onnx_out(graph, model, x, fold_bn=False, opset=13), ref.numpy(), 1e-5)
+
+
+# --------------------------------------------------------------------------- split and shuffle
+
+
+def test_chunk_and_shuffle_against_plain_pytorch(tmp_path):
+    """ShuffleNetV2's unit: half the channels pass, the other half is convolved; the halves
+    are joined and their channels interleaved."""
+    spec = _spec(tmp_path, """
+        cell Unit(c: int) {
+            input x
+            left = chunk(2, 0) <- x
+            right = chunk(2, 1) <- x
+            conv = conv(c // 2, k=3) relu <- right
+            out = shuffle(2) <- left, conv
+            output out
+        }
+
+        network Net {
+            input image[8, 6, 6]
+            stage Unit(8) x 2
+        }
+    """)
+    graph, model = _build(spec, tmp_path)
+    assert graph.cost.params == _params(model) == 2 * (4 * 4 * 9 + 2 * 4)  # by hand
+    assert [n.out_shape.c for n in graph.stages[0].cells[0].nodes] == [8, 4, 4, 4, 8]
+    torch.manual_seed(6)
+    x = torch.randn(2, 8, 6, 6)
+
+    def unit(cell, x):
+        a, b = x[:, :4], x[:, 4:]
+        b = F.relu(F.batch_norm(F.conv2d(b, cell.conv.conv.weight, padding=1),
+                                cell.conv.bn.running_mean, cell.conv.bn.running_var,
+                                cell.conv.bn.weight, cell.conv.bn.bias))
+        y = torch.cat([a, b], 1)
+        # interleaved by hand: channel i of group g goes to position 2 * i + g
+        out = torch.empty_like(y)
+        out[:, 0::2], out[:, 1::2] = y[:, :4], y[:, 4:]
+        return out
+
+    with torch.no_grad():
+        ref = unit(model.stage1[1], unit(model.stage1[0], x))
+        _close(model(x), ref, 1e-6)
+    for opset in (13, onnx_backend.OPSET):
+        _close(_onnx_out(graph, model, x, opset=opset), ref.numpy(), 1e-5)

@@ -56,7 +56,8 @@ Op mapping: conv/dwconv -> Conv (+ BatchNormalization); sepconv -> depthwise Con
 Conv (+ BatchNormalization); maxpool/avgpool -> MaxPool/AveragePool (``count_include_pad=1``
 as PyTorch's default); global_avgpool -> GlobalAveragePool + Flatten; flatten -> Flatten;
 linear -> Gemm (``transB=1``); se -> GlobalAveragePool, Conv, act, Conv, gate, Mul with the
-input; dropout, identity -> nothing; concat -> Concat(axis=1);
+input; chunk -> Slice of the channels; shuffle -> Reshape, Transpose, Reshape; dropout,
+identity -> nothing; concat -> Concat(axis=1);
 sum -> Sum; mean -> Sum then Div; residuals -> Add (with a strided 1x1 Conv where the IR
 projects). Activations: relu -> Relu, relu6 -> Clip(0, 6), swish/silu -> Mul(x, Sigmoid(x)) (the
 opset's Swish has no onnxruntime kernel at opset 28), hswish -> HardSwish (opset >= 14, else
@@ -372,6 +373,32 @@ def _linear(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
                            b.tensor(f"{path}.bias", b.weight(f"{path}.bias"))], path, transB=1)
 
 
+def _ints(b: _Body, values: list[int], name: str) -> str:
+    """A constant int64 vector (Slice's and Reshape's operands), as a Constant node."""
+    return b.node("Constant", [], name,
+                  value=helper.make_tensor("", TensorProto.INT64, [len(values)], values))
+
+
+def _chunk(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    """Slice of the channel axis: [index * c / parts, (index + 1) * c / parts)."""
+    size = xs.c // int(op.attrs["parts"])
+    start = int(op.attrs["index"]) * size
+    return b.node("Slice", [x, _ints(b, [start], join(path, "starts")),
+                            _ints(b, [start + size], join(path, "ends")),
+                            _ints(b, [1], join(path, "axes"))], path)
+
+
+def _shuffle(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    """Reshape to (N, groups, C / groups, H * W), swap the two channel axes, reshape back to
+    the input's own shape (any height and width)."""
+    g = int(op.attrs["groups"])
+    shape = b.node("Shape", [x], join(path, "shape"))
+    y = b.node("Reshape", [x, _ints(b, [0, g, xs.c // g, -1], join(path, "groups"))],
+               join(path, "split"))
+    y = b.node("Transpose", [y], join(path, "transpose"), perm=[0, 2, 1, 3])
+    return b.node("Reshape", [y, shape], path)
+
+
 def _nothing(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
     return x
 
@@ -388,6 +415,8 @@ OP_NODES: dict[str, OpEmitter] = {
     "dropout": _nothing,  # inference: dropout is dropped
     "identity": _nothing,
     "se": _se,
+    "chunk": _chunk,
+    "shuffle": _shuffle,
 }
 """Op name -> the nodes it emits at its module path (``layout.OP_LAYOUT`` says where the
 activation goes)."""

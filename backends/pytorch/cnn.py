@@ -166,6 +166,15 @@ def _dropout(s: _Site) -> tuple[str, Lin]:
     return f"nn.Dropout({render(p, s.r.names) if p is not None else ''})", s.cin
 
 
+def _chunk(s: _Site) -> tuple[str, Lin]:
+    s.r.helpers.add("Chunk")
+    parts = s.r.expr(s.call, "parts")
+    cin = str(s.cin)
+    whole = cin if cin.isidentifier() or cin.isdigit() else f"({cin})"
+    return (call_source("Chunk", [parts, s.r.expr(s.call, "index")], s.indent),
+            Lin.term(f"{whole} // {parts}" if not parts.isdigit() or int(parts) != 1 else cin))
+
+
 OP_MODULES: dict[str, Callable[[_Site], tuple[str, Lin]]] = {
     "conv": _conv,
     "sepconv": _sepconv,
@@ -178,6 +187,8 @@ OP_MODULES: dict[str, Callable[[_Site], tuple[str, Lin]]] = {
     "dropout": _dropout,
     "identity": lambda s: ("nn.Identity()", s.cin),
     "se": _se,
+    "chunk": _chunk,
+    "shuffle": lambda s: (f"nn.ChannelShuffle({s.r.expr(s.call, 'groups')})", s.cin),
 }
 """Op name -> the source of its module's constructor (with the activation inside where
 ``layout.OP_LAYOUT`` says the module takes it) and its output channels."""

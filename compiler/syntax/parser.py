@@ -248,8 +248,8 @@ def _what_the_language_offers(tok: Token | None, text: str, file: str, line: int
     elif re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*", prefix) and "=" in rest:
         return ShrinkError("a node has one name: this line would define several",
                            ir.Loc(file=file, line=line, col=col, end_line=line, end_col=col + 1),
-                           "write one node per line; ops with several outputs (split) are "
-                           "not in the language")
+                           "write one node per line; a channel split is one chunk per node: "
+                           "x1 = chunk(2, 0) <- x, then x2 = chunk(2, 1) <- x")
     return None
 
 

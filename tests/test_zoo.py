@@ -420,6 +420,22 @@ def test_same_function_as_the_reference_and_onnxruntime(name, built):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_one_onnx_file_for_any_size(name, built):
+    """``--input 3xHxW``: the zoo's heads pool globally, so one graph takes 160x160 too."""
+    graph, model, _ = built(name)
+    weights = {k: v.numpy() for k, v in model.state_dict().items()
+               if not k.endswith("num_batches_tracked")}
+    sess = ort.InferenceSession(
+        onnx_backend.serialize(onnx_backend.generate(graph, weights, dynamic_hw=True)),
+        providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        want = model(x).numpy()
+    (y,) = sess.run(None, {graph.input_name: x.numpy()})
+    assert float(np.abs(y - want).max()) <= 1e-4 * float(np.abs(want).max())
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_golden(name, monkeypatch):
     """Generated PyTorch and the ONNX graph are stable (SHRINKC_UPDATE_GOLDEN=1 rewrites)."""
     monkeypatch.chdir(ROOT)

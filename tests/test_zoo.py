@@ -30,6 +30,7 @@ from shrinkc.compiler import compile_file
 from conftest import ROOT, ZOO_SPECS, check_golden, generate_module, onnx_summary
 
 torch = pytest.importorskip("torch")
+fx = pytest.importorskip("torch.fx")
 ort = pytest.importorskip("onnxruntime")
 nn = torch.nn
 F = torch.nn.functional
@@ -433,6 +434,32 @@ def test_one_onnx_file_for_any_size(name, built):
         want = model(x).numpy()
     (y,) = sess.run(None, {graph.input_name: x.numpy()})
     assert float(np.abs(y - want).max()) <= 1e-4 * float(np.abs(want).max())
+
+
+def test_generated_sources_pass_ruff():
+    import subprocess
+    import sys
+
+    paths = [str(GOLDEN / "pytorch" / "zoo" / f"{n}.py") for n in NAMES]
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", *paths],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fx_traces_and_trains(name, built):
+    """torch.fx traces the generated module to the same function; a training step runs
+    (stochastic depth, channel shuffle and squeeze-excite included)."""
+    import copy
+
+    model = copy.deepcopy(built(name)[1])  # training changes batch-norm statistics
+    x = torch.randn(2, 3, 96, 96)
+    traced = fx.symbolic_trace(model)
+    with torch.no_grad():
+        assert torch.allclose(traced(x), model(x), rtol=1e-5, atol=1e-6)
+    model.train()
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", NAMES)

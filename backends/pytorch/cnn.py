@@ -334,6 +334,9 @@ class _CellBody:
         return mode
 
 
+_DOWN_STRIDE = "down_stride = downsample.stride if downsample is not None else 1"
+
+
 def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
                 helpers: set[str]) -> CellClass:
     has_down = any(i.nodes[0].op is not None for i in insts)
@@ -348,11 +351,13 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
     forward_arg = "inputs" if has_down else x
     if has_down:
         body.init.append("self.downsample = downsample if downsample is not None else nn.Identity()")
-        body.init.append("down_stride = downsample.stride if downsample is not None else 1")
+        body.init.append(_DOWN_STRIDE)
         body.fwd.append(f"{x} = self.downsample(inputs)")
     body.add_nodes(cell, insts[0], _OpRenderer(names, helpers))
     drop = any(i.drop_path for i in insts)
     mode = body.add_output(cell.output, forward_arg, helpers, names, inp.name, drop)
+    if has_down and not any("down_stride" in line for line in body.init[2:]):
+        body.init.remove(_DOWN_STRIDE)  # no residual takes the stride: no unused local
     signature = _signature(cell.params, names, has_down)
     if drop:  # stochastic depth: each instance's probability comes from its Stage
         helpers.add("StochasticDepth")

@@ -73,7 +73,6 @@ class Fire(nn.Module):
     ):
         super().__init__()
         self.downsample = downsample if downsample is not None else nn.Identity()
-        down_stride = downsample.stride if downsample is not None else 1
         self.squeeze = Conv(in_channels, s1x1, bias=True, bn=False, act=nn.ReLU)
         self.expand1x1 = Conv(s1x1, e1x1, bias=True, bn=False, act=nn.ReLU)
         self.expand3x3 = Conv(s1x1, e3x3, kernel_size=3, bias=True, bn=False, act=nn.ReLU)

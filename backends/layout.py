@@ -12,7 +12,10 @@ inheritance relies on the same names. It never imports torch or numpy.
   ``bn.running_mean``, ``bn.running_var``, ``bn.num_batches_tracked``; a ``conv`` with
   ``bias=true`` has ``conv.bias`` after ``conv.weight``, one with ``bn=false`` no ``bn.*``; ``sepconv`` is
   ``depthwise.weight``, ``pointwise.weight`` and the same ``bn.*``;
-* ``linear`` is ``weight`` and ``bias``; pools, dropout, flatten and identity hold nothing;
+* ``se`` is ``fc1.weight``, ``fc1.bias``, ``fc2.weight``, ``fc2.bias`` (two 1x1 convolutions,
+  as torchvision's ``SqueezeExcitation``);
+* ``linear`` is ``weight`` and ``bias``; pools, dropout, flatten, identity, chunk and shuffle
+  hold nothing;
 * an op other than conv-style and identity that has an activation is wrapped as
   ``nn.Sequential(op, act)``, so its tensors get a ``0.`` more (``head.3.0.weight``);
 * a projecting residual is ``<stage>.<i>.residual.conv`` / ``.bn``; downsampling holds nothing;
@@ -102,7 +105,7 @@ def sites(graph: ir.Graph) -> Iterator[Site]:
                 yield Site(path, n.op, n.in_shape, n.out_shape)  # type: ignore[arg-type]
             if inst.residual == "project":
                 yield Site(join(prefix, "residual"), inst.residual_op,  # type: ignore[arg-type]
-                           inst.in_shape, inst.out_shape)
+                           inst.residual_shape, inst.out_shape)
     yield from chain("head", graph.head)
 
 
@@ -154,6 +157,14 @@ def _linear(site: Site) -> list[tuple[str, TensorSpec]]:
             (f"{site.path}.bias", TensorSpec((cout,), F32, "linear.bias", cin))]
 
 
+def _se(site: Site) -> list[tuple[str, TensorSpec]]:
+    c, sq = site.x.c, int(site.op.attrs["squeeze"])
+    return [(f"{site.path}.fc1.weight", TensorSpec((sq, c, 1, 1), F32, "conv.weight", c)),
+            (f"{site.path}.fc1.bias", TensorSpec((sq,), F32, "conv.bias", c)),
+            (f"{site.path}.fc2.weight", TensorSpec((c, sq, 1, 1), F32, "conv.weight", sq)),
+            (f"{site.path}.fc2.bias", TensorSpec((c,), F32, "conv.bias", sq))]
+
+
 def _none(site: Site) -> list[tuple[str, TensorSpec]]:
     return []
 
@@ -180,6 +191,9 @@ OP_LAYOUT: dict[str, OpLayout] = {
     "linear": OpLayout(_linear),
     "dropout": OpLayout(_none),
     "identity": OpLayout(_none, "replace"),
+    "se": OpLayout(_se),
+    "chunk": OpLayout(_none),
+    "shuffle": OpLayout(_none),
 }
 """Op name -> its state_dict layout in the generated module."""
 

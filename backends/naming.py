@@ -55,9 +55,11 @@ class Namer:
         return safe
 
 
-CELL_ATTRS = MODULE_ATTRS | {"downsample", "residual", "use_residual", "out_channels", "inputs"}
+CELL_ATTRS = MODULE_ATTRS | {"downsample", "residual", "use_residual", "out_channels", "inputs",
+                             "drop_path"}
 # a cell's parameters are locals of its __init__ and keywords of Stage(...)
-CELL_LOCALS = {"in_channels", "downsample", "down_stride", "super", "cell", "depth", "first"}
+CELL_LOCALS = {"in_channels", "downsample", "down_stride", "super", "cell", "depth", "first",
+               "drop_path"}
 NETWORK_ATTRS = MODULE_ATTRS | {"stem", "head", "out_channels"}
 
 
@@ -65,6 +67,9 @@ def act_module(act: ir.Expr | None) -> bool:
     """Whether a spec activation (an expression, or None) becomes a module in generated code:
     any activation except a literal ``identity`` (a parameter that is ``identity`` still does)."""
     return act is not None and not (isinstance(act, ir.Ref) and act.name == "identity")
+
+
+OUTPUT_ACT = ("output", "act")  # key of the output activation's attribute in cell_attr_names
 
 
 def cell_attr_names(cell: ir.CellDef) -> dict[str, str]:
@@ -79,6 +84,8 @@ def cell_attr_names(cell: ir.CellDef) -> dict[str, str]:
         nodes(n.name)
     for s in cell.output.nodes:
         nodes(s)
+    if cell.output.act is not None:  # the activation after the output's add: ``self.act``
+        nodes("act", OUTPUT_ACT)
     return dict(nodes.names)
 
 

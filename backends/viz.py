@@ -256,10 +256,11 @@ def _cell_instance(inst: ir.CellInst, prefix: str = "") -> _Drawing:
                     prefix + "m:" + n.name)
         ids[n.name] = nid
     _finish(d, [ids[s] for s in inst.output], inst.merge, prefix,
-            residual=inst.residual, residual_src=first_in,
+            residual=inst.residual,
+            residual_src=ids[inst.residual_from] if inst.residual_from else first_in,
             residual_label=(op_label(inst.residual_op.op, inst.residual_op.attrs)
                             if inst.residual == "project" and inst.residual_op else ""),
-            out_sub=_dims(inst.out_shape))
+            out_sub=_dims(inst.out_shape), act=pretty_act(inst.act))
     return d
 
 
@@ -275,7 +276,7 @@ def _merge_into(d: _Drawing, srcs: list[str], dst: str, merge: str, mid: str) ->
 
 
 def _finish(d: _Drawing, outs: list[str], merge: str, prefix: str, residual: str,
-            residual_src: str, residual_label: str, out_sub: str) -> None:
+            residual_src: str, residual_label: str, out_sub: str, act: str = "") -> None:
     if len(outs) > 1:
         cat = _merge_node(d, prefix + "merge", merge)
         for s in outs:
@@ -288,6 +289,10 @@ def _finish(d: _Drawing, outs: list[str], merge: str, prefix: str, residual: str
         d.edge(last, add)
         d.edge(residual_src, add, residual=True, label=residual_label)
         last = add
+    if act:  # the activation after the output's merge and residual
+        a = d.node(prefix + "out.act", act, "", "other")
+        d.edge(last, a)
+        last = a
     out = d.node(prefix + "out", "Output", out_sub, "terminal")
     d.edge(last, out)
 
@@ -319,7 +324,7 @@ def _cell_definition(cell: ir.CellDef, prefix: str = "") -> _Drawing:
     label = "if shapes match" if mode == "if_match" else ""
     _finish(d, [ids[s] for s in out.nodes if s in ids], out.merge, prefix, residual=mode,
             residual_src=ids.get(out.residual or "", prefix + "in"), residual_label=label,
-            out_sub="")
+            out_sub="", act=pretty_act(_text(out.act)))
     return d
 
 

@@ -178,8 +178,11 @@ class OutputStmt(_Node):
     nodes: tuple[str, ...]
     merge: Merge = "concat"
     explicit_merge: bool = False
-    residual: str | None = None  # the name added back (the cell input)
+    residual: str | None = None  # the name added back: the cell input, or a node
     residual_mode: Literal["project", "if_match"] = "project"
+    # ``output a + x relu``: an activation after the merge and the residual add (ResNet);
+    # absent from the JSON when there is none
+    act: Expr | None = Field(default=None, exclude_if=lambda v: v is None)
     comments: Comments = NO_COMMENTS
     loc: Loc = NOWHERE
 
@@ -264,7 +267,19 @@ class LMStmt(_Node):
     loc: Loc = NOWHERE
 
 
-NetStmt = Annotated[NetInput | Chain | StageStmt | LMStmt, Field(discriminator="kind")]
+class StochasticDepthStmt(_Node):
+    """``stochastic_depth 0.2``: in training, each residual cell drops its branch for a whole
+    sample with a probability that rises linearly with the cell's index over the network
+    (torchvision's rule: ``p * i / cells``, i from 0); identity at inference."""
+
+    kind: Literal["stochastic_depth"] = "stochastic_depth"
+    value: Expr
+    comments: Comments = NO_COMMENTS
+    loc: Loc = NOWHERE
+
+
+NetStmt = Annotated[NetInput | Chain | StageStmt | LMStmt | StochasticDepthStmt,
+                    Field(discriminator="kind")]
 
 
 class NetworkDef(_Node):
@@ -293,6 +308,10 @@ class NetworkDef(_Node):
     @property
     def stages(self) -> tuple[StageStmt, ...]:
         return tuple(s for s in self.body if isinstance(s, StageStmt))
+
+    @property
+    def stochastic_depth(self) -> StochasticDepthStmt | None:
+        return next((s for s in self.body if isinstance(s, StochasticDepthStmt)), None)
 
 
 class VariantDef(_Node):
@@ -463,10 +482,22 @@ class CellInst(_Node):
     merge: Merge = "concat"
     residual: Literal["none", "identity", "project"] = "none"
     residual_op: OpInst | None = None
+    # the node the residual adds, where it is not the input (node 0); absent from the JSON then
+    residual_from: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    act: str | None = Field(default=None, exclude_if=lambda v: v is None)  # after the add
+    # stochastic depth: the probability that training drops the residual branch of a sample
+    drop_path: float = Field(default=0.0, exclude_if=lambda v: v == 0.0)
     in_shape: Shape
     out_shape: Shape
     cost: Cost = ZERO
     loc: Loc = NOWHERE
+
+    @property
+    def residual_shape(self) -> Shape:
+        """The shape of what the residual adds: the cell input, or the node it names."""
+        if self.residual_from is None:
+            return self.in_shape
+        return next(n.out_shape for n in self.nodes if n.name == self.residual_from)
 
 
 class LayerInst(_Node):

@@ -43,7 +43,7 @@ from .ir import Cost, OpInst, Shape, Value
 @dataclass(frozen=True)
 class P:
     name: str
-    type: str  # "int", "float" or "bool"
+    type: str  # "int", "float", "bool" or "act"
     default: Value | None = None  # None: required
     minimum: float | None = None
     doc: str = ""
@@ -204,6 +204,24 @@ def _same_shape(op: OpInst, x: Shape) -> Shape:
     return x
 
 
+def _chunk_shape(op: OpInst, x: Shape) -> Shape:
+    parts, index = int(op.attrs["parts"]), int(op.attrs["index"])
+    if index >= parts:
+        raise ShapeError(f"index {index} of chunk must be below parts ({parts})",
+                         "chunks are numbered from 0")
+    if x.c % parts:
+        raise ShapeError(f"chunk cannot split {x.c} channels into {parts} equal parts")
+    return x.model_copy(update={"c": x.c // parts})
+
+
+def _shuffle_shape(op: OpInst, x: Shape) -> Shape:
+    g = int(op.attrs["groups"])
+    if x.c % g:
+        raise ShapeError(f"shuffle cannot split {x.c} channels into {g} groups",
+                         "the channels must be a multiple of groups")
+    return x
+
+
 # --------------------------------------------------------------------------- cost formulas
 
 
@@ -230,6 +248,14 @@ def _dwconv_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
     return Cost(params=weights + 2 * y.c, macs=weights * _hw(y))
 
 
+def _se_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
+    """Two biased 1x1 convolutions on the pooled vector: c -> squeeze -> c. Their
+    multiply-accumulates count (2 * c * squeeze), as any convolution's; the pool, the
+    activations and the channel-wise product are free."""
+    s = int(op.attrs["squeeze"])
+    return Cost(params=x.c * s + s + s * x.c + x.c, macs=2 * x.c * s)
+
+
 def _linear_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
     return Cost(params=x.c * y.c + y.c, macs=x.c * y.c)
 
@@ -238,6 +264,12 @@ def _linear_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
 
 
 _K = P("k", "int", 3, 1, "kernel size")
+# batch norm's epsilon and momentum (PyTorch's defaults unless given: MobileNetV3 and
+# EfficientNet use eps=0.001, MnasNet momentum=0.0003)
+_BN = (P("eps", "float", None, 0.0, "batch norm's epsilon (default 1e-5)", optional=True,
+         implied=1e-5),
+       P("momentum", "float", None, 0.0, "batch norm's momentum (default 0.1)", optional=True,
+         implied=0.1))
 _S = P("stride", "int", 1, 1, "stride")
 _D = P("dilation", "int", 1, 1, "dilation")
 _POOL = (P("k", "int", None, 1, "window"), P("stride", "int", 0, 0, "stride (0: k)"),
@@ -255,7 +287,8 @@ OPS: dict[str, OpSig] = {
              P("padding", "int", None, 0, "padding (default: same)", optional=True),
              P("bias", "bool", None, doc="a bias on the convolution", optional=True,
                implied=False),
-             P("bn", "bool", None, doc="a batch norm after it", optional=True, implied=True)),
+             P("bn", "bool", None, doc="a batch norm after it", optional=True, implied=True),
+             *_BN),
             "convolution + batch norm", _conv_shape, _conv_cost,
             needs="spatial", carries_bn=True, title="Conv", family="conv", stride="stride",
         ),
@@ -263,7 +296,7 @@ OPS: dict[str, OpSig] = {
               "depthwise k x k + pointwise 1 x 1 + batch norm", _sepconv_shape, _sepconv_cost,
               needs="spatial", carries_bn=True, title="SepConv", family="sepconv",
               stride="stride"),
-        OpSig("dwconv", (_K, _S, _D), "depthwise convolution + batch norm", _dwconv_shape,
+        OpSig("dwconv", (_K, _S, _D, *_BN), "depthwise convolution + batch norm", _dwconv_shape,
               _dwconv_cost, needs="spatial", carries_bn=True, title="DWConv", family="dwconv",
               stride="stride"),
         OpSig("maxpool", _POOL, "max pooling", _pool_shape, needs="spatial", title="MaxPool",
@@ -278,6 +311,19 @@ OPS: dict[str, OpSig] = {
         OpSig("dropout", (P("p", "float", 0.5, 0.0, "drop probability", below=1),), "dropout",
               _same_shape, title="Dropout", label_param="p"),
         OpSig("identity", (), "no-op", _same_shape, title="Identity"),
+        OpSig("se", (P("squeeze", "int", None, 1, "channels of the squeezed vector"),
+                     P("act", "act", "relu", doc="activation after the first 1x1 conv"),
+                     P("gate", "act", "sigmoid", doc="activation of the channel gate")),
+              "squeeze-and-excitation: global average pool, 1x1 conv (bias), act, 1x1 conv "
+              "(bias), gate; the input scaled channel-wise by the gate", _same_shape, _se_cost,
+              needs="spatial", title="SE", label_param="squeeze"),
+        OpSig("chunk", (P("parts", "int", None, 1, "equal parts of the channels"),
+                        P("index", "int", None, 0, "the part taken, from 0")),
+              "one of `parts` equal slices of the channels (ShuffleNetV2's channel split)",
+              _chunk_shape, title="Chunk", label_param="index"),
+        OpSig("shuffle", (P("groups", "int", None, 1, "groups whose channels interleave"),),
+              "channel shuffle: the channels of `groups` groups interleaved (ShuffleNet)",
+              _shuffle_shape, needs="spatial", title="Channel Shuffle"),
     )
 }
 

@@ -53,6 +53,12 @@ def verify_graph(graph: ir.Graph, *, costed: bool = False) -> ir.Graph:
             _require(all(s in shapes for s in cell.output), f"{cell.cell}: output nodes exist")
             _require((cell.residual == "project") == (cell.residual_op is not None),
                      f"{cell.cell}: a projection exists iff the residual projects")
+            _require(cell.residual_from is None or cell.residual_from in shapes and
+                     cell.residual_from != names[0], f"{cell.cell}: a residual node is a node")
+            _require(0.0 <= cell.drop_path < 1.0 and (cell.drop_path == 0.0 or cell.residual != "none"),
+                     f"{cell.cell}: stochastic depth drops a residual branch, p in [0, 1)")
+            _require(cell.residual == "none" or cell.residual_shape == cell.out_shape or
+                     cell.residual == "project", f"{cell.cell}: an identity residual keeps the shape")
             if costed:
                 own = sum(n.cost.params for n in cell.nodes)
                 _require(cell.cost.params >= own, f"{cell.cell}: cost covers its nodes")

@@ -13,6 +13,7 @@ SPECS = ROOT / "specs"
 ALL_SHIPPED = sorted(SPECS.glob("*.shrink"))
 # the image networks (the language models have tests of their own)
 CNN_SPECS = [p for p in ALL_SHIPPED if "recurrent cell" not in p.read_text()]
+ZOO_SPECS = sorted((SPECS / "zoo").glob("*.shrink"))  # torchvision's networks: tests/test_zoo.py
 TEST_SPECS = Path(__file__).resolve().parent / "specs"
 
 
@@ -111,3 +112,44 @@ def compile_fails(spec: Path, tmp_path: Path, capsys, weights: Path, *needles: s
     assert not out.exists() or not list(out.iterdir())  # nothing written
     return err
 
+
+def onnx_summary(model) -> str:
+    """A compact, stable text form of a model: everything but the weight values (the ONNX
+    golden files)."""
+    import onnx
+
+    def shape(vi) -> str:
+        dims = vi.type.tensor_type.shape.dim
+        return "[" + ", ".join(d.dim_param or str(d.dim_value) for d in dims) + "]"
+
+    def attr(a) -> str:
+        if a.ref_attr_name:
+            return f"{a.name}=@{a.ref_attr_name}"
+        v = onnx.helper.get_attribute_value(a)
+        if isinstance(v, onnx.TensorProto):
+            v = onnx.numpy_helper.to_array(v).tolist()
+        if isinstance(v, float):
+            v = f"{v:.7g}"
+        if isinstance(v, list):
+            v = ",".join(map(str, v))
+        return f"{a.name}={v}"
+
+    def node(n) -> str:
+        attrs = " ".join(attr(a) for a in sorted(n.attribute, key=lambda a: a.name))
+        op = f"{n.domain}.{n.op_type}" if n.domain else n.op_type
+        return f"  {op} {n.name}: {', '.join(n.input)} -> {', '.join(n.output)}" + (
+            f"  [{attrs}]" if attrs else "")
+
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
+    lines = [f"# {model.graph.name}: ir_version {model.ir_version}, opsets {opsets}"]
+    lines += [f"input {i.name} {shape(i)}" for i in model.graph.input]
+    lines += [f"output {o.name} {shape(o)}" for o in model.graph.output]
+    for f in model.functions:
+        lines.append(f"function {f.domain}.{f.name}({', '.join(f.input)}) -> "
+                     f"{', '.join(f.output)}  attributes {', '.join(f.attribute) or '-'}")
+        lines += [node(n) for n in f.node]
+    lines.append(f"graph ({len(model.graph.node)} nodes)")
+    lines += [node(n) for n in model.graph.node]
+    lines.append(f"initializers ({len(model.graph.initializer)})")
+    lines += [f"  {t.name} [{', '.join(map(str, t.dims))}]" for t in model.graph.initializer]
+    return "\n".join(lines) + "\n"

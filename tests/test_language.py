@@ -14,9 +14,9 @@ from shrinkc.compiler.ir import graph_adapter
 from shrinkc.compiler.pipeline import build_graph
 from shrinkc.compiler.syntax.printer import print_program
 
-from conftest import ALL_SHIPPED, CNN_SPECS, ROOT, TEST_SPECS
+from conftest import ALL_SHIPPED, CNN_SPECS, ROOT, TEST_SPECS, ZOO_SPECS
 
-ALL = ALL_SHIPPED + sorted(TEST_SPECS.glob("*.shrink"))
+ALL = ALL_SHIPPED + ZOO_SPECS + sorted(TEST_SPECS.glob("*.shrink"))
 
 
 def compile_text(tmp_path, text, name="spec.shrink", **files):
@@ -261,7 +261,7 @@ def test_formatting_keeps_comments_and_normalises_layout():
     assert print_program(parse(out)) == out
 
 
-@pytest.mark.parametrize("spec", CNN_SPECS, ids=[p.stem for p in CNN_SPECS])
+@pytest.mark.parametrize("spec", CNN_SPECS + ZOO_SPECS, ids=[p.stem for p in CNN_SPECS + ZOO_SPECS])
 def test_ir_json_round_trip(spec, tmp_path, chdir_root):
     from shrinkc.cli import main
 

@@ -24,6 +24,7 @@ from shrinkc.cli import main
 from shrinkc.compiler import compile_file
 
 from conftest import CNN_SPECS, ROOT, TEST_SPECS, check_golden, compile_fails, generate_module
+from conftest import onnx_summary as summary
 
 TINY = TEST_SPECS / "tiny.shrink"
 ALL_SPECS = CNN_SPECS + [TINY]
@@ -234,46 +235,6 @@ def test_random_weights_are_deterministic_and_plausible(graphs):
 
 
 # --------------------------------------------------------------------------- golden
-
-
-def summary(model) -> str:
-    """A compact, stable text form of a model: everything but the weight values."""
-
-    def shape(vi) -> str:
-        dims = vi.type.tensor_type.shape.dim
-        return "[" + ", ".join(d.dim_param or str(d.dim_value) for d in dims) + "]"
-
-    def attr(a) -> str:
-        if a.ref_attr_name:
-            return f"{a.name}=@{a.ref_attr_name}"
-        v = onnx.helper.get_attribute_value(a)
-        if isinstance(v, onnx.TensorProto):
-            v = onnx.numpy_helper.to_array(v).tolist()
-        if isinstance(v, float):
-            v = f"{v:.7g}"
-        if isinstance(v, list):
-            v = ",".join(map(str, v))
-        return f"{a.name}={v}"
-
-    def node(n) -> str:
-        attrs = " ".join(attr(a) for a in sorted(n.attribute, key=lambda a: a.name))
-        op = f"{n.domain}.{n.op_type}" if n.domain else n.op_type
-        return f"  {op} {n.name}: {', '.join(n.input)} -> {', '.join(n.output)}" + (
-            f"  [{attrs}]" if attrs else "")
-
-    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
-    lines = [f"# {model.graph.name}: ir_version {model.ir_version}, opsets {opsets}"]
-    lines += [f"input {i.name} {shape(i)}" for i in model.graph.input]
-    lines += [f"output {o.name} {shape(o)}" for o in model.graph.output]
-    for f in model.functions:
-        lines.append(f"function {f.domain}.{f.name}({', '.join(f.input)}) -> "
-                     f"{', '.join(f.output)}  attributes {', '.join(f.attribute) or '-'}")
-        lines += [node(n) for n in f.node]
-    lines.append(f"graph ({len(model.graph.node)} nodes)")
-    lines += [node(n) for n in model.graph.node]
-    lines.append(f"initializers ({len(model.graph.initializer)})")
-    lines += [f"  {t.name} [{', '.join(map(str, t.dims))}]" for t in model.graph.initializer]
-    return "\n".join(lines) + "\n"
 
 
 GOLDEN_CASES = [(p, "", {}) for p in ALL_SPECS] + [

@@ -334,3 +334,341 @@ def test_bool_cell_parameter(tmp_path):
     assert "b: bool = True" in path.read_text()
     model = module.build()
     assert graph.cost.params == _params(model) == (3 * 8 * 9 + 8) + (8 * 8 * 9 + 2 * 8)
+
+
+# --------------------------------------------------------------------------- squeeze-excite
+
+
+def _se_net(tmp_path: Path, args: str) -> Path:
+    return _spec(tmp_path, f"""
+        cell Block(w: int) {{
+            input x
+            a = conv(w, k=3) relu <- x
+            s = se({args}) <- a
+            output s
+        }}
+
+        network Net {{
+            input image[3, 9, 9]
+            stage Block(16) x 1
+        }}
+    """, "se_" + args.replace(", ", "_").replace("=", ""))
+
+
+@pytest.mark.parametrize("args, act, gate", [
+    ("4", F.relu, torch.sigmoid),
+    ("6, act=swish, gate=hsigmoid", F.silu, F.hardsigmoid)])
+def test_squeeze_excite_against_plain_pytorch(tmp_path, args, act, gate):
+    spec = _se_net(tmp_path, args)
+    graph, model = _build(spec, tmp_path)
+    s = int(args.split(",")[0])
+    # conv 3x3 + BN, then the SE's two biased 1x1 convs: 16 -> s -> 16
+    assert graph.cost.params == _params(model) == 3 * 16 * 9 + 2 * 16 + (16 * s + s + s * 16 + 16)
+    # MACs: the conv's, and the SE's two 1x1 convs on the pooled vector
+    assert graph.cost.macs == 3 * 16 * 9 * 81 + 2 * 16 * s
+    block = model.stage1[0]
+    sd = block.s.state_dict()
+    assert [(k, tuple(v.shape)) for k, v in sd.items()] == [
+        ("fc1.weight", (s, 16, 1, 1)), ("fc1.bias", (s,)), ("fc2.weight", (16, s, 1, 1)),
+        ("fc2.bias", (16,))]
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        a = F.relu(F.batch_norm(F.conv2d(x, block.a.conv.weight, padding=1),
+                                block.a.bn.running_mean, block.a.bn.running_var,
+                                block.a.bn.weight, block.a.bn.bias))
+        v = a.mean(dim=(2, 3))  # squeeze: (N, 16)
+        v = act(v @ sd["fc1.weight"].flatten(1).T + sd["fc1.bias"])  # excite
+        v = gate(v @ sd["fc2.weight"].flatten(1).T + sd["fc2.bias"])
+        ref = a * v[:, :, None, None]
+        _close(model(x), ref, 1e-5)
+    for opset in (13, 17, onnx_backend.OPSET):
+        _close(_onnx_out(graph, model, x, opset=opset), ref.numpy(), 1e-5)
+
+
+# --------------------------------------------------------------------------- batch-norm settings
+
+
+def test_batch_norm_eps_and_momentum(tmp_path):
+    spec = _spec(tmp_path, """
+        cell Block(w: int) {
+            input x
+            a = conv(w, k=1, eps=0.01, momentum=0.3) relu <- x
+            b = dwconv(k=3, eps=0.5) <- a
+            output b
+        }
+
+        network Net {
+            input image[3, 7, 7]
+            stage Block(8) x 1
+        }
+    """)
+    graph, model = _build(spec, tmp_path)
+    assert graph.cost.params == _params(model) == 3 * 8 + 2 * 8 + 8 * 9 + 2 * 8  # by hand
+    a, b = model.stage1[0].a, model.stage1[0].b
+    assert (a.bn.eps, a.bn.momentum, b.bn.eps, b.bn.momentum) == (0.01, 0.3, 0.5, 0.1)
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 7, 7)
+
+    def bn(m, y, eps):
+        return F.batch_norm(y, m.running_mean, m.running_var, m.weight, m.bias, eps=eps)
+
+    with torch.no_grad():
+        y = F.relu(bn(a.bn, F.conv2d(x, a.conv.weight), 0.01))
+        ref = bn(b.bn, F.conv2d(y, b.conv.weight, padding=1, groups=8), 0.5)
+        _close(model(x), ref, 1e-5)
+    for fold in (True, False):  # folded into the conv with the op's eps, or kept
+        _close(_onnx_out(graph, model, x, fold_bn=fold), ref.numpy(), 1e-5)
+        _close(_onnx_out(graph, model, x, fold_bn=fold, opset=13), ref.numpy(), 1e-5)
+
+
+def test_default_batch_norm_settings_are_no_difference(tmp_path):
+    """eps=1e-5 and momentum=0.1 written out are PyTorch's defaults: the same op, hash and
+    diff as without them."""
+    a = _spec(tmp_path, """
+        cell Block(w: int) {
+            input x
+            a = conv(w, k=3, eps=0.00001, momentum=0.1) relu <- x
+            output a
+        }
+
+        network Net {
+            input image[3, 8, 8]
+            stage Block(8) x 1
+        }
+    """, "a")
+    b = _spec(tmp_path, (tmp_path / "a.shrink").read_text().replace(
+        ", eps=0.00001, momentum=0.1", "").removeprefix("shrink 1\n\n"), "b")
+    ga, gb = compile_file(a), compile_file(b)
+    assert ga.stages[0].cells[0].nodes[1].op == gb.stages[0].cells[0].nodes[1].op
+    assert main(["diff", str(a), str(b)]) == 0
+
+
+# --------------------------------------------------------------------------- output activation
+
+
+@pytest.mark.parametrize("output, shape", [
+    ("output b + x relu", [8, 6, 6]),                       # identity residual, then relu
+    ("output b + x relu", [16, 3, 3]),                      # projected residual, then relu
+    ("output b + x if shapes match relu6", [8, 6, 6]),      # the rule applies: add
+    ("output b + x if shapes match relu6", [16, 3, 3]),     # the rule does not: no add
+    ("output concat(a, b) hswish", [16, 6, 6]),             # no residual
+])
+def test_activation_after_the_output(tmp_path, output, shape):
+    w, stride = shape[0], 6 // shape[1]
+    spec = _spec(tmp_path, f"""
+        cell Block(w: int, stride: int) {{
+            input x
+            a = conv(w, k=3, stride=stride) relu <- x
+            b = conv(w, k=3) <- a
+            {output}
+        }}
+
+        network Net {{
+            input image[8, 6, 6]
+            stage Block({w if "concat" not in output else w // 2}, {stride}) x 1
+        }}
+    """, f"out_{abs(hash((output, w)))}")
+    graph, model = _build(spec, tmp_path)
+    assert graph.out_shape.as_list() == shape
+    cell = model.stage1[0]
+    torch.manual_seed(4)
+    x = torch.randn(2, 8, 6, 6)
+
+    def cbn(m, x, stride=1, pad=1):
+        y = F.conv2d(x, m.conv.weight, stride=stride, padding=pad)
+        return F.batch_norm(y, m.bn.running_mean, m.bn.running_var, m.bn.weight, m.bn.bias)
+
+    with torch.no_grad():
+        a = F.relu(cbn(cell.a, x, stride))
+        b = cbn(cell.b, a)
+        if "concat" in output:
+            ref = F.hardswish(torch.cat([a, b], 1))
+        elif "if shapes" in output:
+            ref = F.relu6(b + x if shape == [8, 6, 6] else b)
+        else:
+            short = x if shape == [8, 6, 6] else cbn(cell.residual, x, stride, 0)
+            ref = F.relu(b + short)
+        _close(model(x), ref, 1e-5)
+    _close(_onnx_out(graph, model, x), ref.numpy(), 1e-5)
+    _close(_onnx_out(graph, model, x, opset=13, fold_bn=False), ref.numpy(), 1e-5)
+
+
+def test_output_activation_round_trips_and_diffs(tmp_path, capsys):
+    text = """
+        cell Block(w: int, act = relu) {
+            input x
+            a = conv(w, k=3) <- x
+            output a + x act
+        }
+
+        network Net {
+            input image[8, 6, 6]
+            stage Block(8) x 1
+        }
+    """
+    a = _spec(tmp_path, text, "a")
+    assert main(["fmt", "--check", str(a)]) == 0
+    b = _spec(tmp_path, text.replace("a + x act", "a + x"), "b")
+    assert main(["diff", str(a), str(b)]) == 1
+    assert "~ output: act act -> linear" in capsys.readouterr().out
+    graph = compile_file(a)
+    assert graph.stages[0].cells[0].act == "relu"
+    gb = compile_file(b)  # in the IR's JSON, absent when there is none: older files stand
+    assert "act" not in gb.stages[0].cells[0].model_dump(exclude={"nodes"})
+    assert "act" not in gb.program.cells["Block"].output.model_dump()
+
+
+# --------------------------------------------------------------------------- stochastic depth
+
+
+def test_stochastic_depth_drops_whole_samples_in_training(tmp_path):
+    spec = _spec(tmp_path, """
+        cell Block(w: int) {
+            input x
+            a = conv(w, k=3) <- x
+            output a + x
+        }
+
+        network Net {
+            input image[4, 5, 5]
+            stochastic_depth 0.6
+            stage Block(4) x 2
+        }
+    """)
+    graph, model = _build(spec, tmp_path)
+    # torchvision's rule: p * i / cells, i from 0
+    assert [c.drop_path for c in graph.stages[0].cells] == [0.0, 0.3]
+    block = model.stage1[1]
+    assert block.drop_path.p == 0.3
+    x = torch.randn(256, 4, 5, 5)
+    block.eval()
+    with torch.no_grad():
+        branch = block.a(x)
+        assert torch.equal(block(x), branch + x)  # identity at inference
+        block.train()
+        block.a.eval()  # batch norm on its running statistics: the branch stays `branch`
+        torch.manual_seed(5)
+        y = block(x)
+    dropped = torch.isclose(y, x, atol=1e-6).flatten(1).all(1)
+    kept = torch.isclose(y, x + branch / 0.7, atol=1e-5).flatten(1).all(1)
+    assert bool((dropped ^ kept).all())  # each sample: its whole branch dropped, or scaled
+    assert 0.2 < dropped.float().mean() < 0.4  # about 0.3 of 256
+    # inference graphs (ONNX) leave it out
+    _close(_onnx_out(graph, model.eval(), x[:2]), model(x[:2]).detach().numpy(), 1e-5)
+
+
+def test_stochastic_depth_round_trips_and_diffs(tmp_path, capsys):
+    text = """
+        cell Block(w: int) {
+            input x
+            a = conv(w, k=3) <- x
+            output a + x if shapes match relu
+        }
+
+        network Net {
+            input image[4, 5, 5]
+            stochastic_depth 0.2
+            stage Block(4) x 2
+        }
+    """
+    a = _spec(tmp_path, text, "a")
+    assert main(["fmt", "--check", str(a)]) == 0
+    b = _spec(tmp_path, text.replace("0.2", "0.4"), "b")
+    assert main(["diff", str(a), str(b)]) == 1
+    assert "drop_path" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- residual from a node
+
+
+@pytest.mark.parametrize("out_mult, stride", [(1, 1), (2, 1), (2, 2)])
+def test_residual_from_a_node(tmp_path, out_mult, stride):
+    """``output b + s``: the residual adds the node s, projected (1x1 conv + BN with the
+    stride between s and the output) where the shapes differ."""
+    spec = _spec(tmp_path, f"""
+        cell Block(w: int, stride: int) {{
+            input x
+            s = conv(w, k=1) relu <- x
+            a = conv(w, k=3, stride=stride) relu <- s
+            b = conv(w * {out_mult}, k=3) <- a
+            output b + s relu
+        }}
+
+        network Net {{
+            input image[3, 8, 8]
+            stage Block(4, 1) x 2 first(stride={stride})
+        }}
+    """, f"resnode_{out_mult}_{stride}")
+    graph, model = _build(spec, tmp_path)
+    first = graph.stages[0].cells[0]
+    assert first.residual_from == "s"
+    assert first.residual == ("identity" if out_mult == 1 and stride == 1 else "project")
+    w, o = 4, 4 * out_mult
+    per_cell = lambda cin: cin * w + 2 * w + w * w * 9 + 2 * w + w * o * 9 + 2 * o  # noqa: E731
+    proj = (w * o + 2 * o) if first.residual == "project" else 0
+    proj2 = (w * o + 2 * o) if out_mult == 2 else 0  # second cell: stride 1, channels differ
+    assert graph.cost.params == _params(model) == per_cell(3) + proj + per_cell(o) + proj2
+    x = torch.randn(2, 3, 8, 8)
+
+    def cbn(m, x, stride=1, pad=None):
+        k = m.conv.weight.shape[-1]
+        y = F.conv2d(x, m.conv.weight, stride=stride, padding=k // 2 if pad is None else pad)
+        return F.batch_norm(y, m.bn.running_mean, m.bn.running_var, m.bn.weight, m.bn.bias)
+
+    def block(cell, x, stride):
+        s = F.relu(cbn(cell.s, x))
+        b = cbn(cell.b, F.relu(cbn(cell.a, s, stride)))
+        short = s if isinstance(cell.residual, nn.Identity) else cbn(cell.residual, s, stride, 0)
+        return F.relu(b + short)
+
+    with torch.no_grad():
+        ref = block(model.stage1[1], block(model.stage1[0], x, stride), 1)
+        _close(model(x), ref, 1e-5)
+    _close(_onnx_out(graph, model, x), ref.numpy(), 1e-5)
+    _close(_onnx_out(graph, model, x, fold_bn=False, opset=13), ref.numpy(), 1e-5)
+
+
+# --------------------------------------------------------------------------- split and shuffle
+
+
+def test_chunk_and_shuffle_against_plain_pytorch(tmp_path):
+    """ShuffleNetV2's unit: half the channels pass, the other half is convolved; the halves
+    are joined and their channels interleaved."""
+    spec = _spec(tmp_path, """
+        cell Unit(c: int) {
+            input x
+            left = chunk(2, 0) <- x
+            right = chunk(2, 1) <- x
+            conv = conv(c // 2, k=3) relu <- right
+            out = shuffle(2) <- left, conv
+            output out
+        }
+
+        network Net {
+            input image[8, 6, 6]
+            stage Unit(8) x 2
+        }
+    """)
+    graph, model = _build(spec, tmp_path)
+    assert graph.cost.params == _params(model) == 2 * (4 * 4 * 9 + 2 * 4)  # by hand
+    assert [n.out_shape.c for n in graph.stages[0].cells[0].nodes] == [8, 4, 4, 4, 8]
+    torch.manual_seed(6)
+    x = torch.randn(2, 8, 6, 6)
+
+    def unit(cell, x):
+        a, b = x[:, :4], x[:, 4:]
+        b = F.relu(F.batch_norm(F.conv2d(b, cell.conv.conv.weight, padding=1),
+                                cell.conv.bn.running_mean, cell.conv.bn.running_var,
+                                cell.conv.bn.weight, cell.conv.bn.bias))
+        y = torch.cat([a, b], 1)
+        # interleaved by hand: channel i of group g goes to position 2 * i + g
+        out = torch.empty_like(y)
+        out[:, 0::2], out[:, 1::2] = y[:, :4], y[:, 4:]
+        return out
+
+    with torch.no_grad():
+        ref = unit(model.stage1[1], unit(model.stage1[0], x))
+        _close(model(x), ref, 1e-6)
+    for opset in (13, onnx_backend.OPSET):
+        _close(_onnx_out(graph, model, x, opset=opset), ref.numpy(), 1e-5)

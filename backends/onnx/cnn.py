@@ -43,8 +43,8 @@ Names
       ``stage2.0.n1.act``; merges are ``<node>.concat`` / ``.sum`` / ``.mean``, a cell's
       output merge ``stage2.0.concat`` and its residual sum ``stage2.0.add``.
 
-Folding (``fold_bn=True``), computed in float64 and stored as float32, with PyTorch's
-``eps = 1e-5``::
+Folding (``fold_bn=True``), computed in float64 and stored as float32, with the op's
+``eps`` (PyTorch's ``1e-5`` unless the spec gives one)::
 
     scale  = gamma / sqrt(running_var + eps)          # per output channel
     W'     = W * scale[:, None, None, None]
@@ -55,7 +55,9 @@ so ``Conv(x, W', b') == BatchNorm(Conv(x, W))`` in eval mode.
 Op mapping: conv/dwconv -> Conv (+ BatchNormalization); sepconv -> depthwise Conv, pointwise
 Conv (+ BatchNormalization); maxpool/avgpool -> MaxPool/AveragePool (``count_include_pad=1``
 as PyTorch's default); global_avgpool -> GlobalAveragePool + Flatten; flatten -> Flatten;
-linear -> Gemm (``transB=1``); dropout, identity -> nothing; concat -> Concat(axis=1);
+linear -> Gemm (``transB=1``); se -> GlobalAveragePool, Conv, act, Conv, gate, Mul with the
+input; chunk -> Slice of the channels; shuffle -> Reshape, Transpose, Reshape; dropout,
+identity -> nothing; concat -> Concat(axis=1);
 sum -> Sum; mean -> Sum then Div; residuals -> Add (with a strided 1x1 Conv where the IR
 projects). Activations: relu -> Relu, relu6 -> Clip(0, 6), swish/silu -> Mul(x, Sigmoid(x)) (the
 opset's Swish has no onnxruntime kernel at opset 28), hswish -> HardSwish (opset >= 14, else
@@ -78,7 +80,7 @@ from shrinkc.compiler.errors import ShrinkError
 from shrinkc.compiler.ops import attr, conv_padding
 
 from ..layout import OP_LAYOUT, cell_prefixes, chain_prefixes, join, wrapped
-from ..naming import cell_attr_names, fresh_name
+from ..naming import OUTPUT_ACT, cell_attr_names, fresh_name
 from .checkpoint import random_weights
 from .common import FUNCTION_DOMAIN, OPSET, ir_version, require_op
 
@@ -287,7 +289,7 @@ def _op_conv_attrs(op: ir.OpInst, groups: int | onnx.AttributeProto) -> dict:
 
 
 def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict, *, bias: bool = False,
-             norm: bool = True) -> str:
+             norm: bool = True, eps: float = BN_EPS) -> str:
     """``Conv`` (with a bias where the op has one) then ``BatchNormalization`` (unless
     ``norm`` is false), or one ``Conv`` with BN folded in."""
     w = b.weight(f"{conv}.weight")
@@ -299,7 +301,7 @@ def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict, *, bias: bool = 
     stats = [b.weight(f"{bn}.{t}") for t in ("weight", "bias", "running_mean", "running_var")]
     if b.fold:
         gamma, beta, mean, var = (s.astype(np.float64) for s in stats)
-        scale = gamma / np.sqrt(var + BN_EPS)
+        scale = gamma / np.sqrt(var + eps)
         w = w.astype(np.float64) * scale.reshape(-1, *([1] * (w.ndim - 1)))
         b0 = b.weight(f"{conv}.bias").astype(np.float64) if bias else 0.0
         shift = beta + (b0 - mean) * scale
@@ -311,7 +313,7 @@ def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict, *, bias: bool = 
     y = b.node("Conv", conv_in, conv, **attrs)
     names = [b.tensor(f"{bn}.{t}", s)
              for t, s in zip(("weight", "bias", "running_mean", "running_var"), stats)]
-    return b.node("BatchNormalization", [y, *names], bn, epsilon=BN_EPS)
+    return b.node("BatchNormalization", [y, *names], bn, epsilon=eps)
 
 
 OpEmitter = Callable[[_Body, str, ir.OpInst, str, ir.Shape], str]
@@ -322,13 +324,27 @@ activation."""
 def _conv(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
     return _conv_bn(b, x, join(path, "conv"), join(path, "bn"),
                     _op_conv_attrs(op, int(op.attrs["groups"])), bias=bool(attr(op, "bias")),
-                    norm=attr(op, "bn") is not False)
+                    norm=attr(op, "bn") is not False, eps=float(attr(op, "eps")))  # type: ignore[arg-type]
 
 
 def _dwconv(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
     conv = join(path, "conv")
     return _conv_bn(b, x, conv, join(path, "bn"),
-                    _op_conv_attrs(op, b.channels(conv, "group", xs.c)))
+                    _op_conv_attrs(op, b.channels(conv, "group", xs.c)),
+                    eps=float(attr(op, "eps")))  # type: ignore[arg-type]
+
+
+def _se(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    """GlobalAveragePool, Conv (1x1, bias), act, Conv (1x1, bias), gate, then Mul with the
+    input (broadcast over height and width)."""
+    y = b.node("GlobalAveragePool", [x], join(path, "pool"))
+    for i, act in ((1, str(op.attrs["act"])), (2, str(op.attrs["gate"]))):
+        fc = join(path, f"fc{i}")
+        y = b.node("Conv", [y, b.tensor(f"{fc}.weight", b.weight(f"{fc}.weight")),
+                            b.tensor(f"{fc}.bias", b.weight(f"{fc}.bias"))], fc,
+                   **_conv_attrs(1, 1, 1, 1))
+        y = ACT_NODES[act](b, y, join(path, "act" if i == 1 else "gate"))
+    return b.node("Mul", [x, y], path)
 
 
 def _sepconv(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
@@ -357,6 +373,32 @@ def _linear(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
                            b.tensor(f"{path}.bias", b.weight(f"{path}.bias"))], path, transB=1)
 
 
+def _ints(b: _Body, values: list[int], name: str) -> str:
+    """A constant int64 vector (Slice's and Reshape's operands), as a Constant node."""
+    return b.node("Constant", [], name,
+                  value=helper.make_tensor("", TensorProto.INT64, [len(values)], values))
+
+
+def _chunk(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    """Slice of the channel axis: [index * c / parts, (index + 1) * c / parts)."""
+    size = xs.c // int(op.attrs["parts"])
+    start = int(op.attrs["index"]) * size
+    return b.node("Slice", [x, _ints(b, [start], join(path, "starts")),
+                            _ints(b, [start + size], join(path, "ends")),
+                            _ints(b, [1], join(path, "axes"))], path)
+
+
+def _shuffle(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    """Reshape to (N, groups, C / groups, H * W), swap the two channel axes, reshape back to
+    the input's own shape (any height and width)."""
+    g = int(op.attrs["groups"])
+    shape = b.node("Shape", [x], join(path, "shape"))
+    y = b.node("Reshape", [x, _ints(b, [0, g, xs.c // g, -1], join(path, "groups"))],
+               join(path, "split"))
+    y = b.node("Transpose", [y], join(path, "transpose"), perm=[0, 2, 1, 3])
+    return b.node("Reshape", [y, shape], path)
+
+
 def _nothing(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
     return x
 
@@ -372,6 +414,9 @@ OP_NODES: dict[str, OpEmitter] = {
     "linear": _linear,
     "dropout": _nothing,  # inference: dropout is dropped
     "identity": _nothing,
+    "se": _se,
+    "chunk": _chunk,
+    "shuffle": _shuffle,
 }
 """Op name -> the nodes it emits at its module path (``layout.OP_LAYOUT`` says where the
 activation goes)."""
@@ -421,13 +466,17 @@ def _cell(b: _Body, graph: ir.Graph, inst: ir.CellInst, prefix: str, x: str) -> 
     out_loc = cell.output.loc
     b.at(f"the output of cell {inst.cell}", out_loc)
     y = _merge(b, [values[s] for s in inst.output], inst.merge, join(prefix, inst.merge))
+    src = x if inst.residual_from is None else values[inst.residual_from]  # the input, or a node
+    src_shape = inst.residual_shape
     if inst.residual == "identity":
         b.at(f"the residual of cell {inst.cell}", out_loc)
-        y = b.node("Add", [y, x], join(prefix, "add"))
+        y = b.node("Add", [y, src], join(prefix, "add"))
     elif inst.residual == "project":
-        r = _op(b, x, inst.residual_op, join(prefix, "residual"), None, inst.in_shape, out_loc)  # type: ignore[arg-type]
+        r = _op(b, src, inst.residual_op, join(prefix, "residual"), None, src_shape, out_loc)  # type: ignore[arg-type]
         b.at(f"the residual of cell {inst.cell}", out_loc)
         y = b.node("Add", [y, r], join(prefix, "add"))
+    if inst.act is not None:
+        y = _act(b, y, inst.act, join(prefix, attrs[OUTPUT_ACT]), out_loc)
     return y
 
 

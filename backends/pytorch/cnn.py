@@ -20,7 +20,14 @@ from shrinkc.compiler.ops import OPS, op_stride
 from shrinkc.compiler.units import human
 
 from ..layout import OP_LAYOUT
-from ..naming import CELL_LOCALS, Namer, act_module, cell_attr_names, stage_attr_names
+from ..naming import (
+    CELL_LOCALS,
+    OUTPUT_ACT,
+    Namer,
+    act_module,
+    cell_attr_names,
+    stage_attr_names,
+)
 from .source import Lin, call_source, network_signature, render, template, text
 
 # --------------------------------------------------------------------------- ops
@@ -96,7 +103,8 @@ def _conv_bn_call(s: _Site, helper: str, out: Lin, kernel: list[str], groups: li
 
 
 def _conv(s: _Site) -> tuple[str, Lin]:
-    variant = [kw for name in ("padding", "bias", "bn") for kw in s.kw(name, name, -1)]
+    variant = [kw for name in ("padding", "bias", "bn", "eps", "momentum")
+               for kw in s.kw(name, name, -1)]
     if not variant:  # the common case: ConvBN, as before these arguments existed
         return _conv_bn_call(s, "ConvBN", s.r.channels(s.call, "out"),
                              s.kw("k", "kernel_size", 1), s.kw("groups", "groups", 1))
@@ -116,7 +124,23 @@ def _sepconv(s: _Site) -> tuple[str, Lin]:
 def _dwconv(s: _Site) -> tuple[str, Lin]:
     k = s.call.arg("k")
     kernel = f"kernel_size={render(k, s.r.names)}" if k else "kernel_size=3"
-    return _conv_bn_call(s, "ConvBN", s.cin, [kernel], [f"groups={s.cin}"])
+    norm = [kw for name in ("eps", "momentum") for kw in s.kw(name, name, -1)]
+    if not norm:
+        return _conv_bn_call(s, "ConvBN", s.cin, [kernel], [f"groups={s.cin}"])
+    s.r.helpers.add("Conv")  # batch norm with its own eps or momentum
+    args = [str(s.cin), str(s.cin), kernel, *s.kw("stride", "stride", 1), f"groups={s.cin}",
+            *s.kw("dilation", "dilation", 1), *norm, *s.act_kw()]
+    return call_source("Conv", args, s.indent), s.cin
+
+
+def _se(s: _Site) -> tuple[str, Lin]:
+    s.r.helpers.add("SqueezeExcite")
+    args = [str(s.cin), s.r.expr(s.call, "squeeze")]
+    for name, default in (("act", "relu"), ("gate", "sigmoid")):
+        e = s.call.arg(name)
+        if e is not None and not (isinstance(e, ir.Ref) and e.name == default):
+            args.append(f"{name}={render(e, s.r.names)}")
+    return call_source("SqueezeExcite", args, s.indent), s.cin
 
 
 def _pool(cls: str) -> Callable[[_Site], tuple[str, Lin]]:
@@ -142,6 +166,15 @@ def _dropout(s: _Site) -> tuple[str, Lin]:
     return f"nn.Dropout({render(p, s.r.names) if p is not None else ''})", s.cin
 
 
+def _chunk(s: _Site) -> tuple[str, Lin]:
+    s.r.helpers.add("Chunk")
+    parts = s.r.expr(s.call, "parts")
+    cin = str(s.cin)
+    whole = cin if cin.isidentifier() or cin.isdigit() else f"({cin})"
+    return (call_source("Chunk", [parts, s.r.expr(s.call, "index")], s.indent),
+            Lin.term(f"{whole} // {parts}" if not parts.isdigit() or int(parts) != 1 else cin))
+
+
 OP_MODULES: dict[str, Callable[[_Site], tuple[str, Lin]]] = {
     "conv": _conv,
     "sepconv": _sepconv,
@@ -153,6 +186,9 @@ OP_MODULES: dict[str, Callable[[_Site], tuple[str, Lin]]] = {
     "linear": _linear,
     "dropout": _dropout,
     "identity": lambda s: ("nn.Identity()", s.cin),
+    "se": _se,
+    "chunk": _chunk,
+    "shuffle": lambda s: (f"nn.ChannelShuffle({s.r.expr(s.call, 'groups')})", s.cin),
 }
 """Op name -> the source of its module's constructor (with the activation inside where
 ``layout.OP_LAYOUT`` says the module takes it) and its output channels."""
@@ -239,38 +275,66 @@ class _CellBody:
             self.channels[n.name] = out
             self.strides[n.name] = self.strides[n.inputs[0]] + _stride_factors(n.op, r.names)
 
-    def add_output(self, out: ir.OutputStmt, forward_arg: str, helpers: set[str]) -> str | None:
-        """The output merge and the residual; returns the residual mode."""
+    def add_output(self, out: ir.OutputStmt, forward_arg: str, helpers: set[str],
+                   names: dict[str, str], cell_input: str, drop: bool = False) -> str | None:
+        """The output merge, the residual (its branch through stochastic depth where ``drop``)
+        and the activation after them; returns the residual mode."""
         result, cout = self.merged(out.merge, out.nodes)
         self.init.append(f"self.out_channels = {cout}")
-        stride = " * ".join(self.strides[out.nodes[0]])
+        strides, cin = self.strides[out.nodes[0]], "in_channels"
+        if out.residual is not None and out.residual != cell_input:  # from a node
+            res = out.residual
+            forward_arg, cin = self.nodes(res), str(self.channels[res])
+            prefix = self.strides[res]
+            if strides[:len(prefix)] != prefix:
+                raise ShrinkError(
+                    f"the PyTorch backend cannot express the residual from '{res}': it does not "
+                    f"lie on the path of first inputs to '{out.nodes[0]}'", out.loc,
+                    "add a node on that path, or the cell input")
+            strides = strides[len(prefix):]
+        stride = " * ".join(strides)
         mode = out.residual_mode if out.residual else None
+        act = None
+        if act_module(out.act):
+            act = f"self.{self.nodes(OUTPUT_ACT)}"  # type: ignore[arg-type]
         if mode == "project":
             helpers.add("ConvBN")
-            cond = "in_channels != self.out_channels"
+            cond = f"{cin} != self.out_channels"
             if stride:
                 cond = f"{stride} != 1 or {cond}"
             stride_kw = f", stride={stride}" if stride else ""
             self.init += [
                 f"if {cond}:",
-                f"    self.residual = ConvBN(in_channels, self.out_channels{stride_kw})",
+                f"    self.residual = ConvBN({cin}, self.out_channels{stride_kw})",
                 "else:",
                 "    self.residual = nn.Identity()",
             ]
-            self.fwd.append(f"return {result} + self.residual({forward_arg})")
+            branch = f"self.drop_path({result})" if drop else result
+            total = f"{branch} + self.residual({forward_arg})"
+            self.fwd.append(f"return {act}({total})" if act else f"return {total}")
         elif mode == "if_match":
-            cond = "in_channels == self.out_channels"
+            cond = f"{cin} == self.out_channels"
             if stride:
                 cond = f"{stride} == 1 and {cond}"
             self.init.append(f"self.use_residual = {cond}")
-            if result != self.nodes(out.nodes[0]) or len(out.nodes) > 1:
+            if result != self.nodes(out.nodes[0]) or len(out.nodes) > 1 or act:
                 self.fwd.append(f"out = {result}")
                 result = "out"
-            self.fwd += ["if self.use_residual:", f"    return {result} + {forward_arg}"]
-            self.fwd.append(f"return {result}")
+            branch = f"self.drop_path({result})" if drop else result
+            if act:
+                self.fwd += ["if self.use_residual:", f"    out = {branch} + {forward_arg}",
+                             f"return {act}(out)"]
+            else:
+                self.fwd += ["if self.use_residual:", f"    return {branch} + {forward_arg}"]
+                self.fwd.append(f"return {result}")
         else:
-            self.fwd.append(f"return {result}")
+            self.fwd.append(f"return {act}({result})" if act else f"return {result}")
+        if act:
+            self.init.append(f"{act} = {render(out.act, names)}()")  # type: ignore[arg-type]
         return mode
+
+
+_DOWN_STRIDE = "down_stride = downsample.stride if downsample is not None else 1"
 
 
 def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
@@ -287,27 +351,35 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
     forward_arg = "inputs" if has_down else x
     if has_down:
         body.init.append("self.downsample = downsample if downsample is not None else nn.Identity()")
-        body.init.append("down_stride = downsample.stride if downsample is not None else 1")
+        body.init.append(_DOWN_STRIDE)
         body.fwd.append(f"{x} = self.downsample(inputs)")
     body.add_nodes(cell, insts[0], _OpRenderer(names, helpers))
-    mode = body.add_output(cell.output, forward_arg, helpers)
+    drop = any(i.drop_path for i in insts)
+    mode = body.add_output(cell.output, forward_arg, helpers, names, inp.name, drop)
+    if has_down and not any("down_stride" in line for line in body.init[2:]):
+        body.init.remove(_DOWN_STRIDE)  # no residual takes the stride: no unused local
+    signature = _signature(cell.params, names, has_down)
+    if drop:  # stochastic depth: each instance's probability comes from its Stage
+        helpers.add("StochasticDepth")
+        signature.append("drop_path: float = 0.0")
+        body.init.append("self.drop_path = StochasticDepth(drop_path)")
     _check_residual_rule(cell, insts, mode)
     where = f"{text(cell.loc.file)}:{cell.loc.line}"
     doc = f"Cell {cell.name} ({where}): {len(cell.nodes) + 1} nodes, {cell.edges} edges."
-    return CellClass(class_name, doc, _signature(cell.params, names, has_down), body.init,
-                     forward_arg, body.fwd)
+    return CellClass(class_name, doc, signature, body.init, forward_arg, body.fwd)
 
 
 def _check_residual_rule(cell: ir.CellDef, insts: list[ir.CellInst], mode: str | None) -> None:
     """The generated constructor decides residuals from strides and channels; make sure that
     agrees with the compiler's shape-based decision for every instance."""
     for inst in insts:
-        predicted_same = inst.in_shape == inst.out_shape
-        total = 1
         node = {n.name: n for n in inst.nodes}
+        src = inst.residual_shape
+        predicted_same = src == inst.out_shape
+        total = 1
         name = inst.output[0]
         chain = []
-        while True:
+        while name != inst.residual_from:
             chain.append(node[name])
             if not node[name].inputs:
                 break
@@ -315,7 +387,7 @@ def _check_residual_rule(cell: ir.CellDef, insts: list[ir.CellInst], mode: str |
         for n in chain:
             if n.op is not None:
                 total *= op_stride(n.op)
-        by_rule = total == 1 and inst.in_shape.c == inst.out_shape.c
+        by_rule = total == 1 and src.c == inst.out_shape.c
         if by_rule != predicted_same and mode is not None:
             raise ShrinkError(
                 f"the PyTorch backend cannot express the residual of cell '{cell.name}': "
@@ -370,7 +442,8 @@ class _NetworkBody:
             self.fwd.append(f"x = self.stem({self.current})")
             self.current = "x"
 
-    def stage(self, stage: ir.StageStmt, attr: str, cell_cls: str) -> None:
+    def stage(self, stage: ir.StageStmt, attr: str, cell_cls: str, inst: ir.StageInst,
+              drops: bool) -> None:
         """One ``Stage(...)`` of cells."""
         names = self.r.names
         kw = cell_param_names(self.graph.program.cells[stage.cell.op])
@@ -382,6 +455,8 @@ class _NetworkBody:
             first.append(f'"downsample": {d_src}')
         if first:
             args.append(f"first={{{', '.join(first)}}}")
+        if drops:  # the cell class takes drop_path: each cell's probability
+            args.append(f"drop_path=[{', '.join(repr(c.drop_path) for c in inst.cells)}]")
         self.init.append(f"self.{attr} = " + call_source("Stage", args, "        "))
         self.fwd.append(f"x = self.{attr}({self.current})")
         self.current = "x"
@@ -395,9 +470,10 @@ def _network_class(graph: ir.CNNGraph, net: ir.NetworkDef, class_name: str,
     body = _NetworkBody(graph, net, _OpRenderer(names, helpers),
                         Lin.of(net.input.shape[0], names), inp, [], [])
     body.chain("stem", graph.stem)
-    for stage, attr in zip(net.stages, stage_attr_names(graph.stages)):
+    dropping = {c.cell for s in graph.stages for c in s.cells if c.drop_path}
+    for stage, attr, inst in zip(net.stages, stage_attr_names(graph.stages), graph.stages):
         helpers.add("Stage")
-        body.stage(stage, attr, cell_classes[stage.cell.op])
+        body.stage(stage, attr, cell_classes[stage.cell.op], inst, stage.cell.op in dropping)
     body.chain("head", graph.head)
     if net.chain("head") is None:
         body.fwd.append(f"return {body.current}")

@@ -303,7 +303,10 @@ def cell_graph(cell: ir.CellDef) -> CellGraph:
     label = f"output|merge={merge}"
     if len(set(out.nodes)) != len(out.nodes):
         label += f"|fan_in={len(out.nodes)}"
-    o = g._add("output", OUTPUT, label, "output", merge=merge)
+    act = expr_text(out.act) if out.act is not None else ""
+    if act:  # ``output a + x relu`` (absent otherwise, so older hashes stand)
+        label += f"|act={act}"
+    o = g._add("output", OUTPUT, label, "output", act=act, merge=merge)
     for src in out.nodes:
         if src in index:
             g.edges.add((index[src], o))

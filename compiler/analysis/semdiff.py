@@ -267,7 +267,7 @@ def diff_cells(a: ir.CellDef, b: ir.CellDef) -> dict[str, Any]:
         entry: dict[str, Any] = {"a": ga.names[i], "b": gb.names[j]}
         if kind == NODE and ga.calls[i] != gb.calls[j]:
             entry["op"] = [ga.shown[i], gb.shown[j]]
-        if kind == NODE and ga.acts[i] != gb.acts[j]:
+        if kind in (NODE, OUTPUT) and ga.acts[i] != gb.acts[j]:
             entry["act"] = [ga.acts[i] or "linear", gb.acts[j] or "linear"]
         if ga.merges[i] != gb.merges[j] and ga.merges[i] and gb.merges[j]:
             entry["merge"] = [ga.merges[i], gb.merges[j]]
@@ -349,6 +349,7 @@ def _stage_info(s: ir.StageInst) -> dict[str, Any]:
         "args": dict(last.args),
         "first": first_args,
         "downsample": op_text(first.nodes[0].op) if first.nodes and first.nodes[0].op else None,
+        "drop_path": [c.drop_path for c in s.cells] if any(c.drop_path for c in s.cells) else None,
         "output": s.out_shape.as_list() if s.out_shape else None,
         "params": s.cost.params if s.cost else 0,
         "macs": s.cost.macs if s.cost else 0,
@@ -412,7 +413,7 @@ def diff_networks(a: ir.Graph | None, b: ir.Graph | None) -> dict[str, Any]:
                             "b": f"{y['cell']} x {y['depth']}" if y else None})
             continue
         x, y = sa[name], sb[name]
-        for key in ("cell", "depth", "downsample", "output"):
+        for key in ("cell", "depth", "downsample", "output", "drop_path"):
             if x[key] != y[key]:
                 changes.append({"path": f"stages.{name}.{key}", "a": x[key], "b": y[key]})
         _dict_changes(f"stages.{name}.args", x["args"], y["args"], changes)

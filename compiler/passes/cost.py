@@ -19,7 +19,7 @@ def _cell(cell: ir.CellInst) -> ir.CellInst:
     nodes = tuple(_node(n) for n in cell.nodes)
     total = sum((n.cost for n in nodes), ir.ZERO)
     if cell.residual_op is not None:
-        total = total + op_cost(cell.residual_op, cell.in_shape, cell.out_shape)
+        total = total + op_cost(cell.residual_op, cell.residual_shape, cell.out_shape)
     return cell.model_copy(update={"nodes": nodes, "cost": total})
 
 

@@ -54,7 +54,7 @@ def check_cell(cell: ir.CellDef, diags: list[Diagnostic]) -> ir.CellDef:
         if any(s in reach for s in n.inputs):
             reach.add(n.name)
     # backward: reaching the output
-    live = set(out_nodes)
+    live = set(out_nodes) | ({out.residual} if out.residual else set())
     for n in reversed(order):
         if n.name in live:
             live.update(n.inputs)
@@ -70,6 +70,9 @@ def check_cell(cell: ir.CellDef, diags: list[Diagnostic]) -> ir.CellDef:
             diags.append(warning(f"node '{n.name}' {why}; it is pruned", n.loc,
                                  "connect it or delete it"))
     out_nodes = tuple(n for n in out_nodes if n in reach)
+    if out.residual is not None and out.residual not in reach:
+        raise ShrinkError(f"the residual adds '{out.residual}', which does not depend on the input "
+                          f"'{inp.name}'", out.loc, "add the input or a node fed by it")
     new_out = out.model_copy(update={"nodes": out_nodes})
     return cell.model_copy(update={"body": (inp, *keep, new_out)})
 

@@ -91,7 +91,8 @@ def _check_type(value: ir.Value, typ: str, what: str, loc: ir.Loc,
     if typ == "act" and actual == "act" and value not in ACTIVATIONS:
         raise ShrinkError(f"unknown activation '{value}'", loc)
     if actual != typ:
-        shown = f"'{value}'" if isinstance(value, str) else repr(value)
+        shown = f"'{value}'" if isinstance(value, str) else (
+            str(value).lower() if isinstance(value, bool) else repr(value))
         hint = "use // for integer division" if typ == "int" and _has_truediv(expr) else None
         if typ == "bool":
             hint = "write true or false"
@@ -168,18 +169,21 @@ def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc
     return first
 
 
-def _chain_stride(nodes: list[ir.NodeInst], last: str) -> int:
-    """The product of the strides on the path of first inputs from node 0 to ``last`` (the
-    stride a projecting residual takes, as the generated PyTorch computes it): 7x7 to 4x4
-    is a stride of 2, which ``7 // 4`` would miss."""
+def _chain_stride(nodes: list[ir.NodeInst], last: str, first: str | None = None) -> int | None:
+    """The product of the strides on the path of first inputs from node 0 (or from the node
+    ``first``, exclusive) to ``last``: the stride a projecting residual takes, as the generated
+    PyTorch computes it (7x7 to 4x4 is a stride of 2, which ``7 // 4`` would miss). None when
+    ``first`` is not on that path."""
     by_name = {n.name: n for n in nodes}
     stride, name = 1, last
     while True:
+        if name == first:
+            return stride
         node = by_name[name]
         if node.op is not None:
             stride *= op_stride(node.op)
         if not node.inputs:
-            return stride
+            return stride if first is None else None
         name = node.inputs[0]
 
 
@@ -206,6 +210,26 @@ def _size(stmt: ir.LMStmt, env: dict[str, ir.Value], what: str) -> int:
     return v  # type: ignore[return-value]
 
 
+def _stochastic_depth(stages: list[ir.StageInst], stmt: ir.StochasticDepthStmt,
+                      env: dict[str, ir.Value]) -> list[ir.StageInst]:
+    """Each residual cell's drop probability: ``p * i / n`` for the i-th of the network's n
+    cells (from 0; torchvision's EfficientNet rule), rounded to 12 places so that generated
+    code shows it plainly; cells without a residual add never drop."""
+    p = _check_type(evaluate(stmt.value, env), "float", "the stochastic depth", stmt.value.loc)
+    if not 0 <= p < 1:  # type: ignore[operator]
+        raise ShrinkError(f"the stochastic depth must be in [0, 1), got {p}", stmt.value.loc)
+    n = sum(len(s.cells) for s in stages)
+    out, i = [], 0
+    for stage in stages:
+        cells = []
+        for c in stage.cells:
+            drop = round(p * i / n, 12) if c.residual != "none" else 0.0  # type: ignore[operator]
+            cells.append(c.model_copy(update={"drop_path": drop}) if drop else c)
+            i += 1
+        out.append(stage.model_copy(update={"cells": tuple(cells)}))
+    return out
+
+
 class _Elaborator:
     def __init__(self, program: ir.Program):
         self.cells = program.cells
@@ -230,22 +254,36 @@ class _Elaborator:
                                      in_shape=xin, out_shape=y, loc=n.loc))
         out = cell.output
         y = merge_shapes(out.merge, out.nodes, [shapes[s] for s in out.nodes], out.loc)
-        residual, res_op = "none", None
+        residual, res_op, res_from = "none", None, None
+        src = x  # what the residual adds: the cell input, or a node's output
         if out.residual is not None:
-            if y == x:
+            if out.residual != inp.name:
+                res_from, src = out.residual, shapes[out.residual]
+            if y == src:
                 residual = "identity"
             elif out.residual_mode == "project":
-                if x.flat or y.flat:
-                    raise ShrinkError(f"cannot project a residual from {x} to {y}", out.loc,
+                if src.flat or y.flat:
+                    raise ShrinkError(f"cannot project a residual from {src} to {y}", out.loc,
                                       "projecting residuals need image-shaped tensors")
-                res_op = projection(x.c, y.c, _chain_stride(nodes, out.nodes[0]))
-                if _apply(res_op, x, out.loc) != y:
+                stride = _chain_stride(nodes, out.nodes[0], res_from)
+                if stride is None:
                     raise ShrinkError(
-                        f"the residual cannot match the output resolution: input {x}, output {y}",
+                        f"cannot project the residual from '{res_from}' ({src}) to the output ({y})",
+                        out.loc, f"'{res_from}' must lie on the path of first inputs to "
+                        f"'{out.nodes[0]}' for the projection's stride to be known; or match shapes")
+                res_op = projection(src.c, y.c, stride)
+                if _apply(res_op, src, out.loc) != y:
+                    raise ShrinkError(
+                        f"the residual cannot match the output resolution: input {src}, output {y}",
                         out.loc, "a projection is a 1x1 convolution with an integer stride")
                 residual = "project"
+        act = None
+        if out.act is not None:
+            act = _check_type(evaluate(out.act, env), "act", "the activation", out.act.loc)
+            act = None if act == "identity" else act
         return ir.CellInst(cell=cell.name, args=args, nodes=tuple(nodes), output=out.nodes,
                            merge=out.merge, residual=residual, residual_op=res_op,
+                           residual_from=res_from, act=act,
                            in_shape=x, out_shape=y, loc=loc)
 
     def cell_args(self, cell: ir.CellDef, stage: ir.StageStmt, first: bool,
@@ -359,6 +397,8 @@ class _Elaborator:
             stages.append(ir.StageInst(name=stage.name or f"stage{si}", cells=tuple(insts),
                                        out_shape=x, loc=stage.loc))
         head, x = self.chain(net.chain("head"), x, env)
+        if net.stochastic_depth is not None:
+            stages = _stochastic_depth(stages, net.stochastic_depth, env)
         return ir.CNNGraph(network=net.name, source=source, spec_hash=spec_hash, args=env,
                            input_name=inp.name, input_shape=input_shape, stem=stem,
                            stages=tuple(stages), head=head, out_shape=x,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from .. import ir
 from ..errors import ShrinkError, closest, did_you_mean
 from ..loader import Sources
-from ..ops import ACTIVATIONS, CONSTANTS, DOWNSAMPLE_OPS, OPS, RECURRENT_ACTS
+from ..ops import ACTIVATIONS, CONSTANTS, DOWNSAMPLE_OPS, OPS, RECURRENT_ACTS, P
 from .space import expand as expand_space
 
 MERGES = ("concat", "sum", "mean")
@@ -43,6 +43,21 @@ def _param_hint(name: str, names: list[str], descr: dict[str, str] | None) -> st
             return f"did you mean '{n}' ({descr[n]})?"
     return did_you_mean(name, names, "parameters")
 
+
+
+def _implied(p: P, value: ir.Expr) -> bool:
+    """Whether ``value`` written for the optional parameter ``p`` is what leaving it out
+    means: a constant (``bias=false``) or a number (``eps=0.00001``) equal to its implied
+    value."""
+    if not p.optional or p.implied is None:
+        return False
+    if isinstance(value, ir.Ref) and value.name in CONSTANTS:
+        v = CONSTANTS[value.name]
+    elif isinstance(value, ir.Num):
+        v = value.value
+    else:
+        return False
+    return v == p.implied and isinstance(v, bool) == isinstance(p.implied, bool)
 
 class _Resolver:
     def __init__(self, sources: Sources):
@@ -163,12 +178,9 @@ class _Resolver:
             self.check_names(arg.value, scope)
         if act is not None:
             self.check_act(act, scope)
-        # an optional argument written as what leaving it out means (bias=false) is left
-        # out, so that the op hashes, diffs and compiles as if it were not written
-        kept = tuple(a for a in bound.values()
-                     if not (sig.param(a.name).optional and isinstance(a.value, ir.Ref)  # type: ignore[union-attr]
-                             and a.value.name in CONSTANTS
-                             and CONSTANTS[a.value.name] == sig.param(a.name).implied))  # type: ignore[union-attr]
+        # an optional argument written as what leaving it out means (bias=false, eps=1e-5) is
+        # left out, so that the op hashes, diffs and compiles as if it were not written
+        kept = tuple(a for a in bound.values() if not _implied(sig.param(a.name), a.value))  # type: ignore[arg-type]
         return ir.OpCall(op=op, args=kept, loc=call.loc), act
 
     def check_names(self, expr: ir.Expr, scope: set[str]) -> None:
@@ -337,9 +349,15 @@ class _Resolver:
         out = outputs[0]
         if out.nodes != ("leaves",):
             self.sources_ok(out.nodes, known, "the output", out.loc)
-        if out.residual is not None and out.residual != inp.name:
-            raise ShrinkError(f"a residual adds the cell input '{inp.name}', not '{out.residual}'",
-                              out.loc, f"write + {inp.name}")
+        if out.residual is not None and out.residual not in known:
+            raise ShrinkError(f"the residual adds an unknown node '{out.residual}'", out.loc,
+                              did_you_mean(out.residual, known, "nodes")
+                              or f"write + {inp.name} (the cell input) or + a node")
+        if out.residual is not None and out.residual in out.nodes:
+            raise ShrinkError(f"the residual adds '{out.residual}', which the output already takes",
+                              out.loc, f"a residual adds the cell input ({inp.name}) or another node")
+        if out.act is not None:
+            self.check_act(out.act, scope)
         body.append(out)
         return cell.model_copy(update={"params": params, "body": tuple(body)})
 
@@ -411,7 +429,14 @@ class _Resolver:
             raise ShrinkError("a network input is [channels, height, width] or [features]",
                               inputs[0].loc)
         phase = 0  # 0 input, 1 stem, 2 stages, 3 head
+        drops = [s for s in net.body if isinstance(s, ir.StochasticDepthStmt)]
+        if len(drops) > 1:
+            raise ShrinkError("'stochastic_depth' is given twice", drops[1].loc)
         for stmt in net.body:
+            if isinstance(stmt, ir.StochasticDepthStmt):
+                self.check_names(stmt.value, scope)
+                body.append(stmt)
+                continue
             if isinstance(stmt, ir.NetInput):
                 for e in stmt.shape:
                     self.check_names(e, scope)

@@ -248,8 +248,8 @@ def _what_the_language_offers(tok: Token | None, text: str, file: str, line: int
     elif re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*", prefix) and "=" in rest:
         return ShrinkError("a node has one name: this line would define several",
                            ir.Loc(file=file, line=line, col=col, end_line=line, end_col=col + 1),
-                           "write one node per line; ops with several outputs (split) are "
-                           "not in the language")
+                           "write one node per line; a channel split is one chunk per node: "
+                           "x1 = chunk(2, 0) <- x, then x2 = chunk(2, 1) <- x")
     return None
 
 
@@ -420,12 +420,12 @@ class _ToIR(Transformer):
         return True
 
     def output_stmt(self, meta, children):
-        sources, residual = children
+        sources, residual, act = children
         merge, nodes, explicit, _ = sources
         res, mode = residual if residual is not None else (None, "project")
         return ir.OutputStmt(
             nodes=nodes, merge=merge, explicit_merge=explicit, residual=res, residual_mode=mode,
-            comments=self._c(meta), loc=_loc(self.file, meta),
+            act=self._act(act), comments=self._c(meta), loc=_loc(self.file, meta),
         )
 
     def recurrent(self, meta, children):
@@ -461,6 +461,10 @@ class _ToIR(Transformer):
 
     def net_dropout(self, meta, children):
         return self._lm("dropout", meta, args=tuple(children[0] or ()))
+
+    def net_stochastic(self, meta, children):
+        return ir.StochasticDepthStmt(value=children[0], comments=self._c(meta),
+                                      loc=_loc(self.file, meta))
 
     def net_decoder(self, meta, children):
         return self._lm("decoder", meta, name=str(children[0]))
@@ -620,7 +624,7 @@ _STATEMENTS = {
     "output_stmt", "net_input", "stem", "head", "stage", "version",
     "space", "space_nodes", "ops_list", "ops_cycle", "space_act", "space_edges",
     "search", "search_space", "search_network", "search_train", "search_shrink", "search_score",
-    "net_tokens", "net_embed", "net_recurrent", "net_dropout", "net_decoder",
+    "net_tokens", "net_embed", "net_recurrent", "net_dropout", "net_decoder", "net_stochastic",
 }
 _BLOCKS = {"cell", "network", "space", "search"}
 

@@ -82,7 +82,7 @@ def statement(s) -> str:
             line += f" + {s.residual}"
             if s.residual_mode == "if_match":
                 line += " if shapes match"
-        return line
+        return line + _act(s.act)
     if isinstance(s, ir.NetInput):
         return f"input {s.name}[{', '.join(expr(e) for e in s.shape)}]"
     if isinstance(s, ir.Chain):
@@ -95,6 +95,8 @@ def statement(s) -> str:
         if s.first:
             line += f" first({args(s.first)})"
         return line
+    if isinstance(s, ir.StochasticDepthStmt):
+        return f"stochastic_depth {expr(s.value)}"
     if isinstance(s, ir.LMStmt):
         if s.kind in ("tokens", "embed"):
             return f"{s.kind} {expr(s.value)}"  # type: ignore[arg-type]

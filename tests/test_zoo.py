@@ -1,0 +1,509 @@
+"""The mobile zoo (``specs/zoo/``, issue 12) against torchvision's architectures.
+
+torchvision cannot be imported here (only a CUDA build of it lies on our machines), so each
+network is written below as a compact plain-PyTorch reference that follows torchvision's code
+(``torchvision/models/resnet.py``, ``mobilenetv3.py``, ``efficientnet.py``, ``mnasnet.py``,
+``squeezenet.py``, ``shufflenetv2.py``): the same layers, in the same order, with the same batch-norm settings.
+Nothing here comes from shrinkc. For every spec:
+
+* its parameter count equals torchvision's published one (``num_params`` of its weights), in
+  ``stats --json``, in the compiled graph and in the generated module;
+* the generated module's ``state_dict`` holds the reference's tensors, shape by shape, in the
+  order its layers run, and every batch norm has the reference's eps and momentum;
+* with the generated module's weights copied into the reference by position, both compute the
+  same output (eval mode), and onnxruntime computes it too (batch 1);
+* the generated source and the ONNX graph are stable (golden files).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from shrinkc.backends import onnx as onnx_backend
+from shrinkc.backends.pytorch import generate
+from shrinkc.cli import main
+from shrinkc.compiler import compile_file
+
+from conftest import ROOT, ZOO_SPECS, check_golden, generate_module, onnx_summary
+
+torch = pytest.importorskip("torch")
+fx = pytest.importorskip("torch.fx")
+ort = pytest.importorskip("onnxruntime")
+nn = torch.nn
+F = torch.nn.functional
+
+ZOO = ROOT / "specs" / "zoo"  # conftest.ZOO_SPECS
+GOLDEN = ROOT / "tests" / "golden"
+
+
+# --------------------------------------------------------------------------- references
+
+
+def conv_bn(cin, cout, k=1, stride=1, groups=1, act=None, eps=1e-5, momentum=0.1):
+    """torchvision's ``Conv2dNormActivation``: conv (no bias), batch norm, activation."""
+    layers = [nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(cout, eps=eps, momentum=momentum)]
+    return nn.Sequential(*layers, *([act()] if act else []))
+
+
+class SqueezeExcitation(nn.Module):
+    """torchvision.ops.SqueezeExcitation."""
+
+    def __init__(self, c, squeeze, act=nn.ReLU, gate=nn.Sigmoid):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1, self.fc2 = nn.Conv2d(c, squeeze, 1), nn.Conv2d(squeeze, c, 1)
+        self.activation, self.scale_activation = act(), gate()
+
+    def forward(self, x):
+        return x * self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+
+
+class Residual(nn.Module):
+    """A block whose output adds its input where the shapes match (MobileNet, MnasNet,
+    EfficientNet: ``use_res_connect``)."""
+
+    def __init__(self, block, use_res):
+        super().__init__()
+        self.block, self.use_res = block, use_res
+
+    def forward(self, x):
+        return self.block(x) + x if self.use_res else self.block(x)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin, c, stride=1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c)
+        self.downsample = None
+        if stride != 1 or cin != c:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, c, 1, stride, bias=False),
+                                            nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin, c, stride=1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, c, 1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c)
+        self.conv3, self.bn3 = nn.Conv2d(c, 4 * c, 1, bias=False), nn.BatchNorm2d(4 * c)
+        self.downsample = None
+        if stride != 1 or cin != 4 * c:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, 4 * c, 1, stride, bias=False),
+                                            nn.BatchNorm2d(4 * c))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet(nn.Module):
+    def __init__(self, block, layers, classes=1000):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = 64
+        for i, (c, n) in enumerate(zip((64, 128, 256, 512), layers)):
+            blocks = []
+            for j in range(n):
+                blocks.append(block(cin, c, 2 if i and not j else 1))
+                cin = c * block.expansion
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def make_divisible(v, divisor=8):
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+# torchvision's bneck_conf rows: input, kernel, expanded, output, SE, nonlinearity, stride
+V3_LARGE = [(16, 3, 16, 16, False, "RE", 1), (16, 3, 64, 24, False, "RE", 2),
+            (24, 3, 72, 24, False, "RE", 1), (24, 5, 72, 40, True, "RE", 2),
+            (40, 5, 120, 40, True, "RE", 1), (40, 5, 120, 40, True, "RE", 1),
+            (40, 3, 240, 80, False, "HS", 2), (80, 3, 200, 80, False, "HS", 1),
+            (80, 3, 184, 80, False, "HS", 1), (80, 3, 184, 80, False, "HS", 1),
+            (80, 3, 480, 112, True, "HS", 1), (112, 3, 672, 112, True, "HS", 1),
+            (112, 5, 672, 160, True, "HS", 2), (160, 5, 960, 160, True, "HS", 1),
+            (160, 5, 960, 160, True, "HS", 1)]
+V3_SMALL = [(16, 3, 16, 16, True, "RE", 2), (16, 3, 72, 24, False, "RE", 2),
+            (24, 3, 88, 24, False, "RE", 1), (24, 5, 96, 40, True, "HS", 2),
+            (40, 5, 240, 40, True, "HS", 1), (40, 5, 240, 40, True, "HS", 1),
+            (40, 5, 120, 48, True, "HS", 1), (48, 5, 144, 48, True, "HS", 1),
+            (48, 5, 288, 96, True, "HS", 2), (96, 5, 576, 96, True, "HS", 1),
+            (96, 5, 576, 96, True, "HS", 1)]
+
+
+class MobileNetV3(nn.Module):
+    def __init__(self, setting, last_channel, classes=1000):
+        super().__init__()
+        norm = {"eps": 0.001, "momentum": 0.01}
+        layers = [conv_bn(3, 16, 3, 2, act=nn.Hardswish, **norm)]
+        for cin, k, exp, cout, se, nl, s in setting:
+            act = nn.Hardswish if nl == "HS" else nn.ReLU
+            block = [conv_bn(cin, exp, 1, act=act, **norm)] if exp != cin else []
+            block.append(conv_bn(exp, exp, k, s, groups=exp, act=act, **norm))
+            if se:
+                block.append(SqueezeExcitation(exp, make_divisible(exp // 4), gate=nn.Hardsigmoid))
+            block.append(conv_bn(exp, cout, **norm))
+            layers.append(Residual(nn.Sequential(*block), s == 1 and cin == cout))
+        last = setting[-1][3]
+        layers.append(conv_bn(last, 6 * last, act=nn.Hardswish, **norm))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(6 * last, last_channel), nn.Hardswish(),
+                                        nn.Dropout(0.2), nn.Linear(last_channel, classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+class EfficientNetB0(nn.Module):
+    # expand ratio, kernel, stride, input, output, layers
+    SETTING = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
+               (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
+               (6, 3, 1, 192, 320, 1)]
+
+    def __init__(self, classes=1000):
+        super().__init__()
+        layers = [conv_bn(3, 32, 3, 2, act=nn.SiLU)]
+        for t, k, s, cin, cout, n in self.SETTING:
+            stage = []
+            for j in range(n):
+                cin, s = (cin, s) if j == 0 else (cout, 1)
+                exp = cin * t
+                block = [conv_bn(cin, exp, act=nn.SiLU)] if exp != cin else []
+                block += [conv_bn(exp, exp, k, s, groups=exp, act=nn.SiLU),
+                          SqueezeExcitation(exp, max(1, cin // 4), act=nn.SiLU),
+                          conv_bn(exp, cout)]
+                stage.append(Residual(nn.Sequential(*block), s == 1 and cin == cout))
+            layers.append(nn.Sequential(*stage))
+        layers.append(conv_bn(320, 1280, act=nn.SiLU))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+class MnasNet1_0(nn.Module):
+    MOMENTUM = 1 - 0.9997  # torchvision's _BN_MOMENTUM
+    # input, output, kernel, stride, expansion, repeats (torchvision's _stack calls)
+    STACKS = [(16, 24, 3, 2, 3, 3), (24, 40, 5, 2, 3, 3), (40, 80, 5, 2, 6, 3),
+              (80, 96, 3, 1, 6, 2), (96, 192, 5, 2, 6, 4), (192, 320, 3, 1, 6, 1)]
+
+    def __init__(self, classes=1000):
+        super().__init__()
+        m = self.MOMENTUM
+        layers = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32, momentum=m), nn.ReLU(),
+                  nn.Conv2d(32, 32, 3, 1, 1, groups=32, bias=False),
+                  nn.BatchNorm2d(32, momentum=m), nn.ReLU(),
+                  nn.Conv2d(32, 16, 1, bias=False), nn.BatchNorm2d(16, momentum=m)]
+        for cin, cout, k, s, t, n in self.STACKS:
+            stack = []
+            for j in range(n):
+                cin, s = (cin, s) if j == 0 else (cout, 1)
+                mid = cin * t
+                block = nn.Sequential(
+                    nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid, momentum=m), nn.ReLU(),
+                    nn.Conv2d(mid, mid, k, s, k // 2, groups=mid, bias=False),
+                    nn.BatchNorm2d(mid, momentum=m), nn.ReLU(),
+                    nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout, momentum=m))
+                stack.append(Residual(block, s == 1 and cin == cout))
+            layers.append(nn.Sequential(*stack))
+        layers += [nn.Conv2d(320, 1280, 1, bias=False), nn.BatchNorm2d(1280, momentum=m),
+                   nn.ReLU()]
+        self.layers = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, classes))
+
+    def forward(self, x):
+        return self.classifier(self.layers(x).mean([2, 3]))
+
+
+class Fire(nn.Module):
+    def __init__(self, cin, s, e1, e3):
+        super().__init__()
+        self.squeeze = nn.Conv2d(cin, s, 1)
+        self.expand1x1, self.expand3x3 = nn.Conv2d(s, e1, 1), nn.Conv2d(s, e3, 3, padding=1)
+
+    def forward(self, x):
+        x = F.relu(self.squeeze(x))
+        return torch.cat([F.relu(self.expand1x1(x)), F.relu(self.expand3x3(x))], 1)
+
+
+class SqueezeNet1_1(nn.Module):
+    def __init__(self, classes=1000):
+        super().__init__()
+        pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=True)  # noqa: E731
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 3, 2), nn.ReLU(), pool(),
+            Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), pool(),
+            Fire(128, 32, 128, 128), Fire(256, 32, 128, 128), pool(),
+            Fire(256, 48, 192, 192), Fire(384, 48, 192, 192),
+            Fire(384, 64, 256, 256), Fire(512, 64, 256, 256))
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(512, classes, 1), nn.ReLU(),
+                                        nn.AdaptiveAvgPool2d(1))
+
+    def forward(self, x):
+        return torch.flatten(self.classifier(self.features(x)), 1)
+
+
+def channel_shuffle(x, groups):
+    b, c, h, w = x.size()
+    x = x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous()
+    return x.view(b, -1, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    """torchvision's shufflenetv2.InvertedResidual."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.stride, half = stride, cout // 2
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+                nn.Conv2d(cin, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU())
+        else:
+            self.branch1 = nn.Sequential()
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(cin if stride > 1 else half, half, 1, bias=False), nn.BatchNorm2d(half),
+            nn.ReLU(),
+            nn.Conv2d(half, half, 3, stride, 1, groups=half, bias=False), nn.BatchNorm2d(half),
+            nn.Conv2d(half, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU())
+
+    def forward(self, x):
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleNetV2(nn.Module):
+    def __init__(self, classes=1000):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1, bias=False), nn.BatchNorm2d(24),
+                                   nn.ReLU())
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = 24
+        for name, repeats, cout in (("stage2", 4, 116), ("stage3", 8, 232), ("stage4", 4, 464)):
+            units = [ShuffleUnit(cin, cout, 2)] + [ShuffleUnit(cout, cout, 1)
+                                                    for _ in range(repeats - 1)]
+            setattr(self, name, nn.Sequential(*units))
+            cin = cout
+        self.conv5 = nn.Sequential(nn.Conv2d(464, 1024, 1, bias=False), nn.BatchNorm2d(1024),
+                                   nn.ReLU())
+        self.fc = nn.Linear(1024, classes)
+
+    def forward(self, x):
+        x = self.stage4(self.stage3(self.stage2(self.maxpool(self.conv1(x)))))
+        return self.fc(self.conv5(x).mean([2, 3]))
+
+
+# spec -> (torchvision's parameter count, the reference)
+ZOO_REFERENCES = {
+    "resnet18": (11_689_512, lambda: ResNet(BasicBlock, [2, 2, 2, 2])),
+    "resnet50": (25_557_032, lambda: ResNet(Bottleneck, [3, 4, 6, 3])),
+    "mobilenet_v3_small": (2_542_856, lambda: MobileNetV3(V3_SMALL, 1024)),
+    "mobilenet_v3_large": (5_483_032, lambda: MobileNetV3(V3_LARGE, 1280)),
+    "efficientnet_b0": (5_288_548, EfficientNetB0),
+    "mnasnet1_0": (4_383_312, MnasNet1_0),
+    "squeezenet1_1": (1_235_496, SqueezeNet1_1),
+    "shufflenet_v2_x1_0": (2_278_604, ShuffleNetV2),
+}
+NAMES = sorted(ZOO_REFERENCES)
+
+
+def test_every_zoo_spec_has_a_reference():
+    assert [p.stem for p in ZOO_SPECS] == NAMES
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def _randomize(model) -> None:
+    """Seeded random weights and batch-norm statistics, so that equal outputs mean something."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn_like(p) * (2.0 / p[0].numel()) ** 0.5)
+            else:
+                p.copy_(torch.randn_like(p) * 0.1)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """spec name -> (graph, generated model with random weights, reference with the same)."""
+    cache: dict = {}
+
+    def get(name):
+        if name not in cache:
+            out = tmp_path_factory.mktemp(name)
+            graph, module, _ = generate_module(ZOO / f"{name}.shrink", out, f"zoo_{name}")
+            model = module.build().eval()
+            _randomize(model)
+            ref = ZOO_REFERENCES[name][1]().eval()
+            ref.load_state_dict(dict(zip(ref.state_dict(), model.state_dict().values())))
+            cache[name] = graph, model, ref
+        return cache[name]
+
+    return get
+
+
+def _count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_equal_torchvision(name, built, capsys):
+    expected = ZOO_REFERENCES[name][0]
+    assert main(["stats", str(ZOO / f"{name}.shrink"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == expected
+    graph, model, ref = built(name)
+    assert graph.cost.params == _count(model) == _count(ref) == expected
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_holds_torchvisions_tensors_in_order(name, built):
+    _, model, _ = built(name)
+    ref = ZOO_REFERENCES[name][1]()  # fresh: the shapes of its own construction
+    assert [tuple(t.shape) for t in model.state_dict().values()] == \
+        [tuple(t.shape) for t in ref.state_dict().values()]
+    norms = [(m.eps, m.momentum) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms == [(m.eps, m.momentum) for m in ref.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_function_as_the_reference_and_onnxruntime(name, built):
+    graph, model, ref = built(name)
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        got, want = model(x).numpy(), ref(x).numpy()
+    scale = float(np.abs(want).max())
+    assert scale > 0
+    assert float(np.abs(got - want).max()) <= 1e-4 * scale
+    weights = {k: v.numpy() for k, v in model.state_dict().items()
+               if not k.endswith("num_batches_tracked")}
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(
+        onnx_backend.serialize(onnx_backend.generate(graph, weights)), opts,
+        providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {graph.input_name: x.numpy()})
+    assert float(np.abs(y - got).max()) <= 1e-4 * scale
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_onnx_file_for_any_size(name, built):
+    """``--input 3xHxW``: the zoo's heads pool globally, so one graph takes 160x160 too."""
+    graph, model, _ = built(name)
+    weights = {k: v.numpy() for k, v in model.state_dict().items()
+               if not k.endswith("num_batches_tracked")}
+    sess = ort.InferenceSession(
+        onnx_backend.serialize(onnx_backend.generate(graph, weights, dynamic_hw=True)),
+        providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        want = model(x).numpy()
+    (y,) = sess.run(None, {graph.input_name: x.numpy()})
+    assert float(np.abs(y - want).max()) <= 1e-4 * float(np.abs(want).max())
+
+
+def test_generated_sources_pass_ruff():
+    import subprocess
+    import sys
+
+    paths = [str(GOLDEN / "pytorch" / "zoo" / f"{n}.py") for n in NAMES]
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", *paths],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fx_traces_and_trains(name, built):
+    """torch.fx traces the generated module to the same function; a training step runs
+    (stochastic depth, channel shuffle and squeeze-excite included)."""
+    import copy
+
+    model = copy.deepcopy(built(name)[1])  # training changes batch-norm statistics
+    x = torch.randn(2, 3, 96, 96)
+    traced = fx.symbolic_trace(model)
+    with torch.no_grad():
+        assert torch.allclose(traced(x), model(x), rtol=1e-5, atol=1e-6)
+    model.train()
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_golden(name, monkeypatch):
+    """Generated PyTorch and the ONNX graph are stable (SHRINKC_UPDATE_GOLDEN=1 rewrites)."""
+    monkeypatch.chdir(ROOT)
+    graph = compile_file(f"specs/zoo/{name}.shrink")
+    check_golden(GOLDEN / "pytorch" / "zoo" / f"{name}.py", generate(graph))
+    check_golden(GOLDEN / "onnx" / "zoo" / f"{name}.txt", onnx_summary(onnx_backend.generate(graph)))
+
+
+def test_efficientnet_stochastic_depth_is_torchvisions(built):
+    """torchvision's EfficientNet drops block i's residual branch with probability
+    0.2 * i / 16 in training (blocks from 0, where the block adds its input)."""
+    _, model, ref = built("efficientnet_b0")
+    blocks = [b for stage in list(model.children())[1:8] for b in stage]
+    assert len(blocks) == 16
+    residual = [isinstance(m, Residual) and m.use_res
+                for stage in ref.features[1:8] for m in stage]
+    got = [b.drop_path.p if b.use_residual else None for b in blocks]
+    want = [0.2 * i / 16 if r else None for i, r in enumerate(residual)]
+    assert got == [pytest.approx(p, rel=1e-9) if p is not None else None for p in want]
+    assert got.count(None) == 7
+
+
+# --------------------------------------------------------------------------- the search space
+
+
+def test_mobilenetv3_space_searches(tmp_path):
+    """The shrinker takes the bneck-piece space: it checks, and a one-step search with two
+    candidates trains them and removes one edge (of 15)."""
+    from conftest import read_log, run_shrink
+
+    spec = ROOT / "specs" / "mobilenetv3_space.shrink"
+    out = tmp_path / "run"
+    run_shrink(spec, out, "--max-steps", "0")
+    assert (out / "run.json").exists() and not (out / "log.jsonl").exists()
+    out = tmp_path / "one"
+    run_shrink(spec, out, "--max-steps", "1", "--candidates", "2", "--epochs", "1",
+               "--halving", "0")
+    log = read_log(out)
+    assert len(log) == 2 and sum(e["chosen"] for e in log) == 1
+    assert all(0.0 <= e["acc"] <= 1.0 for e in log)
+    text = (out / "step-01.shrink").read_text()
+    (edges,) = [line for line in text.splitlines() if line.strip().startswith("edges ")]
+    # the chosen edge is gone (and, were it node 1's only input, node 1's 4 edges out)
+    assert edges.count("->") in (14, 10)

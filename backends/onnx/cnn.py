@@ -70,8 +70,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
@@ -79,8 +77,12 @@ from shrinkc.compiler.ops import attr, conv_padding
 
 from ..layout import OP_LAYOUT, cell_prefixes, chain_prefixes, join, wrapped
 from ..naming import cell_attr_names, fresh_name
+
+# the backend's own protobuf classes, named as onnx's: writing a model never imports onnx
+from . import proto as onnx
 from .checkpoint import random_weights
 from .common import FUNCTION_DOMAIN, OPSET, ir_version, require_op
+from .proto import TensorProto, helper
 
 BN_EPS = 1e-5
 

@@ -302,7 +302,10 @@ def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict, *, bias: bool = 
     if b.fold:
         gamma, beta, mean, var = (s.astype(np.float64) for s in stats)
         scale = gamma / np.sqrt(var + BN_EPS)
-        w = w.astype(np.float64) * scale.reshape(-1, *([1] * (w.ndim - 1)))
+        # w * scale in float64, each product rounded to float32 as it is stored (the same
+        # numbers as a float64 array cast afterwards, without its 8 bytes a weight)
+        w = np.multiply(w, scale.reshape(-1, *([1] * (w.ndim - 1))), dtype=np.float64,
+                        out=np.empty(w.shape, np.float32))
         b0 = b.weight(f"{conv}.bias").astype(np.float64) if bias else 0.0
         shift = beta + (b0 - mean) * scale
         return b.node("Conv", [x, b.tensor(f"{conv}.weight", w), b.tensor(f"{conv}.bias", shift)],
@@ -524,7 +527,8 @@ def _add_initializers(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray]) 
         t = model.graph.initializer.add()
         t.name, t.data_type = name, TensorProto.FLOAT
         t.dims.extend(a.shape)
-        t.raw_data = a.astype("<f4", copy=False).tobytes()  # ONNX raw data is little-endian
+        # ONNX raw data is little-endian; a view of the array, copied once when serialized
+        t.raw_data = memoryview(a.astype("<f4", copy=False)).cast("B")
 
 
 def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = None, *,

@@ -113,11 +113,12 @@ class _Message:
         return size
 
 
-def _write_bytes(out: list[bytes], number: int, payload: bytes) -> int:
-    head = _key(number, _BYTES) + _varint(len(payload))
+def _write_bytes(out: list[bytes], number: int, payload: bytes | memoryview) -> int:
+    size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+    head = _key(number, _BYTES) + _varint(size)
     out.append(head)
-    out.append(payload)
-    return len(head) + len(payload)
+    out.append(payload)  # a memoryview (raw weights) is copied by the final join only
+    return len(head) + size
 
 
 def _write_one(out: list[bytes], number: int, kind: Any, value: Any) -> int:
@@ -128,7 +129,7 @@ def _write_one(out: list[bytes], number: int, kind: Any, value: Any) -> int:
     elif kind is str:
         return _write_bytes(out, number, value.encode("utf-8"))
     elif kind is bytes:
-        return _write_bytes(out, number, bytes(value))
+        return _write_bytes(out, number, value if isinstance(value, memoryview) else bytes(value))
     else:  # a message: its length, then its parts
         parts: list[bytes] = []
         size = value._write(parts)

@@ -16,7 +16,9 @@ images (random weights: a check that the file computes the same network, no accu
 
     python benchmarks/deploy.py [--runs 100] [--warmup 10]
 
-Raw results: benchmarks/results/deploy.json.
+Raw results: benchmarks/results/deploy.json, with the CPU's model and the instruction-set
+flags that decide how fast int8 and fp16 run (``cpu_flags``: AVX2, AVX-512, VNNI, AMX, ...,
+from /proc/cpuinfo).
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ def report(nets: dict, m: dict, runs: int, warmup: int, load: tuple[float, float
     print(f"\nDeployment: batch 1 at 3x224x224, onnxruntime {ort.__version__} (CPU), "
           f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start, {load[1]:.2f} at end; "
           f"medians of {runs} interleaved runs after {warmup} warm-up")
+    cpu = cpu_flags()
+    if cpu["source"]:
+        has = [f for f, on in cpu["flags"].items() if on]
+        print(f"CPU: {cpu['model']}; {', '.join(has) or 'none of ' + ', '.join(CPU_FLAGS)}")
     head = (f"{'network':<12} {'prec':<5} {'params':>10} {'MACs':>7} {'file MB':>8} {'x fp32':>6} "
             f"{'1 thr ms':>9} {'x fp32':>6} {'2 thr ms':>9} {'x fp32':>6} {'rel err':>8} "
             f"{'compile s':>9}")
@@ -139,6 +145,38 @@ def report(nets: dict, m: dict, runs: int, warmup: int, load: tuple[float, float
           "resized to 224x224): sizes and latency, not accuracy; fp32 and fp16 at opset 28, "
           "int8 at 25; fp16 keeps float32 inputs and outputs; compile s: one cold "
           "`shrinkc compile` process (int8's includes loading the digits and calibrating).")
+
+
+# the instruction sets onnxruntime's int8 and fp16 kernels use where present
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """The CPU's model name and, for each of :data:`CPU_FLAGS`, whether it has it (read from
+    ``cpuinfo``'s first processor); ``{"source": None}`` where there is no such file."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return {"source": None}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor is enough
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {"source": str(cpuinfo), "model": fields.get("model name"),
+            "flags": {f: f in flags for f in CPU_FLAGS}}
+
+
+def machine(load: tuple[float, float]) -> dict:
+    """What the numbers were measured on."""
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "cpu": cpu_flags(), "load_average_start": round(load[0], 2),
+            "load_average_end": round(load[1], 2)}
 
 
 def main() -> None:
@@ -161,8 +199,7 @@ def main() -> None:
     load = (load0, os.getloadavg()[0])
     report(nets, m, args.runs, args.warmup, load)
     out = {
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "load_average_start": round(load[0], 2), "load_average_end": round(load[1], 2)},
+        "machine": machine(load),
         "versions": {"onnx": onnx.__version__, "onnxruntime": ort.__version__,
                      "python": platform.python_version()},
         "settings": {"batch": 1, "threads": list(THREADS), "runs": args.runs,

@@ -1,22 +1,28 @@
 """shrinkc's ONNX backend next to torch.onnx.export (dynamo=True) on ShrinkCNN-A.
 
-(a) cold-process wall time: ``python -m shrinkc compile SPEC --target onnx`` (random weights,
-    and with ``--weights w.pt``) against a fresh process that imports the generated PyTorch
-    module, loads the same ``w.pt`` and calls ``torch.onnx.export(model, (x,), path,
-    dynamo=True)``. Target: shrinkc at least 20x faster.
+(a) cold-process time, wall and CPU (user + system of the child): ``python -m shrinkc compile
+    SPEC --target onnx`` at opsets 13, 17 and 28 (random weights), in fp16, with
+    ``--weights w.pt`` (reading a .pt imports torch), and with ``--precision int8`` (weights
+    and 256 calibration images; ``--int8-runs``), against a fresh process that imports the
+    generated PyTorch module, loads the same ``w.pt`` and calls ``torch.onnx.export(model,
+    (x,), path, dynamo=True)``. Target: shrinkc at least 20x faster (medians).
 (b) onnxruntime latency of the two graphs (same weights), batch 1, 2 intra-op threads,
     median of N runs after warmup, runs of the two sessions interleaved. Target: ratio <= 1.
 
-Needs torch, onnx, onnxruntime and onnxscript (the dynamo exporter's dependency).
+Writes the numbers to ``benchmarks/results/onnx_export.json``. Needs torch, onnx,
+onnxruntime and onnxscript (the dynamo exporter's dependency).
 
-    python benchmarks/onnx_export.py [--runs 5] [--export-runs 3] [--latency-runs 100]
+    python benchmarks/onnx_export.py [--runs 5] [--export-runs 3] [--int8-runs 1]
+                                     [--latency-runs 100]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,13 +34,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cold(cmd: list[str]) -> float:
+def cold(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of ``cmd`` in a fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     dt = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stdout}\n{r.stderr}")
-    return dt
+    return dt, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def prepare(spec: str, tmp: Path) -> tuple[Path, Path]:
@@ -109,39 +118,58 @@ def _export_script(tmp: Path, py: Path, weights: Path, spec: str) -> Path:
     return script
 
 
-def _cold_times(cases: dict[str, list[str]], exporter: str, runs: int,
-                export_runs: int) -> dict[str, list[float]]:
-    """Cold-process wall times of each command, interleaved (the file cache warmed once)."""
-    times: dict[str, list[float]] = {k: [] for k in cases}
+def _cold_times(cases: dict[str, list[str]], runs: dict[str, int]
+                ) -> dict[str, dict[str, list[float]]]:
+    """Cold-process wall and CPU times of each command, interleaved (the file cache warmed
+    once by a first run of each command that runs more than once)."""
+    times: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in cases}
     for k, cmd in cases.items():
-        if k != exporter:
+        if runs[k] > 1:
             cold(cmd)
-    for i in range(max(runs, export_runs)):
+    for i in range(max(runs.values())):
         for k, cmd in cases.items():
-            if i < (export_runs if k == exporter else runs):
-                times[k].append(cold(cmd))
+            if i < runs[k]:
+                wall, cpu = cold(cmd)
+                times[k]["wall"].append(wall)
+                times[k]["cpu"].append(cpu)
     return times
 
 
-def _report_export(spec: str, times: dict[str, list[float]], exporter: str, load0: float) -> None:
+def _report_export(spec: str, times: dict[str, dict[str, list[float]]], exporter: str,
+                   load0: float) -> dict:
     import onnx
     import onnxruntime as ort
     import torch
 
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = {k: {m: statistics.median(v[m]) for m in ("wall", "cpu")} for k, v in times.items()}
+    ex = med[exporter]
     print(f"ONNX export of {spec} (torch {torch.__version__}, onnx {onnx.__version__}, "
           f"onnxruntime {ort.__version__}; {os.cpu_count()} CPUs, load average "
           f"{load0:.2f} at start, {os.getloadavg()[0]:.2f} at end)\n")
-    print("(a) cold-process wall time")
-    print(f"  {'command':<52} {'runs':>4} {'median s':>9} {'min s':>7} {'exporter / this':>16}")
+    print("(a) cold-process time: medians of wall and CPU (user + system) seconds, and how many "
+          "times faster than the exporter")
+    print(f"  {'command':<58} {'runs':>4} {'wall s':>7} {'CPU s':>6} {'x wall':>7} {'x CPU':>6}")
+    rows = {}
     for k, v in times.items():
-        print(f"  {k:<52} {len(v):>4} {med[k]:>9.3f} {min(v):>7.3f} "
-              f"{med[exporter] / med[k]:>15.1f}x")
-    first = next(iter(times))
-    speedup = med[exporter] / med[first]
-    best = min(times[exporter]) / min(times[first])
-    print(f"  -> shrinkc is {speedup:.1f}x faster (medians; {best:.1f}x by best runs), "
-          f"{'meets' if speedup >= 20 else 'MISSES'} the target of >= 20x\n")
+        rows[k] = {"runs": len(v["wall"]), "wall_s": v["wall"], "cpu_s": v["cpu"],
+                   "median_wall_s": med[k]["wall"], "median_cpu_s": med[k]["cpu"],
+                   "speedup_wall": ex["wall"] / med[k]["wall"],
+                   "speedup_cpu": ex["cpu"] / med[k]["cpu"]}
+        print(f"  {k:<58} {len(v['wall']):>4} {med[k]['wall']:>7.3f} {med[k]['cpu']:>6.3f} "
+              f"{rows[k]['speedup_wall']:>6.1f}x {rows[k]['speedup_cpu']:>5.1f}x")
+    verdicts = {}
+    for what, keys in (("fp32, random weights, every opset", [k for k in times if "--opset" in k]),
+                       ("fp16", [k for k in times if "fp16" in k])):
+        worst = min(rows[k]["speedup_wall"] for k in keys)
+        worst_cpu = min(rows[k]["speedup_cpu"] for k in keys)
+        verdicts[what] = {"speedup_wall": worst, "speedup_cpu": worst_cpu}
+        print(f"  -> {what}: at least {worst:.1f}x faster by wall, {worst_cpu:.1f}x by CPU "
+              f"(medians), {'meets' if worst >= 20 else 'MISSES'} the target of >= 20x")
+    print()
+    return {"spec": spec, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__, "cpus": os.cpu_count(),
+            "load_average": [load0, os.getloadavg()[0]], "cases": rows,
+            "exporter": exporter, "worst_speedups": verdicts}
 
 
 def _report_latency(lat: dict[str, list[float]], models: tuple, shape: list[int], rel: float,
@@ -169,8 +197,11 @@ def main() -> None:
     ap.add_argument("--spec", default="specs/shrinkcnn_a.shrink")
     ap.add_argument("--runs", type=int, default=5, help="cold runs of shrinkc compile")
     ap.add_argument("--export-runs", type=int, default=3, help="cold runs of torch.onnx.export")
+    ap.add_argument("--int8-runs", type=int, default=1, help="cold runs of the int8 compile "
+                    "(0: none; each calibrates on 256 images, tens of seconds)")
     ap.add_argument("--latency-runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "onnx_export.json"))
     args = ap.parse_args()
 
     import onnx
@@ -180,18 +211,25 @@ def main() -> None:
         tmp = Path(d)
         py, weights = prepare(args.spec, tmp)
         stem = Path(args.spec).stem
+        compile_ = [sys.executable, "-m", "shrinkc", "compile", args.spec, "--target", "onnx"]
         cases = {
-            "shrinkc compile --target onnx (random weights)":
-                [sys.executable, "-m", "shrinkc", "compile", args.spec, "--target", "onnx",
-                 "-o", str(tmp / "ours")],
-            "shrinkc compile --target onnx --weights w.pt":
-                [sys.executable, "-m", "shrinkc", "compile", args.spec, "--target", "onnx",
-                 "-o", str(tmp / "ours_w"), "--weights", str(weights)],
-            "torch.onnx.export(dynamo=True) in a fresh process":
-                [sys.executable, str(_export_script(tmp, py, weights, args.spec))],
+            f"shrinkc compile --target onnx --opset {o} (random weights)":
+                [*compile_, "--opset", str(o), "-o", str(tmp / f"ours{o}")]
+            for o in (13, 17, 28)
         }
-        exporter = list(cases)[-1]
-        times = _cold_times(cases, exporter, args.runs, args.export_runs)
+        cases["shrinkc compile --target onnx --precision fp16"] = \
+            [*compile_, "--precision", "fp16", "-o", str(tmp / "fp16")]
+        cases["shrinkc compile --target onnx --weights w.pt"] = \
+            [*compile_, "-o", str(tmp / "ours_w"), "--weights", str(weights)]
+        if args.int8_runs:
+            cases["shrinkc compile --target onnx --precision int8 --weights w.pt"] = \
+                [*compile_, "--precision", "int8", "-o", str(tmp / "int8"), "--weights",
+                 str(weights)]
+        exporter = "torch.onnx.export(dynamo=True) in a fresh process"
+        cases[exporter] = [sys.executable, str(_export_script(tmp, py, weights, args.spec))]
+        runs = {k: args.export_runs if k == exporter else args.int8_runs if "int8" in k
+                else args.runs for k in cases}
+        times = _cold_times(cases, runs)
         ours = tmp / "ours_w" / f"{stem}.onnx"
         theirs = tmp / "exported" / "model.onnx"
         mo = onnx.load(ours, load_external_data=False)
@@ -201,8 +239,13 @@ def main() -> None:
                            {"shrinkc": mo.graph.input[0].name,
                             "torch.onnx.export": mt.graph.input[0].name},
                            shape, args.latency_runs, args.warmup)
-    _report_export(args.spec, times, exporter, load0)
+    result = _report_export(args.spec, times, exporter, load0)
+    result["latency_ms"] = {k: statistics.median(v) * 1e3 for k, v in lat.items()}
+    result["latency_rel_error"] = rel
     _report_latency(lat, (mo, mt), shape, rel, args.latency_runs, args.warmup)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
 
 
 def onnx_shape(spec: str) -> list[int]:

@@ -423,15 +423,26 @@ def test_compiling_to_onnx_does_not_import_torch(tmp_path):
     assert {p.key: p.value for p in b.metadata_props}["weights"] == "w.safetensors"
 
 
-def test_missing_onnx_package_is_an_error_not_a_traceback(tmp_path):
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["onnx"] = None  # as if not installed
-        from shrinkc.cli import main
-        raise SystemExit(main(["compile", {str(TINY)!r}, "--target", "onnx",
-                               "-o", {str(tmp_path)!r}]))
-    """)
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       check=False)
+def test_fp32_needs_no_onnx_package_and_fp16_says_it_does(tmp_path):
+    """An fp32 model is written without the onnx package (backends/onnx/proto.py), the same
+    bytes as with it; fp16 converts with onnx's tools, and without them says so."""
+    def compile_without_onnx(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        script = textwrap.dedent(f"""
+            import sys
+            sys.modules["onnx"] = None  # as if not installed
+            from shrinkc.cli import main
+            code = main(["compile", {str(TINY)!r}, "--target", "onnx", "-o", {str(out)!r},
+                         *{list(extra)!r}])
+            assert "onnx" not in [m.split(".")[0] for m in sys.modules if sys.modules[m]]
+            raise SystemExit(code)
+        """)
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              check=False)
+
+    r = compile_without_onnx(tmp_path / "a")
+    assert r.returncode == 0, r.stderr
+    assert main(["compile", str(TINY), "--target", "onnx", "-o", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "a" / "tiny.onnx").read_bytes() == (tmp_path / "b" / "tiny.onnx").read_bytes()
+    r = compile_without_onnx(tmp_path / "c", "--precision", "fp16")
     assert r.returncode == 1, r.stderr
     assert "needs the 'onnx' package" in r.stderr and "Traceback" not in r.stderr

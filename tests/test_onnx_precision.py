@@ -313,11 +313,30 @@ def test_bench_errors(capsys, tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x00\x01 this is not a protobuf model \xff" * 10)
     _fails(capsys, ["bench", str(junk)], 1, "cannot load", "as an ONNX model")
-    lm = _compile(TINY_LM, tmp_path / "lm")
-    _fails(capsys, ["bench", str(lm)], 1, "dynamic dimension", "time")
+    dyn = _compile(TEST_SPECS / "tiny_space.shrink", tmp_path / "dyn", "--input", "3xHxW")
+    _fails(capsys, ["bench", str(dyn)], 1, "dynamic dimension", "height")
     for flag, value in (("--runs", "0"), ("--threads", "0"), ("--batch", "-1"),
                         ("--warmup", "x"), ("--batch", "9" * 40)):
         with pytest.raises(SystemExit) as e:
             main(["bench", str(junk), flag, value])
         assert e.value.code == 2
         assert "Traceback" not in capsys.readouterr().err
+
+
+def test_bench_language_model_at_a_sequence_length(capsys, tmp_path):
+    """A language model's open time axis takes --seq (default 35): the tokens fed are
+    batch x seq, and the throughput is also given in tokens."""
+    from shrinkc.commands.bench import SEQ
+
+    lm = _compile(TINY_LM, tmp_path / "lm")
+    rc, out = _bench(capsys, str(lm), "--json", "--runs", "4", "--warmup", "1", "--batch", "2")
+    assert rc == 0
+    r = json.loads(out)
+    assert SEQ == 35 and r["seq"] == SEQ
+    assert r["inputs"] == [{"name": "tokens", "shape": [2, SEQ], "type": "int64"}]
+    assert r["tokens_per_s"] == pytest.approx(r["images_per_s"] * SEQ, rel=1e-3)  # rounded
+    rc, out = _bench(capsys, str(lm), "--seq", "7", "--runs", "3", "--warmup", "0")
+    assert rc == 0 and "tokens 1x7 int64 (sequences of 7 tokens)" in out and "tokens/s" in out
+    with pytest.raises(SystemExit) as e:
+        main(["bench", str(lm), "--seq", "0"])
+    assert e.value.code == 2

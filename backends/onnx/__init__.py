@@ -1,6 +1,8 @@
 """The ONNX backend: a built graph (and optionally trained weights) -> an ONNX model.
 
-Built straight from the IR with ``onnx.helper``; never imports torch. ``cnn`` writes image
+Built straight from the IR; never imports torch, and writing a model does not import onnx
+either (``proto`` holds the protobuf messages, ``common`` the opset tables): :func:`build`
+gives that model, :func:`generate` the same as an ``onnx.ModelProto``. ``cnn`` writes image
 networks, ``lm`` language models (the time loop as a Scan), ``checkpoint`` draws random
 weights and reads and checks trained ones against the module layout (``backends.layout``).
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import onnx
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
@@ -18,6 +19,7 @@ from shrinkc.compiler.errors import ShrinkError
 from .cnn import generate_cnn
 from .common import FUNCTION_DOMAIN, MIN_OPSET, OPSET, ir_version, newest_opset, serialize
 from .lm import generate_lm
+from .proto import ModelProto, to_onnx
 
 MAX_BYTES = 2**31  # protobuf's limit on one serialized message
 
@@ -25,9 +27,21 @@ MAX_BYTES = 2**31  # protobuf's limit on one serialized message
 def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
              fold_bn: bool = True, functions: bool = False,
              weights_source: str | None = None, opset: int = OPSET,
-             dynamic_hw: bool = False) -> onnx.ModelProto:
+             dynamic_hw: bool = False):
+    """:func:`build`'s model as an ``onnx.ModelProto`` (imports onnx), in an opset the
+    installed onnx package knows (:func:`newest_opset`)."""
+    check_opset(opset, newest_opset())
+    return to_onnx(build(graph, weights, fold_bn=fold_bn, functions=functions,
+                         weights_source=weights_source, opset=opset, dynamic_hw=dynamic_hw))
+
+
+def build(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
+          fold_bn: bool = True, functions: bool = False,
+          weights_source: str | None = None, opset: int = OPSET,
+          dynamic_hw: bool = False) -> ModelProto:
     """The ONNX model of ``graph``'s network, in opset ``opset`` (:data:`MIN_OPSET` to
-    :func:`newest_opset`; default :data:`OPSET`, the newest).
+    :data:`OPSET`, the default), built without importing onnx (``proto``'s messages;
+    :func:`serialize` writes it).
 
     ``weights`` maps state_dict names to float32 arrays (checked by
     ``checkpoint.load_weights``); without them the weights are ``checkpoint.random_weights``.
@@ -53,14 +67,14 @@ def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *
                         weights_source=weights_source, opset=opset, dynamic_hw=dynamic_hw)
 
 
-def check_opset(opset: int) -> None:
-    """An error unless shrinkc writes opset ``opset`` with the onnx package installed here."""
-    newest = newest_opset()
+def check_opset(opset: int, newest: int = OPSET) -> None:
+    """An error unless shrinkc writes opset ``opset`` (up to ``newest``: :data:`OPSET`, or
+    what the onnx package installed here knows, :func:`newest_opset`)."""
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
         raise ShrinkError(f"opset {opset!r} is out of range: shrinkc writes opsets {MIN_OPSET} to "
                           f"{newest}", None,
                           f"leave the opset out for the newest, {newest}")
 
 
-__all__ = ["FUNCTION_DOMAIN", "MIN_OPSET", "OPSET", "check_opset", "generate", "ir_version",
-           "newest_opset", "serialize"]
+__all__ = ["FUNCTION_DOMAIN", "MIN_OPSET", "OPSET", "build", "check_opset", "generate",
+           "ir_version", "newest_opset", "serialize"]

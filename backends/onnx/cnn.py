@@ -72,8 +72,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
@@ -81,8 +79,12 @@ from shrinkc.compiler.ops import attr, conv_padding
 
 from ..layout import OP_LAYOUT, cell_prefixes, chain_prefixes, join, wrapped
 from ..naming import OUTPUT_ACT, cell_attr_names, fresh_name
+
+# the backend's own protobuf classes, named as onnx's: writing a model never imports onnx
+from . import proto as onnx
 from .checkpoint import random_weights
 from .common import FUNCTION_DOMAIN, OPSET, ir_version, require_op
+from .proto import TensorProto, helper
 
 BN_EPS = 1e-5
 
@@ -302,7 +304,10 @@ def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict, *, bias: bool = 
     if b.fold:
         gamma, beta, mean, var = (s.astype(np.float64) for s in stats)
         scale = gamma / np.sqrt(var + eps)
-        w = w.astype(np.float64) * scale.reshape(-1, *([1] * (w.ndim - 1)))
+        # w * scale in float64, each product rounded to float32 as it is stored (the same
+        # numbers as a float64 array cast afterwards, without its 8 bytes a weight)
+        w = np.multiply(w, scale.reshape(-1, *([1] * (w.ndim - 1))), dtype=np.float64,
+                        out=np.empty(w.shape, np.float32))
         b0 = b.weight(f"{conv}.bias").astype(np.float64) if bias else 0.0
         shift = beta + (b0 - mean) * scale
         return b.node("Conv", [x, b.tensor(f"{conv}.weight", w), b.tensor(f"{conv}.bias", shift)],
@@ -571,7 +576,8 @@ def _add_initializers(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray]) 
         t = model.graph.initializer.add()
         t.name, t.data_type = name, TensorProto.FLOAT
         t.dims.extend(a.shape)
-        t.raw_data = a.astype("<f4", copy=False).tobytes()  # ONNX raw data is little-endian
+        # ONNX raw data is little-endian; a view of the array, copied once when serialized
+        t.raw_data = memoryview(a.astype("<f4", copy=False)).cast("B")
 
 
 def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = None, *,

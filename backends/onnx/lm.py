@@ -75,16 +75,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
 from ..layout import cell_names, lm_tensors
 from ..naming import edge_key, fresh_name
+
+# the backend's own protobuf classes, named as onnx's: writing a model never imports onnx
+from . import proto as onnx
 from .checkpoint import random_lm_weights
 from .common import OPSET, ir_version, require_op
+from .proto import TensorProto, helper
 
 ACT_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "identity": None}
 TOKENS, HIDDEN, LOGITS, LAST_HIDDEN = "tokens", "hidden", "logits", "last_hidden"

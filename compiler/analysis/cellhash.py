@@ -193,27 +193,53 @@ def op_defaults(op: str) -> dict[str, object]:
     return {p.name: p.default for p in sig.params if p.default is not None}
 
 
+_BY_SIG: dict[tuple[str, str], tuple[object, object]] = {}
+
+
+def _per_op(what: str, op: str, compute):
+    """``compute(sig)`` for the op's signature, kept while ``OPS`` holds that signature (a
+    cell of thousands of nodes asks about the same few ops)."""
+    try:
+        from ..ops import OPS
+    except ImportError:  # pragma: no cover - ops is part of the compiler
+        OPS = {}
+    sig = OPS.get(op)
+    hit = _BY_SIG.get((what, op))
+    if hit is None or hit[0] is not sig:
+        hit = _BY_SIG[(what, op)] = (sig, compute(sig))
+    return hit[1]
+
+
+def _default_keys(op: str) -> tuple[tuple[str, str], ...]:
+    """``(name, canonical text)`` of the op's default arguments."""
+    return _per_op("defaults", op, lambda sig: tuple(
+        (name, expr_key(ir.Num(value=default)) if isinstance(default, (int, float))
+         else str(default)) for name, default in op_defaults(op).items()))
+
+
 def call_key(call: ir.OpCall, bound: str | None = None) -> str:
     """``op(name=value, ...)`` with keyword arguments sorted and defaults filled in."""
     positional = [expr_key(a.value, bound) for a in call.args if a.name is None]
     named = {a.name: expr_key(a.value, bound) for a in call.args if a.name is not None}
-    for name, default in op_defaults(call.op).items():
+    for name, key in _default_keys(call.op):
         if name not in named:
-            named[name] = expr_key(ir.Num(value=default)) if isinstance(default, (int, float)) \
-                else str(default)
+            named[name] = key
     parts = positional + [f"{k}={v}" for k, v in sorted(named.items())]
     return f"{call.op}({', '.join(parts)})"
 
 
+def _signature_order(op: str) -> tuple[list[str], str | None]:
+    """The op's parameter names in order, and the first one when it is required."""
+    def compute(sig):
+        order = [p.name for p in sig.params] if sig else []
+        return order, order[0] if sig and sig.params and sig.params[0].default is None else None
+
+    return _per_op("order", op, compute)
+
+
 def call_text(call: ir.OpCall) -> str:
     """``op(args)`` as written, for people: the first required argument bare."""
-    try:
-        from ..ops import OPS
-    except ImportError:  # pragma: no cover
-        OPS = {}
-    sig = OPS.get(call.op)
-    order = [p.name for p in sig.params] if sig else []
-    first = order[0] if sig and sig.params and sig.params[0].default is None else None
+    order, first = _signature_order(call.op)
     named = sorted((a for a in call.args if a.name is not None),
                    key=lambda a: order.index(a.name) if a.name in order else len(order))
     parts = [expr_text(a.value) for a in call.args if a.name is None]
@@ -319,10 +345,14 @@ def cell_graph(cell: ir.CellDef) -> CellGraph:
     return g
 
 
+def graph_hash(g: CellGraph) -> str:
+    """:func:`cell_hash` of the cell that ``g`` was made from."""
+    return dag_hash(g.labels, g.edges)
+
+
 def cell_hash(cell: ir.CellDef) -> str:
     """Isomorphism-invariant hash (64 hex digits) of a resolved cell; see the module docstring."""
-    g = cell_graph(cell)
-    return dag_hash(g.labels, g.edges)
+    return graph_hash(cell_graph(cell))
 
 
 def cell_hashes(graph: ir.Graph) -> dict[str, str]:

@@ -33,6 +33,7 @@ from .cellhash import (
     cell_graph,
     cell_hash,
     dag_colors,
+    graph_hash,
     wl_colors,
     wl_refine,
 )
@@ -82,7 +83,7 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
     b_index = {name: j for j, name in enumerate(b.names)}
 
     def pin_agreeing(colour) -> None:
-        while len(m) < min(len(a.names), len(b.names)):
+        while len(m) < min(len(a.names), len(b.names)) and _could_pair(a, b, m):
             ca, cb = colour()
             pairs = _agreeing_pairs(a, b, m, ca, cb, b_index)
             if not pairs:
@@ -121,6 +122,16 @@ def _joint_colours(a: CellGraph, b: CellGraph, pins_a: dict[int, str], pins_b: d
     edges = set(a.edges) | {(s + n, d + n) for s, d in b.edges}
     colours = dag_colors(labels, edges, direction)
     return colours[:n], colours[n:]
+
+
+def _could_pair(a: CellGraph, b: CellGraph, m: dict[int, int]) -> bool:
+    """Whether an unmatched node of ``a`` and one of ``b`` share a label. Every colouring the
+    matching uses refines the labels (a colour hashes the node's own label, or its pin, with
+    its neighbourhood), so when no label is shared no colour is either, and colouring the
+    whole of both graphs again (as after a one-op edit, with all else matched) is skipped."""
+    matched = set(m.values())
+    free = {b.labels[j] for j in range(len(b.names)) if j not in matched}
+    return any(a.labels[i] in free for i in range(len(a.names)) if i not in m)
 
 
 def _agreeing_pairs(a: CellGraph, b: CellGraph, m: dict[int, int], ca: list[str],
@@ -249,7 +260,7 @@ def diff_cells(a: ir.CellDef, b: ir.CellDef) -> dict[str, Any]:
     ga, gb = cell_graph(a), cell_graph(b)
     m = match_nodes(ga, gb)
     inv = {j: i for i, j in m.items()}
-    d: dict[str, Any] = {"hash_a": cell_hash(a), "hash_b": cell_hash(b)}
+    d: dict[str, Any] = {"hash_a": graph_hash(ga), "hash_b": graph_hash(gb)}
     if ga.params != gb.params:
         d["params"] = {"a": f"({ga.params})", "b": f"({gb.params})"}
     d["nodes_removed"] = [{"name": ga.names[i], "op": _node_text(ga, i)}

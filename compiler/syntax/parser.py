@@ -18,13 +18,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
     UnexpectedInput,
     UnexpectedToken,
-    VisitError,
 )
 
 from .. import ir
@@ -274,12 +273,29 @@ def _tok_loc(file: str, tok: Token) -> ir.Loc:
     )
 
 
-@v_args(meta=True)
-class _ToIR(Transformer):
+class _ToIR:
+    """The parse tree, bottom up, as IR: the method named after each rule (or alias) takes
+    the rule's ``meta`` and its transformed children. A plain recursive walk rather than
+    lark's ``Transformer``, whose per-node wrapping cost more than building the IR."""
+
     def __init__(self, file: str, comments: dict[int, ir.Comments]):
-        super().__init__()
         self.file = file
         self.comments = comments  # id(meta) -> comments for that statement
+
+    def transform(self, tree: Tree) -> Any:
+        handlers: dict[str, Any] = {}
+
+        def walk(t: Tree) -> Any:
+            children = [walk(c) if isinstance(c, Tree) else c for c in t.children]
+            data = t.data
+            handler = handlers.get(data)
+            if handler is None:
+                method = None if data.startswith("_") else getattr(self, data, None)
+                handler = handlers[data] = method if callable(method) else (
+                    lambda meta, ch, data=data: Tree(data, ch, meta))
+            return handler(t.meta, children)
+
+        return walk(tree)
 
     def _c(self, meta: Any) -> ir.Comments:
         return self.comments.get(id(meta), ir.NO_COMMENTS)
@@ -882,12 +898,6 @@ def parse(text: str, file: str = "<string>") -> ir.Program:
     attached, at_end, header = _attach_comments(tree, collected)
     try:
         version, vloc, version_comment, items = _ToIR(file, attached).transform(tree)
-    except VisitError as e:
-        if isinstance(e.orig_exc, ShrinkError):
-            raise e.orig_exc from None
-        if isinstance(e.orig_exc, RecursionError):
-            raise _too_deep(text, file) from None
-        raise
     except RecursionError:
         raise _too_deep(text, file) from None
     if version != LANGUAGE_VERSION:

@@ -1,11 +1,12 @@
 """``shrinkc bench FILE.onnx``: onnxruntime's latency and throughput for a model on this machine.
 
-Random inputs of the model's own shapes and types (the batch dimension set by ``--batch``),
-``--warmup`` runs not counted, then ``--runs`` timed runs one after another on onnxruntime's
+Random inputs of the model's own shapes and types (the batch dimension set by ``--batch``;
+a language model's open time axis, ``time``, by ``--seq``, default :data:`SEQ`), ``--warmup``
+runs not counted, then ``--runs`` timed runs one after another on onnxruntime's
 CPU provider with ``--threads`` intra-op threads (one inter-op thread). Reported: the p50 and
 p90 latency (ms, numpy's linear percentiles), the mean and the fastest run, and the
-throughput (batch items per second over all the timed runs). numpy and onnxruntime load
-only here.
+throughput (batch items per second over all the timed runs; for a language model also
+tokens per second). numpy and onnxruntime load only here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from pathlib import Path
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.console import stdout_console
 
-LIMITS = {"--threads": 1024, "--batch": 65536, "--runs": 1_000_000, "--warmup": 1_000_000}
+LIMITS = {"--threads": 1024, "--batch": 65536, "--runs": 1_000_000, "--warmup": 1_000_000,
+          "--seq": 65536}
+SEQ = 35
+"""The default sequence length of a language model's time axis: the unrolled length (BPTT)
+that ShrinkRNN's training on Penn Treebank uses, as DARTS and AWD-LSTM do."""
+TIME = "time"  # the name shrinkc gives a language model's open time axis
 
 
 def _count(flag: str, least: int):
@@ -68,10 +74,11 @@ DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(doub
           "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 
 
-def _feeds(session, batch: int | None, path: Path) -> tuple[dict, int]:
+def _feeds(session, batch: int | None, path: Path, seq: int = SEQ) -> tuple[dict, int]:
     """Random inputs for every input of ``session`` and the batch they have: the first
     dimension is the batch (``batch`` where the model leaves it open; a fixed one must
-    equal it); every other dimension must be fixed."""
+    equal it); an open dimension named ``time`` (a language model's) is ``seq`` long; every
+    other dimension must be fixed."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -85,13 +92,15 @@ def _feeds(session, batch: int | None, path: Path) -> tuple[dict, int]:
             raise ShrinkError(f"{path.as_posix()}: the input '{inp.name}' is a scalar; bench "
                               "needs a batch dimension")
         for i, d in enumerate(shape[1:], start=1):
-            if not isinstance(d, int):
+            if d == TIME:
+                shape[i] = seq
+            elif not isinstance(d, int):
                 raise ShrinkError(f"{path.as_posix()}: the input '{inp.name}' has a dynamic "
                                   f"dimension {i} ('{d}'); bench needs every size but the "
                                   "batch fixed", None,
                                   "an image network compiled by shrinkc has them fixed "
-                                  "(--input CxHxW sets them); language models, whose time "
-                                  "steps are open, cannot be benched yet")
+                                  "(--input CxHxW sets them; a language model's time axis "
+                                  "takes --seq)")
         if isinstance(shape[0], int):
             if batch is not None and batch != shape[0]:
                 raise ShrinkError(f"{path.as_posix()}: the input '{inp.name}' has a fixed batch "
@@ -138,7 +147,8 @@ def summary(times: list[float], batch: int) -> dict:
 def cmd_bench(args, report) -> int:
     path = Path(args.model)
     ort, session = _session(path, args.threads)
-    feeds, batch = _feeds(session, args.batch, path)
+    feeds, batch = _feeds(session, args.batch, path, args.seq)
+    timed = any(TIME in inp.shape[1:] for inp in session.get_inputs())
     try:
         times = measure(session, feeds, args.runs, args.warmup)
     except MemoryError:
@@ -155,6 +165,9 @@ def cmd_bench(args, report) -> int:
         "threads": args.threads, "batch": batch, "warmup": args.warmup, "runs": args.runs,
         **summary(times, batch),
     }
+    if timed:  # a language model: sequences of --seq tokens
+        result["seq"] = args.seq
+        result["tokens_per_s"] = round(batch * args.seq * len(times) / sum(times), 2)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -173,12 +186,15 @@ def _print(r: dict) -> None:
     inputs = ", ".join(f"{i['name']} {'x'.join(map(str, i['shape']))} {i['type']}"
                        for i in r["inputs"])
     threads = f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}"
-    console.print(f"input {inputs}; {threads}, {r['runs']} runs after {r['warmup']} warm-up")
+    seq = f" (sequences of {r['seq']} tokens)" if "seq" in r else ""
+    console.print(f"input {inputs}{seq}; {threads}, {r['runs']} runs after {r['warmup']} "
+                  "warm-up")
     table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
     for col in ("p50", "p90", "mean", "min", "throughput"):
         table.add_column(col, justify="right")
-    table.add_row(*(f"{r[k]:.2f} ms" for k in ("p50_ms", "p90_ms", "mean_ms", "min_ms")),
-                  f"{r['images_per_s']:,.1f} images/s")
+    rate = (f"{r['tokens_per_s']:,.1f} tokens/s" if "seq" in r
+            else f"{r['images_per_s']:,.1f} images/s")
+    table.add_row(*(f"{r[k]:.2f} ms" for k in ("p50_ms", "p90_ms", "mean_ms", "min_ms")), rate)
     console.print(table)
 
 
@@ -195,5 +211,8 @@ def register(sub) -> None:
                    help="timed runs (default: 100)")
     b.add_argument("--warmup", type=_count("--warmup", 0), default=10,
                    help="untimed runs first (default: 10)")
+    b.add_argument("--seq", type=_count("--seq", 1), default=SEQ,
+                   help=f"language models: time steps per sequence (default: {SEQ}, the "
+                        "unrolled length ShrinkRNN trains with)")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(func=cmd_bench)

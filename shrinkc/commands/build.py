@@ -133,21 +133,23 @@ def _opset(text: str | None) -> int | None:
 
 def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     """The serialized ONNX model of ``graph`` and what to say about it."""
+    precision = args.precision or "fp32"
+    int8 = precision == "int8"
     try:
         _import_numpy_without_blas_threads()
         from shrinkc.backends import onnx as onnx_backend
         from shrinkc.backends.onnx.checkpoint import load_weights
+
+        if precision != "fp32":  # fp32, the default, loads nothing more (not even onnx)
+            from shrinkc.backends.onnx import precision as prec
     except ImportError as e:
         raise ShrinkError(f"the onnx target needs the '{e.name}' package", None,
                           "pip install 'shrinkc[onnx]'") from None
-
-    precision = args.precision or "fp32"
-    int8 = precision == "int8"
-    if precision != "fp32":  # fp32, the default, loads nothing more
-        from shrinkc.backends.onnx import precision as prec
     default = prec.INT8_OPSET if int8 else onnx_backend.OPSET
     opset = default if args.opset is None else args.opset
-    newest = onnx_backend.newest_opset()
+    # fp32 models are written without the onnx package (backends/onnx/proto.py); the
+    # converters of the other precisions read them with it, in an opset it must know
+    newest = onnx_backend.OPSET if precision == "fp32" else onnx_backend.newest_opset()
     if opset > newest:  # an onnx package older than the one shrinkc was built against
         raise UsageError(f"--opset {opset}: the installed onnx package writes opsets up to "
                          f"{newest}")
@@ -163,9 +165,9 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     images, data_name = _calibration(args, graph) if int8 else (None, None)
     source = Path(args.weights).name if args.weights else None
     dynamic = is_dynamic(getattr(args, "input", None))
-    model = onnx_backend.generate(graph, weights, fold_bn=not args.no_fold_bn,
-                                  functions=args.functions, weights_source=source, opset=opset,
-                                  dynamic_hw=dynamic)
+    make = onnx_backend.build if precision == "fp32" else onnx_backend.generate
+    model = make(graph, weights, fold_bn=not args.no_fold_bn, functions=args.functions,
+                 weights_source=source, opset=opset, dynamic_hw=dynamic)
     how = [f"opset {opset}",
            "time loop as Scan" if graph.kind == "lm"
            else "batch norm kept" if args.no_fold_bn else "batch norm folded",

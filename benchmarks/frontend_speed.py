@@ -1,0 +1,108 @@
+"""The front end on large cells: cold ``shrinkc check``, ``stats`` and ``diff`` on a chain cell
+of 1,000, 4,000 and 10,000 nodes.
+
+The cell (:func:`chain_spec`) is a chain of ``conv(w) relu`` nodes with a skip edge from the
+input every third node (``n3 = conv(w) relu <- n2, x``), in a small network; ``diff`` compares it
+with the same file where the middle node's op is ``conv(w, k=3)``. Target (issue 11, item 13):
+``stats`` and ``diff`` on 10,000 nodes under 2 s for the whole command. Each command runs in a
+fresh process (``python -m shrinkc``), 3 times after one warm-up run; the table gives the
+medians of wall and CPU (user + system) seconds. Writes
+``benchmarks/results/frontend_speed.json``.
+
+    python benchmarks/frontend_speed.py [--runs 3] [--sizes 1000,4000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_S = 2.0
+
+
+def chain_spec(n: int, skip_every: int = 3, edit: int | None = None) -> str:
+    """A spec whose cell ``Big`` chains ``n`` nodes, every ``skip_every``-th also fed by the
+    input; node ``edit`` (1-based), if given, is ``conv(w, k=3)`` instead of ``conv(w)``."""
+    lines = ["shrink 1", "cell Big(w: int) {", "    input x"]
+    prev = "x"
+    for i in range(1, n + 1):
+        inputs = prev if i % skip_every or i == 1 else f"{prev}, x"
+        op = "conv(w, k=3)" if i == edit else "conv(w)"
+        lines.append(f"    n{i} = {op} relu <- {inputs}")
+        prev = f"n{i}"
+    lines += [f"    output {prev}", "}", "network N {", "    input image[3, 8, 8]",
+              "    stage Big(4) x 1", "    head global_avgpool -> linear(10)", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def cold(args: list[str]) -> tuple[float, float, int]:
+    """Wall and CPU seconds of ``python -m shrinkc ARGS`` in a fresh process, and its exit code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "shrinkc", *args], cwd=ROOT,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if r.returncode not in (0, 1) or "Traceback" in r.stderr:
+        raise SystemExit(f"shrinkc {' '.join(args)} failed:\n{r.stderr}")
+    return wall, cpu, r.returncode
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sizes", default="1000,4000,10000")
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "frontend_speed.json"))
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    load0 = os.getloadavg()[0]
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for n in sizes:
+            a, b = Path(d) / f"chain{n}.shrink", Path(d) / f"chain{n}_edit.shrink"
+            a.write_text(chain_spec(n))
+            b.write_text(chain_spec(n, edit=n // 2))
+            commands = {"check": ["check", str(a)], "stats": ["stats", str(a)],
+                        "diff": ["diff", str(a), str(b)]}
+            for name, cmd in commands.items():
+                cold(cmd)  # warm the file cache
+                walls, cpus = [], []
+                for _ in range(args.runs):
+                    wall, cpu, code = cold(cmd)
+                    assert code == (1 if name == "diff" else 0), (name, code)
+                    walls.append(wall)
+                    cpus.append(cpu)
+                rows.append({"command": name, "nodes": n, "wall_s": walls, "cpu_s": cpus,
+                             "median_wall_s": statistics.median(walls),
+                             "median_cpu_s": statistics.median(cpus)})
+    print(f"shrinkc check / stats / diff on a chain cell (skip edge every third node); "
+          f"{os.cpu_count()} CPUs, load average {load0:.2f} at start, "
+          f"{os.getloadavg()[0]:.2f} at end; medians of {args.runs} cold runs\n")
+    print(f"{'command':<8} {'nodes':>7} {'CPU s':>7} {'wall s':>7}")
+    for r in rows:
+        print(f"{r['command']:<8} {r['nodes']:>7,} {r['median_cpu_s']:>7.2f} "
+              f"{r['median_wall_s']:>7.2f}")
+    big = [r for r in rows if r["nodes"] == 10_000 and r["command"] in ("stats", "diff")]
+    for r in big:
+        verdict = "meets" if r["median_wall_s"] < TARGET_S else "MISSES"
+        print(f"-> {r['command']} on 10,000 nodes: {r['median_wall_s']:.2f} s wall, "
+              f"{r['median_cpu_s']:.2f} s CPU: {verdict} the target of < {TARGET_S:g} s")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({
+        "cpus": os.cpu_count(), "load_average": [load0, os.getloadavg()[0]],
+        "runs": args.runs, "target_s": TARGET_S, "rows": rows}, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

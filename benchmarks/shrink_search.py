@@ -9,6 +9,7 @@ every finished training, and resumes from there when run again:
     python benchmarks/shrink_search.py random    # random search, same candidate-epoch budget
     python benchmarks/shrink_search.py retrain   # each method's best + references, 3 seeds
     python benchmarks/shrink_search.py rnn       # the ShrinkRNN search on the PTB proxy, timed
+    python benchmarks/shrink_search.py rnn_retrain   # its best cell + references, full budget
     python benchmarks/shrink_search.py cluttered --cells 3   # the harder proxy: does it separate?
     python benchmarks/shrink_search.py report    # the tables and docs/search_pareto.png
 
@@ -311,6 +312,82 @@ def part_rnn(args) -> None:
         sys.exit("the rnn part searches the PTB proxy corpus: run it without --data")
     timed_search("rnn", RNN_SPEC, ["--data", str(RNN_DATA), "--workers", str(args.workers),
                                    *RNN_SETTINGS])
+
+
+RNN_SEEDS = (11, 22)
+
+
+def part_rnn_retrain(args) -> None:
+    """The RNN search's best cell, the released ShrinkRNN cell and the complete DAG, each in
+    the proxy language model at the search's full budget (up to 10 epochs, patience 2), with
+    2 seeds: does the 2-epoch search's choice hold up?"""
+    from shrinkc.compiler import check
+    from shrinkc.compiler.ir import SearchDef, SpaceDef
+    from shrinkc.search import rules
+    from shrinkc.search.data import corpus
+    from shrinkc.search.job import Job, make_job
+    from shrinkc.search.settings import settings as read_settings
+
+    if DATA:
+        sys.exit("the rnn_retrain part uses the PTB proxy corpus: run it without --data")
+    search = load("rnn")
+    if "log" not in search:
+        sys.exit("run the rnn part first")
+    checked = check(ROOT / RNN_SPEC)
+    parsed = checked.sources.main
+    space = next(i for i in parsed.items if isinstance(i, SpaceDef))
+    block = next(i for i in checked.program.items if isinstance(i, SearchDef))
+    train = read_settings(block, {}, lm=True).train
+    overrides = {"vocab": corpus.load(str(RNN_DATA)).size}
+    snaps = [e for e in search["log"] if e.get("chosen") and e.get("edge") is not None]
+    best = max(snaps, key=lambda e: (e["score"], -e["edges"]))
+    edges = rules.live_edges(space)
+    for e in sorted(snaps, key=lambda e: e["step"]):
+        if e["step"] <= best["step"]:
+            edges = rules.remove(space, edges, tuple(e["edge"]))
+    cells = {"autoshrink": edges, "complete DAG": rules.live_edges(space)}
+
+    def job(name: str, seed: int):
+        if name == "ShrinkRNN cell":  # the released cell, its own activations, in ProxyLM
+            text = (ROOT / "specs" / "shrinkrnn.shrink").read_text()
+            cell = text[text.index("recurrent cell"):text.index("network ShrinkRNN")]
+            net = (ROOT / RNN_SPEC).read_text()
+            net = net[net.index("network ProxyLM"):net.index("search ShrinkRNN")]
+            net = net.replace("ShrinkRNNSearch", "ShrinkRNNCell")
+            return Job(path=str(ROOT / "benchmarks" / "shrinkrnn_proxy.shrink"),
+                       text="shrink 1\n\n" + cell + net, network="ProxyLM",
+                       overrides=overrides, train=dict(train), data=str(RNN_DATA), seed=seed,
+                       threads=1, edges=12)
+        return make_job(path=str(ROOT / RNN_SPEC), program=parsed, space=space.name,
+                        edges=tuple(cells[name]), network="ProxyLM", overrides=overrides,
+                        train=dict(train), data=str(RNN_DATA), seed=seed, threads=1)
+
+    doc = load("rnn_retrain")
+    doc["cells"] = {k: [list(e) for e in v] for k, v in cells.items()}
+    names = [*cells, "ShrinkRNN cell"]
+    jobs = {f"{n}/{s}": job(n, s) for n in names for s in RNN_SEEDS}
+    runs = doc.setdefault("runs", {})
+    todo = {k: j for k, j in jobs.items() if k not in runs}
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_evaluate, j): k for k, j in todo.items()}
+        for f in as_completed(futures):
+            r = f.result()
+            runs[futures[f]] = {x: r[x] for x in ("ppl", "flops", "params", "epochs", "curve",
+                                                 "seconds")}
+            save("rnn_retrain", doc)
+            print(f"  {futures[f]}: ppl {r['ppl']:.1f} in {r['epochs']} epochs "
+                  f"({time.perf_counter() - t0:.0f} s in)", flush=True)
+    print(f"\n{'cell':<16} {'edges':>5} {'ppl per seed':>20} {'FLOPs':>8} {'score':>9}")
+    for n in names:
+        got = [runs[f"{n}/{s}"] for s in RNN_SEEDS if f"{n}/{s}" in runs]
+        if got:
+            ppl = sum(g["ppl"] for g in got) / len(got)
+            score = rules.score(read_settings(block, {}, lm=True).score,
+                                {"ppl": ppl, "flops": got[0]["flops"]})
+            print(f"{n:<16} {len(cells.get(n, range(12))):>5} "
+                  f"{' / '.join(format(g['ppl'], '.1f') for g in got):>20} "
+                  f"{got[0]['flops']:>8,} {score:>9.3f}")
 
 
 def part_random(args) -> None:
@@ -620,7 +697,7 @@ def pareto(sp: Space, rows: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("part", choices=("rank", "budget", "search", "random", "retrain", "rnn",
-                                     "cluttered", "report"))
+                                     "rnn_retrain", "cluttered", "report"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cells", type=int, default=20, help="random cells in the rank part")
     ap.add_argument("--data", help="proxy data (shrinkc shrink --data), e.g. cluttered-digits; "
@@ -634,7 +711,7 @@ def main() -> None:
     DATA = args.data
     TAG = "_" + args.data.replace("-digits", "").replace("/", "_") if args.data else ""
     {"rank": part_rank, "budget": part_budget, "search": part_search, "random": part_random, "retrain": part_retrain,
-     "rnn": part_rnn, "cluttered": part_cluttered, "report": part_report}[args.part](args)
+     "rnn": part_rnn, "rnn_retrain": part_rnn_retrain, "cluttered": part_cluttered, "report": part_report}[args.part](args)
 
 
 if __name__ == "__main__":

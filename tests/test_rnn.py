@@ -30,6 +30,24 @@ def test_stats_json(capsys, chdir_root):
     assert d["output"] == ["batch", "time", 10_000]
 
 
+def test_found_rnn_spec_counts_by_hand(capsys, chdir_root):
+    """The shipped search result (4 edges: 0->1, 0->2, 2->3, 0->5) in the ShrinkRNN network:
+    the embedding (10,000 x 745), node 0's (745 + 745) x 1490 matrix, 4 edges of 745 x 1490,
+    the tied decoder's bias; and the generated module holds exactly as many."""
+    import torch  # noqa: F401  (the generated module needs it)
+
+    from shrinkc.compiler import compile_file
+    from shrinkc.search.train import build_module
+
+    assert main(["stats", "specs/shrinkrnn_found.shrink", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["parts"] == {"embedding": 10_000 * 745, "cell": 1490 * 1490 + 4 * 745 * 1490,
+                          "decoder": 10_000}
+    assert d["params"] == 14_120_300 and d["edges"] == 4 and d["flops"] == 4 * 745 * 745
+    module = build_module(compile_file(Path("specs/shrinkrnn_found.shrink")))
+    assert sum(p.numel() for p in module.parameters()) == 14_120_300
+
+
 def test_recurrent_cell_errors_are_located(tmp_path):
     bad = tmp_path / "bad.shrink"
     bad.write_text("shrink 1\nrecurrent cell C {\n    input x, h\n    n0 = tanh <- x, h\n"

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hostinfo import CPU_FLAGS, cpu_flags  # noqa: F401  (CPU_FLAGS: for the tests)
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = {"ShrinkCNN-A": "specs/shrinkcnn_a.shrink", "MobileNetV2": "specs/mobilenetv2.shrink"}
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -145,31 +147,6 @@ def report(nets: dict, m: dict, runs: int, warmup: int, load: tuple[float, float
           "resized to 224x224): sizes and latency, not accuracy; fp32 and fp16 at opset 28, "
           "int8 at 25; fp16 keeps float32 inputs and outputs; compile s: one cold "
           "`shrinkc compile` process (int8's includes loading the digits and calibrating).")
-
-
-# the instruction sets onnxruntime's int8 and fp16 kernels use where present
-CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
-    """The CPU's model name and, for each of :data:`CPU_FLAGS`, whether it has it (read from
-    ``cpuinfo``'s first processor); ``{"source": None}`` where there is no such file."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return {"source": None}
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break  # the first processor is enough
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    flags = set(fields.get("flags", "").split())
-    return {"source": str(cpuinfo), "model": fields.get("model name"),
-            "flags": {f: f in flags for f in CPU_FLAGS}}
 
 
 def machine(load: tuple[float, float]) -> dict:

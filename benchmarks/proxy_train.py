@@ -32,6 +32,8 @@ import statistics
 import time
 from pathlib import Path
 
+from hostinfo import cpu_flags
+
 ROOT = Path(__file__).resolve().parent.parent
 PENN = ROOT.parent / "shared" / "data" / "penn_proxy"
 RESULTS = ROOT / "benchmarks" / "results" / "proxy_train.json"
@@ -192,17 +194,6 @@ def main() -> None:
     _report(times, args.reps, cnn_graph, rnn_graph, images, corpus, rnn_data, default)
 
 
-def _cpu_flags() -> list[str]:
-    """The /proc/cpuinfo flags that decide the kernels: AVX2, AVX-512, bf16, VNNI, AMX."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    keep = ("avx2", "avx512", "amx", "vnni", "fma")
-    return sorted(f for f in line.split(":", 1)[-1].split() if f.startswith(keep))
-
-
 def _report(times: dict[str, list[float]], reps: int, cnn_graph, rnn_graph, images, corpus,
             rnn_data: str | None, default: str) -> None:
     """The table (medians, ratio to the plain loop, GFLOP/s, fraction of peak) and the JSON."""
@@ -242,7 +233,7 @@ def _report(times: dict[str, list[float]], reps: int, cnn_graph, rnn_graph, imag
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "reps": reps, "peak_gflops": peak, "peak": how, "rows": out,
-        "default_precision": default, "target_ratio": ratio, "cpu_flags": _cpu_flags(),
+        "default_precision": default, "target_ratio": ratio, "cpu": cpu_flags(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__, "load_average_end": os.getloadavg()[0],
         "rnn_data": rnn_data or "generated corpus", "flops_per_epoch": flops,

@@ -40,6 +40,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
+from hostinfo import cpu_flags
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SPEC = "specs/shrinkcnn_space.shrink"
@@ -281,20 +283,9 @@ def timed_search(part: str, spec: str, extra: list[str]) -> None:
          "load_average_end": round(os.getloadavg()[0], 2)})
     run = json.loads((out / "run.json").read_text())
     doc["machine"] = {"precision": run.get("precision"), "device": run.get("device"),
-                      "cpu_flags": cpu_flags(), "cpus": os.cpu_count()}
+                      "cpu": cpu_flags(), "cpus": os.cpu_count()}
     doc["log"] = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     save(part, doc)
-
-
-def cpu_flags() -> list[str]:
-    """The /proc/cpuinfo flags that decide the training kernels (AVX2, AVX-512, bf16, AMX)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    return sorted(f for f in line.split(":", 1)[-1].split()
-                  if f.startswith(("avx2", "avx512", "amx", "fma")))
 
 
 def part_search(args) -> None:

@@ -43,13 +43,12 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-TROUBLE = {"diff": 2}
+TROUBLE = {"diff": 2}  # the exit code that means "trouble" where 1 means something else
 # Commands that build the IR of a spec and exit: the cyclic garbage collector is paused while
 # they run. They allocate hundreds of thousands of small acyclic objects (parse trees, IR
 # nodes), and the collector's passes over them took 40% of `stats` on a 10,000-node cell;
 # what they leave is freed at exit. Not `shrink` or `bench`, which run for minutes.
 SHORT_LIVED = frozenset({"compile", "stats", "check", "fmt", "diff", "viz", "schema"})
-  # the exit code that means "trouble" where 1 means something else
 
 
 def _output_failed(args, e: OSError) -> int:

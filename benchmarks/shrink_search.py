@@ -187,10 +187,11 @@ def train_all(part: str, doc: dict, jobs: dict, workers: int) -> dict:
         for f in as_completed(futures):
             k = futures[f]
             r = f.result()
-            runs[k] = {x: r[x] for x in ("acc", "macs", "params", "epochs", "curve", "seconds")}
+            quality, cost = ("ppl", "flops") if "ppl" in r else ("acc", "macs")  # RNN or CNN
+            runs[k] = {x: r[x] for x in (quality, cost, "params", "epochs", "curve", "seconds")}
             save(part, doc)
-            print(f"  {k}: acc {r['acc']:.4f} in {r['epochs']} epochs, {r['seconds']:.0f} s "
-                  f"({time.perf_counter() - t0:.0f} s in)", flush=True)
+            print(f"  {k}: {quality} {r[quality]:.4f} in {r['epochs']} epochs, "
+                  f"{r['seconds']:.0f} s ({time.perf_counter() - t0:.0f} s in)", flush=True)
     return doc
 
 
@@ -328,7 +329,8 @@ def part_rnn_retrain(args) -> None:
     parsed = checked.sources.main
     space = next(i for i in parsed.items if isinstance(i, SpaceDef))
     block = next(i for i in checked.program.items if isinstance(i, SearchDef))
-    train = read_settings(block, {}, lm=True).train
+    settings = read_settings(block, {}, lm=True)
+    train = settings.train
     overrides = {"vocab": corpus.load(str(RNN_DATA)).size}
     snaps = [e for e in search["log"] if e.get("chosen") and e.get("edge") is not None]
     best = max(snaps, key=lambda e: (e["score"], -e["edges"]))
@@ -357,24 +359,13 @@ def part_rnn_retrain(args) -> None:
     doc["cells"] = {k: [list(e) for e in v] for k, v in cells.items()}
     names = [*cells, "ShrinkRNN cell"]
     jobs = {f"{n}/{s}": job(n, s) for n in names for s in RNN_SEEDS}
-    runs = doc.setdefault("runs", {})
-    todo = {k: j for k, j in jobs.items() if k not in runs}
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_evaluate, j): k for k, j in todo.items()}
-        for f in as_completed(futures):
-            r = f.result()
-            runs[futures[f]] = {x: r[x] for x in ("ppl", "flops", "params", "epochs", "curve",
-                                                 "seconds")}
-            save("rnn_retrain", doc)
-            print(f"  {futures[f]}: ppl {r['ppl']:.1f} in {r['epochs']} epochs "
-                  f"({time.perf_counter() - t0:.0f} s in)", flush=True)
+    runs = train_all("rnn_retrain", doc, jobs, args.workers)["runs"]
     print(f"\n{'cell':<16} {'edges':>5} {'ppl per seed':>20} {'FLOPs':>8} {'score':>9}")
     for n in names:
         got = [runs[f"{n}/{s}"] for s in RNN_SEEDS if f"{n}/{s}" in runs]
         if got:
             ppl = sum(g["ppl"] for g in got) / len(got)
-            score = rules.score(read_settings(block, {}, lm=True).score,
+            score = rules.score(settings.score,
                                 {"ppl": ppl, "flops": got[0]["flops"]})
             print(f"{n:<16} {len(cells.get(n, range(12))):>5} "
                   f"{' / '.join(format(g['ppl'], '.1f') for g in got):>20} "

@@ -6,6 +6,7 @@ every finished training, and resumes from there when run again:
 
     python benchmarks/shrink_search.py rank      # >= 20 random cells, 2 seeds each, full budget
     python benchmarks/shrink_search.py search    # the recommended AutoShrink run, timed
+    python benchmarks/shrink_search.py paper     # the paper's procedure (from scratch), timed
     python benchmarks/shrink_search.py random    # random search, same candidate-epoch budget
     python benchmarks/shrink_search.py retrain   # each method's best + references, 3 seeds
     python benchmarks/shrink_search.py rnn       # the ShrinkRNN search on the PTB proxy, timed
@@ -291,6 +292,13 @@ def timed_search(part: str, spec: str, extra: list[str]) -> None:
 
 def part_search(args) -> None:
     timed_search("search", SPEC, ["--workers", str(args.workers), *RECOMMENDED])
+
+
+def part_paper(args) -> None:
+    """The paper's procedure, timed: the spec's own settings (every candidate trained from
+    scratch for up to 20 epochs, patience 3, batch 128, no halving), in --precision auto's
+    precision. Resumes an interrupted run."""
+    timed_search("paper", SPEC, ["--workers", str(args.workers), "--halving", "0"])
 
 
 RNN_SPEC = "specs/shrinkrnn_space.shrink"
@@ -678,7 +686,7 @@ def pareto(sp: Space, rows: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=("rank", "budget", "search", "random", "retrain", "rnn",
+    ap.add_argument("part", choices=("rank", "budget", "search", "paper", "random", "retrain", "rnn",
                                      "rnn_retrain", "cluttered", "report"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cells", type=int, default=20, help="random cells in the rank part")
@@ -692,7 +700,8 @@ def main() -> None:
     global DATA, TAG
     DATA = args.data
     TAG = "_" + args.data.replace("-digits", "").replace("/", "_") if args.data else ""
-    {"rank": part_rank, "budget": part_budget, "search": part_search, "random": part_random, "retrain": part_retrain,
+    {"rank": part_rank, "budget": part_budget, "search": part_search, "paper": part_paper,
+     "random": part_random, "retrain": part_retrain,
      "rnn": part_rnn, "rnn_retrain": part_rnn_retrain, "cluttered": part_cluttered, "report": part_report}[args.part](args)
 
 

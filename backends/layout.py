@@ -14,6 +14,7 @@ inheritance relies on the same names. It never imports torch or numpy.
   ``depthwise.weight``, ``pointwise.weight`` and the same ``bn.*``;
 * ``se`` is ``fc1.weight``, ``fc1.bias``, ``fc2.weight``, ``fc2.bias`` (two 1x1 convolutions,
   as torchvision's ``SqueezeExcitation``);
+* ``factorized_reduce`` is ``conv_1.weight``, ``conv_2.weight`` and ``bn.*`` (DARTS's names);
 * ``linear`` is ``weight`` and ``bias``; pools, dropout, flatten, identity, chunk and shuffle
   hold nothing;
 * an op other than conv-style and identity that has an activation is wrapped as
@@ -98,7 +99,7 @@ def sites(graph: ir.Graph) -> Iterator[Site]:
             n0 = inst.nodes[0]
             if n0.op is not None:
                 yield Site(join(prefix, "downsample"), n0.op, n0.in_shape, n0.out_shape)
-            for n in inst.nodes[1:]:
+            for n in inst.nodes[inst.n_inputs:]:
                 path = join(prefix, attrs[n.name])
                 if wrapped(n.op.op, acts[n.name]):  # type: ignore[union-attr]
                     path = join(path, "0")
@@ -151,6 +152,12 @@ def _sepconv(site: Site) -> list[tuple[str, TensorSpec]]:
             *_bn(site)]
 
 
+def _factorized_reduce(site: Site) -> list[tuple[str, TensorSpec]]:
+    cin, half = site.x.c, site.y.c // 2
+    return [(f"{site.path}.conv_{i}.weight", TensorSpec((half, cin, 1, 1), F32, "conv.weight", cin))
+            for i in (1, 2)] + _bn(site)
+
+
 def _linear(site: Site) -> list[tuple[str, TensorSpec]]:
     cin, cout = site.x.c, site.y.c
     return [(f"{site.path}.weight", TensorSpec((cout, cin), F32, "linear.weight", cin)),
@@ -194,6 +201,7 @@ OP_LAYOUT: dict[str, OpLayout] = {
     "se": OpLayout(_se),
     "chunk": OpLayout(_none),
     "shuffle": OpLayout(_none),
+    "factorized_reduce": OpLayout(_factorized_reduce, "inside"),
 }
 """Op name -> its state_dict layout in the generated module."""
 

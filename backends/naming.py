@@ -24,7 +24,8 @@ PYTHON = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(d
 # every name a generated file defines or imports at module level (tests/test_pytorch_backend.py
 # checks this against the templates): a spec name that equals one gets a trailing underscore
 GENERATED = frozenset({"self", "torch", "nn", "F", "build", "ConvBN", "SepConv", "GlobalAvgPool",
-                       "Stage", "identity", "highway", "masked", "dropout_mask"})
+                       "Stage", "TwoInputStage", "FactorizedReduce", "identity", "highway",
+                       "masked", "dropout_mask"})
 
 
 class Namer:
@@ -58,7 +59,7 @@ class Namer:
 CELL_ATTRS = MODULE_ATTRS | {"downsample", "residual", "use_residual", "out_channels", "inputs",
                              "drop_path"}
 # a cell's parameters are locals of its __init__ and keywords of Stage(...)
-CELL_LOCALS = {"in_channels", "downsample", "down_stride", "super", "cell", "depth", "first",
+CELL_LOCALS = {"in_channels", "prev_channels", "downsample", "down_stride", "super", "cell", "depth", "first",
                "drop_path"}
 NETWORK_ATTRS = MODULE_ATTRS | {"stem", "head", "out_channels"}
 
@@ -78,6 +79,8 @@ def cell_attr_names(cell: ir.CellDef) -> dict[str, str]:
     and the ONNX backend names its initializers after them."""
     nodes = Namer(CELL_ATTRS)
     nodes(cell.input.name)
+    if cell.input.state is not None:  # a two-input cell's second input
+        nodes(cell.input.state)
     for n in cell.nodes:
         for s in n.inputs:
             nodes(s)

@@ -121,13 +121,17 @@ def _act_title(act: str) -> str:
     return sig.title if sig is not None else act
 
 
-def node_text(op: str, attrs: dict[str, object], act: str | None) -> tuple[str, str]:
+def node_text(op: str, attrs: dict[str, object], act: str | None,
+              recurrent: bool = False) -> tuple[str, str]:
     """(title, subtitle) of an op node: ``SepConv 3x3, 24`` over ``ReLU``; a recurrent
-    cell's highway node is titled by its activation (``tanh``) over ``highway``."""
+    cell's highway node is titled by its activation (``tanh``) over ``highway``; an
+    ``identity`` with an activation by the activation alone."""
     if op == "highway":
         return _act_title(act or "identity"), "highway"
-    if op in ACTS and not attrs:  # an activation written as a recurrent cell's op
+    if recurrent and op in ACTS and not attrs:  # an activation written as a recurrent cell's op
         return _act_title(op), "highway"
+    if op == "identity" and act and act != "identity":
+        return _act_title(act), ""
     return op_label(op, attrs), pretty_act(act)
 
 
@@ -233,7 +237,13 @@ def _cell_instance(inst: ir.CellInst, prefix: str = "") -> _Drawing:
     first_in = prefix + "in"
     rest = inst.nodes[1:]
     recurrent = bool(x.inputs)
-    if recurrent:  # a recurrent cell: node 0 mixes x_t and h_{t-1}
+    if inst.n_inputs == 2:  # a two-input cell: the outputs two cells back and one back
+        for k, n in enumerate(inst.nodes[:2]):
+            ids[n.name] = d.node(prefix + ("in" if k == 0 else "in1"), "Input",
+                                 f"{n.name} ({'two back' if k == 0 else 'previous'}), "
+                                 f"{_dims(n.out_shape)}", "terminal")
+        rest = inst.nodes[2:]
+    elif recurrent:  # a recurrent cell: node 0 mixes x_t and h_{t-1}
         dims = _dims(inst.in_shape)
         for k, name in enumerate(x.inputs):
             title, sub = ("Input", f"{name}, {dims}") if k == 0 else ("State", f"{name} (t-1), {dims}")
@@ -310,11 +320,14 @@ def _cell_definition(cell: ir.CellDef, prefix: str = "") -> _Drawing:
                                                                 if inp.channels else ""),
                             "terminal")}
     state = getattr(inp, "state", None)
-    if state:
+    if state and cell.recurrent:
         ids[state] = d.node(prefix + "in1", "State", f"{state} (t-1)", "terminal")
+    elif state:  # a two-input cell
+        ids = {inp.name: d.node(prefix + "in", "Input", f"{inp.name} (two back)", "terminal"),
+               state: d.node(prefix + "in1", "Input", f"{state} (previous)", "terminal")}
     for n in cell.nodes:
         attrs = {a.name: _text(a.value) for a in n.op.args if a.name is not None}
-        title, sub = node_text(n.op.op, attrs, _text(n.act))
+        title, sub = node_text(n.op.op, attrs, _text(n.act), cell.recurrent)
         nid = d.node(prefix + "n:" + n.name, title, sub, _kind(n.op.op))
         _merge_into(d, [ids[s] for s in n.inputs if s in ids], nid, n.merge,
                     prefix + "m:" + n.name)

@@ -155,7 +155,10 @@ class InputStmt(_Node):
     kind: Literal["input"] = "input"
     name: str
     channels: str | None = None  # ``input x[c]`` binds the input's channel count to ``c``
-    state: str | None = None  # recurrent cells: ``input x, h`` names x_t and h_{t-1}
+    # the second name: in a recurrent cell ``input x, h`` names x_t and h_{t-1}; in any other
+    # cell ``input s0, s1`` makes a two-input cell (DARTS, NASNet): s0 is the output of the
+    # cell two back, s1 the previous cell's
+    state: str | None = None
     comments: Comments = NO_COMMENTS
     loc: Loc = NOWHERE
 
@@ -207,6 +210,11 @@ class CellDef(_Node):
     @property
     def nodes(self) -> tuple[NodeStmt, ...]:
         return tuple(s for s in self.body if isinstance(s, NodeStmt))
+
+    @property
+    def two_inputs(self) -> bool:
+        """A cell that takes the outputs of the two cells before it (``input s0, s1``)."""
+        return not self.recurrent and self.input.state is not None
 
     @property
     def output(self) -> OutputStmt:
@@ -488,9 +496,18 @@ class CellInst(_Node):
     # stochastic depth: the probability that training drops the residual branch of a sample
     drop_path: float = Field(default=0.0, exclude_if=lambda v: v == 0.0)
     in_shape: Shape
+    # a two-input cell: the shape of its first input, the output of the cell two back
+    # (DARTS's s0; ``in_shape`` is the previous cell's output, s1); nodes[0] and nodes[1] are
+    # the two inputs. Absent from the JSON for one-input cells.
+    prev_shape: Shape | None = Field(default=None, exclude_if=lambda v: v is None)
     out_shape: Shape
     cost: Cost = ZERO
     loc: Loc = NOWHERE
+
+    @property
+    def n_inputs(self) -> int:
+        """The input nodes at the head of ``nodes``: 2 for a two-input cell, else 1."""
+        return 1 if self.prev_shape is None else 2
 
     @property
     def residual_shape(self) -> Shape:

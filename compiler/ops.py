@@ -25,7 +25,9 @@ Pure Python: the compiler never imports torch. Conventions:
 * conv-style ops (``conv``, ``sepconv``, ``dwconv``) have no bias and carry a BatchNorm
   (``conv(..., bias=true, bn=false)`` says otherwise; such optional parameters are absent from
   an op's attributes, and so from its hash, unless given a value other than the implied one);
-  ``sepconv`` is depthwise k x k then pointwise 1 x 1 with one BatchNorm after both.
+  ``sepconv`` is depthwise k x k then pointwise 1 x 1 with one BatchNorm after both;
+  ``factorized_reduce`` (DARTS) is two 1 x 1 stride-2 convolutions, the second on the input
+  shifted by one pixel, concatenated, with one BatchNorm after them.
 * padding of convolutions is "same": ``dilation * (k - 1) // 2`` (``conv(..., padding=P)``).
 * MACs count multiply-accumulates of convolutions and linear layers only; parameters count
   every trainable tensor (BatchNorm's weight and bias included, running statistics not).
@@ -214,6 +216,18 @@ def _chunk_shape(op: OpInst, x: Shape) -> Shape:
     return x.model_copy(update={"c": x.c // parts})
 
 
+def _factorized_reduce_shape(op: OpInst, x: Shape) -> Shape:
+    out = int(op.attrs["out"])
+    if out % 2:
+        raise ShapeError(f"factorized_reduce needs an even number of output channels, got {out}",
+                         "its two convolutions give half the channels each")
+    assert x.h is not None and x.w is not None  # the op needs a spatial input
+    if x.h % 2 or x.w % 2:
+        raise ShapeError(f"factorized_reduce halves the resolution: input {x} needs an even "
+                         "height and width", "its two strided halves would differ in size")
+    return Shape(c=out, h=x.h // 2, w=x.w // 2)
+
+
 def _shuffle_shape(op: OpInst, x: Shape) -> Shape:
     g = int(op.attrs["groups"])
     if x.c % g:
@@ -245,6 +259,12 @@ def _sepconv_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
 def _dwconv_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
     k = int(op.attrs["k"])
     weights = x.c * k * k
+    return Cost(params=weights + 2 * y.c, macs=weights * _hw(y))
+
+
+def _factorized_reduce_cost(op: OpInst, x: Shape, y: Shape) -> Cost:
+    """Two 1x1 convolutions, c_in -> c_out / 2 each, and one batch norm over c_out."""
+    weights = 2 * x.c * (y.c // 2)
     return Cost(params=weights + 2 * y.c, macs=weights * _hw(y))
 
 
@@ -292,7 +312,7 @@ OPS: dict[str, OpSig] = {
             "convolution + batch norm", _conv_shape, _conv_cost,
             needs="spatial", carries_bn=True, title="Conv", family="conv", stride="stride",
         ),
-        OpSig("sepconv", (P("out", "int", None, 1, "output channels"), _K, _S, _D),
+        OpSig("sepconv", (P("out", "int", None, 1, "output channels"), _K, _S, _D, *_BN),
               "depthwise k x k + pointwise 1 x 1 + batch norm", _sepconv_shape, _sepconv_cost,
               needs="spatial", carries_bn=True, title="SepConv", family="sepconv",
               stride="stride"),
@@ -321,6 +341,11 @@ OPS: dict[str, OpSig] = {
                         P("index", "int", None, 0, "the part taken, from 0")),
               "one of `parts` equal slices of the channels (ShuffleNetV2's channel split)",
               _chunk_shape, title="Chunk", label_param="index"),
+        OpSig("factorized_reduce", (P("out", "int", None, 1, "output channels (even)"),),
+              "DARTS's FactorizedReduce: two 1x1 convolutions with stride 2, the second on the "
+              "input shifted by one pixel, concatenated, then batch norm; halves the resolution",
+              _factorized_reduce_shape, _factorized_reduce_cost, needs="spatial",
+              carries_bn=True, title="FactorizedReduce", family="conv"),
         OpSig("shuffle", (P("groups", "int", None, 1, "groups whose channels interleave"),),
               "channel shuffle: the channels of `groups` groups interleaved (ShuffleNet)",
               _shuffle_shape, needs="spatial", title="Channel Shuffle"),

@@ -39,15 +39,22 @@ def verify_graph(graph: ir.Graph, *, costed: bool = False) -> ir.Graph:
     for layer in graph.stem:
         _require(layer.in_shape == x, "stem layers chain")
         x = layer.out_shape
+    prev = x  # the output two back, which a two-input cell takes first (the stem's: twice)
     for stage in graph.stages:
         _require(len(stage.cells) >= 1, f"{stage.name}: a stage has cells")
         for cell in stage.cells:
             _require(cell.in_shape == x, f"{stage.name}: cells chain")
+            if cell.prev_shape is not None:
+                _require(cell.prev_shape == prev and len(cell.nodes) > 2 and
+                         cell.nodes[0].out_shape == prev and cell.nodes[1].out_shape == x and
+                         not cell.nodes[1].inputs and cell.nodes[1].op is None and
+                         cell.nodes[0].op is None and cell.residual == "none",
+                         f"{cell.cell}: a two-input cell takes the outputs two back and one back")
             names = [n.name for n in cell.nodes]
             _require(len(names) == len(set(names)), f"{cell.cell}: node names are unique")
             shapes = {}
             for i, n in enumerate(cell.nodes):
-                _require(i == 0 or all(s in shapes for s in n.inputs),
+                _require(i < cell.n_inputs or (n.inputs and all(s in shapes for s in n.inputs)),
                          f"{cell.cell}.{n.name}: topological order")
                 shapes[n.name] = n.out_shape
             _require(all(s in shapes for s in cell.output), f"{cell.cell}: output nodes exist")
@@ -62,7 +69,7 @@ def verify_graph(graph: ir.Graph, *, costed: bool = False) -> ir.Graph:
             if costed:
                 own = sum(n.cost.params for n in cell.nodes)
                 _require(cell.cost.params >= own, f"{cell.cell}: cost covers its nodes")
-            x = cell.out_shape
+            prev, x = x, cell.out_shape
         _require(stage.out_shape == x, f"{stage.name}: out shape is its last cell's")
     for layer in graph.head:
         _require(layer.in_shape == x, "head layers chain")

@@ -320,6 +320,97 @@ class ShuffleNetV2(nn.Module):
         return self.fc(self.conv5(x).mean([2, 3]))
 
 
+# DARTS-V2 (the DARTS code's model.py and operations.py, NetworkCIFAR without the auxiliary
+# head, in eval mode where drop_path is off)
+def _relu_conv_bn(cin, cout):
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+
+def _sep_conv(c, stride):
+    return nn.Sequential(
+        nn.ReLU(), nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False),
+        nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),
+        nn.ReLU(), nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False),
+        nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+
+
+def _dil_conv(c, stride):
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 3, stride, 2, 2, groups=c, bias=False),
+                         nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+
+
+class FactorizedReduce(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.conv_1 = nn.Conv2d(cin, cout // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(cin, cout // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        x = self.relu(x)
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+
+
+DARTS_OPS = {
+    "max_pool_3x3": lambda c, stride: nn.MaxPool2d(3, stride, padding=1),
+    "skip_connect": lambda c, stride: nn.Identity() if stride == 1 else FactorizedReduce(c, c),
+    "sep_conv_3x3": _sep_conv,
+    "dil_conv_3x3": _dil_conv,
+}
+DARTS_V2_NORMAL = [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0),
+                   ("sep_conv_3x3", 1), ("sep_conv_3x3", 1), ("skip_connect", 0),
+                   ("skip_connect", 0), ("dil_conv_3x3", 2)]
+DARTS_V2_REDUCE = [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2),
+                   ("max_pool_3x3", 1), ("max_pool_3x3", 0), ("skip_connect", 2),
+                   ("skip_connect", 2), ("max_pool_3x3", 1)]
+
+
+class DartsCell(nn.Module):
+    def __init__(self, c_prev_prev, c_prev, c, reduction, reduction_prev):
+        super().__init__()
+        self.preprocess0 = (FactorizedReduce(c_prev_prev, c) if reduction_prev
+                            else _relu_conv_bn(c_prev_prev, c))
+        self.preprocess1 = _relu_conv_bn(c_prev, c)
+        genotype = DARTS_V2_REDUCE if reduction else DARTS_V2_NORMAL
+        self._ops = nn.ModuleList(DARTS_OPS[name](c, 2 if reduction and index < 2 else 1)
+                                  for name, index in genotype)
+        self._indices = [index for _, index in genotype]
+
+    def forward(self, s0, s1):
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for i in range(4):
+            h1 = self._ops[2 * i](states[self._indices[2 * i]])
+            h2 = self._ops[2 * i + 1](states[self._indices[2 * i + 1]])
+            states.append(h1 + h2)
+        return torch.cat(states[2:], dim=1)
+
+
+class NetworkCIFAR(nn.Module):
+    def __init__(self, c=36, classes=10, layers=20):
+        super().__init__()
+        c_curr = 3 * c
+        self.stem = nn.Sequential(nn.Conv2d(3, c_curr, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(c_curr))
+        c_prev_prev, c_prev, c_curr = c_curr, c_curr, c
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                c_curr *= 2
+            self.cells.append(DartsCell(c_prev_prev, c_prev, c_curr, reduction, reduction_prev))
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, 4 * c_curr
+        self.classifier = nn.Linear(c_prev, classes)
+
+    def forward(self, x):
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.classifier(s1.mean([2, 3]))
+
+
 # spec -> (torchvision's parameter count, the reference)
 ZOO_REFERENCES = {
     "resnet18": (11_689_512, lambda: ResNet(BasicBlock, [2, 2, 2, 2])),
@@ -330,8 +421,15 @@ ZOO_REFERENCES = {
     "mnasnet1_0": (4_383_312, MnasNet1_0),
     "squeezenet1_1": (1_235_496, SqueezeNet1_1),
     "shufflenet_v2_x1_0": (2_278_604, ShuffleNetV2),
+    "darts_v2_cifar": (3_349_342, NetworkCIFAR),  # the DARTS code's count
 }
 NAMES = sorted(ZOO_REFERENCES)
+# the input size of the function tests, and the other size one ONNX file must also take
+SIZES = {"darts_v2_cifar": (32, 48)}
+
+
+def _sizes(name):
+    return SIZES.get(name, (224, 160))
 
 
 def test_every_zoo_spec_has_a_reference():
@@ -403,7 +501,7 @@ def test_state_dict_holds_torchvisions_tensors_in_order(name, built):
 def test_same_function_as_the_reference_and_onnxruntime(name, built):
     graph, model, ref = built(name)
     torch.manual_seed(1)
-    x = torch.randn(1, 3, 224, 224)
+    x = torch.randn(1, 3, *[_sizes(name)[0]] * 2)
     with torch.no_grad():
         got, want = model(x).numpy(), ref(x).numpy()
     scale = float(np.abs(want).max())
@@ -429,7 +527,7 @@ def test_one_onnx_file_for_any_size(name, built):
     sess = ort.InferenceSession(
         onnx_backend.serialize(onnx_backend.generate(graph, weights, dynamic_hw=True)),
         providers=["CPUExecutionProvider"])
-    x = torch.randn(1, 3, 160, 160)
+    x = torch.randn(1, 3, *[_sizes(name)[1]] * 2)
     with torch.no_grad():
         want = model(x).numpy()
     (y,) = sess.run(None, {graph.input_name: x.numpy()})
@@ -453,7 +551,7 @@ def test_fx_traces_and_trains(name, built):
     import copy
 
     model = copy.deepcopy(built(name)[1])  # training changes batch-norm statistics
-    x = torch.randn(2, 3, 96, 96)
+    x = torch.randn(2, 3, *[min(96, _sizes(name)[0])] * 2)
     traced = fx.symbolic_trace(model)
     with torch.no_grad():
         assert torch.allclose(traced(x), model(x), rtol=1e-5, atol=1e-6)

@@ -395,7 +395,8 @@ def test_batch_norm_eps_and_momentum(tmp_path):
             input x
             a = conv(w, k=1, eps=0.01, momentum=0.3) relu <- x
             b = dwconv(k=3, eps=0.5) <- a
-            output b
+            c = sepconv(w, k=3, eps=0.2, momentum=0.05) <- b
+            output c
         }
 
         network Net {
@@ -404,9 +405,11 @@ def test_batch_norm_eps_and_momentum(tmp_path):
         }
     """)
     graph, model = _build(spec, tmp_path)
-    assert graph.cost.params == _params(model) == 3 * 8 + 2 * 8 + 8 * 9 + 2 * 8  # by hand
-    a, b = model.stage1[0].a, model.stage1[0].b
+    assert graph.cost.params == _params(model) == (3 * 8 + 2 * 8 + 8 * 9 + 2 * 8
+                                                   + 8 * 9 + 8 * 8 + 2 * 8)  # by hand
+    a, b, c = model.stage1[0].a, model.stage1[0].b, model.stage1[0].c
     assert (a.bn.eps, a.bn.momentum, b.bn.eps, b.bn.momentum) == (0.01, 0.3, 0.5, 0.1)
+    assert (c.bn.eps, c.bn.momentum) == (0.2, 0.05)
     torch.manual_seed(3)
     x = torch.randn(2, 3, 7, 7)
 
@@ -415,7 +418,9 @@ def test_batch_norm_eps_and_momentum(tmp_path):
 
     with torch.no_grad():
         y = F.relu(bn(a.bn, F.conv2d(x, a.conv.weight), 0.01))
-        ref = bn(b.bn, F.conv2d(y, b.conv.weight, padding=1, groups=8), 0.5)
+        y = bn(b.bn, F.conv2d(y, b.conv.weight, padding=1, groups=8), 0.5)
+        y = F.conv2d(F.conv2d(y, c.depthwise.weight, padding=1, groups=8), c.pointwise.weight)
+        ref = bn(c.bn, y, 0.2)
         _close(model(x), ref, 1e-5)
     for fold in (True, False):  # folded into the conv with the op's eps, or kept
         _close(_onnx_out(graph, model, x, fold_bn=fold), ref.numpy(), 1e-5)
@@ -672,3 +677,105 @@ def test_chunk_and_shuffle_against_plain_pytorch(tmp_path):
         _close(model(x), ref, 1e-6)
     for opset in (13, onnx_backend.OPSET):
         _close(_onnx_out(graph, model, x, opset=opset), ref.numpy(), 1e-5)
+
+
+# --------------------------------------------------------------------------- two-input cells
+
+
+def test_two_input_cells_and_factorized_reduce_against_plain_pytorch(tmp_path, capsys):
+    """DARTS-style wiring: each cell takes the outputs of the two cells before it (the stem's
+    counts twice); a reduction cell halves the resolution, so the next cell brings its first
+    input down with a FactorizedReduce. Checked against a few lines of plain PyTorch, by
+    hand-counted parameters, and onnxruntime at opsets 13 and the newest, with and without
+    batch-norm folding and as ONNX functions."""
+    spec = _spec(tmp_path, """
+        cell Normal(c: int) {
+            input s0, s1
+            a = conv(c, k=1) <- s0
+            b = conv(c, k=3) relu <- s1
+            n = identity <- sum(a, b)
+            output concat(n, b)
+        }
+
+        cell Reduce(c: int) {
+            input s0, s1
+            a = conv(c, k=3, stride=2) <- s0
+            b = maxpool(3, stride=2, padding=1) <- s1
+            output concat(a, b)
+        }
+
+        cell AfterReduce(c: int) {
+            input s0, s1
+            r = identity relu <- s0
+            a = factorized_reduce(c) <- r
+            b = conv(c, k=1) <- s1
+            output sum(a, b)
+        }
+
+        network Net {
+            input image[3, 8, 8]
+            stem conv(4, k=3)
+            stage Normal(4) x 2
+            stage Reduce(8) x 1
+            stage AfterReduce(8) x 1
+            head global_avgpool -> linear(3)
+        }
+    """)
+    graph, model = _build(spec, tmp_path)
+    bn = lambda c: 2 * c  # noqa: E731  (a batch norm's weight and bias)
+    # by hand: stem 3->4 (3x3); Normal(4) on (s0 4ch, s1 4ch), then on (4ch, 8ch);
+    # Reduce(8) on (8ch @8x8, 8ch @8x8) -> 8 + 8 = 16ch @4x4; AfterReduce(8) on (8ch @8x8,
+    # 16ch @4x4): FactorizedReduce 8 -> 2 x 4, conv 16 -> 8; head 8 -> 3
+    stem = 3 * 4 * 9 + bn(4)
+    normal1 = (4 * 4 + bn(4)) + (4 * 4 * 9 + bn(4))
+    normal2 = (4 * 4 + bn(4)) + (8 * 4 * 9 + bn(4))
+    reduce = 8 * 8 * 9 + bn(8)
+    after = (2 * 8 * 4 + bn(8)) + (16 * 8 + bn(8))
+    head = 8 * 3 + 3
+    assert graph.cost.params == _params(model) == stem + normal1 + normal2 + reduce + after + head
+    cell = graph.stages[2].cells[0]
+    assert (cell.prev_shape.as_list(), cell.in_shape.as_list()) == ([8, 8, 8], [16, 4, 4])
+    # MACs of the FactorizedReduce: two 1x1 convs 8 -> 4 at 4x4
+    assert cell.nodes[3].cost.macs == 2 * 8 * 4 * 16
+
+    def conv_bn(m, x, stride=1, padding=0):
+        x = F.conv2d(x, m.conv.weight, stride=stride, padding=padding)
+        return F.batch_norm(x, m.bn.running_mean, m.bn.running_var, m.bn.weight, m.bn.bias)
+
+    def fr(m, x):
+        y = torch.cat([F.conv2d(x, m.conv_1.weight, stride=2),
+                       F.conv2d(x[:, :, 1:, 1:], m.conv_2.weight, stride=2)], 1)
+        return F.batch_norm(y, m.bn.running_mean, m.bn.running_var, m.bn.weight, m.bn.bias)
+
+    def reference(x):
+        s = conv_bn(model.stem, x, padding=1)
+        s0, s1 = s, s
+        for c in model.stage1:
+            a = conv_bn(c.a, s0)
+            b = F.relu(conv_bn(c.b, s1, padding=1))
+            s0, s1 = s1, torch.cat([a + b, b], 1)
+        c = model.stage2[0]
+        s0, s1 = s1, torch.cat([conv_bn(c.a, s0, stride=2, padding=1),
+                                F.max_pool2d(s1, 3, 2, 1)], 1)
+        c = model.stage3[0]
+        y = fr(c.a, F.relu(s0)) + conv_bn(c.b, s1)
+        return F.linear(y.mean([2, 3]), model.head[1].weight, model.head[1].bias)
+
+    torch.manual_seed(7)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        ref = reference(x)
+        _close(model(x), ref, 1e-6)
+    for opset in (13, onnx_backend.OPSET):
+        for fold in (True, False):
+            _close(_onnx_out(graph, model, x, opset=opset, fold_bn=fold), ref.numpy(), 1e-5)
+    weights = {k: v.numpy() for k, v in model.state_dict().items()
+               if not k.endswith("num_batches_tracked")}
+    m = onnx_backend.generate(graph, weights, functions=True)
+    (y,) = ort.InferenceSession(onnx_backend.serialize(m), providers=["CPUExecutionProvider"]
+                                ).run(None, {graph.input_name: x.numpy()})
+    _close(y, ref.numpy(), 1e-5)
+    # the language round-trips: fmt keeps the two inputs; diff and viz read them
+    assert main(["fmt", "--check", str(spec)]) in (0, 1)
+    assert main(["viz", str(spec), "-o", str(tmp_path / "net.svg")]) == 0
+    assert "Input" in (tmp_path / "net.svg").read_text()

@@ -356,7 +356,8 @@ def _sepconv(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
     dw = join(path, "depthwise")
     y = b.node("Conv", [x, b.tensor(f"{dw}.weight", b.weight(f"{dw}.weight"))], dw,
                **_op_conv_attrs(op, b.channels(dw, "group", xs.c)))
-    return _conv_bn(b, y, join(path, "pointwise"), join(path, "bn"), _conv_attrs(1, 1, 1, 1))
+    return _conv_bn(b, y, join(path, "pointwise"), join(path, "bn"), _conv_attrs(1, 1, 1, 1),
+                    eps=float(attr(op, "eps")))  # type: ignore[arg-type]
 
 
 def _pool(op_type: str, **extra) -> OpEmitter:
@@ -408,6 +409,38 @@ def _nothing(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
     return x
 
 
+def _factorized_reduce(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape) -> str:
+    """Two 1x1 stride-2 Convs, the second on the input without its first row and column
+    (Slice), concatenated, then BatchNormalization (or with BN folded into each half)."""
+    shifted = b.node("Slice", [x, _ints(b, [1, 1], join(path, "starts")),
+                               _ints(b, [1 << 62, 1 << 62], join(path, "ends")),
+                               _ints(b, [2, 3], join(path, "axes"))], join(path, "shift"))
+    stride2 = _conv_attrs(1, 2, 1, 1)
+    bn = join(path, "bn")
+    if not b.fold:
+        halves = [b.node("Conv", [src, b.tensor(f"{conv}.weight", b.weight(f"{conv}.weight"))],
+                         conv, **stride2)
+                  for src, conv in ((x, join(path, "conv_1")), (shifted, join(path, "conv_2")))]
+        y = b.node("Concat", halves, join(path, "concat"), axis=1)
+        stats = [b.tensor(f"{bn}.{t}", b.weight(f"{bn}.{t}"))
+                 for t in ("weight", "bias", "running_mean", "running_var")]
+        return b.node("BatchNormalization", [y, *stats], bn, epsilon=BN_EPS)
+    # folded: each half's output channels take their slice of the batch norm
+    gamma, beta, mean, var = (b.weight(f"{bn}.{t}").astype(np.float64)
+                              for t in ("weight", "bias", "running_mean", "running_var"))
+    scale = gamma / np.sqrt(var + BN_EPS)
+    shift = beta - mean * scale
+    half = len(scale) // 2
+    halves = []
+    for i, src in ((0, x), (1, shifted)):
+        conv = join(path, f"conv_{i + 1}")
+        part = slice(i * half, (i + 1) * half)
+        w = b.weight(f"{conv}.weight") * scale[part].reshape(-1, 1, 1, 1)
+        halves.append(b.node("Conv", [src, b.tensor(f"{conv}.weight", w.astype(np.float32)),
+                                      b.tensor(f"{conv}.bias", shift[part])], conv, **stride2))
+    return b.node("Concat", halves, path, axis=1)
+
+
 OP_NODES: dict[str, OpEmitter] = {
     "conv": _conv,
     "sepconv": _sepconv,
@@ -422,6 +455,7 @@ OP_NODES: dict[str, OpEmitter] = {
     "se": _se,
     "chunk": _chunk,
     "shuffle": _shuffle,
+    "factorized_reduce": _factorized_reduce,
 }
 """Op name -> the nodes it emits at its module path (``layout.OP_LAYOUT`` says where the
 activation goes)."""
@@ -453,17 +487,21 @@ def _merge(b: _Body, xs: list[str], merge: str, name: str) -> str:
     return b.node("Div", [total, b.const(float(len(xs)))], name)
 
 
-def _cell(b: _Body, graph: ir.Graph, inst: ir.CellInst, prefix: str, x: str) -> str:
-    """Emit one cell instance whose module sits at ``prefix``, reading ``x``."""
+def _cell(b: _Body, graph: ir.Graph, inst: ir.CellInst, prefix: str, x: str,
+          prev: str | None = None) -> str:
+    """Emit one cell instance whose module sits at ``prefix``, reading ``x`` (and, for a
+    two-input cell, ``prev``: the output of the cell two back, its first input)."""
     cell = graph.program.cells[inst.cell]
     attrs = cell_attr_names(cell)
     acts = {n.name: n.act for n in cell.nodes}
     n0 = inst.nodes[0]
     values = {n0.name: x}
-    if n0.op is not None:
+    if inst.n_inputs == 2:
+        values = {n0.name: prev, inst.nodes[1].name: x}  # type: ignore[dict-item]
+    elif n0.op is not None:
         values[n0.name] = _op(b, x, n0.op, join(prefix, "downsample"), None, n0.in_shape,
                               inst.loc)
-    for n in inst.nodes[1:]:
+    for n in inst.nodes[inst.n_inputs:]:
         path = join(prefix, attrs[n.name])
         b.at(f"the {n.merge} of node '{n.name}'", n.loc)
         xin = _merge(b, [values[s] for s in n.inputs], n.merge, join(path, n.merge))
@@ -520,13 +558,19 @@ class _Functions:
         self.names: set[str] = set()
 
     def call(self, b: _GraphBody, graph: ir.CNNGraph, inst: ir.CellInst, prefix: str,
-             x: str) -> str:
-        """Emit ``inst`` as a call of its cell's function (made on first use)."""
+             x: str, prev: str | None = None) -> str:
+        """Emit ``inst`` as a call of its cell's function (made on first use); a two-input
+        cell's function takes ``prev`` then ``x``."""
         fb = _FunctionBody(b, prefix + ".")
-        cell_in = graph.program.cells[inst.cell].input.name
-        fb.taken.add(cell_in)
-        y = _cell(fb, graph, inst, "", cell_in)
-        if y == cell_in:
+        inp = graph.program.cells[inst.cell].input
+        ins = [inp.name] if inst.n_inputs == 1 else [inp.name, inp.state]
+        fb.taken.update(ins)  # type: ignore[arg-type]
+        if inst.n_inputs == 1:
+            y = _cell(fb, graph, inst, "", inp.name)
+        else:
+            y = _cell(fb, graph, inst, "", inp.state, inp.name)  # type: ignore[arg-type]
+        cell_in = "\0".join(ins)  # type: ignore[arg-type]
+        if y in ins:
             fb.at(f"cell {inst.cell}", inst.loc)
             y = fb.node("Identity", [y], "output")
         key = b"\0".join([*(n.SerializeToString(deterministic=True) for n in fb.nodes),
@@ -539,11 +583,12 @@ class _Functions:
                 name = f"{inst.cell}_{i}"
             self.names.add(name)
             self.funcs[key] = helper.make_function(
-                FUNCTION_DOMAIN, name, [cell_in, *fb.formals], [y], fb.nodes,
+                FUNCTION_DOMAIN, name, [*ins, *fb.formals], [y], fb.nodes,
                 [helper.make_opsetid("", b.opset)], attributes=list(fb.attrs),
                 doc_string=f"cell {inst.cell}")
-        return b.node(self.funcs[key].name, [x, *fb.actuals], prefix, domain=FUNCTION_DOMAIN,
-                      **fb.attrs)
+        actual_ins = [x] if inst.n_inputs == 1 else [prev, x]
+        return b.node(self.funcs[key].name, [*actual_ins, *fb.actuals], prefix,  # type: ignore[list-item]
+                      domain=FUNCTION_DOMAIN, **fb.attrs)
 
 
 def _network(b: _GraphBody, graph: ir.CNNGraph, funcs: _Functions | None) -> str:
@@ -551,10 +596,12 @@ def _network(b: _GraphBody, graph: ir.CNNGraph, funcs: _Functions | None) -> str
     x = graph.input_name
     for (prefix, act), layer in zip(chain_prefixes(graph, "stem"), graph.stem):
         x = _op(b, x, layer.op, prefix, act, layer.in_shape, layer.loc)
+    prev = x  # the output two back, for two-input cells (the stem's counts twice)
     for stage, prefixes in zip(graph.stages, cell_prefixes(graph)):
         for inst, prefix in zip(stage.cells, prefixes):
-            x = _cell(b, graph, inst, prefix, x) if funcs is None else \
-                funcs.call(b, graph, inst, prefix, x)
+            two = prev if inst.n_inputs == 2 else None
+            prev, x = x, (_cell(b, graph, inst, prefix, x, two) if funcs is None else
+                          funcs.call(b, graph, inst, prefix, x, two))
     for (prefix, act), layer in zip(chain_prefixes(graph, "head"), graph.head):
         x = _op(b, x, layer.op, prefix, act, layer.in_shape, layer.loc)
     return x

@@ -94,11 +94,11 @@ class _Site:
         return [f"act={self.act}"] if self.act else []
 
 
-def _conv_bn_call(s: _Site, helper: str, out: Lin, kernel: list[str], groups: list[str]
-                  ) -> tuple[str, Lin]:
+def _conv_bn_call(s: _Site, helper: str, out: Lin, kernel: list[str], groups: list[str],
+                  norm: list[str] | None = None) -> tuple[str, Lin]:
     s.r.helpers.add(helper)
     args = [str(s.cin), str(out), *kernel, *s.kw("stride", "stride", 1), *groups,
-            *s.kw("dilation", "dilation", 1), *s.act_kw()]
+            *s.kw("dilation", "dilation", 1), *(norm or []), *s.act_kw()]
     return call_source(helper, args, s.indent), out
 
 
@@ -117,8 +117,9 @@ def _conv(s: _Site) -> tuple[str, Lin]:
 
 
 def _sepconv(s: _Site) -> tuple[str, Lin]:
+    norm = [kw for name in ("eps", "momentum") for kw in s.kw(name, name, -1)]
     return _conv_bn_call(s, "SepConv", s.r.channels(s.call, "out"),
-                         s.kw("k", "kernel_size", 3), s.kw("groups", "groups", 1))
+                         s.kw("k", "kernel_size", 3), s.kw("groups", "groups", 1), norm)
 
 
 def _dwconv(s: _Site) -> tuple[str, Lin]:
@@ -166,6 +167,12 @@ def _dropout(s: _Site) -> tuple[str, Lin]:
     return f"nn.Dropout({render(p, s.r.names) if p is not None else ''})", s.cin
 
 
+def _factorized_reduce(s: _Site) -> tuple[str, Lin]:
+    s.r.helpers.add("FactorizedReduce")
+    out = s.r.channels(s.call, "out")
+    return call_source("FactorizedReduce", [str(s.cin), str(out), *s.act_kw()], s.indent), out
+
+
 def _chunk(s: _Site) -> tuple[str, Lin]:
     s.r.helpers.add("Chunk")
     parts = s.r.expr(s.call, "parts")
@@ -189,6 +196,7 @@ OP_MODULES: dict[str, Callable[[_Site], tuple[str, Lin]]] = {
     "se": _se,
     "chunk": _chunk,
     "shuffle": lambda s: (f"nn.ChannelShuffle({s.r.expr(s.call, 'groups')})", s.cin),
+    "factorized_reduce": _factorized_reduce,
 }
 """Op name -> the source of its module's constructor (with the activation inside where
 ``layout.OP_LAYOUT`` says the module takes it) and its output channels."""
@@ -222,13 +230,14 @@ class CellClass:
     doc: str
     signature: list[str]
     init: list[str]
-    forward_arg: str
+    forward_params: str  # "x: torch.Tensor", or "s0: torch.Tensor, s1: torch.Tensor"
     forward: list[str]
 
 
-def _signature(params: tuple[ir.Param, ...], names: dict[str, str], has_down: bool) -> list[str]:
+def _signature(params: tuple[ir.Param, ...], names: dict[str, str], has_down: bool,
+               two_inputs: bool = False) -> list[str]:
     """The cell class constructor's parameters."""
-    sig = ["in_channels: int"]
+    sig = ["prev_channels: int", "in_channels: int"] if two_inputs else ["in_channels: int"]
     for p in params:
         ann = {"int": "int", "float": "float", "act": "type[nn.Module]", "bool": "bool"}[p.type or "int"]
         py = names[p.name]
@@ -340,13 +349,17 @@ _DOWN_STRIDE = "down_stride = downsample.stride if downsample is not None else 1
 def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
                 helpers: set[str]) -> CellClass:
     has_down = any(i.nodes[0].op is not None for i in insts)
+    two = cell.two_inputs
     names = cell_param_names(cell)
     if cell.input.channels:
-        names[cell.input.channels] = "in_channels"
+        names[cell.input.channels] = "prev_channels" if two else "in_channels"
     inp = cell.input
     body = _CellBody(cell_attr_names(cell).__getitem__, [], [],
-                     {inp.name: Lin.term("in_channels")},
+                     {inp.name: Lin.term("prev_channels" if two else "in_channels")},
                      {inp.name: ["down_stride"] if has_down else []})
+    if two:  # forward(s0, s1): the outputs of the cell two back and of the previous cell
+        body.channels[inp.state] = Lin.term("in_channels")  # type: ignore[index]
+        body.strides[inp.state] = []  # type: ignore[index]
     x = body.nodes(inp.name)
     forward_arg = "inputs" if has_down else x
     if has_down:
@@ -358,15 +371,19 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
     mode = body.add_output(cell.output, forward_arg, helpers, names, inp.name, drop)
     if has_down and not any("down_stride" in line for line in body.init[2:]):
         body.init.remove(_DOWN_STRIDE)  # no residual takes the stride: no unused local
-    signature = _signature(cell.params, names, has_down)
+    signature = _signature(cell.params, names, has_down, two)
     if drop:  # stochastic depth: each instance's probability comes from its Stage
         helpers.add("StochasticDepth")
         signature.append("drop_path: float = 0.0")
         body.init.append("self.drop_path = StochasticDepth(drop_path)")
     _check_residual_rule(cell, insts, mode)
     where = f"{text(cell.loc.file)}:{cell.loc.line}"
-    doc = f"Cell {cell.name} ({where}): {len(cell.nodes) + 1} nodes, {cell.edges} edges."
-    return CellClass(class_name, doc, signature, body.init, forward_arg, body.fwd)
+    doc = (f"{'Two-input cell' if two else 'Cell'} {cell.name} ({where}): "
+           f"{len(cell.nodes) + (2 if two else 1)} nodes, {cell.edges} edges.")
+    params = f"{forward_arg}: torch.Tensor"
+    if two:
+        params += f", {body.nodes(inp.state)}: torch.Tensor"  # type: ignore[arg-type]
+    return CellClass(class_name, doc, signature, body.init, params, body.fwd)
 
 
 def _check_residual_rule(cell: ir.CellDef, insts: list[ir.CellInst], mode: str | None) -> None:
@@ -420,6 +437,10 @@ class _NetworkBody:
     current: str
     init: list[str]
     fwd: list[str]
+    # for two-input cells, the channels of the output two back and its value ("prev"); the
+    # stem's output counts twice (prev_value None); prev_channels None after one-input cells
+    prev_channels: Lin | None = None
+    prev_value: str | None = None
 
     def chain(self, kind: str, layers: tuple[ir.LayerInst, ...]) -> None:
         """The stem or the head: one module, or an ``nn.Sequential`` of several."""
@@ -446,8 +467,11 @@ class _NetworkBody:
               drops: bool) -> None:
         """One ``Stage(...)`` of cells."""
         names = self.r.names
-        kw = cell_param_names(self.graph.program.cells[stage.cell.op])
+        cell = self.graph.program.cells[stage.cell.op]
+        kw = cell_param_names(cell)
         args = [cell_cls, str(self.channels), render(stage.repeat, names)]
+        if cell.two_inputs:
+            args.insert(1, str(self.prev_channels))
         args += [f"{kw[a.name]}={render(a.value, names)}" for a in stage.cell.args]  # type: ignore[index]
         first = [f'"{kw[a.name]}": {render(a.value, names)}' for a in stage.first]  # type: ignore[index]
         if stage.downsample is not None:
@@ -457,10 +481,23 @@ class _NetworkBody:
             args.append(f"first={{{', '.join(first)}}}")
         if drops:  # the cell class takes drop_path: each cell's probability
             args.append(f"drop_path=[{', '.join(repr(c.drop_path) for c in inst.cells)}]")
-        self.init.append(f"self.{attr} = " + call_source("Stage", args, "        "))
-        self.fwd.append(f"x = self.{attr}({self.current})")
+        if not cell.two_inputs:
+            self.init.append(f"self.{attr} = " + call_source("Stage", args, "        "))
+            self.fwd.append(f"x = self.{attr}({self.current})")
+            self.prev_channels = None
+        else:
+            self.r.helpers.add("TwoInputStage")
+            self.init.append(f"self.{attr} = " + call_source("TwoInputStage", args, "        "))
+            prev = self.prev_value or self.current
+            self.fwd.append(f"prev, x = self.{attr}({prev}, {self.current})")
+            self.prev_value = "prev"
+            self.prev_channels = Lin.term(f"self.{attr}.prev_channels")
         self.current = "x"
         self.channels = Lin.term(f"self.{attr}.out_channels")
+
+
+def _two_inputs(graph: ir.CNNGraph, stage: ir.StageStmt) -> bool:
+    return graph.program.cells[stage.cell.op].two_inputs
 
 
 def _network_class(graph: ir.CNNGraph, net: ir.NetworkDef, class_name: str,
@@ -471,8 +508,10 @@ def _network_class(graph: ir.CNNGraph, net: ir.NetworkDef, class_name: str,
                         Lin.of(net.input.shape[0], names), inp, [], [])
     body.chain("stem", graph.stem)
     dropping = {c.cell for s in graph.stages for c in s.cells if c.drop_path}
+    body.prev_channels = body.channels  # without a stem, the input counts twice
     for stage, attr, inst in zip(net.stages, stage_attr_names(graph.stages), graph.stages):
-        helpers.add("Stage")
+        if not _two_inputs(graph, stage):
+            helpers.add("Stage")
         body.stage(stage, attr, cell_classes[stage.cell.op], inst, stage.cell.op in dropping)
     body.chain("head", graph.head)
     if net.chain("head") is None:

@@ -235,15 +235,25 @@ class _Elaborator:
         self.cells = program.cells
 
     def cell(self, cell: ir.CellDef, args: dict[str, ir.Value], x: ir.Shape,
-             down: ir.OpInst | None, loc: ir.Loc, down_loc: ir.Loc | None = None) -> ir.CellInst:
+             down: ir.OpInst | None, loc: ir.Loc, down_loc: ir.Loc | None = None,
+             prev: ir.Shape | None = None) -> ir.CellInst:
+        """One instance of ``cell`` on input ``x`` (and, for a two-input cell, ``prev``: the
+        output of the cell two back, its first input)."""
         inp = cell.input
         env = dict(args)
         if inp.channels is not None:
-            env[inp.channels] = x.c
+            env[inp.channels] = (x if prev is None else prev).c
         shapes: dict[str, ir.Shape] = {}
-        n0 = x if down is None else _apply(down, x, down_loc or loc)
-        shapes[inp.name] = n0
-        nodes = [ir.NodeInst(name=inp.name, op=down, in_shape=x, out_shape=n0, loc=inp.loc)]
+        if prev is not None:  # nodes[0], nodes[1]: the cell two back, the previous cell
+            shapes[inp.name], shapes[inp.state] = prev, x  # type: ignore[index]
+            nodes = [ir.NodeInst(name=inp.name, op=None, in_shape=prev, out_shape=prev,
+                                 loc=inp.loc),
+                     ir.NodeInst(name=inp.state, op=None, in_shape=x, out_shape=x,  # type: ignore[arg-type]
+                                 loc=inp.loc)]
+        else:
+            n0 = x if down is None else _apply(down, x, down_loc or loc)
+            shapes[inp.name] = n0
+            nodes = [ir.NodeInst(name=inp.name, op=down, in_shape=x, out_shape=n0, loc=inp.loc)]
         for n in cell.nodes:
             where = n.inputs_loc if n.inputs_loc.line > 1 or n.inputs_loc.col > 1 else n.loc
             xin = merge_shapes(n.merge, n.inputs, [shapes[s] for s in n.inputs], where)
@@ -284,7 +294,7 @@ class _Elaborator:
         return ir.CellInst(cell=cell.name, args=args, nodes=tuple(nodes), output=out.nodes,
                            merge=out.merge, residual=residual, residual_op=res_op,
                            residual_from=res_from, act=act,
-                           in_shape=x, out_shape=y, loc=loc)
+                           in_shape=x, prev_shape=prev, out_shape=y, loc=loc)
 
     def cell_args(self, cell: ir.CellDef, stage: ir.StageStmt, first: bool,
                   env: dict[str, ir.Value]) -> dict[str, ir.Value]:
@@ -371,8 +381,16 @@ class _Elaborator:
         input_shape = x
         stem, x = self.chain(net.chain("stem"), x, env)
         stages = []
+        # the output of the cell two back, for two-input cells: the stem's output counts twice
+        # (as in DARTS); None once a one-input cell has run
+        prev: ir.Shape | None = x
         for si, stage in enumerate(net.stages, 1):
             cell = self.cells[stage.cell.op]
+            if cell.two_inputs and prev is None:
+                raise ShrinkError(
+                    f"'{cell.name}' takes the outputs of the two cells before it, but this stage "
+                    "follows a stage of one-input cells", stage.loc,
+                    "put stages of two-input cells right after the stem or after each other")
             repeat = _check_type(evaluate(stage.repeat, env), "int", "a stage's repeat count",
                                  stage.repeat.loc)
             if repeat < 1:
@@ -389,10 +407,12 @@ class _Elaborator:
                     down = _op(stage.downsample, None, env)
                 try:
                     inst = self.cell(cell, args, x, down, stage.loc,
-                                     stage.downsample.loc if stage.downsample else None)
+                                     stage.downsample.loc if stage.downsample else None,
+                                     prev if cell.two_inputs else None)
                 except ShrinkError as e:
                     raise _instantiated(e, cell, args, stage) from None
                 insts.append(inst)
+                prev = x if cell.two_inputs else None
                 x = inst.out_shape
             stages.append(ir.StageInst(name=stage.name or f"stage{si}", cells=tuple(insts),
                                        out_shape=x, loc=stage.loc))

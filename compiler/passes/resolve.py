@@ -318,18 +318,18 @@ class _Resolver:
         if cell.body[-1] is not outputs[0]:
             raise ShrinkError("'output' must be the last statement of a cell", outputs[0].loc)
         inp = inputs[0]
-        if inp.state is not None:
-            raise ShrinkError(f"cell '{cell.name}' has one input, '{inp.name}'; two names after "
-                              "'input' are for recurrent cells (x_t and h_{t-1})", inp.loc,
-                              f"write 'input {inp.name}', or 'recurrent cell {cell.name}' for "
-                              "a recurrent cell; cells with two inputs (DARTS) are not in the "
-                              "language yet")
+        if inp.state is not None and inp.state == inp.name:
+            raise ShrinkError(f"the two inputs of cell '{cell.name}' need two names", inp.loc,
+                              f"write 'input s0, s1': s0 is the output of the cell two back, "
+                              "s1 the previous cell's")
         scope = {p.name for p in params}
         if inp.channels is not None:
             if inp.channels in scope:
                 raise ShrinkError(f"'{inp.channels}' is already a parameter", inp.loc)
             scope.add(inp.channels)
         known = {inp.name: inp.loc}
+        if inp.state is not None:
+            known[inp.state] = inp.loc
         for stmt in cell.body:
             if isinstance(stmt, ir.NodeStmt):
                 if stmt.name in RESERVED:
@@ -343,6 +343,11 @@ class _Resolver:
         for stmt in cell.body:
             if isinstance(stmt, ir.NodeStmt):
                 call, act = self.expand(stmt.op, stmt.act, scope)
+                if not stmt.inputs and body[-1] is inp and inp.state is not None:
+                    raise ShrinkError(f"node '{stmt.name}' of a two-input cell does not say which "
+                                      "input it takes", stmt.loc,
+                                      f"write {stmt.name} = ... <- {inp.name} (the cell two back) "
+                                      f"or <- {inp.state} (the previous cell)")
                 inputs_ = stmt.inputs or ((body[-1].name),)
                 self.sources_ok(inputs_, known, stmt.name, stmt.inputs_loc if stmt.inputs else stmt.loc)
                 body.append(stmt.model_copy(update={"op": call, "act": act, "inputs": inputs_}))
@@ -353,6 +358,9 @@ class _Resolver:
             raise ShrinkError(f"the residual adds an unknown node '{out.residual}'", out.loc,
                               did_you_mean(out.residual, known, "nodes")
                               or f"write + {inp.name} (the cell input) or + a node")
+        if out.residual is not None and inp.state is not None:
+            raise ShrinkError("a two-input cell has no residual add", out.loc,
+                              "add the inputs in a node: n = identity <- sum(a, b)")
         if out.residual is not None and out.residual in out.nodes:
             raise ShrinkError(f"the residual adds '{out.residual}', which the output already takes",
                               out.loc, f"a residual adds the cell input ({inp.name}) or another node")
@@ -480,6 +488,12 @@ class _Resolver:
         for a in first.values():
             self.check_names(a.value, scope)
         down = None
+        if stage.downsample is not None and not cell.recurrent and any(
+                isinstance(b, ir.InputStmt) and b.state is not None for b in cell.body):
+            raise ShrinkError(f"'{name}' takes two inputs; a stage of it cannot downsample",
+                              stage.downsample.loc,
+                              "put strides in the cell's ops on its inputs, as DARTS's reduction "
+                              "cells do")
         if stage.downsample is not None:
             down, _ = self.expand(stage.downsample, None, scope, allow=DOWNSAMPLE_OPS)
         return stage.model_copy(update={

@@ -314,8 +314,9 @@ def stats_dict(graph) -> dict:
         "macs": graph.cost.macs,
         "edges": graph.edges,
         "cells": {
-            name: {"nodes": len(cells[name].nodes) + 1, "edges": cells[name].edges,
-                   "hash": hashes[name]}
+            # the nodes and the input (the two inputs of a two-input cell)
+            name: {"nodes": len(cells[name].nodes) + (2 if cells[name].two_inputs else 1),
+                   "edges": cells[name].edges, "hash": hashes[name]}
             for name in graph.cells_used
         },
         "stem": _chain(graph.stem),

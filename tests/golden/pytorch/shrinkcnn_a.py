@@ -34,7 +34,8 @@ class ConvBN(nn.Sequential):
 
 
 class SepConv(nn.Sequential):
-    """Depthwise k x k then pointwise 1 x 1 convolution, one batch norm, optional activation."""
+    """Depthwise k x k then pointwise 1 x 1 convolution, one batch norm (with its eps and
+    momentum), optional activation."""
 
     def __init__(
         self,
@@ -43,6 +44,8 @@ class SepConv(nn.Sequential):
         kernel_size: int = 3,
         stride: int = 1,
         dilation: int = 1,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
         act: type[nn.Module] | None = None,
     ):
         super().__init__()
@@ -52,7 +55,7 @@ class SepConv(nn.Sequential):
             bias=False,
         )
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = nn.BatchNorm2d(out_channels, eps=eps, momentum=momentum)
         if act is not None:
             self.act = act()
         self.out_channels = out_channels

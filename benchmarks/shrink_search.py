@@ -49,17 +49,31 @@ SPEC = "specs/shrinkcnn_space.shrink"
 RESULTS = ROOT / "benchmarks" / "results" / "shrink_search"
 RANK_SEEDS = (101, 202)
 RETRAIN_SEEDS = (11, 22, 33)
-# the settings this benchmark recommends for the search (chosen from the rank part's curves)
-RECOMMENDED = ["--epochs", "2", "--halving", "2", "--batch", "32"]
-# the search part's earlier runs, kept under their own names: part -> (cell name, how it ran)
+# the settings this benchmark recommends for the search, per proxy data (chosen from the rank
+# part's curves on each: on digits, 2 epochs at batch 32 with halving ranked best of the fast
+# protocols; on cluttered digits, the first 2 epochs at the paper's batch 128 rank at 0.93 of
+# the noise ceiling where batch 32 reached 0.74)
+RECOMMENDED_BY_DATA = {
+    None: ["--epochs", "2", "--halving", "2", "--batch", "32"],
+    "cluttered-digits": ["--epochs", "2", "--halving", "0", "--batch", "128"],
+}
+RECOMMENDED = RECOMMENDED_BY_DATA[None]
+# the search part's earlier runs, kept under their own names: part -> (cell name, how it ran);
+# a part exists only for the data it ran on (search_b32 on cluttered digits: search_b32_cluttered)
 EARLIER = {
     "search_avx2": ("autoshrink, AVX2 fp32",
                     " ".join(RECOMMENDED) + ", fp32 on an AVX2 CPU (session 10)"),
     "search_b128": ("autoshrink, batch 128", "--epochs 2 --halving 2, batch 128, fp32 on an "
                     "AVX2 CPU (session 9)"),
+    "search_b32": ("autoshrink, batch 32", "--epochs 2 --halving 2 --batch 32, bf16 "
+                   "(session 11)"),
+    "paper": ("autoshrink, paper procedure", "the paper's procedure: from scratch, up to 20 "
+              "epochs, patience 3, batch 128, no halving; --precision auto"),
 }
-# the random part's earlier run (fp32 on the AVX2 CPU, beside search_avx2)
-RANDOM_EARLIER = {"random_avx2": "random search, AVX2 fp32"}
+# the random part's earlier runs (fp32 on the AVX2 CPU beside search_avx2; batch 32 beside
+# search_b32 on cluttered digits)
+RANDOM_EARLIER = {"random_avx2": "random search, AVX2 fp32",
+                  "random_b32": "random search, batch 32"}
 
 
 # --data: the proxy data of every part but ``cluttered`` (None: the default digits). A part run
@@ -697,8 +711,9 @@ def main() -> None:
                     "their JSON at the first run (the search and random parts take --precision "
                     "auto's choice)")
     args = ap.parse_args()
-    global DATA, TAG
+    global DATA, TAG, RECOMMENDED
     DATA = args.data
+    RECOMMENDED = RECOMMENDED_BY_DATA.get(DATA, RECOMMENDED_BY_DATA[None])
     TAG = "_" + args.data.replace("-digits", "").replace("/", "_") if args.data else ""
     {"rank": part_rank, "budget": part_budget, "search": part_search, "paper": part_paper,
      "random": part_random, "retrain": part_retrain,

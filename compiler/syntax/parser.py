@@ -1010,15 +1010,20 @@ def _looks_like_a_spec(text: str, file: str) -> None:
 MAX_NESTING = 100  # brackets inside brackets
 
 
+_NESTING_EVENTS = re.compile(r'[\n"#()\[\]]')
+
+
 def _check_nesting(text: str, file: str) -> None:
     """Brackets nested deeper than :data:`MAX_NESTING` are an error at the bracket that goes
     too deep, found before the parser recurses into them."""
-    depth, line, col = 0, 1, 0
+    if text.count("(") + text.count("[") <= MAX_NESTING:
+        return
+    depth, line, line_start = 0, 1, 0
     in_comment = in_string = False
-    for ch in text:
-        col += 1
+    for m in _NESTING_EVENTS.finditer(text):
+        ch = m.group()
         if ch == "\n":
-            line, col, in_comment, in_string = line + 1, 0, False, False
+            line, line_start, in_comment, in_string = line + 1, m.end(), False, False
         elif in_comment:
             continue
         elif ch == '"':
@@ -1030,10 +1035,11 @@ def _check_nesting(text: str, file: str) -> None:
         elif ch in "([":
             depth += 1
             if depth > MAX_NESTING:
+                col = m.start() - line_start + 1
                 raise ShrinkError(f"brackets are nested more than {MAX_NESTING} deep",
                                   ir.Loc(file=file, line=line, col=col, end_line=line,
                                          end_col=col + 1), "simplify the expression")
-        elif ch in ")]":
+        else:
             depth = max(0, depth - 1)
 
 

@@ -289,9 +289,9 @@ def _tok_loc(file: str, tok: Token) -> ir.Loc:
 # ``propagate_positions`` would give it) and its children, already turned into IR. Two kinds:
 #
 # * expressions, calls, names and the like run at once;
-# * statements and blocks (``_DEFERRED``) need their comments, which can be given out only
-#   once every statement's span is known: they return a ``_Deferred`` and run, bottom up, after
-#   the parse (``_ToIR.finish``).
+# * statements and blocks (``_DEFERRED``, and any rule with one among its children) need
+#   their comments, which can be given out only once every statement's span is known: they
+#   return a ``_Deferred`` and run, bottom up, after the parse (``_ToIR.finish``).
 #
 # Errors keep the order of a walk over the finished tree: syntax errors first (the whole text
 # parses before anything is raised), then the first error in bottom-up, left-to-right order.
@@ -369,6 +369,9 @@ class _Callbacks:
         def now(children: list) -> Any:
             if build.failed is not None:
                 return build.failed
+            for c in children:  # a rule around statements waits for them
+                if type(c) is _Deferred:
+                    return _Deferred(name, method, build.meta, children)
             try:
                 return method(build.ir, build.meta, children)
             except ShrinkError as e:

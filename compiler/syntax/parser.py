@@ -1,6 +1,7 @@
-"""Text -> program IR. The grammar lives in ``grammar/shrink.lark``; this module only turns
-lark's parse tree into ``compiler.ir`` objects (one Transformer pass), attaches comments to
-statements so the printer can keep them, and maps lark's exceptions to located errors.
+"""Text -> program IR. The grammar lives in ``grammar/shrink.lark``; this module builds
+``compiler.ir`` objects as lark reduces each rule (no parse tree in between), attaches
+comments to statements so the printer can keep them, and maps lark's exceptions to located
+errors.
 
 Parsing never builds modules and never evaluates anything: that is the passes' job.
 """

@@ -35,6 +35,15 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _joined(colors: list[str], nodes: list[int]) -> str:
+    """The colours of ``nodes``, sorted, joined by commas (most nodes have one or none)."""
+    if len(nodes) == 1:
+        return colors[nodes[0]]
+    if not nodes:
+        return ""
+    return ",".join(sorted([colors[u] for u in nodes]))
+
+
 def _first_colours(labels: list[str], preds: list[list[int]], succs: list[list[int]]
                    ) -> list[str]:
     """Round 0: the hash of each node's label with its out- and in-degree, computed once per
@@ -96,8 +105,8 @@ def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
         memo: dict[str, str] = {}
         new = []
         for v in range(n):
-            key = (",".join(sorted(colors[u] for u in preds[v])) + "|"
-                   + ",".join(sorted(colors[u] for u in succs[v])) + "|" + colors[v])
+            key = (_joined(colors, preds[v]) + "|" + _joined(colors, succs[v]) + "|"
+                   + colors[v])
             color = memo.get(key)
             if color is None:
                 color = memo[key] = _sha(key)
@@ -148,15 +157,15 @@ def dag_colors(labels: list[str], edges: Iterable[tuple[int, int]], direction: s
         out = [""] * n
         near = preds if direction == "down" else succs
         for v in (order if direction == "down" else reversed(order)):
-            out[v] = _sha(colors[v] + direction + ",".join(sorted(out[u] for u in near[v])))
+            out[v] = _sha(colors[v] + direction + _joined(out, near[v]))
         return out
     distinct = len(set(colors))
     while True:
         down, up = [""] * n, [""] * n
         for v in order:
-            down[v] = _sha(colors[v] + "<" + ",".join(sorted(down[u] for u in preds[v])))
+            down[v] = _sha(colors[v] + "<" + _joined(down, preds[v]))
         for v in reversed(order):
-            up[v] = _sha(colors[v] + ">" + ",".join(sorted(up[w] for w in succs[v])))
+            up[v] = _sha(colors[v] + ">" + _joined(up, succs[v]))
         colors = [_sha(d + up[v]) for v, d in enumerate(down)]
         split = len(set(colors))
         if split == distinct:

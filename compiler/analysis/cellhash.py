@@ -35,6 +35,34 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _joined(colors: list[str], nodes: list[int]) -> str:
+    """The colours of ``nodes``, sorted, joined by commas (most nodes have one or none)."""
+    if len(nodes) == 1:
+        return colors[nodes[0]]
+    if not nodes:
+        return ""
+    return ",".join(sorted([colors[u] for u in nodes]))
+
+
+def _first_colours(labels: list[str], preds: list[list[int]], succs: list[list[int]]
+                   ) -> list[str]:
+    """Round 0: the hash of each node's label with its out- and in-degree, computed once per
+    distinct (degrees, label): a large cell repeats a few labels."""
+    memo: dict[tuple[int, int, str], str] = {}
+    colors = []
+    for v, label in enumerate(labels):
+        key = (len(succs[v]), len(preds[v]), label)
+        color = memo.get(key)
+        if color is None:
+            if label.isascii() and label.isalnum():  # a hash: json.dumps adds quotes only
+                color = _sha(f'[{key[0]}, {key[1]}, "{label}"]')
+            else:
+                color = _sha(json.dumps([key[0], key[1], label]))
+            memo[key] = color
+        colors.append(color)
+    return colors
+
+
 def _adjacency(n: int, edges: Iterable[tuple[int, int]]) -> tuple[list[list[int]], list[list[int]]]:
     preds: list[list[int]] = [[] for _ in range(n)]
     succs: list[list[int]] = [[] for _ in range(n)]
@@ -67,7 +95,7 @@ def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
     """
     n = len(labels)
     preds, succs = _adjacency(n, edges)
-    colors = [_sha(json.dumps([len(succs[v]), len(preds[v]), labels[v]])) for v in range(n)]
+    colors = _first_colours(labels, preds, succs)
     distinct = len(set(colors))
     done = 0
     for _ in range(n if rounds is None else rounds):
@@ -77,8 +105,8 @@ def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
         memo: dict[str, str] = {}
         new = []
         for v in range(n):
-            key = (",".join(sorted(colors[u] for u in preds[v])) + "|"
-                   + ",".join(sorted(colors[u] for u in succs[v])) + "|" + colors[v])
+            key = (_joined(colors, preds[v]) + "|" + _joined(colors, succs[v]) + "|"
+                   + colors[v])
             color = memo.get(key)
             if color is None:
                 color = memo[key] = _sha(key)
@@ -122,22 +150,22 @@ def dag_colors(labels: list[str], edges: Iterable[tuple[int, int]], direction: s
     n = len(labels)
     preds, succs = _adjacency(n, edges)
     order = _topological(preds, succs)
-    colors = [_sha(json.dumps([len(succs[v]), len(preds[v]), labels[v]])) for v in range(n)]
+    colors = _first_colours(labels, preds, succs)
     if order is None:  # not a DAG: WL alone
         return colors if direction != "both" else wl_colors(colors, edges)
     if direction != "both":
         out = [""] * n
         near = preds if direction == "down" else succs
         for v in (order if direction == "down" else reversed(order)):
-            out[v] = _sha(colors[v] + direction + ",".join(sorted(out[u] for u in near[v])))
+            out[v] = _sha(colors[v] + direction + _joined(out, near[v]))
         return out
     distinct = len(set(colors))
     while True:
         down, up = [""] * n, [""] * n
         for v in order:
-            down[v] = _sha(colors[v] + "<" + ",".join(sorted(down[u] for u in preds[v])))
+            down[v] = _sha(colors[v] + "<" + _joined(down, preds[v]))
         for v in reversed(order):
-            up[v] = _sha(colors[v] + ">" + ",".join(sorted(up[w] for w in succs[v])))
+            up[v] = _sha(colors[v] + ">" + _joined(up, succs[v]))
         colors = [_sha(d + up[v]) for v, d in enumerate(down)]
         split = len(set(colors))
         if split == distinct:
@@ -194,16 +222,19 @@ def op_defaults(op: str) -> dict[str, object]:
 
 
 _BY_SIG: dict[tuple[str, str], tuple[object, object]] = {}
+_OPS: dict | None = None  # ops.OPS, imported on first use
 
 
 def _per_op(what: str, op: str, compute):
     """``compute(sig)`` for the op's signature, kept while ``OPS`` holds that signature (a
     cell of thousands of nodes asks about the same few ops)."""
-    try:
-        from ..ops import OPS
-    except ImportError:  # pragma: no cover - ops is part of the compiler
-        OPS = {}
-    sig = OPS.get(op)
+    global _OPS
+    if _OPS is None:
+        try:
+            from ..ops import OPS as _OPS
+        except ImportError:  # pragma: no cover - ops is part of the compiler
+            _OPS = {}
+    sig = _OPS.get(op)
     hit = _BY_SIG.get((what, op))
     if hit is None or hit[0] is not sig:
         hit = _BY_SIG[(what, op)] = (sig, compute(sig))

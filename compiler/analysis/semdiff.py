@@ -90,6 +90,12 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
                 return
             for pair in pairs:
                 pin(*pair)
+            # colouring again with the new pins only splits colours: nodes that did not
+            # agree now will not agree then, so stop when every agreeing node is paired
+            matched = set(m.values())
+            left = {cb[j] for j in range(len(b.names)) if j not in matched}
+            if not any(ca[i] in left for i in range(len(a.names)) if i not in m):
+                return
 
     if top > _MAX_ROUNDS:  # a long chain: whole neighbourhoods first, in linear time
         for direction in ("both", "down", "up"):

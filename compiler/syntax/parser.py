@@ -1,6 +1,7 @@
-"""Text -> program IR. The grammar lives in ``grammar/shrink.lark``; this module only turns
-lark's parse tree into ``compiler.ir`` objects (one Transformer pass), attaches comments to
-statements so the printer can keep them, and maps lark's exceptions to located errors.
+"""Text -> program IR. The grammar lives in ``grammar/shrink.lark``; this module builds
+``compiler.ir`` objects as lark reduces each rule (no parse tree in between), attaches
+comments to statements so the printer can keep them, and maps lark's exceptions to located
+errors.
 
 Parsing never builds modules and never evaluates anything: that is the passes' job.
 """
@@ -18,7 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lark import Lark, Token, Tree
+from lark import Lark, Token
+from lark.grammar import Rule
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -85,7 +87,8 @@ def _private_cache(grammar: str) -> str | bool:
         if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022 or (uid is not None
                                                                    and st.st_uid != uid):
             return False
-        key = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:24]
+        key = hashlib.sha256(f"{lark.__version__}\0{_OPTIONS_TAG}\0{grammar}".encode()
+                             ).hexdigest()[:24]
         path = folder / f"lalr-{key}.pickle"
         if path.is_symlink() or path.exists():
             fst = path.lstat()
@@ -97,19 +100,26 @@ def _private_cache(grammar: str) -> str | bool:
         return False
 
 
+# what the cached tables were built for, besides the grammar and lark's version: a cache
+# written by a shrinkc that built parse trees (``propagate_positions``) is not this one's
+_OPTIONS_TAG = "inline-ir-1"
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     text = resources.files("shrinkc.grammar").joinpath("shrink.lark").read_text("utf-8")
-    return Lark(
+    lk = Lark(
         text,
         parser="lalr",
         lexer="contextual",
         postlex=_Newlines(),
-        propagate_positions=True,
         maybe_placeholders=True,
         lexer_callbacks={"COMMENT": _collect_comment},
+        transformer=_Callbacks(),  # the IR is built while parsing: no parse tree
         cache=_private_cache(text),  # never lark's default: a predictable name in /tmp
     )
+    _locate(lk)
+    return lk
 
 
 # --------------------------------------------------------------------------- errors
@@ -273,29 +283,182 @@ def _tok_loc(file: str, tok: Token) -> ir.Loc:
     )
 
 
+# --------------------------------------------------------------------------- IR while parsing
+#
+# lark calls back as it reduces each rule (``transformer=``), so no parse tree is built. The
+# methods of ``_ToIR`` (one per rule or alias) take the rule's ``meta`` (its span, as lark's
+# ``propagate_positions`` would give it) and its children, already turned into IR. Two kinds:
+#
+# * expressions, calls, names and the like run at once;
+# * statements and blocks (``_DEFERRED``, and any rule with one among its children) need
+#   their comments, which can be given out only once every statement's span is known: they
+#   return a ``_Deferred`` and run, bottom up, after the parse (``_ToIR.finish``).
+#
+# Errors keep the order of a walk over the finished tree: syntax errors first (the whole text
+# parses before anything is raised), then the first error in bottom-up, left-to-right order.
+
+
+class _Meta:
+    """The span of a rule: from the start of its first child to the end of its last one
+    (brackets around an inlined child included, as lark's ``propagate_positions`` does);
+    ``depth``: how deep the rule's subtree is."""
+
+    __slots__ = ("line", "column", "end_line", "end_column", "depth")
+    empty = False
+
+    def __init__(self, line: int, column: int, end_line: int, end_column: int, depth: int):
+        self.line, self.column, self.end_line, self.end_column = line, column, end_line, end_column
+        self.depth = depth
+
+
+class _Deferred:
+    """A statement or block whose IR is built after the parse (``_ToIR.finish``)."""
+
+    __slots__ = ("data", "method", "meta", "children")
+
+    def __init__(self, data: str, method: Any, meta: _Meta, children: list):
+        self.data, self.method, self.meta, self.children = data, method, meta, children
+
+
+class _Failed:
+    """Stands for every value built after the first error of an expression (raised when the
+    parse is done, unless a syntax error comes first)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: ShrinkError):
+        self.error = error
+
+
+class _Build:
+    """The state of the parse in progress (one at a time: ``_PARSE_LOCK``)."""
+
+    def __init__(self) -> None:
+        self.reset(None, "", "")
+
+    def reset(self, to_ir: Any, text: str, file: str) -> None:
+        self.ir = to_ir
+        self.text, self.file = text, file
+        self.spans: list[_Meta] = []  # one per rule value on lark's value stack
+        self.meta: _Meta | None = None  # the span of the rule being reduced
+        self.failed: _Failed | None = None
+
+
+_BUILD = _Build()
+_PARSE_LOCK = threading.Lock()
+
+# A statement nested deeper than this (a chain of thousands of operators) is an error: the
+# passes after the parser recurse along expressions.
+MAX_DEPTH = 500
+
+
+class _Callbacks:
+    """What lark calls for each rule: ``_ToIR``'s method of that name, for the parse in
+    progress (``_BUILD``); the rules it has no method for become lark ``Tree``s."""
+
+    def __getattr__(self, name: str) -> Any:
+        method = None if name.startswith("_") else getattr(_ToIR, name, None)
+        if not callable(method) or name == "finish":
+            raise AttributeError(name)
+        build = _BUILD
+        if name in _DEFERRED:
+            def deferred(children: list) -> Any:
+                return _Deferred(name, method, build.meta, children)
+
+            return deferred
+
+        def now(children: list) -> Any:
+            if build.failed is not None:
+                return build.failed
+            for c in children:  # a rule around statements waits for them
+                if type(c) is _Deferred:
+                    return _Deferred(name, method, build.meta, children)
+            try:
+                return method(build.ir, build.meta, children)
+            except ShrinkError as e:
+                build.failed = _Failed(e)
+                return build.failed
+
+        return now
+
+
+def _locate(lk: Lark) -> None:
+    """Wrap lark's callback of every rule so that it keeps the spans (``_BUILD.spans``, in
+    step with lark's value stack) and hands the rule's span to ``_ToIR``: lark's own
+    ``propagate_positions`` does this for parse trees only."""
+    build = _BUILD
+    callbacks = lk._callbacks  # the dict the LALR parser calls
+    for rule, inner in list(callbacks.items()):
+        if not isinstance(rule, Rule):
+            continue
+        expansion = rule.expansion
+        if not expansion:  # pragma: no cover - the grammar has no empty rule
+            raise RuntimeError(f"empty rule {rule}: no span to give it")
+        if (rule.options.expand1 and rule.alias is None and len(expansion) == 1
+                and not expansion[0].is_term and not expansion[0].name.startswith("_")):
+            # ``?name: other``: the value is the child's, and so is its span (one on the
+            # stack for the child, one for this rule: the same)
+            callbacks[rule] = _first
+            continue
+        rules = sum(1 for sym in expansion if not sym.is_term)
+        # a rule that is inlined into its parent (``_name``, or ``?name`` with one child)
+        # adds no level to the tree
+        inlined = rule.origin.name.startswith("_") or (
+            rule.options.expand1 and rule.alias is None and len(expansion) == 1)
+        callbacks[rule] = _spanning(inner, build, rules, expansion[0].is_term,
+                                    expansion[-1].is_term, 0 if inlined else 1)
+
+
+def _first(children: list) -> Any:
+    return children[0]
+
+
+def _spanning(inner: Any, build: _Build, rules: int, first_token: bool, last_token: bool,
+              level: int):
+    def reduce(children: list) -> Any:
+        spans = build.spans
+        if rules == 1:
+            only = spans.pop()
+            depth = only.depth + level
+            first = children[0] if first_token else only
+            last = children[-1] if last_token else only
+        elif rules:
+            mine = spans[-rules:]
+            del spans[-rules:]
+            depth = max(m.depth for m in mine) + level
+            first = children[0] if first_token else mine[0]
+            last = children[-1] if last_token else mine[-1]
+        else:
+            depth = level
+            first, last = children[0], children[-1]
+        meta = build.meta = _Meta(first.line, first.column, last.end_line, last.end_column, depth)
+        if depth > MAX_DEPTH and build.failed is None:
+            build.failed = _Failed(_too_deep(build.text, build.file))
+        spans.append(meta)
+        return inner(children)
+
+    return reduce
+
+
 class _ToIR:
-    """The parse tree, bottom up, as IR: the method named after each rule (or alias) takes
-    the rule's ``meta`` and its transformed children. A plain recursive walk rather than
-    lark's ``Transformer``, whose per-node wrapping cost more than building the IR."""
+    """The IR of each rule (or alias), bottom up: the method named after the rule takes the
+    rule's ``meta`` and its children, already IR (see ``_Callbacks``)."""
 
-    def __init__(self, file: str, comments: dict[int, ir.Comments]):
+    def __init__(self, file: str):
         self.file = file
-        self.comments = comments  # id(meta) -> comments for that statement
+        self.comments: dict[Any, Any] = {}  # id(meta) -> comments for that statement
 
-    def transform(self, tree: Tree) -> Any:
-        handlers: dict[str, Any] = {}
-
-        def walk(t: Tree) -> Any:
-            children = [walk(c) if isinstance(c, Tree) else c for c in t.children]
-            data = t.data
-            handler = handlers.get(data)
-            if handler is None:
-                method = None if data.startswith("_") else getattr(self, data, None)
-                handler = handlers[data] = method if callable(method) else (
-                    lambda meta, ch, data=data: Tree(data, ch, meta))
-            return handler(t.meta, children)
-
-        return walk(tree)
+    def finish(self, value: Any) -> Any:
+        """The IR of a deferred statement or block (its deferred children first)."""
+        if type(value) is _Failed:
+            raise value.error
+        if type(value) is not _Deferred:
+            return value
+        children = value.children
+        for i, c in enumerate(children):
+            if type(c) is _Deferred or type(c) is _Failed:
+                children[i] = self.finish(c)
+        return value.method(self, value.meta, children)
 
     def _c(self, meta: Any) -> ir.Comments:
         return self.comments.get(id(meta), ir.NO_COMMENTS)
@@ -643,18 +806,29 @@ _STATEMENTS = {
     "net_tokens", "net_embed", "net_recurrent", "net_dropout", "net_decoder", "net_stochastic",
 }
 _BLOCKS = {"cell", "network", "space", "search"}
+_DEFERRED = _STATEMENTS | {"start"}
+
+
+def _topdown(root: Any) -> Iterator[_Deferred]:
+    """The deferred statements and blocks under ``root``, parents first, in source order."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if type(node) is _Deferred:
+            yield node
+            stack.extend(reversed(node.children))
 
 
 class _Holders:
     """Where comments can go: every statement's first line (and a block's closing line), the
     end line of each statement (for trailing comments) and the lines that open a block."""
 
-    def __init__(self, tree: Tree):
+    def __init__(self, root: Any):
         self.at: list[tuple[int, int, str, Any]] = []  # (line, order, kind, meta)
         self.ends: dict[int, Any] = {}  # end line of a statement -> meta (innermost wins)
         self.block_lines: set[int] = set()
         order = 0
-        for sub in tree.iter_subtrees_topdown():
+        for sub in _topdown(root):
             if sub.data not in _STATEMENTS or sub.meta.empty:
                 continue
             order += 1
@@ -709,10 +883,10 @@ def _comment_block(lines: list[tuple[int, str]], next_line: int | None) -> tuple
     return tuple(out)
 
 
-def _attach_comments(tree: Tree, comments: list[Token]) -> tuple[dict, tuple, tuple]:
+def _attach_comments(root: Any, comments: list[Token]) -> tuple[dict, tuple, tuple]:
     """Give each comment to a statement: trailing when it ends the statement's last line,
     otherwise leading of the next statement (or the end of the enclosing block or file)."""
-    holders = _Holders(tree)
+    holders = _Holders(root)
     groups: dict[Any, list[tuple[int, str]]] = {}  # key -> [(line, text)]
     stmt_line: dict[Any, int] = {}
     trailing: dict[int, str] = {}
@@ -840,15 +1014,20 @@ def _looks_like_a_spec(text: str, file: str) -> None:
 MAX_NESTING = 100  # brackets inside brackets
 
 
+_NESTING_EVENTS = re.compile(r'[\n"#()\[\]]')
+
+
 def _check_nesting(text: str, file: str) -> None:
     """Brackets nested deeper than :data:`MAX_NESTING` are an error at the bracket that goes
     too deep, found before the parser recurses into them."""
-    depth, line, col = 0, 1, 0
+    if text.count("(") + text.count("[") <= MAX_NESTING:
+        return
+    depth, line, line_start = 0, 1, 0
     in_comment = in_string = False
-    for ch in text:
-        col += 1
+    for m in _NESTING_EVENTS.finditer(text):
+        ch = m.group()
         if ch == "\n":
-            line, col, in_comment, in_string = line + 1, 0, False, False
+            line, line_start, in_comment, in_string = line + 1, m.end(), False, False
         elif in_comment:
             continue
         elif ch == '"':
@@ -860,10 +1039,11 @@ def _check_nesting(text: str, file: str) -> None:
         elif ch in "([":
             depth += 1
             if depth > MAX_NESTING:
+                col = m.start() - line_start + 1
                 raise ShrinkError(f"brackets are nested more than {MAX_NESTING} deep",
                                   ir.Loc(file=file, line=line, col=col, end_line=line,
                                          end_col=col + 1), "simplify the expression")
-        elif ch in ")]":
+        else:
             depth = max(0, depth - 1)
 
 
@@ -887,17 +1067,25 @@ def parse(text: str, file: str = "<string>") -> ir.Program:
                                                        end_col=col + 1), quote=False)
     _looks_like_a_spec(text, file)
     _check_nesting(text, file)
-    _comments.items = []
-    try:
-        tree = _lark().parse(text)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, file, text) from None
-    finally:
-        collected = list(getattr(_comments, "items", []))
+    to_ir = _ToIR(file)
+    lk = _lark()
+    with _PARSE_LOCK:
         _comments.items = []
-    attached, at_end, header = _attach_comments(tree, collected)
+        _BUILD.reset(to_ir, text, file)
+        try:
+            root = lk.parse(text)
+        except UnexpectedInput as e:
+            raise _syntax_error(e, file, text) from None
+        finally:
+            collected = list(getattr(_comments, "items", []))
+            _comments.items = []
+            spans = len(_BUILD.spans)
+            _BUILD.reset(None, "", "")
+    if spans != 1:  # pragma: no cover - lark no longer calls the callbacks _locate wrapped
+        raise RuntimeError("the parser lost track of positions: is this lark supported?")
+    to_ir.comments, at_end, header = _attach_comments(root, collected)
     try:
-        version, vloc, version_comment, items = _ToIR(file, attached).transform(tree)
+        version, vloc, version_comment, items = to_ir.finish(root)
     except RecursionError:
         raise _too_deep(text, file) from None
     if version != LANGUAGE_VERSION:

@@ -423,9 +423,9 @@ def test_compiling_to_onnx_does_not_import_torch(tmp_path):
     assert {p.key: p.value for p in b.metadata_props}["weights"] == "w.safetensors"
 
 
-def test_fp32_needs_no_onnx_package_and_fp16_says_it_does(tmp_path):
-    """An fp32 model is written without the onnx package (backends/onnx/proto.py), the same
-    bytes as with it; fp16 converts with onnx's tools, and without them says so."""
+def test_fp32_and_fp16_need_no_onnx_package(tmp_path):
+    """fp32 and fp16 models are written without the onnx package (backends/onnx/proto.py,
+    fp16.py), the same bytes as with it."""
     def compile_without_onnx(out: Path, *extra: str) -> subprocess.CompletedProcess:
         script = textwrap.dedent(f"""
             import sys
@@ -444,5 +444,7 @@ def test_fp32_needs_no_onnx_package_and_fp16_says_it_does(tmp_path):
     assert main(["compile", str(TINY), "--target", "onnx", "-o", str(tmp_path / "b")]) == 0
     assert (tmp_path / "a" / "tiny.onnx").read_bytes() == (tmp_path / "b" / "tiny.onnx").read_bytes()
     r = compile_without_onnx(tmp_path / "c", "--precision", "fp16")
-    assert r.returncode == 1, r.stderr
-    assert "needs the 'onnx' package" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 0, r.stderr
+    assert main(["compile", str(TINY), "--target", "onnx", "-o", str(tmp_path / "d"),
+                 "--precision", "fp16"]) == 0
+    assert (tmp_path / "c" / "tiny.onnx").read_bytes() == (tmp_path / "d" / "tiny.onnx").read_bytes()

@@ -127,6 +127,94 @@ def test_fp16_at_an_older_opset_and_size(tmp_path):
     assert _rel_err(_run(fp16, x), _run(fp32, x)) <= 1e-2
 
 
+# Activations with float constants (Clip's bounds, Gelu's erf form before opset 20)
+ACTS = """\
+shrink 1
+
+cell Mixed(w: int) {
+    input x
+    a = conv(w, k=3) relu6 <- x
+    b = conv(w, k=1) gelu <- x
+    c = sepconv(w, k=3) mish <- a
+    d = conv(w, k=1) hswish <- b, c
+    output concat(c, d) + x
+}
+
+network Acts {
+    input image[3, 32, 32]
+    stem conv(16, k=3) swish
+    stage Mixed(16) x 2
+    head global_avgpool -> linear(10)
+}
+"""
+
+
+@pytest.mark.parametrize("name, options", [
+    ("shrinkcnn_a", {}), ("shrinkcnn_a", {"opset": 13, "fold_bn": False}),
+    ("mobilenetv2", {"opset": 17}), ("acts", {"opset": 13}), ("acts", {"opset": 19}),
+    ("acts", {"dynamic_hw": True})])
+def test_fp16_writer_is_the_converters_model(tmp_path, name, options):
+    """``--precision fp16`` writes its model without onnx (backends/onnx/fp16.py): the same
+    initializers (bit for bit), nodes, inputs, outputs and metadata as onnxconverter-common's
+    ``convert_float_to_float16(keep_io_types=True)`` (``precision.to_fp16``) of the fp32 model,
+    less the converter's inferred ``value_info``; onnxruntime gives both the same outputs."""
+    from shrinkc.backends import onnx as onnx_backend
+    from shrinkc.backends.onnx import fp16, precision
+    from shrinkc.compiler import compile_file
+
+    if name == "acts":
+        spec = tmp_path / "acts.shrink"
+        spec.write_text(ACTS)
+    else:
+        spec = SPECS / f"{name}.shrink"
+    graph = compile_file(spec)
+    ref = precision.to_fp16(onnx_backend.generate(graph, **options))
+    ours = onnx.ModelProto.FromString(onnx_backend.serialize(
+        fp16.to_fp16(onnx_backend.build(graph, **options))))
+    onnx.checker.check_model(ours, full_check=True)
+
+    def wire(items) -> list[bytes]:
+        return [m.SerializeToString(deterministic=True) for m in items]
+
+    assert wire(ours.graph.initializer) == wire(ref.graph.initializer)
+    assert sorted(wire(ours.graph.node)) == sorted(wire(ref.graph.node))
+    # relu6 and gelu's float constants (flat graphs hold them as scalar initializers)
+    assert any(not t.dims for t in ours.graph.initializer) == (name != "shrinkcnn_a")
+    assert wire(ours.graph.input) == wire(ref.graph.input)
+    assert wire(ours.graph.output) == wire(ref.graph.output)
+    assert wire(ours.opset_import) == wire(ref.opset_import)
+    assert wire(ours.metadata_props) == wire(ref.metadata_props)
+    assert not ours.graph.value_info
+    fields = ("ir_version", "producer_name", "producer_version", "doc_string")
+    assert [getattr(ours, f) for f in fields] == [getattr(ref, f) for f in fields]
+    shape = [2, *graph.input_shape.as_list()]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    outs = []
+    for m in (ref, ours):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        outs.append(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+    assert outs[0].dtype == outs[1].dtype == np.float32
+    assert np.array_equal(outs[0], outs[1])
+
+
+def test_fp16_clamps_as_the_converter_does():
+    from onnxconverter_common.float16 import convert_np_to_float16
+
+    from shrinkc.backends.onnx.fp16 import to_float16
+
+    x = np.array([0.0, -0.0, 5e-8, -5e-8, 1e-7, 3e-5, 1.0, -2.5, 9999.0, 1e4, 2e4, -7e4,
+                  np.inf, -np.inf, np.nan, 65504.0, 1e-3], np.float32)
+    with pytest.warns(UserWarning):
+        ref = convert_np_to_float16(x)
+    got = to_float16(x)
+    assert got.dtype == np.float16
+    assert got.tobytes() == ref.tobytes()
+
+
 # --------------------------------------------------------------------------- int8
 
 

@@ -3,7 +3,8 @@
 ``to_fp16``: weights and activations in float16 by onnxconverter-common's
 ``float16.convert_float_to_float16``, with ``keep_io_types``: the model's inputs and outputs
 stay float32 (a Cast after the input and before each output), so a caller feeds and reads
-the same arrays as for fp32.
+the same arrays as for fp32. ``compile --precision fp16`` no longer calls it: ``fp16.py``
+writes the same model without importing onnx (tested against this one).
 
 ``quantize_int8``: onnxruntime's own static quantization (``quantize_static``): QDQ format,
 weights int8 per output channel (symmetric), activations uint8 (asymmetric) with MinMax ranges

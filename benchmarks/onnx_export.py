@@ -3,7 +3,7 @@
 (a) cold-process time, wall and CPU (user + system of the child): ``python -m shrinkc compile
     SPEC --target onnx`` at opsets 13, 17 and 28 (random weights), in fp16, with
     ``--weights w.pt`` (reading a .pt imports torch), and with ``--precision int8`` (weights
-    and 256 calibration images; ``--int8-runs``), against a fresh process that imports the
+    and 64 calibration images; ``--int8-runs``), against a fresh process that imports the
     generated PyTorch module, loads the same ``w.pt`` and calls ``torch.onnx.export(model,
     (x,), path, dynamo=True)``. Target: shrinkc at least 20x faster (medians).
 (b) onnxruntime latency of the two graphs (same weights), batch 1, 2 intra-op threads,
@@ -198,7 +198,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="cold runs of shrinkc compile")
     ap.add_argument("--export-runs", type=int, default=3, help="cold runs of torch.onnx.export")
     ap.add_argument("--int8-runs", type=int, default=1, help="cold runs of the int8 compile "
-                    "(0: none; each calibrates on 256 images, tens of seconds)")
+                    "(0: none; each calibrates on 64 images, seconds)")
     ap.add_argument("--latency-runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "onnx_export.json"))

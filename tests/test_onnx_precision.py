@@ -248,6 +248,23 @@ def proxy(tmp_path_factory):
     return {"spec": spec, "dir": d, "data": data, "weights": d / "w.pt", "fp32": fp32}
 
 
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (3, 17, 29), (1, 224, 224)])
+def test_calibration_images_are_the_digits_images(shape):
+    """The built-in calibration images (``digits_train_sample``: only the chosen ones resized,
+    standardised by statistics computed from the 8x8 images) are ``digits(shape)``'s."""
+    pytest.importorskip("sklearn")
+    from shrinkc.backends.onnx.precision import calibration_indices, calibration_subset
+    from shrinkc.search.data import images
+
+    ref = images.digits(shape).x_train
+    got = images.digits_train_sample(shape, calibration_indices)
+    want = calibration_subset(ref)
+    assert got.shape == want.shape == (64, *shape) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    every = images.digits_train_sample(shape, lambda n: None)
+    np.testing.assert_allclose(every, ref, rtol=0, atol=1e-6)
+
+
 def _accuracy(path: Path, data) -> float:
     return float((_run(path, data.x_val).argmax(1) == data.y_val).mean())
 
@@ -280,7 +297,7 @@ def test_int8_calibrated_on_an_npz(proxy, tmp_path):
     int8 = _compile(proxy["spec"], tmp_path / "out", "--precision", "int8", "--weights",
                     str(proxy["weights"]), "--calibrate", str(npz), "--opset", "17")
     assert [o.version for o in onnx.load(int8).opset_import if o.domain == ""] == [17]
-    assert _meta(int8)["calibration"] == "cal.npz (256 images)"
+    assert _meta(int8)["calibration"] == "cal.npz (64 images)"  # of 1,437: the default limit
     assert abs(_accuracy(int8, data) - _accuracy(proxy["fp32"], data)) <= 0.01
 
 

@@ -27,7 +27,12 @@ from typing import Any
 _VARINT, _FIXED32, _BYTES = 0, 5, 2
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]  # the varints of one byte, made once
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _SMALL[n]
     if n < 0:  # int32 and int64 alike: ten bytes of two's complement
         n += 1 << 64
     out = bytearray()
@@ -38,8 +43,14 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+_KEYS: dict[tuple[int, int], bytes] = {}
+
+
 def _key(number: int, wire: int) -> bytes:
-    return _varint(number << 3 | wire)
+    key = _KEYS.get((number, wire))
+    if key is None:
+        key = _KEYS[number, wire] = _varint(number << 3 | wire)
+    return key
 
 
 class _Repeated(list):

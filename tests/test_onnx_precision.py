@@ -289,6 +289,25 @@ def test_int8_keeps_accuracy_and_is_3_5x_smaller(proxy, tmp_path):
     assert ratio >= 3.5, f"only {ratio:.2f}x smaller"
 
 
+def test_int8_model_does_not_depend_on_the_calibration_batch(proxy, monkeypatch):
+    """MinMax ranges are minima and maxima over the batches: calibrating in batches of 8
+    (``CALIBRATION_BATCH``, for memory) gives the model that batches of 64 give."""
+    from shrinkc.backends import onnx as onnx_backend
+    from shrinkc.backends.onnx import precision
+    from shrinkc.backends.onnx.checkpoint import load_weights
+    from shrinkc.compiler import compile_file
+
+    graph = compile_file(proxy["spec"])
+    weights = load_weights(proxy["weights"], graph)
+    x = precision.calibration_subset(proxy["data"].x_train)
+    models = []
+    for batch in (precision.CALIBRATION_BATCH, 64):
+        monkeypatch.setattr(precision, "CALIBRATION_BATCH", batch)
+        model = onnx_backend.generate(graph, weights, opset=precision.INT8_OPSET)
+        models.append(precision.quantize_int8(model, x, "digits").SerializeToString())
+    assert models[0] == models[1]
+
+
 def test_int8_calibrated_on_an_npz(proxy, tmp_path):
     """--calibrate reads an .npz as ``shrink --data`` does (x_train is what calibrates)."""
     data = proxy["data"]

@@ -143,7 +143,7 @@ def report(nets: dict, m: dict, runs: int, warmup: int, load: tuple[float, float
                   f"{f['bytes'] / 1e6:>8.2f} {f['bytes'] / base['bytes']:>6.2f} "
                   f"{lat[0]:>9.2f} {lat[0] / ref[0]:>6.2f} {lat[1]:>9.2f} {lat[1] / ref[1]:>6.2f} "
                   f"{m['rel'][net, p]:>8.1e} {f['compile_s']:>9.1f}")
-    print("\nnotes: seeded random weights (int8 calibrated on the digits proxy data, 256 images "
+    print("\nnotes: seeded random weights (int8 calibrated on the digits proxy data, 64 images "
           "resized to 224x224): sizes and latency, not accuracy; fp32 and fp16 at opset 28, "
           "int8 at 25; fp16 keeps float32 inputs and outputs; compile s: one cold "
           "`shrinkc compile` process (int8's includes loading the digits and calibrating).")
@@ -182,7 +182,7 @@ def main() -> None:
         "settings": {"batch": 1, "threads": list(THREADS), "runs": args.runs,
                      "warmup": args.warmup, "interleaved": True, "allow_spinning": False,
                      "weights": "seeded random (shrinkc's random_weights)",
-                     "int8_calibration": "digits proxy data, 256 images at 224x224"},
+                     "int8_calibration": "digits proxy data, 64 images at 224x224"},
         "seconds": round(time.perf_counter() - t0, 1),
         "networks": {
             net: {

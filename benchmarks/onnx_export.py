@@ -2,10 +2,12 @@
 
 (a) cold-process time, wall and CPU (user + system of the child): ``python -m shrinkc compile
     SPEC --target onnx`` at opsets 13, 17 and 28 (random weights), in fp16, with
-    ``--weights w.pt`` (reading a .pt imports torch), and with ``--precision int8`` (weights
-    and 256 calibration images; ``--int8-runs``), against a fresh process that imports the
-    generated PyTorch module, loads the same ``w.pt`` and calls ``torch.onnx.export(model,
-    (x,), path, dynamo=True)``. Target: shrinkc at least 20x faster (medians).
+    ``--weights w.pt`` and ``w.safetensors`` (the same state_dict), and with ``--precision
+    int8`` (weights and 64 calibration images; ``--int8-runs``), against a fresh process that
+    imports the generated PyTorch module, loads the same ``w.pt`` and calls
+    ``torch.onnx.export(model, (x,), path, dynamo=True)``; int8 against that export followed
+    by the same ``quantize_static`` on the same images. Target: shrinkc at least 20x faster
+    (medians). The children write bytecode (``CHILD_ENV``).
 (b) onnxruntime latency of the two graphs (same weights), batch 1, 2 intra-op threads,
     median of N runs after warmup, runs of the two sessions interleaved. Target: ratio <= 1.
 
@@ -34,11 +36,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The children may write bytecode (.pyc), as an installed package has it: with
+# PYTHONDONTWRITEBYTECODE set (as in some shells here) every cold run compiled shrinkc's own
+# sources again (about 60 ms of CPU), while torch's and onnx's came compiled with them.
+# Each command runs once untimed first, which writes them.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def cold(cmd: list[str]) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system) of ``cmd`` in a fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
+                       env=CHILD_ENV)
     dt = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -70,6 +80,20 @@ def prepare(spec: str, tmp: Path) -> tuple[Path, Path]:
     return py, weights
 
 
+INT8_EXPORTER = "torch.onnx.export(dynamo=True) + the same int8 quantize_static, fresh process"
+
+
+def _as_safetensors(weights: Path) -> Path:
+    """The same state_dict as a .safetensors file (read by safetensors' numpy reader)."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = weights.with_suffix(".safetensors")
+    save_file({k: v.contiguous() for k, v in torch.load(weights, weights_only=True).items()},
+              str(path))
+    return path
+
+
 def latency(paths: dict[str, Path], input_name: dict[str, str], shape: list[int], runs: int,
             warmup: int) -> tuple[dict[str, list[float]], float]:
     import numpy as np
@@ -99,9 +123,22 @@ def latency(paths: dict[str, Path], input_name: dict[str, str], shape: list[int]
     return times, rel
 
 
-def _export_script(tmp: Path, py: Path, weights: Path, spec: str) -> Path:
-    """A script that exports the generated module with torch.onnx.export(dynamo=True)."""
-    script = tmp / "export.py"
+def _export_script(tmp: Path, py: Path, weights: Path, spec: str, int8: bool = False) -> Path:
+    """A script that exports the generated module with torch.onnx.export(dynamo=True); with
+    ``int8``, then quantizes the exported model as ``shrinkc compile --precision int8`` does
+    (the same images, the same ``quantize_static`` call: ``precision.quantize_int8``)."""
+    script = tmp / ("export_int8.py" if int8 else "export.py")
+    # int8 calibrates in batches of 32 (shrinkc's models have a symbolic batch): a batch dim
+    dynamic = ', dynamic_shapes=({0: torch.export.Dim("batch")},)' if int8 else ""
+    out = tmp / ("exported_int8" if int8 else "exported")
+    quantize = textwrap.dedent(f"""
+        import onnx
+        from shrinkc.backends.onnx.precision import calibration_indices, quantize_int8
+        from shrinkc.search.data import images
+        x = images.digits_train_sample({list(onnx_shape(spec))!r}, calibration_indices)
+        q = quantize_int8(onnx.load({str(out / "model.onnx")!r}), x, "the digits proxy data")
+        onnx.save(q, {str(out / "int8.onnx")!r})
+    """) if int8 else ""
     script.write_text(textwrap.dedent(f"""
         import importlib.util
         import torch
@@ -110,11 +147,11 @@ def _export_script(tmp: Path, py: Path, weights: Path, spec: str) -> Path:
         loader.loader.exec_module(module)
         model = module.build().eval()
         model.load_state_dict(torch.load({str(weights)!r}, weights_only=True))
-        x = torch.randn(1, *{list(onnx_shape(spec))!r})
-        torch.onnx.export(model, (x,), {str(tmp / "exported" / "model.onnx")!r},
-                          dynamo=True, verbose=False)
-    """))
-    (tmp / "exported").mkdir()
+        x = torch.randn({2 if int8 else 1}, *{list(onnx_shape(spec))!r})
+        torch.onnx.export(model, (x,), {str(out / "model.onnx")!r},
+                          dynamo=True, verbose=False{dynamic})
+    """) + quantize)
+    out.mkdir()
     return script
 
 
@@ -142,7 +179,6 @@ def _report_export(spec: str, times: dict[str, dict[str, list[float]]], exporter
     import torch
 
     med = {k: {m: statistics.median(v[m]) for m in ("wall", "cpu")} for k, v in times.items()}
-    ex = med[exporter]
     print(f"ONNX export of {spec} (torch {torch.__version__}, onnx {onnx.__version__}, "
           f"onnxruntime {ort.__version__}; {os.cpu_count()} CPUs, load average "
           f"{load0:.2f} at start, {os.getloadavg()[0]:.2f} at end)\n")
@@ -151,6 +187,8 @@ def _report_export(spec: str, times: dict[str, dict[str, list[float]]], exporter
     print(f"  {'command':<58} {'runs':>4} {'wall s':>7} {'CPU s':>6} {'x wall':>7} {'x CPU':>6}")
     rows = {}
     for k, v in times.items():
+        # int8 against the exporter followed by the same quantizer; the rest against export
+        ex = med[INT8_EXPORTER] if "int8" in k and INT8_EXPORTER in med else med[exporter]
         rows[k] = {"runs": len(v["wall"]), "wall_s": v["wall"], "cpu_s": v["cpu"],
                    "median_wall_s": med[k]["wall"], "median_cpu_s": med[k]["cpu"],
                    "speedup_wall": ex["wall"] / med[k]["wall"],
@@ -159,7 +197,13 @@ def _report_export(spec: str, times: dict[str, dict[str, list[float]]], exporter
               f"{rows[k]['speedup_wall']:>6.1f}x {rows[k]['speedup_cpu']:>5.1f}x")
     verdicts = {}
     for what, keys in (("fp32, random weights, every opset", [k for k in times if "--opset" in k]),
-                       ("fp16", [k for k in times if "fp16" in k])):
+                       ("fp16", [k for k in times if "fp16" in k]),
+                       ("--weights (.pt and .safetensors)",
+                        [k for k in times if "--weights" in k and "int8" not in k]),
+                       ("int8 (against export + the same quantize_static)",
+                        [k for k in times if "int8" in k and k != INT8_EXPORTER])):
+        if not keys:
+            continue
         worst = min(rows[k]["speedup_wall"] for k in keys)
         worst_cpu = min(rows[k]["speedup_cpu"] for k in keys)
         verdicts[what] = {"speedup_wall": worst, "speedup_cpu": worst_cpu}
@@ -169,7 +213,10 @@ def _report_export(spec: str, times: dict[str, dict[str, list[float]]], exporter
     return {"spec": spec, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": ort.__version__, "cpus": os.cpu_count(),
             "load_average": [load0, os.getloadavg()[0]], "cases": rows,
-            "exporter": exporter, "worst_speedups": verdicts}
+            "exporter": exporter, "int8_exporter": INT8_EXPORTER,
+            "bytecode": "written by an untimed first run of each command (PYTHONDONTWRITEBYTECODE "
+                        "unset in the children), as an installed package has it",
+            "worst_speedups": verdicts}
 
 
 def _report_latency(lat: dict[str, list[float]], models: tuple, shape: list[int], rel: float,
@@ -198,7 +245,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="cold runs of shrinkc compile")
     ap.add_argument("--export-runs", type=int, default=3, help="cold runs of torch.onnx.export")
     ap.add_argument("--int8-runs", type=int, default=1, help="cold runs of the int8 compile "
-                    "(0: none; each calibrates on 256 images, tens of seconds)")
+                    "(0: none; each calibrates on 64 images, seconds)")
     ap.add_argument("--latency-runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "onnx_export.json"))
@@ -210,6 +257,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         py, weights = prepare(args.spec, tmp)
+        safetensors = _as_safetensors(weights)
         stem = Path(args.spec).stem
         compile_ = [sys.executable, "-m", "shrinkc", "compile", args.spec, "--target", "onnx"]
         cases = {
@@ -221,13 +269,18 @@ def main() -> None:
             [*compile_, "--precision", "fp16", "-o", str(tmp / "fp16")]
         cases["shrinkc compile --target onnx --weights w.pt"] = \
             [*compile_, "-o", str(tmp / "ours_w"), "--weights", str(weights)]
+        cases["shrinkc compile --target onnx --weights w.safetensors"] = \
+            [*compile_, "-o", str(tmp / "ours_st"), "--weights", str(safetensors)]
         if args.int8_runs:
             cases["shrinkc compile --target onnx --precision int8 --weights w.pt"] = \
                 [*compile_, "--precision", "int8", "-o", str(tmp / "int8"), "--weights",
                  str(weights)]
         exporter = "torch.onnx.export(dynamo=True) in a fresh process"
         cases[exporter] = [sys.executable, str(_export_script(tmp, py, weights, args.spec))]
-        runs = {k: args.export_runs if k == exporter else args.int8_runs if "int8" in k
+        if args.int8_runs:
+            cases[INT8_EXPORTER] = [sys.executable,
+                                    str(_export_script(tmp, py, weights, args.spec, int8=True))]
+        runs = {k: args.int8_runs if "int8" in k else args.export_runs if k == exporter
                 else args.runs for k in cases}
         times = _cold_times(cases, runs)
         ours = tmp / "ours_w" / f"{stem}.onnx"

@@ -127,6 +127,94 @@ def test_fp16_at_an_older_opset_and_size(tmp_path):
     assert _rel_err(_run(fp16, x), _run(fp32, x)) <= 1e-2
 
 
+# Activations with float constants (Clip's bounds, Gelu's erf form before opset 20)
+ACTS = """\
+shrink 1
+
+cell Mixed(w: int) {
+    input x
+    a = conv(w, k=3) relu6 <- x
+    b = conv(w, k=1) gelu <- x
+    c = sepconv(w, k=3) mish <- a
+    d = conv(w, k=1) hswish <- b, c
+    output concat(c, d) + x
+}
+
+network Acts {
+    input image[3, 32, 32]
+    stem conv(16, k=3) swish
+    stage Mixed(16) x 2
+    head global_avgpool -> linear(10)
+}
+"""
+
+
+@pytest.mark.parametrize("name, options", [
+    ("shrinkcnn_a", {}), ("shrinkcnn_a", {"opset": 13, "fold_bn": False}),
+    ("mobilenetv2", {"opset": 17}), ("acts", {"opset": 13}), ("acts", {"opset": 19}),
+    ("acts", {"dynamic_hw": True})])
+def test_fp16_writer_is_the_converters_model(tmp_path, name, options):
+    """``--precision fp16`` writes its model without onnx (backends/onnx/fp16.py): the same
+    initializers (bit for bit), nodes, inputs, outputs and metadata as onnxconverter-common's
+    ``convert_float_to_float16(keep_io_types=True)`` (``precision.to_fp16``) of the fp32 model,
+    less the converter's inferred ``value_info``; onnxruntime gives both the same outputs."""
+    from shrinkc.backends import onnx as onnx_backend
+    from shrinkc.backends.onnx import fp16, precision
+    from shrinkc.compiler import compile_file
+
+    if name == "acts":
+        spec = tmp_path / "acts.shrink"
+        spec.write_text(ACTS)
+    else:
+        spec = SPECS / f"{name}.shrink"
+    graph = compile_file(spec)
+    ref = precision.to_fp16(onnx_backend.generate(graph, **options))
+    ours = onnx.ModelProto.FromString(onnx_backend.serialize(
+        fp16.to_fp16(onnx_backend.build(graph, **options))))
+    onnx.checker.check_model(ours, full_check=True)
+
+    def wire(items) -> list[bytes]:
+        return [m.SerializeToString(deterministic=True) for m in items]
+
+    assert wire(ours.graph.initializer) == wire(ref.graph.initializer)
+    assert sorted(wire(ours.graph.node)) == sorted(wire(ref.graph.node))
+    # relu6 and gelu's float constants (flat graphs hold them as scalar initializers)
+    assert any(not t.dims for t in ours.graph.initializer) == (name != "shrinkcnn_a")
+    assert wire(ours.graph.input) == wire(ref.graph.input)
+    assert wire(ours.graph.output) == wire(ref.graph.output)
+    assert wire(ours.opset_import) == wire(ref.opset_import)
+    assert wire(ours.metadata_props) == wire(ref.metadata_props)
+    assert not ours.graph.value_info
+    fields = ("ir_version", "producer_name", "producer_version", "doc_string")
+    assert [getattr(ours, f) for f in fields] == [getattr(ref, f) for f in fields]
+    shape = [2, *graph.input_shape.as_list()]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    outs = []
+    for m in (ref, ours):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        outs.append(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+    assert outs[0].dtype == outs[1].dtype == np.float32
+    assert np.array_equal(outs[0], outs[1])
+
+
+def test_fp16_clamps_as_the_converter_does():
+    from onnxconverter_common.float16 import convert_np_to_float16
+
+    from shrinkc.backends.onnx.fp16 import to_float16
+
+    x = np.array([0.0, -0.0, 5e-8, -5e-8, 1e-7, 3e-5, 1.0, -2.5, 9999.0, 1e4, 2e4, -7e4,
+                  np.inf, -np.inf, np.nan, 65504.0, 1e-3], np.float32)
+    with pytest.warns(UserWarning):
+        ref = convert_np_to_float16(x)
+    got = to_float16(x)
+    assert got.dtype == np.float16
+    assert got.tobytes() == ref.tobytes()
+
+
 # --------------------------------------------------------------------------- int8
 
 
@@ -160,6 +248,23 @@ def proxy(tmp_path_factory):
     return {"spec": spec, "dir": d, "data": data, "weights": d / "w.pt", "fp32": fp32}
 
 
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (3, 17, 29), (1, 224, 224)])
+def test_calibration_images_are_the_digits_images(shape):
+    """The built-in calibration images (``digits_train_sample``: only the chosen ones resized,
+    standardised by statistics computed from the 8x8 images) are ``digits(shape)``'s."""
+    pytest.importorskip("sklearn")
+    from shrinkc.backends.onnx.precision import calibration_indices, calibration_subset
+    from shrinkc.search.data import images
+
+    ref = images.digits(shape).x_train
+    got = images.digits_train_sample(shape, calibration_indices)
+    want = calibration_subset(ref)
+    assert got.shape == want.shape == (64, *shape) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    every = images.digits_train_sample(shape, lambda n: None)
+    np.testing.assert_allclose(every, ref, rtol=0, atol=1e-6)
+
+
 def _accuracy(path: Path, data) -> float:
     return float((_run(path, data.x_val).argmax(1) == data.y_val).mean())
 
@@ -184,6 +289,25 @@ def test_int8_keeps_accuracy_and_is_3_5x_smaller(proxy, tmp_path):
     assert ratio >= 3.5, f"only {ratio:.2f}x smaller"
 
 
+def test_int8_model_does_not_depend_on_the_calibration_batch(proxy, monkeypatch):
+    """MinMax ranges are minima and maxima over the batches: calibrating in batches of 8
+    (``CALIBRATION_BATCH``, for memory) gives the model that batches of 64 give."""
+    from shrinkc.backends import onnx as onnx_backend
+    from shrinkc.backends.onnx import precision
+    from shrinkc.backends.onnx.checkpoint import load_weights
+    from shrinkc.compiler import compile_file
+
+    graph = compile_file(proxy["spec"])
+    weights = load_weights(proxy["weights"], graph)
+    x = precision.calibration_subset(proxy["data"].x_train)
+    models = []
+    for batch in (precision.CALIBRATION_BATCH, 64):
+        monkeypatch.setattr(precision, "CALIBRATION_BATCH", batch)
+        model = onnx_backend.generate(graph, weights, opset=precision.INT8_OPSET)
+        models.append(precision.quantize_int8(model, x, "digits").SerializeToString())
+    assert models[0] == models[1]
+
+
 def test_int8_calibrated_on_an_npz(proxy, tmp_path):
     """--calibrate reads an .npz as ``shrink --data`` does (x_train is what calibrates)."""
     data = proxy["data"]
@@ -192,7 +316,7 @@ def test_int8_calibrated_on_an_npz(proxy, tmp_path):
     int8 = _compile(proxy["spec"], tmp_path / "out", "--precision", "int8", "--weights",
                     str(proxy["weights"]), "--calibrate", str(npz), "--opset", "17")
     assert [o.version for o in onnx.load(int8).opset_import if o.domain == ""] == [17]
-    assert _meta(int8)["calibration"] == "cal.npz (256 images)"
+    assert _meta(int8)["calibration"] == "cal.npz (64 images)"  # of 1,437: the default limit
     assert abs(_accuracy(int8, data) - _accuracy(proxy["fp32"], data)) <= 0.01
 
 

@@ -73,6 +73,11 @@ def test_helper_functions_set_the_fields_onnx_helper_sets():
         ("make_tensor", ("", onnx.TensorProto.FLOAT, [1], [0.0]), {}),
         ("make_tensor", ("", onnx.TensorProto.INT64, [4], [0, 2, 12, -1]), {}),
         ("make_tensor", ("", onnx.TensorProto.INT32, [2], [3, -7]), {}),
+        ("make_tensor", ("", onnx.TensorProto.FLOAT16, [], [0.7071067690849304]), {}),
+        ("make_tensor", ("", onnx.TensorProto.FLOAT16, [5], [1.0, -2.5, 65504.0, 1e-7, -0.0]),
+         {}),
+        ("make_tensor", ("", onnx.TensorProto.FLOAT16, [2],
+                         np.array([0.1, -3.0], np.float16)), {}),
         ("make_tensor_value_info", ("x", onnx.TensorProto.FLOAT, ["batch", 3, "h", 8]),
          {"doc_string": "the input"}),
         ("make_opsetid", ("", 17), {}),
@@ -82,7 +87,7 @@ def test_helper_functions_set_the_fields_onnx_helper_sets():
         theirs = getattr(onnx.helper, fn)(*args, **kwargs)
         assert ours.SerializeToString() == theirs.SerializeToString(deterministic=True), fn
     for array in (np.arange(6, dtype=np.float32).reshape(2, 3), np.array([7], np.int64),
-                  np.array(2.5, np.float32)):
+                  np.array(2.5, np.float32), np.array([[0.1, -7e-8], [6e4, 1.0]], np.float16)):
         ours = proto.numpy_helper.from_array(array, "")
         theirs = onnx.numpy_helper.from_array(array, "")
         assert ours.SerializeToString() == theirs.SerializeToString(deterministic=True)

@@ -27,7 +27,12 @@ from typing import Any
 _VARINT, _FIXED32, _BYTES = 0, 5, 2
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]  # the varints of one byte, made once
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _SMALL[n]
     if n < 0:  # int32 and int64 alike: ten bytes of two's complement
         n += 1 << 64
     out = bytearray()
@@ -38,8 +43,14 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+_KEYS: dict[tuple[int, int], bytes] = {}
+
+
 def _key(number: int, wire: int) -> bytes:
-    return _varint(number << 3 | wire)
+    key = _KEYS.get((number, wire))
+    if key is None:
+        key = _KEYS[number, wire] = _varint(number << 3 | wire)
+    return key
 
 
 class _Repeated(list):
@@ -269,12 +280,22 @@ class helper:  # noqa: N801 - stands for the module ``onnx.helper``
     @staticmethod
     def make_tensor(name: str, data_type: int, dims: Sequence[int],
                     vals: Sequence[float]) -> TensorProto:
-        """A FLOAT, INT32 or INT64 tensor with its values in ``float_data``, ``int32_data``
-        or ``int64_data`` (what onnx.helper writes for them without ``raw``)."""
-        field = {TensorProto.FLOAT: ("float_data", float), TensorProto.INT32: ("int32_data", int),
-                 TensorProto.INT64: ("int64_data", int)}.get(data_type)
+        """A FLOAT, FLOAT16, INT32 or INT64 tensor with its values in ``float_data``,
+        ``int32_data`` (FLOAT16: each half-float's 16 bits, as an unsigned number) or
+        ``int64_data`` (what onnx.helper writes for them without ``raw``)."""
+        if data_type == TensorProto.FLOAT16:
+            import numpy as np
+
+            bits = np.asarray(vals, dtype=np.float16).reshape(-1).view(np.uint16)
+            vals = bits.astype(np.int64).tolist()
+            field = ("int32_data", int)
+        else:
+            field = {TensorProto.FLOAT: ("float_data", float),
+                     TensorProto.INT32: ("int32_data", int),
+                     TensorProto.INT64: ("int64_data", int)}.get(data_type)
         if field is None:
-            raise ValueError("shrinkc writes float, int32 and int64 tensors only this way")
+            raise ValueError("shrinkc writes float, float16, int32 and int64 tensors only "
+                             "this way")
         values = [field[1](v) for v in vals]
         count = 1
         for d in dims:
@@ -341,7 +362,8 @@ class numpy_helper:  # noqa: N801 - stands for the module ``onnx.numpy_helper``
         """An array as a tensor with ``raw_data`` (little-endian), as onnx.numpy_helper
         writes it."""
         kinds = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64,
-                 "int32": TensorProto.INT32, "float64": TensorProto.DOUBLE}
+                 "int32": TensorProto.INT32, "float64": TensorProto.DOUBLE,
+                 "float16": TensorProto.FLOAT16}
         if array.dtype.name not in kinds:
             raise ValueError(f"shrinkc writes no {array.dtype.name} tensors")
         t = TensorProto(dims=array.shape, data_type=kinds[array.dtype.name],

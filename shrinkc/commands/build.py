@@ -140,16 +140,16 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
         from shrinkc.backends import onnx as onnx_backend
         from shrinkc.backends.onnx.checkpoint import load_weights
 
-        if precision != "fp32":  # fp32, the default, loads nothing more (not even onnx)
+        if precision == "int8":  # fp32 and fp16 load nothing more (not even onnx)
             from shrinkc.backends.onnx import precision as prec
     except ImportError as e:
         raise ShrinkError(f"the onnx target needs the '{e.name}' package", None,
                           "pip install 'shrinkc[onnx]'") from None
     default = prec.INT8_OPSET if int8 else onnx_backend.OPSET
     opset = default if args.opset is None else args.opset
-    # fp32 models are written without the onnx package (backends/onnx/proto.py); the
-    # converters of the other precisions read them with it, in an opset it must know
-    newest = onnx_backend.OPSET if precision == "fp32" else onnx_backend.newest_opset()
+    # fp32 and fp16 models are written without the onnx package (backends/onnx/proto.py,
+    # fp16.py); int8's quantizer reads them with it, in an opset it must know
+    newest = onnx_backend.newest_opset() if int8 else onnx_backend.OPSET
     if opset > newest:  # an onnx package older than the one shrinkc was built against
         raise UsageError(f"--opset {opset}: the installed onnx package writes opsets up to "
                          f"{newest}")
@@ -165,7 +165,7 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     images, data_name = _calibration(args, graph) if int8 else (None, None)
     source = Path(args.weights).name if args.weights else None
     dynamic = is_dynamic(getattr(args, "input", None))
-    make = onnx_backend.build if precision == "fp32" else onnx_backend.generate
+    make = onnx_backend.generate if int8 else onnx_backend.build
     model = make(graph, weights, fold_bn=not args.no_fold_bn, functions=args.functions,
                  weights_source=source, opset=opset, dynamic_hw=dynamic)
     how = [f"opset {opset}",
@@ -177,7 +177,9 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     if dynamic:
         how.append("any height and width")
     if precision == "fp16":
-        model = prec.to_fp16(model)
+        from shrinkc.backends.onnx.fp16 import to_fp16
+
+        model = to_fp16(model)
         how.append("fp16 (float32 inputs and outputs)")
     elif int8:
         model = prec.quantize_int8(model, images, data_name)
@@ -190,9 +192,7 @@ def _calibration(args, graph):
     ``--calibrate DATA.npz``'s ``x_train`` (read and checked, and standardised, as
     ``shrinkc shrink --data`` reads it), or else the built-in proxy data, scikit-learn's
     digits resized to the network's input; at most ``CALIBRATION_IMAGES`` of them."""
-    import numpy as np
-
-    from shrinkc.backends.onnx.precision import calibration_subset
+    from shrinkc.backends.onnx.precision import calibration_indices, calibration_subset
     from shrinkc.search.data import images
 
     shape = tuple(graph.input_shape.as_list())
@@ -201,10 +201,10 @@ def _calibration(args, graph):
             raise ShrinkError(f"the built-in calibration data (digits) are images; "
                               f"{graph.network} takes {'x'.join(map(str, shape))}", None,
                               "pass --calibrate DATA.npz")
-        # one channel resized, then repeated: the same images as digits(shape), a third of
-        # the work (digits repeats the channel before standardising each alike)
-        x = calibration_subset(images.digits((1, *shape[1:])).x_train)
-        return np.repeat(x, shape[0], axis=1), "the digits proxy data"
+        # the images of digits(shape).x_train that calibration_subset keeps, resizing only
+        # those (resizing all 1,797 digits to 224x224 took longer than calibrating)
+        x = images.digits_train_sample(shape, calibration_indices)
+        return x, "the digits proxy data"
     try:
         data = images.load_npz(args.calibrate, shape)
     except ShrinkError as e:  # the reader speaks of the search's proxy network

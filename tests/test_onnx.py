@@ -374,8 +374,10 @@ def test_pt_files_are_read_without_torch_as_torch_reads_them(torch, tiny_state, 
                 np.testing.assert_array_equal(got.array, t.numpy(), strict=True)
             else:
                 assert got.array is None
+    # a hostile stride: a 10^12-element view of a one-element storage is never copied here
+    huge = torch.zeros(1).expand(10**6, 10**6)
     for i, other in enumerate(({"w": torch.nn.Parameter(torch.ones(2))}, {"x": {"y": base}},
-                               [base])):
+                               [base], {"w": huge})):
         torch.save(other, tmp_path / f"other{i}.pt")
         assert checkpoint._read_torch_zip(tmp_path / f"other{i}.pt") is None
     torch.save({"w": base}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)

@@ -11,6 +11,7 @@ or both (equal), as ``safetensors.torch.save_model`` keeps only one of shared te
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -227,13 +228,17 @@ def _read_torch_zip(path: Path) -> dict[str, Found] | None:
                 data = storages.get(t.storage.key)
                 if data is None:
                     member = f"{prefix}data/{t.storage.key}"
-                    if member not in names:
-                        return None
+                    if member not in names or zf.getinfo(member).file_size != (
+                            t.storage.numel * np.dtype(_NUMPY[t.storage.dtype]).itemsize):
+                        return None  # sizes that disagree: read nothing before torch.load
                     data = np.frombuffer(zf.read(member), dtype=_NUMPY[t.storage.dtype])
                     if len(data) != t.storage.numel:
                         return None
                     storages[t.storage.key] = data
-                if len(t.shape) != len(t.stride) or any(s < 0 for s in t.stride):
+                # never more elements than the storage holds: a stride of 0 (or overlapping
+                # strides) could make a huge array of a tiny storage; torch.load reads those
+                if (len(t.shape) != len(t.stride) or any(s < 0 for s in t.stride)
+                        or math.prod(t.shape) > t.storage.numel):
                     return None
                 last = t.offset + sum((d - 1) * s for d, s in zip(t.shape, t.stride))
                 if 0 in t.shape:

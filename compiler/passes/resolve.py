@@ -320,7 +320,7 @@ class _Resolver:
         inp = inputs[0]
         if inp.state is not None and inp.state == inp.name:
             raise ShrinkError(f"the two inputs of cell '{cell.name}' need two names", inp.loc,
-                              f"write 'input s0, s1': s0 is the output of the cell two back, "
+                              "write 'input s0, s1': s0 is the output of the cell two back, "
                               "s1 the previous cell's")
         scope = {p.name for p in params}
         if inp.channels is not None:

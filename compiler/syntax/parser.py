@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token
-from lark.grammar import Rule
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
     UnexpectedInput,
     UnexpectedToken,
 )
+from lark.grammar import Rule
 
 from .. import ir
 from ..errors import ShrinkError

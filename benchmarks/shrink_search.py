@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -293,10 +294,24 @@ def timed_search(part: str, spec: str, extra: list[str]) -> None:
     cmd = [sys.executable, "-m", "shrinkc", "shrink", spec, "-o", str(out), "--quiet", *extra,
            *data, *resume]
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    doc.setdefault("invocations", []).append(
-        {"command": " ".join(["shrinkc", *cmd[3:]]), "wall_s": round(time.perf_counter() - t, 1),
-         "load_average_end": round(os.getloadavg()[0], 2)})
+    # SIGTERM (or Ctrl-C) stops the search; the time it ran and its log so far are kept, and
+    # running the part again resumes it
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    finished = False
+    try:
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        finished = True
+    finally:
+        doc.setdefault("invocations", []).append(
+            {"command": " ".join(["shrinkc", *cmd[3:]]),
+             "wall_s": round(time.perf_counter() - t, 1),
+             "load_average_end": round(os.getloadavg()[0], 2),
+             **({} if finished else {"interrupted": True})})
+        if (out / "log.jsonl").exists():
+            _keep_log(part, doc, out)
+
+
+def _keep_log(part: str, doc: dict, out: Path) -> None:
     run = json.loads((out / "run.json").read_text())
     doc["machine"] = {"precision": run.get("precision"), "device": run.get("device"),
                       "cpu": cpu_flags(), "cpus": os.cpu_count()}

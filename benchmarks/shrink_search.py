@@ -698,8 +698,9 @@ def pareto(sp: Space, rows: list[dict]) -> None:
     marks = {"autoshrink": ("*", "C3"), "random search": ("s", "C0"),
              "random, full budget": ("P", "C4"),
              "complete DAG": ("^", "C2"), "ShrinkCNN-A cell": ("D", "C1")}
+    others = iter([("o", "C5"), ("v", "C6"), ("X", "C7"), ("h", "C8"), ("<", "C9"), ("o", "k")])
     for r in rows:
-        m, c = marks.get(r["cell"], ("o", "k"))
+        m, c = marks.get(r["cell"]) or next(others, ("o", "k"))
         ax.errorbar(r["macs"] / 1e6, r["acc_mean"], yerr=r["acc_spread"] / 2, fmt=m, c=c, ms=10,
                     label=f"{r['cell']} (3 seeds)")
     ax.set_xscale("log")

@@ -92,9 +92,9 @@ def _standardise(x_train: np.ndarray, x_val: np.ndarray) -> tuple[np.ndarray, np
     return ((x_train - mean) / std).astype(np.float32), ((x_val - mean) / std).astype(np.float32)
 
 
-def digits(shape: tuple[int, ...]) -> ProxyData:
-    """scikit-learn's 1,797 8x8 digits, resized to ``shape`` (C x H x W), channels repeated,
-    with a fixed stratified 80/20 train/validation split."""
+def _load_digits(shape: tuple[int, ...]):
+    """scikit-learn's digits as (N, 1, 8, 8) float32 in [0, 1], their labels, and ``shape``
+    (C, H, W) checked."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:  # pragma: no cover - an install problem
@@ -102,11 +102,16 @@ def digits(shape: tuple[int, ...]) -> ProxyData:
                           "pip install 'shrinkc[search]', or pass --data file.npz") from None
     if len(shape) != 3:
         raise ShrinkError(f"the digits proxy data needs an image-shaped network input, got {shape}")
-    c, h, w = shape
     d = load_digits()
-    x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
+    return (d.images.astype(np.float32) / 16.0)[:, None, :, :], d.target, shape
+
+
+def digits(shape: tuple[int, ...]) -> ProxyData:
+    """scikit-learn's 1,797 8x8 digits, resized to ``shape`` (C x H x W), channels repeated,
+    with a fixed stratified 80/20 train/validation split."""
+    x, target, (c, h, w) = _load_digits(shape)
     x = np.repeat(_resize(x, h, w), c, axis=1)
-    y = d.target.astype(np.int64)
+    y = target.astype(np.int64)
     tr, va = _stratified_split(y, 0.2, seed=0)
     x_train, x_val = _standardise(x[tr], x[va])
     return ProxyData(x_train, y[tr], x_val, y[va], classes=10, name="digits")
@@ -132,17 +137,8 @@ def digits_train_sample(shape: tuple[int, ...], pick) -> np.ndarray:
     are a linear and a quadratic form of the small one), in float64. The same images as
     ``digits``' up to rounding (float32: about 1e-6), in a fraction of its time and memory
     (``compile --precision int8`` calibrates on 256 of them)."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:  # pragma: no cover - an install problem
-        raise ShrinkError("the built-in proxy data needs scikit-learn", None,
-                          "pip install 'shrinkc[search]', or pass --data file.npz") from None
-    if len(shape) != 3:
-        raise ShrinkError(f"the digits proxy data needs an image-shaped network input, got {shape}")
-    c, h, w = shape
-    d = load_digits()
-    x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
-    tr, _ = _stratified_split(d.target.astype(np.int64), 0.2, seed=0)
+    x, target, (c, h, w) = _load_digits(shape)
+    tr, _ = _stratified_split(target.astype(np.int64), 0.2, seed=0)
     small = x[tr, 0].astype(np.float64)  # N x 8 x 8
     ry, rx = _resize_matrix(small.shape[1], h), _resize_matrix(small.shape[2], w)
     a, b = ry.sum(axis=0), rx.sum(axis=0)  # each small pixel's weight in the resized sum

@@ -217,6 +217,11 @@ class CellDef(_Node):
         return not self.recurrent and self.input.state is not None
 
     @property
+    def node_count(self) -> int:
+        """The nodes and the input (the two inputs of a two-input cell)."""
+        return len(self.nodes) + (2 if self.two_inputs else 1)
+
+    @property
     def output(self) -> OutputStmt:
         return next(s for s in self.body if isinstance(s, OutputStmt))
 

@@ -563,13 +563,10 @@ class _Functions:
         cell's function takes ``prev`` then ``x``."""
         fb = _FunctionBody(b, prefix + ".")
         inp = graph.program.cells[inst.cell].input
-        ins = [inp.name] if inst.n_inputs == 1 else [inp.name, inp.state]
+        ins = [inp.name, inp.state] if inst.n_inputs == 2 else [inp.name]
         fb.taken.update(ins)  # type: ignore[arg-type]
-        if inst.n_inputs == 1:
-            y = _cell(fb, graph, inst, "", inp.name)
-        else:
-            y = _cell(fb, graph, inst, "", inp.state, inp.name)  # type: ignore[arg-type]
-        cell_in = "\0".join(ins)  # type: ignore[arg-type]
+        y = _cell(fb, graph, inst, "", ins[-1], ins[0] if inst.n_inputs == 2 else None)
+        cell_in = "\0".join(ins)
         if y in ins:
             fb.at(f"cell {inst.cell}", inst.loc)
             y = fb.node("Identity", [y], "output")

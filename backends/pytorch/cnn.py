@@ -379,7 +379,7 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
     _check_residual_rule(cell, insts, mode)
     where = f"{text(cell.loc.file)}:{cell.loc.line}"
     doc = (f"{'Two-input cell' if two else 'Cell'} {cell.name} ({where}): "
-           f"{len(cell.nodes) + (2 if two else 1)} nodes, {cell.edges} edges.")
+           f"{cell.node_count} nodes, {cell.edges} edges.")
     params = f"{forward_arg}: torch.Tensor"
     if two:
         params += f", {body.nodes(inp.state)}: torch.Tensor"  # type: ignore[arg-type]
@@ -482,6 +482,7 @@ class _NetworkBody:
         if drops:  # the cell class takes drop_path: each cell's probability
             args.append(f"drop_path=[{', '.join(repr(c.drop_path) for c in inst.cells)}]")
         if not cell.two_inputs:
+            self.r.helpers.add("Stage")
             self.init.append(f"self.{attr} = " + call_source("Stage", args, "        "))
             self.fwd.append(f"x = self.{attr}({self.current})")
             self.prev_channels = None
@@ -496,10 +497,6 @@ class _NetworkBody:
         self.channels = Lin.term(f"self.{attr}.out_channels")
 
 
-def _two_inputs(graph: ir.CNNGraph, stage: ir.StageStmt) -> bool:
-    return graph.program.cells[stage.cell.op].two_inputs
-
-
 def _network_class(graph: ir.CNNGraph, net: ir.NetworkDef, class_name: str,
                    cell_classes: dict[str, str], helpers: set[str]) -> NetworkClass:
     names, sig = network_signature(net, graph.args)
@@ -510,8 +507,6 @@ def _network_class(graph: ir.CNNGraph, net: ir.NetworkDef, class_name: str,
     dropping = {c.cell for s in graph.stages for c in s.cells if c.drop_path}
     body.prev_channels = body.channels  # without a stem, the input counts twice
     for stage, attr, inst in zip(net.stages, stage_attr_names(graph.stages), graph.stages):
-        if not _two_inputs(graph, stage):
-            helpers.add("Stage")
         body.stage(stage, attr, cell_classes[stage.cell.op], inst, stage.cell.op in dropping)
     body.chain("head", graph.head)
     if net.chain("head") is None:

@@ -314,9 +314,8 @@ def stats_dict(graph) -> dict:
         "macs": graph.cost.macs,
         "edges": graph.edges,
         "cells": {
-            # the nodes and the input (the two inputs of a two-input cell)
-            name: {"nodes": len(cells[name].nodes) + (2 if cells[name].two_inputs else 1),
-                   "edges": cells[name].edges, "hash": hashes[name]}
+            name: {"nodes": cells[name].node_count, "edges": cells[name].edges,
+                   "hash": hashes[name]}
             for name in graph.cells_used
         },
         "stem": _chain(graph.stem),

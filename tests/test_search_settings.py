@@ -192,3 +192,25 @@ def test_cluttered_digits_is_a_seeded_harder_copy_of_digits():
     assert (a.x_train[:, 0] == a.x_train[:, 2]).all()  # channels repeated
     assert not np.allclose(a.x_train, plain.x_train, atol=0.5)
     assert images.fingerprint("cluttered-digits") == "cluttered-digits"
+
+
+def test_bundled_digits_are_scikit_learns_without_importing_it():
+    """The digits are read from the file scikit-learn ships, exactly as ``load_digits`` gives
+    them, and reading them imports no scikit-learn (its import cost a cold int8 compile 1 s)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+
+    from shrinkc.search.data import images
+
+    x, y = images._bundled_digits()
+    d = load_digits()
+    assert x.dtype == d.images.dtype and np.array_equal(x, d.images)
+    assert y.dtype == np.int64 and np.array_equal(y, d.target)
+    code = ("import sys; from shrinkc.search.data import images; images.load(None, (1, 8, 8)); "
+            "images.load('cluttered-digits', (1, 16, 16)); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]", r.stdout

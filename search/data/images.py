@@ -92,18 +92,42 @@ def _standardise(x_train: np.ndarray, x_val: np.ndarray) -> tuple[np.ndarray, np
     return ((x_train - mean) / std).astype(np.float32), ((x_val - mean) / std).astype(np.float32)
 
 
+def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits: the 1,797 8x8 images (float64, 0..16) and their labels (int64),
+    exactly as ``sklearn.datasets.load_digits()`` gives them, read from the file scikit-learn
+    ships (``sklearn/datasets/data/digits.csv.gz``) without importing scikit-learn, whose
+    import (scipy and more) took about 1 s of a cold ``compile --precision int8``; through
+    ``load_digits`` where that file is not found as expected."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("sklearn")  # finds the package; runs none of it
+    except (ImportError, ValueError):  # pragma: no cover - a broken install
+        spec = None
+    if spec is None:  # pragma: no cover - an install problem
+        raise ShrinkError("the built-in proxy data needs scikit-learn", None,
+                          "pip install 'shrinkc[search]', or pass --data file.npz")
+    for folder in spec.submodule_search_locations or ():
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        try:
+            data = np.loadtxt(path, delimiter=",")
+        except (OSError, ValueError):
+            continue
+        if data.ndim == 2 and data.shape[1] == 65 and len(data):
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits  # pragma: no cover - another layout
+
+    d = load_digits()  # pragma: no cover
+    return d.images, d.target.astype(np.int64)  # pragma: no cover
+
+
 def _load_digits(shape: tuple[int, ...]):
     """scikit-learn's digits as (N, 1, 8, 8) float32 in [0, 1], their labels, and ``shape``
     (C, H, W) checked."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:  # pragma: no cover - an install problem
-        raise ShrinkError("the built-in proxy data needs scikit-learn", None,
-                          "pip install 'shrinkc[search]', or pass --data file.npz") from None
     if len(shape) != 3:
         raise ShrinkError(f"the digits proxy data needs an image-shaped network input, got {shape}")
-    d = load_digits()
-    return (d.images.astype(np.float32) / 16.0)[:, None, :, :], d.target, shape
+    images, target = _bundled_digits()
+    return (images.astype(np.float32) / 16.0)[:, None, :, :], target, shape
 
 
 def digits(shape: tuple[int, ...]) -> ProxyData:
@@ -161,17 +185,12 @@ def cluttered_digits(shape: tuple[int, ...]) -> ProxyData:
     0.1); a fixed seed, the same stratified 80/20 split as ``digits``. On ``digits`` every
     reasonable cell of the paper's space reaches 0.99 validation accuracy and cells differ by
     a few images; here the task leaves room between good and poor cells."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:  # pragma: no cover - an install problem
-        raise ShrinkError("the built-in proxy data needs scikit-learn", None,
-                          "pip install 'shrinkc[search]', or pass --data file.npz") from None
     if len(shape) != 3 or min(shape[1:]) < 8:
         raise ShrinkError(f"the cluttered-digits proxy data needs an image input of at least "
                           f"8x8, got {shape}")
     c, h, w = shape
-    d = load_digits()
-    imgs = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
+    images, target = _bundled_digits()
+    imgs = (images.astype(np.float32) / 16.0)[:, None, :, :]
     n = len(imgs)
     rng = np.random.default_rng(2020)
     canvas = np.zeros((n, h, w), dtype=np.float32)
@@ -195,7 +214,7 @@ def cluttered_digits(shape: tuple[int, ...]) -> ProxyData:
               int(rng.integers(0, w - size + 1)))
     canvas += rng.normal(0.0, 0.1, size=canvas.shape).astype(np.float32)
     x = np.repeat(canvas[:, None], c, axis=1)
-    y = d.target.astype(np.int64)
+    y = target
     tr, va = _stratified_split(y, 0.2, seed=0)
     x_train, x_val = _standardise(x[tr], x[va])
     return ProxyData(x_train, y[tr], x_val, y[va], classes=10, name=CLUTTERED)

@@ -32,11 +32,10 @@ from .cellhash import (
     CellGraph,
     cell_graph,
     cell_hash,
-    dag_colors,
     graph_hash,
-    wl_colors,
     wl_refine,
 )
+from .cellhash import _topological as cellhash_topological
 
 _SPECIAL = (INPUT, STATE, OUTPUT, RESIDUAL)
 _NAMED = (INPUT, STATE, NODE)  # kinds whose names come from the spec
@@ -45,9 +44,90 @@ _NAMED = (INPUT, STATE, NODE)  # kinds whose names come from the spec
 # --------------------------------------------------------------------------- node matching
 
 
-def _recolor(g: CellGraph, pins: dict[int, str], rounds: int) -> list[str]:
+# The matching compares colours only for equality (within one colouring, and between the
+# two cells' colourings of one step), never prints or stores them. It computes them as small
+# ints instead of sha256 texts: ``_Ids`` gives each distinct key (what ``cellhash`` would
+# hash, as a tuple) the next int, shared by both cells, so two nodes get equal ints exactly
+# when they would get equal hashes (sha256 has no collisions in practice) and every
+# partition, stopping test and pairing is the same. ``cellhash``'s hashes stay the only
+# colours anyone sees.
+
+
+class _Ids(dict):
+    """Key -> int, a new int for each new key (one table per diff of two cells)."""
+
+    def __missing__(self, key: Any) -> int:
+        value = self[key] = len(self)
+        return value
+
+
+def _id_adjacency(n: int, edges: Any) -> tuple[list[list[int]], list[list[int]]]:
+    preds: list[list[int]] = [[] for _ in range(n)]
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for src, dst in edges:  # a set: each edge once, as cellhash's _adjacency
+        succs[src].append(dst)
+        preds[dst].append(src)
+    return preds, succs
+
+
+def _id_first(ids: _Ids, labels: list, preds: list[list[int]], succs: list[list[int]]
+              ) -> list[int]:
+    """``cellhash._first_colours``: a node's label with its out- and in-degree."""
+    return [ids["first", len(succs[v]), len(preds[v]), label] for v, label in enumerate(labels)]
+
+
+def _id_wl(ids: _Ids, labels: list, preds: list[list[int]], succs: list[list[int]],
+           rounds: int | None = None) -> list[int]:
+    """``cellhash.wl_colors`` (``wl_refine``'s rounds and stopping test) with ids."""
+    n = len(labels)
+    colors = _id_first(ids, labels, preds, succs)
+    distinct = len(set(colors))
+    for _ in range(n if rounds is None else rounds):
+        new = [ids["wl", tuple(sorted([colors[u] for u in preds[v]])),
+                   tuple(sorted([colors[u] for u in succs[v]])), colors[v]] for v in range(n)]
+        colors = new
+        if rounds is None:
+            split = len(set(new))
+            if split == distinct:
+                break
+            distinct = split
+    return colors
+
+
+def _id_dag(ids: _Ids, labels: list, edges: Any, direction: str) -> list[int]:
+    """``cellhash.dag_colors`` (the same sweeps, stopping test and WL rounds) with ids."""
+    n = len(labels)
+    preds, succs = _id_adjacency(n, edges)
+    order = cellhash_topological(preds, succs)
+    colors = _id_first(ids, labels, preds, succs)
+    if order is None:  # not a DAG: WL alone
+        return colors if direction != "both" else _id_wl(ids, colors, preds, succs)
+    if direction != "both":
+        out = [0] * n
+        near = preds if direction == "down" else succs
+        for v in (order if direction == "down" else reversed(order)):
+            out[v] = ids[direction, colors[v], tuple(sorted([out[u] for u in near[v]]))]
+        return out
+    distinct = len(set(colors))
+    while True:
+        down, up = [0] * n, [0] * n
+        for v in order:
+            down[v] = ids["<", colors[v], tuple(sorted([down[u] for u in preds[v]]))]
+        for v in reversed(order):
+            up[v] = ids[">", colors[v], tuple(sorted([up[u] for u in succs[v]]))]
+        colors = [ids["both", d, up[v]] for v, d in enumerate(down)]
+        split = len(set(colors))
+        if split == n:  # every node of both cells told apart: what follows (more sweeps,
+            return colors  # WL) only refines, so it would tell apart the same nodes
+        if split == distinct:
+            break
+        distinct = split
+    return _id_wl(ids, colors, preds, succs)
+
+
+def _recolor(g: CellGraph, pins: dict[int, str], rounds: int, ids: _Ids) -> list[int]:
     labels = [pins.get(i, lab) for i, lab in enumerate(g.labels)]
-    return wl_colors(labels, g.edges, rounds)
+    return _id_wl(ids, labels, *_id_adjacency(len(labels), g.edges), rounds)
 
 
 def _score(a: CellGraph, b: CellGraph, m: dict[int, int]) -> float:
@@ -97,12 +177,13 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
             if not any(ca[i] in left for i in range(len(a.names)) if i not in m):
                 return
 
+    ids = _Ids()
     if top > _MAX_ROUNDS:  # a long chain: whole neighbourhoods first, in linear time
         for direction in ("both", "down", "up"):
-            pin_agreeing(lambda d=direction: _joint_colours(a, b, pins_a, pins_b, d))
+            pin_agreeing(lambda d=direction: _joint_colours(a, b, pins_a, pins_b, d, ids))
         top = _NEAR_ROUNDS
     for rounds in range(min(top, max(len(a.names), len(b.names))), -1, -1):
-        pin_agreeing(lambda r=rounds: (_recolor(a, pins_a, r), _recolor(b, pins_b, r)))
+        pin_agreeing(lambda r=rounds: (_recolor(a, pins_a, r, ids), _recolor(b, pins_b, r, ids)))
     return m
 
 
@@ -119,14 +200,14 @@ _LARGE = 256  # nodes: a cell this large takes the linear path without counting 
 
 
 def _joint_colours(a: CellGraph, b: CellGraph, pins_a: dict[int, str], pins_b: dict[int, str],
-                   direction: str) -> tuple[list[str], list[str]]:
+                   direction: str, ids: _Ids) -> tuple[list[int], list[int]]:
     """``dag_colors`` of ``a`` and ``b`` (with their pins) in ``direction``, computed over
-    both at once so that a colour means the same in each."""
+    both at once (as ids: see ``_Ids``), so that its stopping tests see both."""
     labels = ([pins_a.get(i, x) for i, x in enumerate(a.labels)]
               + [pins_b.get(j, x) for j, x in enumerate(b.labels)])
     n = len(a.labels)
     edges = set(a.edges) | {(s + n, d + n) for s, d in b.edges}
-    colours = dag_colors(labels, edges, direction)
+    colours = _id_dag(ids, labels, edges, direction)
     return colours[:n], colours[n:]
 
 
@@ -140,8 +221,8 @@ def _could_pair(a: CellGraph, b: CellGraph, m: dict[int, int]) -> bool:
     return any(a.labels[i] in free for i in range(len(a.names)) if i not in m)
 
 
-def _agreeing_pairs(a: CellGraph, b: CellGraph, m: dict[int, int], ca: list[str],
-                    cb: list[str], b_index: dict[str, int]) -> list[tuple[int, int]]:
+def _agreeing_pairs(a: CellGraph, b: CellGraph, m: dict[int, int], ca: list[int],
+                    cb: list[int], b_index: dict[str, int]) -> list[tuple[int, int]]:
     """Unmatched nodes of equal colour, paired: a node takes its namesake where that agrees,
     else the first free node of its colour."""
     free = set(range(len(b.names))) - set(m.values())

@@ -94,11 +94,17 @@ def _id_wl(ids: _Ids, labels: list, preds: list[list[int]], succs: list[list[int
     return colors
 
 
-def _id_dag(ids: _Ids, labels: list, edges: Any, direction: str) -> list[int]:
-    """``cellhash.dag_colors`` (the same sweeps, stopping test and WL rounds) with ids."""
-    n = len(labels)
+def _id_graph(n: int, edges: Any) -> tuple[list[list[int]], list[list[int]], list[int] | None]:
+    """Predecessors, successors and a topological order (None when cyclic)."""
     preds, succs = _id_adjacency(n, edges)
-    order = cellhash_topological(preds, succs)
+    return preds, succs, cellhash_topological(preds, succs)
+
+
+def _id_dag(ids: _Ids, labels: list, graph: tuple, direction: str) -> list[int]:
+    """``cellhash.dag_colors`` (the same sweeps, stopping test and WL rounds) with ids, on
+    ``graph`` (``_id_graph``)."""
+    n = len(labels)
+    preds, succs, order = graph
     colors = _id_first(ids, labels, preds, succs)
     if order is None:  # not a DAG: WL alone
         return colors if direction != "both" else _id_wl(ids, colors, preds, succs)
@@ -179,8 +185,9 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
 
     ids = _Ids()
     if top > _MAX_ROUNDS:  # a long chain: whole neighbourhoods first, in linear time
+        joint = _joint_graph(a, b)
         for direction in ("both", "down", "up"):
-            pin_agreeing(lambda d=direction: _joint_colours(a, b, pins_a, pins_b, d, ids))
+            pin_agreeing(lambda d=direction: _joint_colours(a, b, pins_a, pins_b, d, ids, joint))
         top = _NEAR_ROUNDS
     for rounds in range(min(top, max(len(a.names), len(b.names))), -1, -1):
         pin_agreeing(lambda r=rounds: (_recolor(a, pins_a, r, ids), _recolor(b, pins_b, r, ids)))
@@ -199,15 +206,21 @@ _NEAR_ROUNDS = 3
 _LARGE = 256  # nodes: a cell this large takes the linear path without counting its rounds
 
 
+def _joint_graph(a: CellGraph, b: CellGraph) -> tuple:
+    """``_id_graph`` of ``a`` and ``b`` side by side (``b``'s nodes after ``a``'s)."""
+    n = len(a.labels)
+    return _id_graph(n + len(b.labels), set(a.edges) | {(s + n, d + n) for s, d in b.edges})
+
+
 def _joint_colours(a: CellGraph, b: CellGraph, pins_a: dict[int, str], pins_b: dict[int, str],
-                   direction: str, ids: _Ids) -> tuple[list[int], list[int]]:
+                   direction: str, ids: _Ids, joint: tuple) -> tuple[list[int], list[int]]:
     """``dag_colors`` of ``a`` and ``b`` (with their pins) in ``direction``, computed over
-    both at once (as ids: see ``_Ids``), so that its stopping tests see both."""
+    both at once (``joint``: ``_joint_graph``; as ids: see ``_Ids``), so that its stopping
+    tests see both."""
     labels = ([pins_a.get(i, x) for i, x in enumerate(a.labels)]
               + [pins_b.get(j, x) for j, x in enumerate(b.labels)])
     n = len(a.labels)
-    edges = set(a.edges) | {(s + n, d + n) for s, d in b.edges}
-    colours = _id_dag(ids, labels, edges, direction)
+    colours = _id_dag(ids, labels, joint, direction)
     return colours[:n], colours[n:]
 
 

@@ -122,6 +122,174 @@ def _lark() -> Lark:
     return lk
 
 
+# --------------------------------------------------------------------------- the parse loop
+
+
+class _Fallback(Exception):
+    """The fast loop met something it leaves to lark: a syntax error, an unknown lark."""
+
+
+def _fast_parser(lk: Lark) -> Any:
+    """lark's contextual lexer, ``_Newlines`` and LALR loop in one function, with lark's own
+    tables, per-state scanners and callbacks (so the same tokens, with the same positions,
+    and the same reductions): lark's generators, ``LineCounter`` and ``Token.__new__`` cost
+    about half of a large parse. It raises ``_Fallback`` where lark would raise (a syntax
+    error); ``parse`` then runs lark's own parse on the text from the start, which raises
+    lark's exception, as before. None when lark is not laid out as this expects."""
+    try:
+        from lark.lexer import ContextualLexer
+        from lark.parsers.lalr_analysis import Shift
+
+        frontend = lk.parser
+        lexer = frontend.lexer.lexer
+        parser = frontend.parser.parser
+        table = parser.parse_table
+        callbacks = parser.callbacks
+        start_state, end_state = table.start_states["start"], table.end_states["start"]
+        if type(lexer) is not ContextualLexer or not isinstance(frontend.lexer.postlexer,
+                                                                _Newlines):
+            return None
+        # parser state -> (match functions, lexer callbacks, ignored types, newline types)
+        by_state = {}
+        for state, basic in lexer.lexers.items():
+            scanner = basic.scanner  # built on first use, with basic.callback
+            by_state[state] = (tuple(mre.match for mre in scanner._mres), basic.callback,
+                               basic.ignore_types, basic.newline_types)
+        # parser state -> terminal or rule name -> (True, next state) for a shift, or
+        # (False, (size, rule name, callback)) for a reduction; callback None: ``_first``
+        # (the value is the only child's, the span too)
+        rules = {}
+        actions = {}
+        for state, row in table.states.items():
+            actions[state] = out = {}
+            for sym, (action, arg) in row.items():
+                if action is Shift:
+                    out[sym] = (True, arg)
+                    continue
+                if arg not in rules:
+                    cb = callbacks[arg]
+                    size = len(arg.expansion)
+                    if cb is _first and size != 1:  # pragma: no cover - _locate's rule
+                        return None
+                    rules[arg] = (size, arg.origin.name, None if cb is _first else cb)
+                out[sym] = (False, rules[arg])
+        if any(isinstance(k, str) for k in callbacks):  # pragma: no cover - no terminal callbacks
+            return None
+    except (AttributeError, KeyError, ImportError, TypeError):  # pragma: no cover - another lark
+        return None
+    new_str = str.__new__
+    continue_after, opening = _CONTINUE_AFTER, _OPEN
+
+    def run(text: str) -> Any:
+        state = start_state
+        state_stack = [state]
+        value_stack: list = []
+        push_state, push_value = state_stack.append, value_stack.append
+        pos, line, line_start, end = 0, 1, 0, len(text)
+        depth = 0
+        prev: Token | None = None
+        while pos < end:
+            matchers, term_callbacks, ignore, newline_types = by_state[state]
+            for match in matchers:
+                m = match(text, pos)
+                if m:
+                    break
+            else:
+                raise _Fallback
+            value, type_ = m.group(0), m.lastgroup
+            start = pos
+            pos += len(value)
+            if type_ in newline_types:
+                newlines = value.count("\n")
+                if newlines:
+                    line_before, line = line, line + newlines
+                    column = start - line_start + 1
+                    line_start = start + value.rindex("\n") + 1
+                else:
+                    line_before, column = line, start - line_start + 1
+            else:
+                line_before, column = line, start - line_start + 1
+            if type_ in ignore:
+                if type_ in term_callbacks:  # a comment: kept for the printer
+                    t = new_str(Token, value)
+                    t.type, t.value, t.start_pos, t.line, t.column = (type_, value, start,
+                                                                      line_before, column)
+                    t.end_line, t.end_column, t.end_pos = line, pos - line_start + 1, pos
+                    term_callbacks[type_](t)
+                continue
+            t = new_str(Token, value)
+            t.type, t.value, t.start_pos, t.line, t.column = type_, value, start, line_before, column
+            t.end_line, t.end_column, t.end_pos = line, pos - line_start + 1, pos
+            if type_ in term_callbacks:  # a keyword, which the scanner matched as a NAME
+                t = term_callbacks[type_](t)
+                type_ = t.type
+            # _Newlines
+            if type_ == "_NL":
+                if depth or prev is None or prev.type == "_NL" or prev.value in continue_after:
+                    continue
+            elif value in opening:
+                depth += 1
+            elif depth > 0 and (value == ")" or value == "]"):
+                depth -= 1
+            prev = t
+            # ParserState.feed_token
+            while True:
+                try:
+                    shift, arg = actions[state][type_]
+                except KeyError:
+                    raise _Fallback from None
+                if shift:
+                    state = arg
+                    push_state(state)
+                    push_value(t)
+                    break
+                size, origin, cb = arg
+                if cb is None:
+                    del state_stack[-1]
+                else:
+                    children = value_stack[-size:]
+                    del state_stack[-size:]
+                    del value_stack[-size:]
+                    push_value(cb(children))
+                state = actions[state_stack[-1]][origin][1]
+                push_state(state)
+        if prev is not None:
+            t = Token.new_borrow_pos("$END", "", prev)
+        else:
+            t = Token("$END", "", 0, 1, 1)
+        while True:
+            try:
+                shift, arg = actions[state][t.type]
+            except KeyError:
+                raise _Fallback from None
+            if shift:  # pragma: no cover - lark asserts that this does not happen
+                raise _Fallback
+            size, origin, cb = arg
+            if cb is None:
+                del state_stack[-1]
+            else:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+                push_value(cb(children))
+            state = actions[state_stack[-1]][origin][1]
+            push_state(state)
+            if state == end_state:
+                return value_stack[-1]
+
+    return run
+
+
+@lru_cache(maxsize=1)
+def _fast_loop() -> Any:
+    """``_fast_parser`` of ``_lark()``, or a loop that leaves every text to lark."""
+    run = _fast_parser(_lark())
+    if run is None:  # pragma: no cover - another lark
+        def run(text: str) -> Any:
+            raise _Fallback
+    return run
+
+
 # --------------------------------------------------------------------------- errors
 
 _FRIENDLY = {
@@ -1073,7 +1241,12 @@ def parse(text: str, file: str = "<string>") -> ir.Program:
         _comments.items = []
         _BUILD.reset(to_ir, text, file)
         try:
-            root = lk.parse(text)
+            try:
+                root = _fast_loop()(text)
+            except _Fallback:  # lark's own parse, from the start, says what is wrong
+                _comments.items = []
+                _BUILD.reset(to_ir, text, file)
+                root = lk.parse(text)
         except UnexpectedInput as e:
             raise _syntax_error(e, file, text) from None
         finally:

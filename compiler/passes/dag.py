@@ -64,7 +64,8 @@ def check_cell(cell: ir.CellDef, diags: list[Diagnostic]) -> ir.CellDef:
     keep = []
     for n in order:
         if n.name in reach and n.name in live:
-            keep.append(n.model_copy(update={"inputs": tuple(s for s in n.inputs if s in reach)}))
+            inputs = tuple(s for s in n.inputs if s in reach)
+            keep.append(n if inputs == n.inputs else n.model_copy(update={"inputs": inputs}))
         else:
             why = "is not reachable from the input" if n.name not in reach else "does not reach the output"
             diags.append(warning(f"node '{n.name}' {why}; it is pruned", n.loc,

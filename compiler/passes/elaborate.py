@@ -105,8 +105,11 @@ def _check_type(value: ir.Value, typ: str, what: str, loc: ir.Loc,
 def _op(call: ir.OpCall, act: ir.Expr | None, env: dict[str, ir.Value]) -> ir.OpInst:
     sig = OPS[call.op]
     attrs: dict[str, ir.Value] = {}
+    given: dict[str | None, ir.Expr] = {}
+    for a in call.args:  # call.arg(name), looked up once per argument
+        given.setdefault(a.name, a.value)
     for p in sig.params:
-        arg = call.arg(p.name)
+        arg = given.get(p.name)
         if arg is None:
             if not p.optional:
                 attrs[p.name] = p.default  # type: ignore[assignment]
@@ -165,6 +168,8 @@ def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc
                 f"cannot {merge} '{names[0]}' ({first}) with '{name}' ({s}): shapes differ",
                 loc, "sum and mean need equal shapes; use concat to join channels")
     if merge == "concat":
+        if len(shapes) == 1:  # the one input's shape (a copy would equal it)
+            return bounded(first, loc)
         return bounded(first.model_copy(update={"c": sum(s.c for s in shapes)}), loc)
     return first
 

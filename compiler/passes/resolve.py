@@ -13,6 +13,8 @@ Values are not evaluated here; that is ``elaborate``'s job, once arguments are k
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import ir
 from ..errors import ShrinkError, closest, did_you_mean
 from ..loader import Sources
@@ -43,6 +45,21 @@ def _param_hint(name: str, names: list[str], descr: dict[str, str] | None) -> st
             return f"did you mean '{n}' ({descr[n]})?"
     return did_you_mean(name, names, "parameters")
 
+
+
+_SIG_LISTS: dict[int, tuple[Any, tuple[list[str], set[str], dict[str, str]]]] = {}
+
+
+def _sig_lists(sig: Any) -> tuple[list[str], set[str], dict[str, str]]:
+    """An op's parameter names, the required ones and their docs (``bind``'s arguments),
+    made once per signature (a cell of thousands of nodes uses a few ops). Not to be
+    changed by the caller."""
+    hit = _SIG_LISTS.get(id(sig))
+    if hit is None or hit[0] is not sig:
+        hit = _SIG_LISTS[id(sig)] = (sig, ([p.name for p in sig.params],
+                                           {p.name for p in sig.params if p.required},
+                                           {p.name: p.doc for p in sig.params}))
+    return hit[1]
 
 
 def _implied(p: P, value: ir.Expr) -> bool:
@@ -171,9 +188,8 @@ class _Resolver:
             raise ShrinkError(f"'{op}' cannot be used here", call.loc,
                               f"use one of: {', '.join(allow)}")
         sig = OPS[op]
-        names = [p.name for p in sig.params]
-        required = {p.name for p in sig.params if p.required}
-        bound = self.bind(args, names, required, op, call.loc, {p.name: p.doc for p in sig.params})
+        names, required, descr = _sig_lists(sig)
+        bound = self.bind(args, names, required, op, call.loc, descr)
         for arg in bound.values():
             self.check_names(arg.value, scope)
         if act is not None:

@@ -74,5 +74,10 @@ def load(path: str | Path, text: str | None = None) -> Sources:
         sources.texts[shown] = content
         return prog
 
-    sources.main = visit(path, display, [], None, text)
+    try:
+        sources.main = visit(path, display, [], None, text)
+    finally:
+        # ``visit`` refers to itself: without this, it and every program it parsed would be
+        # a cycle that only the garbage collector frees (which large specs pay for)
+        del visit
     return sources

@@ -30,8 +30,11 @@ def _toposort(cell: ir.CellDef) -> list[ir.NodeStmt]:
         state[name] = 2
         order.append(nodes[name])
 
-    for n in cell.nodes:
-        visit(n.name, [])
+    try:
+        for n in cell.nodes:
+            visit(n.name, [])
+    finally:
+        del visit  # it refers to itself: a cycle (holding the cell) for the collector else
     return order
 
 

@@ -433,22 +433,35 @@ def _what_the_language_offers(tok: Token | None, text: str, file: str, line: int
 # --------------------------------------------------------------------------- tree -> IR
 
 
+_LOC_FIELDS = ("file", "line", "col", "end_line", "end_col")
+_set = object.__setattr__
+
+
+def _span(file: str, line: int, col: int, end_line: int, end_col: int) -> ir.Loc:
+    """``ir.Loc(file=file, line=line, ...)`` for the parser's positions, which are ints by
+    construction (lark's counts): the same object, made without pydantic's validation (a
+    large spec has five locations a line)."""
+    loc = _new_loc(ir.Loc)
+    _set(loc, "__dict__", {"file": file, "line": line, "col": col, "end_line": end_line,
+                           "end_col": end_col})
+    _set(loc, "__pydantic_fields_set__", set(_LOC_FIELDS))
+    _set(loc, "__pydantic_extra__", None)
+    _set(loc, "__pydantic_private__", None)
+    return loc
+
+
+_new_loc = ir.Loc.__new__
+
+
 def _loc(file: str, meta: Any) -> ir.Loc:
     if getattr(meta, "empty", True):
         return ir.Loc(file=file)
-    return ir.Loc(
-        file=file, line=meta.line, col=meta.column, end_line=meta.end_line, end_col=meta.end_column
-    )
+    return _span(file, meta.line, meta.column, meta.end_line, meta.end_column)
 
 
 def _tok_loc(file: str, tok: Token) -> ir.Loc:
-    return ir.Loc(
-        file=file,
-        line=tok.line,
-        col=tok.column,
-        end_line=tok.end_line or tok.line,
-        end_col=tok.end_column or tok.column + len(tok),
-    )
+    return _span(file, tok.line, tok.column, tok.end_line or tok.line,
+                 tok.end_column or tok.column + len(tok))
 
 
 # --------------------------------------------------------------------------- IR while parsing

@@ -382,8 +382,13 @@ def cell_graph(cell: ir.CellDef) -> CellGraph:
     state = getattr(inp, "state", None)  # a recurrent cell's h_{t-1}
     if state:
         index[state] = g._add(state, STATE, "state", "state")
+    calls: dict[tuple, str] = {}  # call_key by what it depends on: a cell repeats a few calls
     for node in cell.nodes:
-        call = call_key(node.op, bound)
+        op = node.op
+        sig = (op.op, tuple([(a.name, expr_key(a.value, bound)) for a in op.args]))
+        call = calls.get(sig)
+        if call is None:
+            call = calls[sig] = call_key(op, bound)
         act = expr_key(node.act, bound)
         merge = node.merge if len(set(node.inputs)) > 1 else ""
         label = f"node|{call}|act={act}|merge={merge}"

@@ -109,18 +109,12 @@ def _id_dag(ids: _Ids, labels: list, graph: tuple, direction: str) -> list[int]:
     if order is None:  # not a DAG: WL alone
         return colors if direction != "both" else _id_wl(ids, colors, preds, succs)
     if direction != "both":
-        out = [0] * n
-        near = preds if direction == "down" else succs
-        for v in (order if direction == "down" else reversed(order)):
-            out[v] = ids[direction, colors[v], tuple(sorted([out[u] for u in near[v]]))]
-        return out
+        return _id_sweep(ids, direction, colors, preds if direction == "down" else succs,
+                         order if direction == "down" else reversed(order))
     distinct = len(set(colors))
     while True:
-        down, up = [0] * n, [0] * n
-        for v in order:
-            down[v] = ids["<", colors[v], tuple(sorted([down[u] for u in preds[v]]))]
-        for v in reversed(order):
-            up[v] = ids[">", colors[v], tuple(sorted([up[u] for u in succs[v]]))]
+        down = _id_sweep(ids, "<", colors, preds, order)
+        up = _id_sweep(ids, ">", colors, succs, reversed(order))
         colors = [ids["both", d, up[v]] for v, d in enumerate(down)]
         split = len(set(colors))
         if split == n:  # every node of both cells told apart: what follows (more sweeps,
@@ -129,6 +123,20 @@ def _id_dag(ids: _Ids, labels: list, graph: tuple, direction: str) -> list[int]:
             break
         distinct = split
     return _id_wl(ids, colors, preds, succs)
+
+
+def _id_sweep(ids: _Ids, tag: str, colors: list[int], near: list[list[int]], order: Any
+              ) -> list[int]:
+    """One sweep in ``order``: each node's id of its tag, colour and the sorted ids of its
+    ``near`` nodes (swept before it)."""
+    out = [0] * len(colors)
+    for v in order:
+        us = near[v]
+        if len(us) == 1:
+            out[v] = ids[tag, colors[v], (out[us[0]],)]
+        else:
+            out[v] = ids[tag, colors[v], tuple(sorted([out[u] for u in us]))]
+    return out
 
 
 def _recolor(g: CellGraph, pins: dict[int, str], rounds: int, ids: _Ids) -> list[int]:

@@ -125,6 +125,9 @@ def _lark() -> Lark:
 # --------------------------------------------------------------------------- the parse loop
 
 
+_SKIP = "[ \t\f]*"  # blanks that _fast_parser's scanners skip before a token
+
+
 class _Fallback(Exception):
     """The fast loop met something it leaves to lark: a syntax error, an unknown lark."""
 
@@ -151,10 +154,23 @@ def _fast_parser(lk: Lark) -> Any:
             return None
         # parser state -> (match functions, lexer callbacks, ignored types, newline types)
         by_state = {}
+        # the same with the blanks before a token skipped in its match (``_SKIP``), for a
+        # text without "\r": there WS matches exactly the blanks [ \t\f] that the skip takes
+        # and no other terminal starts with one, so skipping them is matching WS, ignored
+        skipping: dict | None = {}
+        ws = lexer.root_lexer.terminals_by_name.get("WS")
+        if ws is None or ws.pattern.to_regexp() != "[ \t\f\r]+":  # pragma: no cover
+            skipping = None
         for state, basic in lexer.lexers.items():
             scanner = basic.scanner  # built on first use, with basic.callback
             by_state[state] = (tuple(mre.match for mre in scanner._mres), basic.callback,
                                basic.ignore_types, basic.newline_types)
+            if skipping is not None and "WS" in basic.ignore_types and "WS" not in basic.callback:
+                skipping[state] = (tuple(re.compile(_SKIP + "(?:" + mre.pattern + ")",
+                                                    mre.flags).match for mre in scanner._mres),
+                                   *by_state[state][1:])
+            else:  # pragma: no cover - every state's lexer takes WS
+                skipping = None
         # parser state -> terminal or rule name -> (True, next state) for a shift, or
         # (False, (size, rule name, callback)) for a reduction; callback None: ``_first``
         # (the value is the only child's, the span too)
@@ -181,6 +197,7 @@ def _fast_parser(lk: Lark) -> Any:
     continue_after, opening = _CONTINUE_AFTER, _OPEN
 
     def run(text: str) -> Any:
+        lexers = skipping if skipping is not None and "\r" not in text else by_state
         state = start_state
         state_stack = [state]
         value_stack: list = []
@@ -189,16 +206,17 @@ def _fast_parser(lk: Lark) -> Any:
         depth = 0
         prev: Token | None = None
         while pos < end:
-            matchers, term_callbacks, ignore, newline_types = by_state[state]
+            matchers, term_callbacks, ignore, newline_types = lexers[state]
             for match in matchers:
                 m = match(text, pos)
                 if m:
                     break
             else:
                 raise _Fallback
-            value, type_ = m.group(0), m.lastgroup
-            start = pos
-            pos += len(value)
+            type_ = m.lastgroup
+            value = m.group(type_)  # the token, after any blanks skipped
+            pos = m.end()
+            start = pos - len(value)
             if type_ in newline_types:
                 newlines = value.count("\n")
                 if newlines:

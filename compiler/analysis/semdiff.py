@@ -176,8 +176,15 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
                   wl_refine(b.labels, b.edges, limit=_MAX_ROUNDS)[1]) + 1
     b_index = {name: j for j, name in enumerate(b.names)}
 
+    could: list = [None, None]  # _could_pair's answer, and the size of m it was for
+
+    def could_pair() -> bool:
+        if could[1] != len(m):  # m only grows: the same size is the same map
+            could[:] = [_could_pair(a, b, m), len(m)]
+        return could[0]
+
     def pin_agreeing(colour) -> None:
-        while len(m) < min(len(a.names), len(b.names)) and _could_pair(a, b, m):
+        while len(m) < min(len(a.names), len(b.names)) and could_pair():
             ca, cb = colour()
             pairs = _agreeing_pairs(a, b, m, ca, cb, b_index)
             if not pairs:
@@ -271,19 +278,27 @@ def _agreeing_pairs(a: CellGraph, b: CellGraph, m: dict[int, int], ca: list[int]
     return pairs
 
 
-def _neighbours(g: CellGraph) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
-    preds: dict[int, set[int]] = {i: set() for i in range(len(g.names))}
-    succs: dict[int, set[int]] = {i: set() for i in range(len(g.names))}
+def _neighbours(g: CellGraph, nodes: set[int] | None = None
+                ) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
+    """Each node's predecessors and successors (of ``nodes`` only, when given)."""
+    keep = range(len(g.names)) if nodes is None else nodes
+    preds: dict[int, set[int]] = {i: set() for i in keep}
+    succs: dict[int, set[int]] = {i: set() for i in keep}
     for s, d in g.edges:
-        succs[s].add(d)
-        preds[d].add(s)
+        if s in succs:
+            succs[s].add(d)
+        if d in preds:
+            preds[d].add(s)
     return preds, succs
 
 
 def _match_by_neighbours(a: CellGraph, b: CellGraph, m: dict[int, int]) -> dict[int, int]:
     """The rest (nodes whose op changed), paired by the matched neighbours they share."""
     m = dict(m)
-    (preds_a, succs_a), (preds_b, succs_b) = _neighbours(a), _neighbours(b)
+    # only the nodes unmatched now are ever looked at (the map only grows)
+    matched = set(m.values())
+    (preds_a, succs_a) = _neighbours(a, {i for i in range(len(a.names)) if i not in m})
+    (preds_b, succs_b) = _neighbours(b, {j for j in range(len(b.names)) if j not in matched})
     while True:
         best: tuple[float, int, int] | None = None
         used = set(m.values())

@@ -451,7 +451,9 @@ def _what_the_language_offers(tok: Token | None, text: str, file: str, line: int
 # --------------------------------------------------------------------------- tree -> IR
 
 
-_LOC_FIELDS = ("file", "line", "col", "end_line", "end_col")
+# The fields set of every location the parser makes: one set, as pydantic changes a model's
+# set only when it sets a field, which a frozen model refuses, or on a copy (model_copy)
+_LOC_FIELDS = {"file", "line", "col", "end_line", "end_col"}
 _set = object.__setattr__
 
 
@@ -462,7 +464,7 @@ def _span(file: str, line: int, col: int, end_line: int, end_col: int) -> ir.Loc
     loc = _new_loc(ir.Loc)
     _set(loc, "__dict__", {"file": file, "line": line, "col": col, "end_line": end_line,
                            "end_col": end_col})
-    _set(loc, "__pydantic_fields_set__", set(_LOC_FIELDS))
+    _set(loc, "__pydantic_fields_set__", _LOC_FIELDS)
     _set(loc, "__pydantic_extra__", None)
     _set(loc, "__pydantic_private__", None)
     return loc

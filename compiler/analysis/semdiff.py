@@ -421,17 +421,17 @@ def diff_cells(a: ir.CellDef, b: ir.CellDef) -> dict[str, Any]:
         return _endpoint(ga, i, gb.names[j] if j is not None and gb.kinds[j] in _NAMED
                          else None)
 
-    d["edges_removed"] = [
+    d["edges_removed"] = [  # the edges kept filtered out before sorting: the same order
         [named(s, m.get(s)), named(t, m.get(t))]
-        for s, t in sorted(ga.edges)
-        if not (s in m and t in m and (m[s], m[t]) in gb.edges)
-        and RESIDUAL not in (ga.kinds[s], ga.kinds[t])
+        for s, t in sorted([(s, t) for s, t in ga.edges
+                            if not (s in m and t in m and (m[s], m[t]) in gb.edges)])
+        if RESIDUAL not in (ga.kinds[s], ga.kinds[t])
     ]
     d["edges_added"] = [
         [named(inv.get(s), s), named(inv.get(t), t)]
-        for s, t in sorted(gb.edges)
-        if not (s in inv and t in inv and (inv[s], inv[t]) in ga.edges)
-        and RESIDUAL not in (gb.kinds[s], gb.kinds[t])
+        for s, t in sorted([(s, t) for s, t in gb.edges
+                            if not (s in inv and t in inv and (inv[s], inv[t]) in ga.edges)])
+        if RESIDUAL not in (gb.kinds[s], gb.kinds[t])
     ]
     d["renamed"] = renamed
     d["equal"] = not any(d[k] for k in ("nodes_removed", "nodes_added", "nodes_changed",

@@ -16,26 +16,26 @@ def _toposort(cell: ir.CellDef) -> list[ir.NodeStmt]:
     nodes = {n.name: n for n in cell.nodes}
     order: list[ir.NodeStmt] = []
     state: dict[str, int] = {}  # 1 visiting, 2 done
-
-    def visit(name: str, path: list[str]) -> None:
-        if name not in nodes or state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            cycle = path[path.index(name):] + [name]
-            raise ShrinkError(f"cycle in cell '{cell.name}': {' -> '.join(cycle)}",
-                              nodes[name].loc, "a cell is a DAG: an edge may not lead back")
-        state[name] = 1
-        for src in nodes[name].inputs:
-            visit(src, path + [name])
-        state[name] = 2
-        order.append(nodes[name])
-
-    try:
-        for n in cell.nodes:
-            visit(n.name, [])
-    finally:
-        del visit  # it refers to itself: a cycle (holding the cell) for the collector else
+    for n in cell.nodes:
+        _visit(n.name, [], cell, nodes, state, order)
     return order
+
+
+def _visit(name: str, path: list[str], cell: ir.CellDef, nodes: dict[str, ir.NodeStmt],
+           state: dict[str, int], order: list[ir.NodeStmt]) -> None:
+    """``_toposort``'s depth-first walk (a module-level function, as a nested one that calls
+    itself would be a reference cycle holding the cell until the garbage collector runs)."""
+    if name not in nodes or state.get(name) == 2:
+        return
+    if state.get(name) == 1:
+        cycle = path[path.index(name):] + [name]
+        raise ShrinkError(f"cycle in cell '{cell.name}': {' -> '.join(cycle)}",
+                          nodes[name].loc, "a cell is a DAG: an edge may not lead back")
+    state[name] = 1
+    for src in nodes[name].inputs:
+        _visit(src, path + [name], cell, nodes, state, order)
+    state[name] = 2
+    order.append(nodes[name])
 
 
 def check_cell(cell: ir.CellDef, diags: list[Diagnostic]) -> ir.CellDef:

@@ -62,6 +62,36 @@ def _sig_lists(sig: Any) -> tuple[list[str], set[str], dict[str, str]]:
     return hit[1]
 
 
+def _expr_sig(e: ir.Expr) -> tuple | None:
+    """What checking ``e`` depends on, for a name or a number (None for anything else)."""
+    t = type(e)
+    if t is ir.Ref:
+        return ("ref", e.name)  # type: ignore[union-attr]
+    if t is ir.Num:
+        v = e.value  # type: ignore[union-attr]
+        return ("num", type(v), repr(v) if type(v) is float else v)  # -0.0 is not 0.0
+    return None
+
+
+def _call_sig(call: ir.OpCall, act: ir.Expr | None) -> tuple | None:
+    """The op, each argument's name and value (names and numbers only, else None) and the
+    activation: all that expanding a call without presets depends on besides the scope."""
+    parts: list = [call.op]
+    for a in call.args:
+        v = _expr_sig(a.value)
+        if v is None:
+            return None
+        parts.append((a.name, v))
+    if act is None:
+        parts.append(None)
+    else:
+        v = _expr_sig(act)
+        if v is None:
+            return None
+        parts.append(v)
+    return tuple(parts)
+
+
 def _implied(p: P, value: ir.Expr) -> bool:
     """Whether ``value`` written for the optional parameter ``p`` is what leaving it out
     means: a constant (``bias=false``) or a number (``eps=0.00001``) equal to its implied
@@ -199,6 +229,27 @@ class _Resolver:
         kept = tuple(a for a in bound.values() if not _implied(sig.param(a.name), a.value))  # type: ignore[arg-type]
         return ir.OpCall(op=op, args=kept, loc=call.loc), act
 
+    def expand_node(self, call: ir.OpCall, act: ir.Expr | None, scope: set[str],
+                    plans: dict[tuple, tuple]) -> tuple[ir.OpCall, ir.Expr | None]:
+        """``expand(call, act, scope)`` for a node of a cell, whose ``scope`` is the cell's:
+        ``plans`` keeps, per distinct call that names no preset and whose arguments are names
+        or numbers (``_call_sig``), how its arguments bind, so a cell of thousands of nodes
+        checks each distinct call once; the objects made are the same as ``expand``'s."""
+        sig = None if call.op in self.presets else _call_sig(call, act)
+        if sig is None:
+            return self.expand(call, act, scope)
+        plan = plans.get(sig)
+        if plan is None:
+            new, new_act = self.expand(call, act, scope)
+            index = {id(a.value): i for i, a in enumerate(call.args)}
+            if len(index) == len(call.args):  # each kept argument is one of the call's
+                plans[sig] = (new.op, tuple((index[id(a.value)], a.name) for a in new.args))
+            return new, new_act
+        op, bound = plan
+        args = call.args
+        return ir.OpCall(op=op, args=tuple(ir.Arg(name=name, value=args[i].value, loc=args[i].loc)
+                                           for i, name in bound), loc=call.loc), act
+
     def check_names(self, expr: ir.Expr, scope: set[str]) -> None:
         if isinstance(expr, ir.Ref):
             if expr.name not in scope and expr.name not in ACTIVATIONS and \
@@ -218,8 +269,8 @@ class _Resolver:
         if not isinstance(act, ir.Ref):
             raise ShrinkError("an activation is a name", act.loc,
                               f"one of: {', '.join(ACTIVATIONS)}")
-        acts = set(ACTIVATIONS) | (scope & self.act_params)  # int parameters are not acts
         if act.name not in ACTIVATIONS and act.name not in scope:
+            acts = set(ACTIVATIONS) | (scope & self.act_params)  # int parameters are not acts
             hint = did_you_mean(act.name, acts, "activations")  # a list when none is close
             raise ShrinkError(f"unknown activation '{act.name}'", act.loc,
                               hint or "valid activations: " + ", ".join(sorted(acts)))
@@ -356,9 +407,10 @@ class _Resolver:
                                       f"first defined at {_where(known[stmt.name])}")
                 known[stmt.name] = stmt.loc
         body: list = [inp]
+        plans: dict[tuple, tuple] = {}  # expand_node's, for this cell's scope
         for stmt in cell.body:
             if isinstance(stmt, ir.NodeStmt):
-                call, act = self.expand(stmt.op, stmt.act, scope)
+                call, act = self.expand_node(stmt.op, stmt.act, scope, plans)
                 if not stmt.inputs and body[-1] is inp and inp.state is not None:
                     raise ShrinkError(f"node '{stmt.name}' of a two-input cell does not say which "
                                       "input it takes", stmt.loc,

@@ -140,7 +140,7 @@ def _fast_parser(lk: Lark) -> Any:
     error); ``parse`` then runs lark's own parse on the text from the start, which raises
     lark's exception, as before. None when lark is not laid out as this expects."""
     try:
-        from lark.lexer import ContextualLexer
+        from lark.lexer import ContextualLexer, UnlessCallback
         from lark.parsers.lalr_analysis import Shift
 
         frontend = lk.parser
@@ -163,8 +163,12 @@ def _fast_parser(lk: Lark) -> Any:
             skipping = None
         for state, basic in lexer.lexers.items():
             scanner = basic.scanner  # built on first use, with basic.callback
+            # terminal -> the scanner of lark's UnlessCallback on it (a NAME that is one of
+            # the keywords this state's lexer knows)
+            keyword_scanners = {name: cb.scanner for name, cb in basic.callback.items()
+                                if type(cb) is UnlessCallback}
             by_state[state] = (tuple(mre.match for mre in scanner._mres), basic.callback,
-                               basic.ignore_types, basic.newline_types)
+                               basic.ignore_types, basic.newline_types, keyword_scanners)
             if skipping is not None and "WS" in basic.ignore_types and "WS" not in basic.callback:
                 skipping[state] = (tuple(re.compile(_SKIP + "(?:" + mre.pattern + ")",
                                                     mre.flags).match for mre in scanner._mres),
@@ -198,6 +202,7 @@ def _fast_parser(lk: Lark) -> Any:
 
     def run(text: str) -> Any:
         lexers = skipping if skipping is not None and "\r" not in text else by_state
+        keywords_seen: dict[Any, dict[str, str | None]] = {}
         state = start_state
         state_stack = [state]
         value_stack: list = []
@@ -206,7 +211,7 @@ def _fast_parser(lk: Lark) -> Any:
         depth = 0
         prev: Token | None = None
         while pos < end:
-            matchers, term_callbacks, ignore, newline_types = lexers[state]
+            matchers, term_callbacks, ignore, newline_types, keyword_scanners = lexers[state]
             for match in matchers:
                 m = match(text, pos)
                 if m:
@@ -239,8 +244,19 @@ def _fast_parser(lk: Lark) -> Any:
             t.type, t.value, t.start_pos, t.line, t.column = type_, value, start, line_before, column
             t.end_line, t.end_column, t.end_pos = line, pos - line_start + 1, pos
             if type_ in term_callbacks:  # a keyword, which the scanner matched as a NAME
-                t = term_callbacks[type_](t)
-                type_ = t.type
+                scanner = keyword_scanners.get(type_)
+                if scanner is None:  # pragma: no cover - the grammar's only one is lark's
+                    t = term_callbacks[type_](t)
+                    type_ = t.type
+                else:  # lark's UnlessCallback, its answer kept per scanner and text
+                    memo = keywords_seen.get(scanner)
+                    if memo is None:
+                        memo = keywords_seen[scanner] = {}
+                    res = memo.get(value, memo)
+                    if res is memo:
+                        res = memo[value] = scanner.fullmatch(value)
+                    if res is not None:
+                        t.type = type_ = res
             # _Newlines
             if type_ == "_NL":
                 if depth or prev is None or prev.type == "_NL" or prev.value in continue_after:

@@ -38,41 +38,45 @@ def load(path: str | Path, text: str | None = None) -> Sources:
     display = path.as_posix()
     sources = Sources(main=ir.Program())
     done: dict[Path, ir.Program] = {}
-
-    def visit(p: Path, shown: str, stack: list[tuple[Path, str]], loc: ir.Loc | None, src: str | None):
-        key = p.resolve()
-        for seen, seen_shown in stack:
-            if seen == key:
-                if seen_shown == stack[-1][1]:
-                    raise ShrinkError(f"{shown} includes itself", loc, "remove this include")
-                chain = " -> ".join([s for _, s in stack[[k for k, _ in stack].index(key):]] + [shown])
-                raise ShrinkError(f"include cycle: {chain}", loc, "remove one include of the cycle")
-        if key in done:
-            return done[key]
-        if len(stack) >= MAX_INCLUDE_DEPTH:
-            raise ShrinkError(f"includes are nested more than {MAX_INCLUDE_DEPTH} deep", loc,
-                              "include the files you need from fewer levels")
-        content = src if src is not None else read_source(p, shown, loc)
-        prog = parse(content, shown)
-        for item in prog.items:
-            if isinstance(item, ir.Include):
-                if not item.path.endswith(".shrink"):
-                    raise ShrinkError(
-                        f"include must name a .shrink file, got '{item.path}'", item.loc
-                    )
-                child = p.parent / item.path
-                child_shown = posixpath.normpath(posixpath.join(posixpath.dirname(shown), item.path))
-                if not child.exists():
-                    raise ShrinkError(
-                        f"included file not found: {child_shown}",
-                        item.loc,
-                        "include paths are relative to the including file",
-                    )
-                visit(child, child_shown, stack + [(key, shown)], item.loc, None)
-        done[key] = prog
-        sources.programs.append(prog)
-        sources.texts[shown] = content
-        return prog
-
-    sources.main = visit(path, display, [], None, text)
+    sources.main = _visit(path, display, [], None, text, sources, done)
     return sources
+
+
+def _visit(p: Path, shown: str, stack: list[tuple[Path, str]], loc: ir.Loc | None,
+           src: str | None, sources: Sources, done: dict[Path, ir.Program]) -> ir.Program:
+    """``load``'s walk over the includes (a module-level function, as a nested one that calls
+    itself would be a reference cycle holding every parsed program until the garbage
+    collector runs, which large specs pay for)."""
+    key = p.resolve()
+    for seen, seen_shown in stack:
+        if seen == key:
+            if seen_shown == stack[-1][1]:
+                raise ShrinkError(f"{shown} includes itself", loc, "remove this include")
+            chain = " -> ".join([s for _, s in stack[[k for k, _ in stack].index(key):]] + [shown])
+            raise ShrinkError(f"include cycle: {chain}", loc, "remove one include of the cycle")
+    if key in done:
+        return done[key]
+    if len(stack) >= MAX_INCLUDE_DEPTH:
+        raise ShrinkError(f"includes are nested more than {MAX_INCLUDE_DEPTH} deep", loc,
+                          "include the files you need from fewer levels")
+    content = src if src is not None else read_source(p, shown, loc)
+    prog = parse(content, shown)
+    for item in prog.items:
+        if isinstance(item, ir.Include):
+            if not item.path.endswith(".shrink"):
+                raise ShrinkError(
+                    f"include must name a .shrink file, got '{item.path}'", item.loc
+                )
+            child = p.parent / item.path
+            child_shown = posixpath.normpath(posixpath.join(posixpath.dirname(shown), item.path))
+            if not child.exists():
+                raise ShrinkError(
+                    f"included file not found: {child_shown}",
+                    item.loc,
+                    "include paths are relative to the including file",
+                )
+            _visit(child, child_shown, stack + [(key, shown)], item.loc, None, sources, done)
+    done[key] = prog
+    sources.programs.append(prog)
+    sources.texts[shown] = content
+    return prog

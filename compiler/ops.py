@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from .ir import Cost, OpInst, Shape, Value
@@ -102,7 +103,15 @@ class OpSig:
         return self.needs == "flat"
 
     def param(self, name: str) -> P | None:
-        return next((p for p in self.params if p.name == name), None)
+        return self._params_by_name.get(name)
+
+    @cached_property
+    def _params_by_name(self) -> dict[str, P]:
+        """``param``'s table: the first parameter of each name (looked up per node)."""
+        by_name: dict[str, P] = {}
+        for p in self.params:
+            by_name.setdefault(p.name, p)
+        return by_name
 
 
 @dataclass(frozen=True)

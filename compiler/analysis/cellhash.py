@@ -93,11 +93,18 @@ def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
     ``dag_colors``). ``limit``: stop after that many rounds even if not stable (the rounds
     run then exceed ``limit`` by one, so a caller can tell).
     """
+    preds, succs = _adjacency(len(labels), edges)
+    return _wl(labels, preds, succs, rounds, limit)
+
+
+def _wl(labels: list[str], preds: list[list[int]], succs: list[list[int]],
+        rounds: int | None = None, limit: int | None = None) -> tuple[list[str], int]:
+    """``wl_refine`` on the graph that ``preds`` and ``succs`` (``_adjacency``) describe."""
     n = len(labels)
-    preds, succs = _adjacency(n, edges)
     colors = _first_colours(labels, preds, succs)
     distinct = len(set(colors))
     done = 0
+    sha = hashlib.sha256
     for _ in range(n if rounds is None else rounds):
         if limit is not None and done > limit:
             break
@@ -109,7 +116,7 @@ def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
                    + colors[v])
             color = memo.get(key)
             if color is None:
-                color = memo[key] = _sha(key)
+                color = memo[key] = sha(key.encode()).hexdigest()
             new.append(color)
         colors = new
         if rounds is None:
@@ -152,7 +159,7 @@ def dag_colors(labels: list[str], edges: Iterable[tuple[int, int]], direction: s
     order = _topological(preds, succs)
     colors = _first_colours(labels, preds, succs)
     if order is None:  # not a DAG: WL alone
-        return colors if direction != "both" else wl_colors(colors, edges)
+        return colors if direction != "both" else _wl(colors, preds, succs)[0]
     if direction != "both":
         out = [""] * n
         near = preds if direction == "down" else succs
@@ -160,18 +167,25 @@ def dag_colors(labels: list[str], edges: Iterable[tuple[int, int]], direction: s
             out[v] = _sha(colors[v] + direction + _joined(out, near[v]))
         return out
     distinct = len(set(colors))
-    while True:
+    sha = hashlib.sha256
+    while True:  # _sha and _joined written out: a sweep hashes every node
         down, up = [""] * n, [""] * n
         for v in order:
-            down[v] = _sha(colors[v] + "<" + _joined(down, preds[v]))
+            near = preds[v]
+            joined = (down[near[0]] if len(near) == 1 else
+                      ",".join(sorted([down[u] for u in near])) if near else "")
+            down[v] = sha((colors[v] + "<" + joined).encode()).hexdigest()
         for v in reversed(order):
-            up[v] = _sha(colors[v] + ">" + _joined(up, succs[v]))
-        colors = [_sha(d + up[v]) for v, d in enumerate(down)]
+            near = succs[v]
+            joined = (up[near[0]] if len(near) == 1 else
+                      ",".join(sorted([up[u] for u in near])) if near else "")
+            up[v] = sha((colors[v] + ">" + joined).encode()).hexdigest()
+        colors = [sha((d + up[v]).encode()).hexdigest() for v, d in enumerate(down)]
         split = len(set(colors))
         if split == distinct:
             break
         distinct = split
-    return wl_colors(colors, edges)
+    return _wl(colors, preds, succs)[0]  # wl_colors(colors, edges)
 
 
 def dag_hash(nodes_ops: list[str], edges: set[tuple[int, int]]) -> str:
@@ -300,6 +314,32 @@ def params_key(params: tuple[ir.Param, ...]) -> str:
     )
 
 
+class _Shown(list):
+    """``CellGraph.shown`` as ``cell_graph`` makes it: an op call (an ``ir.OpCall`` here) is
+    written for people (``call_text``) when it is first read, as a diff shows a few of a
+    large cell's nodes and a hash none. Reads as the list of texts."""
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(len(self))[i]]
+        v = list.__getitem__(self, i)
+        if not isinstance(v, str):
+            v = call_text(v)
+            list.__setitem__(self, i, v)
+        return v
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
 @dataclass
 class CellGraph:
     """A cell as a labelled DAG: index 0 is the input; then the nodes, the output, the residual."""
@@ -320,7 +360,7 @@ class CellGraph:
         return next((i for i, k in enumerate(self.kinds) if k == kind), None)
 
     def _add(self, name: str, kind: str, label: str, op: str, call: str = "", act: str = "",
-             merge: str = "", shown: str = "") -> int:
+             merge: str = "", shown: str | ir.OpCall = "") -> int:
         self.names.append(name)
         self.kinds.append(kind)
         self.labels.append(label)
@@ -336,21 +376,26 @@ def cell_graph(cell: ir.CellDef) -> CellGraph:
     """The labelled DAG of a resolved cell (``check`` output: nodes explicit and live)."""
     inp = cell.input
     bound = inp.channels
-    g = CellGraph(cell=cell.name, params=params_key(cell.params))
+    g = CellGraph(cell=cell.name, params=params_key(cell.params), shown=_Shown())
     recurrent = "|recurrent" if getattr(cell, "recurrent", False) else ""
     index = {inp.name: g._add(inp.name, INPUT, f"input|params=({g.params}){recurrent}", "input")}
     state = getattr(inp, "state", None)  # a recurrent cell's h_{t-1}
     if state:
         index[state] = g._add(state, STATE, "state", "state")
+    calls: dict[tuple, str] = {}  # call_key by what it depends on: a cell repeats a few calls
     for node in cell.nodes:
-        call = call_key(node.op, bound)
+        op = node.op
+        sig = (op.op, tuple([(a.name, expr_key(a.value, bound)) for a in op.args]))
+        call = calls.get(sig)
+        if call is None:
+            call = calls[sig] = call_key(op, bound)
         act = expr_key(node.act, bound)
         merge = node.merge if len(set(node.inputs)) > 1 else ""
         label = f"node|{call}|act={act}|merge={merge}"
         if len(set(node.inputs)) != len(node.inputs):  # a repeated input: keep the multiplicity
             label += f"|fan_in={len(node.inputs)}"
         index[node.name] = g._add(node.name, NODE, label, node.op.op, call, act, merge,
-                                  call_text(node.op))
+                                  node.op)  # call_text(node.op), when read
     for node in cell.nodes:
         for src in node.inputs:
             if src in index:

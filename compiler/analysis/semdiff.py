@@ -32,11 +32,10 @@ from .cellhash import (
     CellGraph,
     cell_graph,
     cell_hash,
-    dag_colors,
     graph_hash,
-    wl_colors,
     wl_refine,
 )
+from .cellhash import _topological as cellhash_topological
 
 _SPECIAL = (INPUT, STATE, OUTPUT, RESIDUAL)
 _NAMED = (INPUT, STATE, NODE)  # kinds whose names come from the spec
@@ -45,9 +44,104 @@ _NAMED = (INPUT, STATE, NODE)  # kinds whose names come from the spec
 # --------------------------------------------------------------------------- node matching
 
 
-def _recolor(g: CellGraph, pins: dict[int, str], rounds: int) -> list[str]:
+# The matching compares colours only for equality (within one colouring, and between the
+# two cells' colourings of one step), never prints or stores them. It computes them as small
+# ints instead of sha256 texts: ``_Ids`` gives each distinct key (what ``cellhash`` would
+# hash, as a tuple) the next int, shared by both cells, so two nodes get equal ints exactly
+# when they would get equal hashes (sha256 has no collisions in practice) and every
+# partition, stopping test and pairing is the same. ``cellhash``'s hashes stay the only
+# colours anyone sees.
+
+
+class _Ids(dict):
+    """Key -> int, a new int for each new key (one table per diff of two cells)."""
+
+    def __missing__(self, key: Any) -> int:
+        value = self[key] = len(self)
+        return value
+
+
+def _id_adjacency(n: int, edges: Any) -> tuple[list[list[int]], list[list[int]]]:
+    preds: list[list[int]] = [[] for _ in range(n)]
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for src, dst in edges:  # a set: each edge once, as cellhash's _adjacency
+        succs[src].append(dst)
+        preds[dst].append(src)
+    return preds, succs
+
+
+def _id_first(ids: _Ids, labels: list, preds: list[list[int]], succs: list[list[int]]
+              ) -> list[int]:
+    """``cellhash._first_colours``: a node's label with its out- and in-degree."""
+    return [ids["first", len(succs[v]), len(preds[v]), label] for v, label in enumerate(labels)]
+
+
+def _id_wl(ids: _Ids, labels: list, preds: list[list[int]], succs: list[list[int]],
+           rounds: int | None = None) -> list[int]:
+    """``cellhash.wl_colors`` (``wl_refine``'s rounds and stopping test) with ids."""
+    n = len(labels)
+    colors = _id_first(ids, labels, preds, succs)
+    distinct = len(set(colors))
+    for _ in range(n if rounds is None else rounds):
+        new = [ids["wl", tuple(sorted([colors[u] for u in preds[v]])),
+                   tuple(sorted([colors[u] for u in succs[v]])), colors[v]] for v in range(n)]
+        colors = new
+        if rounds is None:
+            split = len(set(new))
+            if split == distinct:
+                break
+            distinct = split
+    return colors
+
+
+def _id_graph(n: int, edges: Any) -> tuple[list[list[int]], list[list[int]], list[int] | None]:
+    """Predecessors, successors and a topological order (None when cyclic)."""
+    preds, succs = _id_adjacency(n, edges)
+    return preds, succs, cellhash_topological(preds, succs)
+
+
+def _id_dag(ids: _Ids, labels: list, graph: tuple, direction: str) -> list[int]:
+    """``cellhash.dag_colors`` (the same sweeps, stopping test and WL rounds) with ids, on
+    ``graph`` (``_id_graph``)."""
+    n = len(labels)
+    preds, succs, order = graph
+    colors = _id_first(ids, labels, preds, succs)
+    if order is None:  # not a DAG: WL alone
+        return colors if direction != "both" else _id_wl(ids, colors, preds, succs)
+    if direction != "both":
+        return _id_sweep(ids, direction, colors, preds if direction == "down" else succs,
+                         order if direction == "down" else reversed(order))
+    distinct = len(set(colors))
+    while True:
+        down = _id_sweep(ids, "<", colors, preds, order)
+        up = _id_sweep(ids, ">", colors, succs, reversed(order))
+        colors = [ids["both", d, up[v]] for v, d in enumerate(down)]
+        split = len(set(colors))
+        if split == n:  # every node of both cells told apart: what follows (more sweeps,
+            return colors  # WL) only refines, so it would tell apart the same nodes
+        if split == distinct:
+            break
+        distinct = split
+    return _id_wl(ids, colors, preds, succs)
+
+
+def _id_sweep(ids: _Ids, tag: str, colors: list[int], near: list[list[int]], order: Any
+              ) -> list[int]:
+    """One sweep in ``order``: each node's id of its tag, colour and the sorted ids of its
+    ``near`` nodes (swept before it)."""
+    out = [0] * len(colors)
+    for v in order:
+        us = near[v]
+        if len(us) == 1:
+            out[v] = ids[tag, colors[v], (out[us[0]],)]
+        else:
+            out[v] = ids[tag, colors[v], tuple(sorted([out[u] for u in us]))]
+    return out
+
+
+def _recolor(g: CellGraph, pins: dict[int, str], rounds: int, ids: _Ids) -> list[int]:
     labels = [pins.get(i, lab) for i, lab in enumerate(g.labels)]
-    return wl_colors(labels, g.edges, rounds)
+    return _id_wl(ids, labels, *_id_adjacency(len(labels), g.edges), rounds)
 
 
 def _score(a: CellGraph, b: CellGraph, m: dict[int, int]) -> float:
@@ -82,8 +176,15 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
                   wl_refine(b.labels, b.edges, limit=_MAX_ROUNDS)[1]) + 1
     b_index = {name: j for j, name in enumerate(b.names)}
 
+    could: list = [None, None]  # _could_pair's answer, and the size of m it was for
+
+    def could_pair() -> bool:
+        if could[1] != len(m):  # m only grows: the same size is the same map
+            could[:] = [_could_pair(a, b, m), len(m)]
+        return could[0]
+
     def pin_agreeing(colour) -> None:
-        while len(m) < min(len(a.names), len(b.names)) and _could_pair(a, b, m):
+        while len(m) < min(len(a.names), len(b.names)) and could_pair():
             ca, cb = colour()
             pairs = _agreeing_pairs(a, b, m, ca, cb, b_index)
             if not pairs:
@@ -97,12 +198,14 @@ def _match_by_colour(a: CellGraph, b: CellGraph) -> dict[int, int]:
             if not any(ca[i] in left for i in range(len(a.names)) if i not in m):
                 return
 
+    ids = _Ids()
     if top > _MAX_ROUNDS:  # a long chain: whole neighbourhoods first, in linear time
+        joint = _joint_graph(a, b)
         for direction in ("both", "down", "up"):
-            pin_agreeing(lambda d=direction: _joint_colours(a, b, pins_a, pins_b, d))
+            pin_agreeing(lambda d=direction: _joint_colours(a, b, pins_a, pins_b, d, ids, joint))
         top = _NEAR_ROUNDS
     for rounds in range(min(top, max(len(a.names), len(b.names))), -1, -1):
-        pin_agreeing(lambda r=rounds: (_recolor(a, pins_a, r), _recolor(b, pins_b, r)))
+        pin_agreeing(lambda r=rounds: (_recolor(a, pins_a, r, ids), _recolor(b, pins_b, r, ids)))
     return m
 
 
@@ -118,15 +221,21 @@ _NEAR_ROUNDS = 3
 _LARGE = 256  # nodes: a cell this large takes the linear path without counting its rounds
 
 
+def _joint_graph(a: CellGraph, b: CellGraph) -> tuple:
+    """``_id_graph`` of ``a`` and ``b`` side by side (``b``'s nodes after ``a``'s)."""
+    n = len(a.labels)
+    return _id_graph(n + len(b.labels), set(a.edges) | {(s + n, d + n) for s, d in b.edges})
+
+
 def _joint_colours(a: CellGraph, b: CellGraph, pins_a: dict[int, str], pins_b: dict[int, str],
-                   direction: str) -> tuple[list[str], list[str]]:
+                   direction: str, ids: _Ids, joint: tuple) -> tuple[list[int], list[int]]:
     """``dag_colors`` of ``a`` and ``b`` (with their pins) in ``direction``, computed over
-    both at once so that a colour means the same in each."""
+    both at once (``joint``: ``_joint_graph``; as ids: see ``_Ids``), so that its stopping
+    tests see both."""
     labels = ([pins_a.get(i, x) for i, x in enumerate(a.labels)]
               + [pins_b.get(j, x) for j, x in enumerate(b.labels)])
     n = len(a.labels)
-    edges = set(a.edges) | {(s + n, d + n) for s, d in b.edges}
-    colours = dag_colors(labels, edges, direction)
+    colours = _id_dag(ids, labels, joint, direction)
     return colours[:n], colours[n:]
 
 
@@ -140,8 +249,8 @@ def _could_pair(a: CellGraph, b: CellGraph, m: dict[int, int]) -> bool:
     return any(a.labels[i] in free for i in range(len(a.names)) if i not in m)
 
 
-def _agreeing_pairs(a: CellGraph, b: CellGraph, m: dict[int, int], ca: list[str],
-                    cb: list[str], b_index: dict[str, int]) -> list[tuple[int, int]]:
+def _agreeing_pairs(a: CellGraph, b: CellGraph, m: dict[int, int], ca: list[int],
+                    cb: list[int], b_index: dict[str, int]) -> list[tuple[int, int]]:
     """Unmatched nodes of equal colour, paired: a node takes its namesake where that agrees,
     else the first free node of its colour."""
     free = set(range(len(b.names))) - set(m.values())
@@ -169,19 +278,27 @@ def _agreeing_pairs(a: CellGraph, b: CellGraph, m: dict[int, int], ca: list[str]
     return pairs
 
 
-def _neighbours(g: CellGraph) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
-    preds: dict[int, set[int]] = {i: set() for i in range(len(g.names))}
-    succs: dict[int, set[int]] = {i: set() for i in range(len(g.names))}
+def _neighbours(g: CellGraph, nodes: set[int] | None = None
+                ) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
+    """Each node's predecessors and successors (of ``nodes`` only, when given)."""
+    keep = range(len(g.names)) if nodes is None else nodes
+    preds: dict[int, set[int]] = {i: set() for i in keep}
+    succs: dict[int, set[int]] = {i: set() for i in keep}
     for s, d in g.edges:
-        succs[s].add(d)
-        preds[d].add(s)
+        if s in succs:
+            succs[s].add(d)
+        if d in preds:
+            preds[d].add(s)
     return preds, succs
 
 
 def _match_by_neighbours(a: CellGraph, b: CellGraph, m: dict[int, int]) -> dict[int, int]:
     """The rest (nodes whose op changed), paired by the matched neighbours they share."""
     m = dict(m)
-    (preds_a, succs_a), (preds_b, succs_b) = _neighbours(a), _neighbours(b)
+    # only the nodes unmatched now are ever looked at (the map only grows)
+    matched = set(m.values())
+    (preds_a, succs_a) = _neighbours(a, {i for i in range(len(a.names)) if i not in m})
+    (preds_b, succs_b) = _neighbours(b, {j for j in range(len(b.names)) if j not in matched})
     while True:
         best: tuple[float, int, int] | None = None
         used = set(m.values())
@@ -304,17 +421,17 @@ def diff_cells(a: ir.CellDef, b: ir.CellDef) -> dict[str, Any]:
         return _endpoint(ga, i, gb.names[j] if j is not None and gb.kinds[j] in _NAMED
                          else None)
 
-    d["edges_removed"] = [
+    d["edges_removed"] = [  # the edges kept filtered out before sorting: the same order
         [named(s, m.get(s)), named(t, m.get(t))]
-        for s, t in sorted(ga.edges)
-        if not (s in m and t in m and (m[s], m[t]) in gb.edges)
-        and RESIDUAL not in (ga.kinds[s], ga.kinds[t])
+        for s, t in sorted([(s, t) for s, t in ga.edges
+                            if not (s in m and t in m and (m[s], m[t]) in gb.edges)])
+        if RESIDUAL not in (ga.kinds[s], ga.kinds[t])
     ]
     d["edges_added"] = [
         [named(inv.get(s), s), named(inv.get(t), t)]
-        for s, t in sorted(gb.edges)
-        if not (s in inv and t in inv and (inv[s], inv[t]) in ga.edges)
-        and RESIDUAL not in (gb.kinds[s], gb.kinds[t])
+        for s, t in sorted([(s, t) for s, t in gb.edges
+                            if not (s in inv and t in inv and (inv[s], inv[t]) in ga.edges)])
+        if RESIDUAL not in (gb.kinds[s], gb.kinds[t])
     ]
     d["renamed"] = renamed
     d["equal"] = not any(d[k] for k in ("nodes_removed", "nodes_added", "nodes_changed",

@@ -10,13 +10,23 @@ from .. import ir
 from ..ops import cost as op_cost
 
 
-def _node(node: ir.NodeInst) -> ir.NodeInst:
-    c = ir.ZERO if node.op is None else op_cost(node.op, node.in_shape, node.out_shape)
+def _node(node: ir.NodeInst, costs: dict[tuple, ir.Cost]) -> ir.NodeInst:
+    """``node`` with its cost; ``costs``: the costs already worked out in this cell, by op
+    object and shapes (elaborate gives the nodes with one call one op object)."""
+    op, x, y = node.op, node.in_shape, node.out_shape
+    if op is None:
+        c = ir.ZERO
+    else:
+        key = (id(op), x.c, x.h, x.w, y.c, y.h, y.w)  # the op is alive while the cell is
+        c = costs.get(key)  # type: ignore[assignment]
+        if c is None:
+            c = costs[key] = op_cost(op, x, y)
     return node.model_copy(update={"cost": c})
 
 
 def _cell(cell: ir.CellInst) -> ir.CellInst:
-    nodes = tuple(_node(n) for n in cell.nodes)
+    costs: dict[tuple, ir.Cost] = {}
+    nodes = tuple(_node(n, costs) for n in cell.nodes)
     total = sum((n.cost for n in nodes), ir.ZERO)
     if cell.residual_op is not None:
         total = total + op_cost(cell.residual_op, cell.residual_shape, cell.out_shape)

@@ -16,23 +16,26 @@ def _toposort(cell: ir.CellDef) -> list[ir.NodeStmt]:
     nodes = {n.name: n for n in cell.nodes}
     order: list[ir.NodeStmt] = []
     state: dict[str, int] = {}  # 1 visiting, 2 done
-
-    def visit(name: str, path: list[str]) -> None:
-        if name not in nodes or state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            cycle = path[path.index(name):] + [name]
-            raise ShrinkError(f"cycle in cell '{cell.name}': {' -> '.join(cycle)}",
-                              nodes[name].loc, "a cell is a DAG: an edge may not lead back")
-        state[name] = 1
-        for src in nodes[name].inputs:
-            visit(src, path + [name])
-        state[name] = 2
-        order.append(nodes[name])
-
     for n in cell.nodes:
-        visit(n.name, [])
+        _visit(n.name, [], cell, nodes, state, order)
     return order
+
+
+def _visit(name: str, path: list[str], cell: ir.CellDef, nodes: dict[str, ir.NodeStmt],
+           state: dict[str, int], order: list[ir.NodeStmt]) -> None:
+    """``_toposort``'s depth-first walk (a module-level function, as a nested one that calls
+    itself would be a reference cycle holding the cell until the garbage collector runs)."""
+    if name not in nodes or state.get(name) == 2:
+        return
+    if state.get(name) == 1:
+        cycle = path[path.index(name):] + [name]
+        raise ShrinkError(f"cycle in cell '{cell.name}': {' -> '.join(cycle)}",
+                          nodes[name].loc, "a cell is a DAG: an edge may not lead back")
+    state[name] = 1
+    for src in nodes[name].inputs:
+        _visit(src, path + [name], cell, nodes, state, order)
+    state[name] = 2
+    order.append(nodes[name])
 
 
 def check_cell(cell: ir.CellDef, diags: list[Diagnostic]) -> ir.CellDef:
@@ -64,7 +67,8 @@ def check_cell(cell: ir.CellDef, diags: list[Diagnostic]) -> ir.CellDef:
     keep = []
     for n in order:
         if n.name in reach and n.name in live:
-            keep.append(n.model_copy(update={"inputs": tuple(s for s in n.inputs if s in reach)}))
+            inputs = tuple(s for s in n.inputs if s in reach)
+            keep.append(n if inputs == n.inputs else n.model_copy(update={"inputs": inputs}))
         else:
             why = "is not reachable from the input" if n.name not in reach else "does not reach the output"
             diags.append(warning(f"node '{n.name}' {why}; it is pruned", n.loc,

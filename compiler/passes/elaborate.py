@@ -105,8 +105,11 @@ def _check_type(value: ir.Value, typ: str, what: str, loc: ir.Loc,
 def _op(call: ir.OpCall, act: ir.Expr | None, env: dict[str, ir.Value]) -> ir.OpInst:
     sig = OPS[call.op]
     attrs: dict[str, ir.Value] = {}
+    given: dict[str | None, ir.Expr] = {}
+    for a in call.args:  # call.arg(name), looked up once per argument
+        given.setdefault(a.name, a.value)
     for p in sig.params:
-        arg = call.arg(p.name)
+        arg = given.get(p.name)
         if arg is None:
             if not p.optional:
                 attrs[p.name] = p.default  # type: ignore[assignment]
@@ -126,6 +129,38 @@ def _op(call: ir.OpCall, act: ir.Expr | None, env: dict[str, ir.Value]) -> ir.Op
         if act_value == "identity":
             act_value = None
     return ir.OpInst(op=call.op, attrs=attrs, act=act_value)  # type: ignore[arg-type]
+
+
+def _expr_sig(e: ir.Expr) -> tuple | None:
+    """What evaluating ``e`` depends on, for a name or a number (None for anything else)."""
+    t = type(e)
+    if t is ir.Ref:
+        return ("ref", e.name)  # type: ignore[union-attr]
+    if t is ir.Num:
+        v = e.value  # type: ignore[union-attr]
+        return ("num", type(v), repr(v) if type(v) is float else v)  # -0.0 is not 0.0
+    return None
+
+
+def _call_sig(call: ir.OpCall, act: ir.Expr | None) -> tuple | None:
+    """What ``_op(call, act, env)`` depends on besides ``env`` (locations only say where an
+    error is): the op, each argument's name and value, the activation. None when an
+    argument is an expression: then it is evaluated each time. A cell of thousands of nodes
+    has a few distinct calls, each evaluated (and its shape inferred) once per input shape."""
+    parts: list = [call.op]
+    for a in call.args:
+        v = _expr_sig(a.value)
+        if v is None:
+            return None
+        parts.append((a.name, v))
+    if act is None:
+        parts.append(None)
+    else:
+        v = _expr_sig(act)
+        if v is None:
+            return None
+        parts.append(v)
+    return tuple(parts)
 
 
 MAX_CHANNELS = 1 << 20  # channels (or features) of one tensor
@@ -165,6 +200,8 @@ def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc
                 f"cannot {merge} '{names[0]}' ({first}) with '{name}' ({s}): shapes differ",
                 loc, "sum and mean need equal shapes; use concat to join channels")
     if merge == "concat":
+        if len(shapes) == 1:  # the one input's shape (a copy would equal it)
+            return bounded(first, loc)
         return bounded(first.model_copy(update={"c": sum(s.c for s in shapes)}), loc)
     return first
 
@@ -254,11 +291,23 @@ class _Elaborator:
             n0 = x if down is None else _apply(down, x, down_loc or loc)
             shapes[inp.name] = n0
             nodes = [ir.NodeInst(name=inp.name, op=down, in_shape=x, out_shape=n0, loc=inp.loc)]
+        ops: dict[tuple, ir.OpInst] = {}  # _op and _apply of what they depend on (see _call_sig)
+        applied: dict[tuple, ir.Shape] = {}
         for n in cell.nodes:
             where = n.inputs_loc if n.inputs_loc.line > 1 or n.inputs_loc.col > 1 else n.loc
             xin = merge_shapes(n.merge, n.inputs, [shapes[s] for s in n.inputs], where)
-            op = _op(n.op, n.act, env)
-            y = _apply(op, xin, n.op.loc)
+            sig = _call_sig(n.op, n.act)
+            if sig is None:
+                op = _op(n.op, n.act, env)
+                y = _apply(op, xin, n.op.loc)
+            else:
+                op = ops.get(sig)  # type: ignore[assignment]
+                if op is None:
+                    op = ops[sig] = _op(n.op, n.act, env)
+                shape_sig = (sig, xin.c, xin.h, xin.w)
+                y = applied.get(shape_sig)  # type: ignore[assignment]
+                if y is None:
+                    y = applied[shape_sig] = _apply(op, xin, n.op.loc)
             shapes[n.name] = y
             nodes.append(ir.NodeInst(name=n.name, op=op, inputs=n.inputs, merge=n.merge,
                                      in_shape=xin, out_shape=y, loc=n.loc))

@@ -13,6 +13,8 @@ Values are not evaluated here; that is ``elaborate``'s job, once arguments are k
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import ir
 from ..errors import ShrinkError, closest, did_you_mean
 from ..loader import Sources
@@ -43,6 +45,51 @@ def _param_hint(name: str, names: list[str], descr: dict[str, str] | None) -> st
             return f"did you mean '{n}' ({descr[n]})?"
     return did_you_mean(name, names, "parameters")
 
+
+
+_SIG_LISTS: dict[int, tuple[Any, tuple[list[str], set[str], dict[str, str]]]] = {}
+
+
+def _sig_lists(sig: Any) -> tuple[list[str], set[str], dict[str, str]]:
+    """An op's parameter names, the required ones and their docs (``bind``'s arguments),
+    made once per signature (a cell of thousands of nodes uses a few ops). Not to be
+    changed by the caller."""
+    hit = _SIG_LISTS.get(id(sig))
+    if hit is None or hit[0] is not sig:
+        hit = _SIG_LISTS[id(sig)] = (sig, ([p.name for p in sig.params],
+                                           {p.name for p in sig.params if p.required},
+                                           {p.name: p.doc for p in sig.params}))
+    return hit[1]
+
+
+def _expr_sig(e: ir.Expr) -> tuple | None:
+    """What checking ``e`` depends on, for a name or a number (None for anything else)."""
+    t = type(e)
+    if t is ir.Ref:
+        return ("ref", e.name)  # type: ignore[union-attr]
+    if t is ir.Num:
+        v = e.value  # type: ignore[union-attr]
+        return ("num", type(v), repr(v) if type(v) is float else v)  # -0.0 is not 0.0
+    return None
+
+
+def _call_sig(call: ir.OpCall, act: ir.Expr | None) -> tuple | None:
+    """The op, each argument's name and value (names and numbers only, else None) and the
+    activation: all that expanding a call without presets depends on besides the scope."""
+    parts: list = [call.op]
+    for a in call.args:
+        v = _expr_sig(a.value)
+        if v is None:
+            return None
+        parts.append((a.name, v))
+    if act is None:
+        parts.append(None)
+    else:
+        v = _expr_sig(act)
+        if v is None:
+            return None
+        parts.append(v)
+    return tuple(parts)
 
 
 def _implied(p: P, value: ir.Expr) -> bool:
@@ -171,9 +218,8 @@ class _Resolver:
             raise ShrinkError(f"'{op}' cannot be used here", call.loc,
                               f"use one of: {', '.join(allow)}")
         sig = OPS[op]
-        names = [p.name for p in sig.params]
-        required = {p.name for p in sig.params if p.required}
-        bound = self.bind(args, names, required, op, call.loc, {p.name: p.doc for p in sig.params})
+        names, required, descr = _sig_lists(sig)
+        bound = self.bind(args, names, required, op, call.loc, descr)
         for arg in bound.values():
             self.check_names(arg.value, scope)
         if act is not None:
@@ -182,6 +228,27 @@ class _Resolver:
         # left out, so that the op hashes, diffs and compiles as if it were not written
         kept = tuple(a for a in bound.values() if not _implied(sig.param(a.name), a.value))  # type: ignore[arg-type]
         return ir.OpCall(op=op, args=kept, loc=call.loc), act
+
+    def expand_node(self, call: ir.OpCall, act: ir.Expr | None, scope: set[str],
+                    plans: dict[tuple, tuple]) -> tuple[ir.OpCall, ir.Expr | None]:
+        """``expand(call, act, scope)`` for a node of a cell, whose ``scope`` is the cell's:
+        ``plans`` keeps, per distinct call that names no preset and whose arguments are names
+        or numbers (``_call_sig``), how its arguments bind, so a cell of thousands of nodes
+        checks each distinct call once; the objects made are the same as ``expand``'s."""
+        sig = None if call.op in self.presets else _call_sig(call, act)
+        if sig is None:
+            return self.expand(call, act, scope)
+        plan = plans.get(sig)
+        if plan is None:
+            new, new_act = self.expand(call, act, scope)
+            index = {id(a.value): i for i, a in enumerate(call.args)}
+            if len(index) == len(call.args):  # each kept argument is one of the call's
+                plans[sig] = (new.op, tuple((index[id(a.value)], a.name) for a in new.args))
+            return new, new_act
+        op, bound = plan
+        args = call.args
+        return ir.OpCall(op=op, args=tuple(ir.Arg(name=name, value=args[i].value, loc=args[i].loc)
+                                           for i, name in bound), loc=call.loc), act
 
     def check_names(self, expr: ir.Expr, scope: set[str]) -> None:
         if isinstance(expr, ir.Ref):
@@ -202,8 +269,8 @@ class _Resolver:
         if not isinstance(act, ir.Ref):
             raise ShrinkError("an activation is a name", act.loc,
                               f"one of: {', '.join(ACTIVATIONS)}")
-        acts = set(ACTIVATIONS) | (scope & self.act_params)  # int parameters are not acts
         if act.name not in ACTIVATIONS and act.name not in scope:
+            acts = set(ACTIVATIONS) | (scope & self.act_params)  # int parameters are not acts
             hint = did_you_mean(act.name, acts, "activations")  # a list when none is close
             raise ShrinkError(f"unknown activation '{act.name}'", act.loc,
                               hint or "valid activations: " + ", ".join(sorted(acts)))
@@ -340,9 +407,10 @@ class _Resolver:
                                       f"first defined at {_where(known[stmt.name])}")
                 known[stmt.name] = stmt.loc
         body: list = [inp]
+        plans: dict[tuple, tuple] = {}  # expand_node's, for this cell's scope
         for stmt in cell.body:
             if isinstance(stmt, ir.NodeStmt):
-                call, act = self.expand(stmt.op, stmt.act, scope)
+                call, act = self.expand_node(stmt.op, stmt.act, scope, plans)
                 if not stmt.inputs and body[-1] is inp and inp.state is not None:
                     raise ShrinkError(f"node '{stmt.name}' of a two-input cell does not say which "
                                       "input it takes", stmt.loc,

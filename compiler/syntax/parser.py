@@ -122,6 +122,208 @@ def _lark() -> Lark:
     return lk
 
 
+# --------------------------------------------------------------------------- the parse loop
+
+
+_SKIP = "[ \t\f]*"  # blanks that _fast_parser's scanners skip before a token
+
+
+class _Fallback(Exception):
+    """The fast loop met something it leaves to lark: a syntax error, an unknown lark."""
+
+
+def _fast_parser(lk: Lark) -> Any:
+    """lark's contextual lexer, ``_Newlines`` and LALR loop in one function, with lark's own
+    tables, per-state scanners and callbacks (so the same tokens, with the same positions,
+    and the same reductions): lark's generators, ``LineCounter`` and ``Token.__new__`` cost
+    about half of a large parse. It raises ``_Fallback`` where lark would raise (a syntax
+    error); ``parse`` then runs lark's own parse on the text from the start, which raises
+    lark's exception, as before. None when lark is not laid out as this expects."""
+    try:
+        from lark.lexer import ContextualLexer, UnlessCallback
+        from lark.parsers.lalr_analysis import Shift
+
+        frontend = lk.parser
+        lexer = frontend.lexer.lexer
+        parser = frontend.parser.parser
+        table = parser.parse_table
+        callbacks = parser.callbacks
+        start_state, end_state = table.start_states["start"], table.end_states["start"]
+        if type(lexer) is not ContextualLexer or not isinstance(frontend.lexer.postlexer,
+                                                                _Newlines):
+            return None
+        # parser state -> (match functions, lexer callbacks, ignored types, newline types)
+        by_state = {}
+        # the same with the blanks before a token skipped in its match (``_SKIP``), for a
+        # text without "\r": there WS matches exactly the blanks [ \t\f] that the skip takes
+        # and no other terminal starts with one, so skipping them is matching WS, ignored
+        skipping: dict | None = {}
+        ws = lexer.root_lexer.terminals_by_name.get("WS")
+        if ws is None or ws.pattern.to_regexp() != "[ \t\f\r]+":  # pragma: no cover
+            skipping = None
+        for state, basic in lexer.lexers.items():
+            scanner = basic.scanner  # built on first use, with basic.callback
+            # terminal -> the scanner of lark's UnlessCallback on it (a NAME that is one of
+            # the keywords this state's lexer knows)
+            keyword_scanners = {name: cb.scanner for name, cb in basic.callback.items()
+                                if type(cb) is UnlessCallback}
+            by_state[state] = (tuple(mre.match for mre in scanner._mres), basic.callback,
+                               basic.ignore_types, basic.newline_types, keyword_scanners)
+            if skipping is not None and "WS" in basic.ignore_types and "WS" not in basic.callback:
+                skipping[state] = (tuple(re.compile(_SKIP + "(?:" + mre.pattern + ")",
+                                                    mre.flags).match for mre in scanner._mres),
+                                   *by_state[state][1:])
+            else:  # pragma: no cover - every state's lexer takes WS
+                skipping = None
+        # parser state -> terminal or rule name -> (True, next state) for a shift, or
+        # (False, (size, rule name, callback)) for a reduction; callback None: ``_first``
+        # (the value is the only child's, the span too)
+        rules = {}
+        actions = {}
+        for state, row in table.states.items():
+            actions[state] = out = {}
+            for sym, (action, arg) in row.items():
+                if action is Shift:
+                    out[sym] = (True, arg)
+                    continue
+                if arg not in rules:
+                    cb = callbacks[arg]
+                    size = len(arg.expansion)
+                    if cb is _first and size != 1:  # pragma: no cover - _locate's rule
+                        return None
+                    rules[arg] = (size, arg.origin.name, None if cb is _first else cb)
+                out[sym] = (False, rules[arg])
+        if any(isinstance(k, str) for k in callbacks):  # pragma: no cover - no terminal callbacks
+            return None
+    except (AttributeError, KeyError, ImportError, TypeError):  # pragma: no cover - another lark
+        return None
+    new_str = str.__new__
+    continue_after, opening = _CONTINUE_AFTER, _OPEN
+
+    def run(text: str) -> Any:
+        lexers = skipping if skipping is not None and "\r" not in text else by_state
+        keywords_seen: dict[Any, dict[str, str | None]] = {}
+        state = start_state
+        state_stack = [state]
+        value_stack: list = []
+        push_state, push_value = state_stack.append, value_stack.append
+        pos, line, line_start, end = 0, 1, 0, len(text)
+        depth = 0
+        prev: Token | None = None
+        while pos < end:
+            matchers, term_callbacks, ignore, newline_types, keyword_scanners = lexers[state]
+            for match in matchers:
+                m = match(text, pos)
+                if m:
+                    break
+            else:
+                raise _Fallback
+            type_ = m.lastgroup
+            value = m.group(type_)  # the token, after any blanks skipped
+            pos = m.end()
+            start = pos - len(value)
+            if type_ in newline_types:
+                newlines = value.count("\n")
+                if newlines:
+                    line_before, line = line, line + newlines
+                    column = start - line_start + 1
+                    line_start = start + value.rindex("\n") + 1
+                else:
+                    line_before, column = line, start - line_start + 1
+            else:
+                line_before, column = line, start - line_start + 1
+            if type_ in ignore:
+                if type_ in term_callbacks:  # a comment: kept for the printer
+                    t = new_str(Token, value)
+                    t.type, t.value, t.start_pos, t.line, t.column = (type_, value, start,
+                                                                      line_before, column)
+                    t.end_line, t.end_column, t.end_pos = line, pos - line_start + 1, pos
+                    term_callbacks[type_](t)
+                continue
+            t = new_str(Token, value)
+            t.type, t.value, t.start_pos, t.line, t.column = type_, value, start, line_before, column
+            t.end_line, t.end_column, t.end_pos = line, pos - line_start + 1, pos
+            if type_ in term_callbacks:  # a keyword, which the scanner matched as a NAME
+                scanner = keyword_scanners.get(type_)
+                if scanner is None:  # pragma: no cover - the grammar's only one is lark's
+                    t = term_callbacks[type_](t)
+                    type_ = t.type
+                else:  # lark's UnlessCallback, its answer kept per scanner and text
+                    memo = keywords_seen.get(scanner)
+                    if memo is None:
+                        memo = keywords_seen[scanner] = {}
+                    res = memo.get(value, memo)
+                    if res is memo:
+                        res = memo[value] = scanner.fullmatch(value)
+                    if res is not None:
+                        t.type = type_ = res
+            # _Newlines
+            if type_ == "_NL":
+                if depth or prev is None or prev.type == "_NL" or prev.value in continue_after:
+                    continue
+            elif value in opening:
+                depth += 1
+            elif depth > 0 and (value == ")" or value == "]"):
+                depth -= 1
+            prev = t
+            # ParserState.feed_token
+            while True:
+                try:
+                    shift, arg = actions[state][type_]
+                except KeyError:
+                    raise _Fallback from None
+                if shift:
+                    state = arg
+                    push_state(state)
+                    push_value(t)
+                    break
+                size, origin, cb = arg
+                if cb is None:
+                    del state_stack[-1]
+                else:
+                    children = value_stack[-size:]
+                    del state_stack[-size:]
+                    del value_stack[-size:]
+                    push_value(cb(children))
+                state = actions[state_stack[-1]][origin][1]
+                push_state(state)
+        if prev is not None:
+            t = Token.new_borrow_pos("$END", "", prev)
+        else:
+            t = Token("$END", "", 0, 1, 1)
+        while True:
+            try:
+                shift, arg = actions[state][t.type]
+            except KeyError:
+                raise _Fallback from None
+            if shift:  # pragma: no cover - lark asserts that this does not happen
+                raise _Fallback
+            size, origin, cb = arg
+            if cb is None:
+                del state_stack[-1]
+            else:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+                push_value(cb(children))
+            state = actions[state_stack[-1]][origin][1]
+            push_state(state)
+            if state == end_state:
+                return value_stack[-1]
+
+    return run
+
+
+@lru_cache(maxsize=1)
+def _fast_loop() -> Any:
+    """``_fast_parser`` of ``_lark()``, or a loop that leaves every text to lark."""
+    run = _fast_parser(_lark())
+    if run is None:  # pragma: no cover - another lark
+        def run(text: str) -> Any:
+            raise _Fallback
+    return run
+
+
 # --------------------------------------------------------------------------- errors
 
 _FRIENDLY = {
@@ -265,22 +467,37 @@ def _what_the_language_offers(tok: Token | None, text: str, file: str, line: int
 # --------------------------------------------------------------------------- tree -> IR
 
 
+# The fields set of every location the parser makes: one set, as pydantic changes a model's
+# set only when it sets a field, which a frozen model refuses, or on a copy (model_copy)
+_LOC_FIELDS = {"file", "line", "col", "end_line", "end_col"}
+_set = object.__setattr__
+
+
+def _span(file: str, line: int, col: int, end_line: int, end_col: int) -> ir.Loc:
+    """``ir.Loc(file=file, line=line, ...)`` for the parser's positions, which are ints by
+    construction (lark's counts): the same object, made without pydantic's validation (a
+    large spec has five locations a line)."""
+    loc = _new_loc(ir.Loc)
+    _set(loc, "__dict__", {"file": file, "line": line, "col": col, "end_line": end_line,
+                           "end_col": end_col})
+    _set(loc, "__pydantic_fields_set__", _LOC_FIELDS)
+    _set(loc, "__pydantic_extra__", None)
+    _set(loc, "__pydantic_private__", None)
+    return loc
+
+
+_new_loc = ir.Loc.__new__
+
+
 def _loc(file: str, meta: Any) -> ir.Loc:
     if getattr(meta, "empty", True):
         return ir.Loc(file=file)
-    return ir.Loc(
-        file=file, line=meta.line, col=meta.column, end_line=meta.end_line, end_col=meta.end_column
-    )
+    return _span(file, meta.line, meta.column, meta.end_line, meta.end_column)
 
 
 def _tok_loc(file: str, tok: Token) -> ir.Loc:
-    return ir.Loc(
-        file=file,
-        line=tok.line,
-        col=tok.column,
-        end_line=tok.end_line or tok.line,
-        end_col=tok.end_column or tok.column + len(tok),
-    )
+    return _span(file, tok.line, tok.column, tok.end_line or tok.line,
+                 tok.end_column or tok.column + len(tok))
 
 
 # --------------------------------------------------------------------------- IR while parsing
@@ -1073,7 +1290,12 @@ def parse(text: str, file: str = "<string>") -> ir.Program:
         _comments.items = []
         _BUILD.reset(to_ir, text, file)
         try:
-            root = lk.parse(text)
+            try:
+                root = _fast_loop()(text)
+            except _Fallback:  # lark's own parse, from the start, says what is wrong
+                _comments.items = []
+                _BUILD.reset(to_ir, text, file)
+                root = lk.parse(text)
         except UnexpectedInput as e:
             raise _syntax_error(e, file, text) from None
         finally:

@@ -164,6 +164,40 @@ class OpCall(_Node):
         return None
 
 
+def _expr_key(e: Expr) -> tuple | None:
+    """What an expression's value depends on, for a name or a number (None for anything
+    else)."""
+    t = type(e)
+    if t is Ref:
+        return ("ref", e.name)  # type: ignore[union-attr]
+    if t is Num:
+        v = e.value  # type: ignore[union-attr]
+        return ("num", type(v), repr(v) if type(v) is float else v)  # -0.0 is not 0.0
+    return None
+
+
+def call_key(call: OpCall, act: Expr | None) -> tuple | None:
+    """What checking or evaluating the call ``call`` with activation ``act`` depends on
+    besides its scope, without locations (which only say where an error is): the op, each
+    argument's name and value, the activation; None when an argument or the activation is
+    an expression other than a name or a number. ``resolve`` and ``elaborate`` work out a
+    call once per key: a cell of thousands of nodes has a few distinct calls."""
+    parts: list = [call.op]
+    for a in call.args:
+        v = _expr_key(a.value)
+        if v is None:
+            return None
+        parts.append((a.name, v))
+    if act is None:
+        parts.append(None)
+    else:
+        v = _expr_key(act)
+        if v is None:
+            return None
+        parts.append(v)
+    return tuple(parts)
+
+
 class Param(_Node):
     name: str
     type: Literal["int", "float", "act", "bool"] | None = None

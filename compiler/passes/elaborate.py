@@ -131,38 +131,6 @@ def _op(call: ir.OpCall, act: ir.Expr | None, env: dict[str, ir.Value]) -> ir.Op
     return ir.OpInst(op=call.op, attrs=attrs, act=act_value)  # type: ignore[arg-type]
 
 
-def _expr_sig(e: ir.Expr) -> tuple | None:
-    """What evaluating ``e`` depends on, for a name or a number (None for anything else)."""
-    t = type(e)
-    if t is ir.Ref:
-        return ("ref", e.name)  # type: ignore[union-attr]
-    if t is ir.Num:
-        v = e.value  # type: ignore[union-attr]
-        return ("num", type(v), repr(v) if type(v) is float else v)  # -0.0 is not 0.0
-    return None
-
-
-def _call_sig(call: ir.OpCall, act: ir.Expr | None) -> tuple | None:
-    """What ``_op(call, act, env)`` depends on besides ``env`` (locations only say where an
-    error is): the op, each argument's name and value, the activation. None when an
-    argument is an expression: then it is evaluated each time. A cell of thousands of nodes
-    has a few distinct calls, each evaluated (and its shape inferred) once per input shape."""
-    parts: list = [call.op]
-    for a in call.args:
-        v = _expr_sig(a.value)
-        if v is None:
-            return None
-        parts.append((a.name, v))
-    if act is None:
-        parts.append(None)
-    else:
-        v = _expr_sig(act)
-        if v is None:
-            return None
-        parts.append(v)
-    return tuple(parts)
-
-
 MAX_CHANNELS = 1 << 20  # channels (or features) of one tensor
 MAX_SIZE = 1 << 16  # height or width of one tensor
 
@@ -291,12 +259,12 @@ class _Elaborator:
             n0 = x if down is None else _apply(down, x, down_loc or loc)
             shapes[inp.name] = n0
             nodes = [ir.NodeInst(name=inp.name, op=down, in_shape=x, out_shape=n0, loc=inp.loc)]
-        ops: dict[tuple, ir.OpInst] = {}  # _op and _apply of what they depend on (see _call_sig)
+        ops: dict[tuple, ir.OpInst] = {}  # _op and _apply of what they depend on (see ir.call_key)
         applied: dict[tuple, ir.Shape] = {}
         for n in cell.nodes:
             where = n.inputs_loc if n.inputs_loc.line > 1 or n.inputs_loc.col > 1 else n.loc
             xin = merge_shapes(n.merge, n.inputs, [shapes[s] for s in n.inputs], where)
-            sig = _call_sig(n.op, n.act)
+            sig = ir.call_key(n.op, n.act)
             if sig is None:
                 op = _op(n.op, n.act, env)
                 y = _apply(op, xin, n.op.loc)

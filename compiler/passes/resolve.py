@@ -62,36 +62,6 @@ def _sig_lists(sig: Any) -> tuple[list[str], set[str], dict[str, str]]:
     return hit[1]
 
 
-def _expr_sig(e: ir.Expr) -> tuple | None:
-    """What checking ``e`` depends on, for a name or a number (None for anything else)."""
-    t = type(e)
-    if t is ir.Ref:
-        return ("ref", e.name)  # type: ignore[union-attr]
-    if t is ir.Num:
-        v = e.value  # type: ignore[union-attr]
-        return ("num", type(v), repr(v) if type(v) is float else v)  # -0.0 is not 0.0
-    return None
-
-
-def _call_sig(call: ir.OpCall, act: ir.Expr | None) -> tuple | None:
-    """The op, each argument's name and value (names and numbers only, else None) and the
-    activation: all that expanding a call without presets depends on besides the scope."""
-    parts: list = [call.op]
-    for a in call.args:
-        v = _expr_sig(a.value)
-        if v is None:
-            return None
-        parts.append((a.name, v))
-    if act is None:
-        parts.append(None)
-    else:
-        v = _expr_sig(act)
-        if v is None:
-            return None
-        parts.append(v)
-    return tuple(parts)
-
-
 def _implied(p: P, value: ir.Expr) -> bool:
     """Whether ``value`` written for the optional parameter ``p`` is what leaving it out
     means: a constant (``bias=false``) or a number (``eps=0.00001``) equal to its implied
@@ -233,9 +203,9 @@ class _Resolver:
                     plans: dict[tuple, tuple]) -> tuple[ir.OpCall, ir.Expr | None]:
         """``expand(call, act, scope)`` for a node of a cell, whose ``scope`` is the cell's:
         ``plans`` keeps, per distinct call that names no preset and whose arguments are names
-        or numbers (``_call_sig``), how its arguments bind, so a cell of thousands of nodes
+        or numbers (``ir.call_key``), how its arguments bind, so a cell of thousands of nodes
         checks each distinct call once; the objects made are the same as ``expand``'s."""
-        sig = None if call.op in self.presets else _call_sig(call, act)
+        sig = None if call.op in self.presets else ir.call_key(call, act)
         if sig is None:
             return self.expand(call, act, scope)
         plan = plans.get(sig)

@@ -210,62 +210,70 @@ def _fast_parser(lk: Lark) -> Any:
         pos, line, line_start, end = 0, 1, 0, len(text)
         depth = 0
         prev: Token | None = None
-        while pos < end:
-            matchers, term_callbacks, ignore, newline_types, keyword_scanners = lexers[state]
-            for match in matchers:
-                m = match(text, pos)
-                if m:
-                    break
-            else:
-                raise _Fallback
-            type_ = m.lastgroup
-            value = m.group(type_)  # the token, after any blanks skipped
-            pos = m.end()
-            start = pos - len(value)
-            if type_ in newline_types:
-                newlines = value.count("\n")
-                if newlines:
-                    line_before, line = line, line + newlines
-                    column = start - line_start + 1
-                    line_start = start + value.rindex("\n") + 1
+        at_end = False
+        while True:
+            if pos < end:
+                matchers, term_callbacks, ignore, newline_types, keyword_scanners = lexers[state]
+                for match in matchers:
+                    m = match(text, pos)
+                    if m:
+                        break
+                else:
+                    raise _Fallback
+                type_ = m.lastgroup
+                value = m.group(type_)  # the token, after any blanks skipped
+                pos = m.end()
+                start = pos - len(value)
+                if type_ in newline_types:
+                    newlines = value.count("\n")
+                    if newlines:
+                        line_before, line = line, line + newlines
+                        column = start - line_start + 1
+                        line_start = start + value.rindex("\n") + 1
+                    else:
+                        line_before, column = line, start - line_start + 1
                 else:
                     line_before, column = line, start - line_start + 1
-            else:
-                line_before, column = line, start - line_start + 1
-            if type_ in ignore:
-                if type_ in term_callbacks:  # a comment: kept for the printer
-                    t = new_str(Token, value)
-                    t.type, t.value, t.start_pos, t.line, t.column = (type_, value, start,
-                                                                      line_before, column)
-                    t.end_line, t.end_column, t.end_pos = line, pos - line_start + 1, pos
-                    term_callbacks[type_](t)
-                continue
-            t = new_str(Token, value)
-            t.type, t.value, t.start_pos, t.line, t.column = type_, value, start, line_before, column
-            t.end_line, t.end_column, t.end_pos = line, pos - line_start + 1, pos
-            if type_ in term_callbacks:  # a keyword, which the scanner matched as a NAME
-                scanner = keyword_scanners.get(type_)
-                if scanner is None:  # pragma: no cover - the grammar's only one is lark's
-                    t = term_callbacks[type_](t)
-                    type_ = t.type
-                else:  # lark's UnlessCallback, its answer kept per scanner and text
-                    memo = keywords_seen.get(scanner)
-                    if memo is None:
-                        memo = keywords_seen[scanner] = {}
-                    res = memo.get(value, memo)
-                    if res is memo:
-                        res = memo[value] = scanner.fullmatch(value)
-                    if res is not None:
-                        t.type = type_ = res
-            # _Newlines
-            if type_ == "_NL":
-                if depth or prev is None or prev.type == "_NL" or prev.value in continue_after:
+                if type_ in ignore:
+                    if type_ in term_callbacks:  # a comment: kept for the printer
+                        t = new_str(Token, value)
+                        t.type, t.value, t.start_pos, t.line, t.column = (type_, value, start,
+                                                                          line_before, column)
+                        t.end_line, t.end_column, t.end_pos = line, pos - line_start + 1, pos
+                        term_callbacks[type_](t)
                     continue
-            elif value in opening:
-                depth += 1
-            elif depth > 0 and (value == ")" or value == "]"):
-                depth -= 1
-            prev = t
+                t = new_str(Token, value)
+                t.type, t.value, t.start_pos, t.line, t.column = type_, value, start, line_before, column
+                t.end_line, t.end_column, t.end_pos = line, pos - line_start + 1, pos
+                if type_ in term_callbacks:  # a keyword, which the scanner matched as a NAME
+                    scanner = keyword_scanners.get(type_)
+                    if scanner is None:  # pragma: no cover - the grammar's only one is lark's
+                        t = term_callbacks[type_](t)
+                        type_ = t.type
+                    else:  # lark's UnlessCallback, its answer kept per scanner and text
+                        memo = keywords_seen.get(scanner)
+                        if memo is None:
+                            memo = keywords_seen[scanner] = {}
+                        res = memo.get(value, memo)
+                        if res is memo:
+                            res = memo[value] = scanner.fullmatch(value)
+                        if res is not None:
+                            t.type = type_ = res
+                # _Newlines
+                if type_ == "_NL":
+                    if depth or prev is None or prev.type == "_NL" or prev.value in continue_after:
+                        continue
+                elif value in opening:
+                    depth += 1
+                elif depth > 0 and (value == ")" or value == "]"):
+                    depth -= 1
+                prev = t
+            else:  # the end of the text: $END, through the same loop
+                if prev is not None:
+                    t = Token.new_borrow_pos("$END", "", prev)
+                else:
+                    t = Token("$END", "", 0, 1, 1)
+                type_, at_end = "$END", True
             # ParserState.feed_token
             while True:
                 try:
@@ -273,6 +281,8 @@ def _fast_parser(lk: Lark) -> Any:
                 except KeyError:
                     raise _Fallback from None
                 if shift:
+                    if at_end:  # pragma: no cover - lark asserts that this does not happen
+                        raise _Fallback
                     state = arg
                     push_state(state)
                     push_value(t)
@@ -287,29 +297,8 @@ def _fast_parser(lk: Lark) -> Any:
                     push_value(cb(children))
                 state = actions[state_stack[-1]][origin][1]
                 push_state(state)
-        if prev is not None:
-            t = Token.new_borrow_pos("$END", "", prev)
-        else:
-            t = Token("$END", "", 0, 1, 1)
-        while True:
-            try:
-                shift, arg = actions[state][t.type]
-            except KeyError:
-                raise _Fallback from None
-            if shift:  # pragma: no cover - lark asserts that this does not happen
-                raise _Fallback
-            size, origin, cb = arg
-            if cb is None:
-                del state_stack[-1]
-            else:
-                children = value_stack[-size:]
-                del state_stack[-size:]
-                del value_stack[-size:]
-                push_value(cb(children))
-            state = actions[state_stack[-1]][origin][1]
-            push_state(state)
-            if state == end_state:
-                return value_stack[-1]
+                if at_end and state == end_state:
+                    return value_stack[-1]
 
     return run
 

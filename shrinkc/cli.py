@@ -49,6 +49,11 @@ TROUBLE = {"diff": 2}  # the exit code that means "trouble" where 1 means someth
 # nodes), and the collector's passes over them took 40% of `stats` on a 10,000-node cell;
 # what they leave is freed at exit. Not `shrink` or `bench`, which run for minutes.
 SHORT_LIVED = frozenset({"compile", "stats", "check", "fmt", "diff", "viz", "schema"})
+# ... and they use numpy for small arrays only (weights, BN folding, a few calibration
+# images): OpenBLAS's thread pool, started when numpy is imported, cost a cold
+# `compile --target onnx` about 0.1 s of CPU (a third) for nothing. One BLAS thread, unless
+# the user set OPENBLAS_NUM_THREADS; numpy is not imported before the command runs.
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"
 
 
 def _output_failed(args, e: OSError) -> int:
@@ -66,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     report = Reporter()
+    if args.command in SHORT_LIVED and "numpy" not in sys.modules:
+        os.environ.setdefault(BLAS_THREADS, "1")
     pause_gc = args.command in SHORT_LIVED and gc.isenabled()
     if pause_gc:
         gc.disable()

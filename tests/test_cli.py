@@ -123,3 +123,20 @@ def test_missing_file_is_an_error(tmp_path):
 @pytest.mark.parametrize("argv", [[], ["frobnicate"], ["compile"], ["compile", "x.shrink", "--target", "nope"]])
 def test_usage_errors_exit_2(argv):
     assert run(*argv).returncode == 2
+
+
+@pytest.mark.parametrize("preset", [None, "3"])
+def test_short_commands_run_numpy_with_one_blas_thread_unless_told(tmp_path, preset):
+    """A short-lived command sets OPENBLAS_NUM_THREADS=1 before numpy is imported (the pool's
+    threads cost a cold ONNX compile a third of its CPU), and keeps what the user set."""
+    code = ("import os, sys; from shrinkc.cli import main; "
+            "rc = main(['compile', 'specs/shrinkcnn_a.shrink', '--target', 'onnx', '-o', "
+            f"{str(tmp_path)!r}]); "
+            "print(os.environ.get('OPENBLAS_NUM_THREADS'), 'numpy' in sys.modules, rc)")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-3:] == [preset or "1", "True", "0"]

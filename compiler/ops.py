@@ -106,6 +106,13 @@ class OpSig:
         return self._params_by_name.get(name)
 
     @cached_property
+    def bind_lists(self) -> tuple[list[str], set[str], dict[str, str]]:
+        """The parameters' names, the required ones and their docs (what ``resolve`` binds a
+        call's arguments against), made once per op. Not to be changed by the caller."""
+        return ([p.name for p in self.params], {p.name for p in self.params if p.required},
+                {p.name: p.doc for p in self.params})
+
+    @cached_property
     def _params_by_name(self) -> dict[str, P]:
         """``param``'s table: the first parameter of each name (looked up per node)."""
         by_name: dict[str, P] = {}

@@ -185,7 +185,7 @@ def dag_colors(labels: list[str], edges: Iterable[tuple[int, int]], direction: s
         if split == distinct:
             break
         distinct = split
-    return _wl(colors, preds, succs)[0]  # wl_colors(colors, edges)
+    return _wl(colors, preds, succs)[0]
 
 
 def dag_hash(nodes_ops: list[str], edges: set[tuple[int, int]]) -> str:

@@ -35,6 +35,7 @@ from .cellhash import (
     graph_hash,
     wl_refine,
 )
+from .cellhash import _adjacency as cellhash_adjacency
 from .cellhash import _topological as cellhash_topological
 
 _SPECIAL = (INPUT, STATE, OUTPUT, RESIDUAL)
@@ -59,15 +60,6 @@ class _Ids(dict):
     def __missing__(self, key: Any) -> int:
         value = self[key] = len(self)
         return value
-
-
-def _id_adjacency(n: int, edges: Any) -> tuple[list[list[int]], list[list[int]]]:
-    preds: list[list[int]] = [[] for _ in range(n)]
-    succs: list[list[int]] = [[] for _ in range(n)]
-    for src, dst in edges:  # a set: each edge once, as cellhash's _adjacency
-        succs[src].append(dst)
-        preds[dst].append(src)
-    return preds, succs
 
 
 def _id_first(ids: _Ids, labels: list, preds: list[list[int]], succs: list[list[int]]
@@ -96,7 +88,7 @@ def _id_wl(ids: _Ids, labels: list, preds: list[list[int]], succs: list[list[int
 
 def _id_graph(n: int, edges: Any) -> tuple[list[list[int]], list[list[int]], list[int] | None]:
     """Predecessors, successors and a topological order (None when cyclic)."""
-    preds, succs = _id_adjacency(n, edges)
+    preds, succs = cellhash_adjacency(n, edges)
     return preds, succs, cellhash_topological(preds, succs)
 
 
@@ -141,7 +133,7 @@ def _id_sweep(ids: _Ids, tag: str, colors: list[int], near: list[list[int]], ord
 
 def _recolor(g: CellGraph, pins: dict[int, str], rounds: int, ids: _Ids) -> list[int]:
     labels = [pins.get(i, lab) for i, lab in enumerate(g.labels)]
-    return _id_wl(ids, labels, *_id_adjacency(len(labels), g.edges), rounds)
+    return _id_wl(ids, labels, *cellhash_adjacency(len(labels), g.edges), rounds)
 
 
 def _score(a: CellGraph, b: CellGraph, m: dict[int, int]) -> float:

@@ -13,8 +13,6 @@ Values are not evaluated here; that is ``elaborate``'s job, once arguments are k
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import ir
 from ..errors import ShrinkError, closest, did_you_mean
 from ..loader import Sources
@@ -45,21 +43,6 @@ def _param_hint(name: str, names: list[str], descr: dict[str, str] | None) -> st
             return f"did you mean '{n}' ({descr[n]})?"
     return did_you_mean(name, names, "parameters")
 
-
-
-_SIG_LISTS: dict[int, tuple[Any, tuple[list[str], set[str], dict[str, str]]]] = {}
-
-
-def _sig_lists(sig: Any) -> tuple[list[str], set[str], dict[str, str]]:
-    """An op's parameter names, the required ones and their docs (``bind``'s arguments),
-    made once per signature (a cell of thousands of nodes uses a few ops). Not to be
-    changed by the caller."""
-    hit = _SIG_LISTS.get(id(sig))
-    if hit is None or hit[0] is not sig:
-        hit = _SIG_LISTS[id(sig)] = (sig, ([p.name for p in sig.params],
-                                           {p.name for p in sig.params if p.required},
-                                           {p.name: p.doc for p in sig.params}))
-    return hit[1]
 
 
 def _implied(p: P, value: ir.Expr) -> bool:
@@ -188,7 +171,7 @@ class _Resolver:
             raise ShrinkError(f"'{op}' cannot be used here", call.loc,
                               f"use one of: {', '.join(allow)}")
         sig = OPS[op]
-        names, required, descr = _sig_lists(sig)
+        names, required, descr = sig.bind_lists
         bound = self.bind(args, names, required, op, call.loc, descr)
         for arg in bound.values():
             self.check_names(arg.value, scope)

@@ -1,3 +1,3 @@
-from shrinkc.cli import main
+from shrinkc.cli import run
 
-raise SystemExit(main())
+run()

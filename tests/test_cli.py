@@ -140,3 +140,29 @@ def test_short_commands_run_numpy_with_one_blas_thread_unless_told(tmp_path, pre
                        env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-3:] == [preset or "1", "True", "0"]
+
+
+def test_the_program_ends_at_once_after_a_short_command_with_all_its_output(capsys):
+    """``python -m shrinkc`` (and the ``shrinkc`` script: ``cli.run``) ends a short-lived
+    command with ``os._exit`` once stdout is flushed (freeing a large IR object by object took
+    0.1 s): atexit handlers do not run, the output is whole, the exit code is main()'s. A
+    long-running command exits normally."""
+    assert main(["schema"]) == 0
+    schema = capsys.readouterr().out
+    assert len(schema) > 10_000
+
+    def program(*argv):
+        code = ("import atexit, sys; atexit.register(lambda: print('atexit ran', file=sys.stderr)); "
+                f"sys.argv = ['shrinkc', *{list(argv)!r}]; "
+                "from shrinkc.cli import run; run()")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+
+    r = program("schema")
+    assert (r.returncode, r.stdout, r.stderr) == (0, schema, "")
+    a, b = "specs/shrinkcnn_a.shrink", "specs/mobilenetv2.shrink"
+    assert (program("diff", a, a).returncode, program("diff", a, b).returncode) == (0, 1)
+    r = program("check", "nope.shrink")
+    assert r.returncode == 1 and "no such file" in r.stderr and "atexit ran" not in r.stderr
+    r = program("bench", "nope.onnx")  # not short-lived: a normal exit
+    assert r.returncode == 1 and "atexit ran" in r.stderr

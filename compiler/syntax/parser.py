@@ -1092,6 +1092,8 @@ def _comment_block(lines: list[tuple[int, str]], next_line: int | None) -> tuple
 def _attach_comments(root: Any, comments: list[Token]) -> tuple[dict, tuple, tuple]:
     """Give each comment to a statement: trailing when it ends the statement's last line,
     otherwise leading of the next statement (or the end of the enclosing block or file)."""
+    if not comments:  # nothing to place: no need to list where comments could go
+        return {}, (), ()
     holders = _Holders(root)
     groups: dict[Any, list[tuple[int, str]]] = {}  # key -> [(line, text)]
     stmt_line: dict[Any, int] = {}

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from shrinkc.cli import main
+from shrinkc.commands.vcs import _Forked as _FORKED
+from shrinkc.commands.vcs import _side as _SIDE
 from shrinkc.compiler.analysis.cellhash import (
     cell_hash,
     cell_hashes,
@@ -669,3 +671,92 @@ def test_pre_commit_hooks_run(tmp_path):
     assert r.returncode == 1
     assert re.search(r"shrinkc check\.+Failed", r.stdout)
     assert "cell.shrink:5:9: error: unknown op 'sepcnv'" in r.stdout
+
+
+# --------------------------------------------------------------------------- diff in two processes
+
+_DEAD = ("shrink 1\ncell C(w: int) {\n    input x\n    a = conv(w) relu <- x\n"
+         "    dead = conv(w) <- x\n    output a\n}\nnetwork N {\n    input image[3, 8, 8]\n"
+         "    stage C(4) x 1\n    head global_avgpool -> linear(10)\n}\n")
+
+
+def _diff_both_ways(monkeypatch, capsys, *argv: str) -> tuple:
+    """``shrinkc diff ARGV`` in one process, then with the second spec read in a forked child
+    (``PARALLEL_BYTES`` 0): (exit code, stdout, stderr) of each."""
+    from shrinkc.commands import vcs
+
+    out = []
+    for limit in (10**12, 0):
+        monkeypatch.setattr(vcs, "PARALLEL_BYTES", limit)
+        forks: list[str] = []
+        read_here: list[str] = []  # _side in this process (the child counts in its own copy)
+        monkeypatch.setattr(vcs, "_Forked", lambda spec, f=forks: f.append(spec) or _FORKED(spec))
+        monkeypatch.setattr(vcs, "_side", lambda spec, report, r=read_here: r.append(spec)
+                            or _SIDE(spec, report))
+        rc = main(["diff", *argv])
+        o, e = capsys.readouterr()
+        out.append((rc, o, e))
+        both = all(os.path.exists(f) for f in argv[-2:])  # else the reading says what is wrong
+        forked = both and not limit and hasattr(os, "fork")
+        assert forks == ([argv[-1]] if forked else [])
+        if forked:  # the child's answer is used: this process read the first spec only
+            assert read_here == [argv[-2]]
+    return out[0], out[1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_diff_in_two_processes_says_what_one_process_says(tmp_path, monkeypatch, capsys,
+                                                          chdir_root):
+    """A spec of at least PARALLEL_BYTES is read in a forked child while this process reads
+    the other: the same output, warnings (in order), errors and exit codes."""
+    monkeypatch.setattr("shrinkc.commands.vcs._cores", lambda: 2)
+    dead = tmp_path / "dead.shrink"
+    dead.write_text(_DEAD)
+    dead2 = tmp_path / "dead2.shrink"
+    dead2.write_text(_DEAD.replace("dead", "unused").replace("relu", "swish"))
+    bad = tmp_path / "bad.shrink"
+    bad.write_text("shrink 1\ncell C {\n    input x\n    a = sepcnv(4) <- x\n    output a\n}\n")
+    cases = [(A, B), (A, A), (dead, dead2), (dead, bad), (bad, dead), (bad, bad),
+             (A, tmp_path / "missing.shrink"), ("specs/mobilenetv2.shrink", A), ("--json", A, B)]
+    for case in cases:
+        one, two = _diff_both_ways(monkeypatch, capsys, *map(str, case))
+        assert one == two, case
+    assert _diff_both_ways(monkeypatch, capsys, str(dead), str(dead2))[1][0] == 1
+    rc, _, err = _diff_both_ways(monkeypatch, capsys, str(dead), str(dead2))[1]
+    assert err.index("'dead' does not reach") < err.index("'unused' does not reach")
+    rc, _, err = _diff_both_ways(monkeypatch, capsys, str(dead), str(bad))[1]
+    assert rc == 2 and "'dead' does not reach" in err and "unknown op 'sepcnv'" in err
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_diff_reads_the_spec_itself_when_the_child_fails(tmp_path, monkeypatch, capsys,
+                                                         chdir_root):
+    """A child that dies (a bug, a signal) is not an answer: this process reads the spec."""
+    from shrinkc.commands import vcs
+
+    monkeypatch.setattr(vcs, "_cores", lambda: 2)
+    monkeypatch.setattr(vcs, "PARALLEL_BYTES", 0)
+    parent, real = os.getpid(), vcs._side
+
+    def crashing(spec, report):
+        if os.getpid() != parent:
+            raise RuntimeError("a bug in the child")
+        return real(spec, report)
+
+    monkeypatch.setattr(vcs, "_side", crashing)
+    assert main(["diff", A, B]) == 1
+    assert "relu -> swish" in capsys.readouterr().out
+
+
+def test_diff_of_large_specs_uses_a_second_process_only_with_two_cores(tmp_path, monkeypatch):
+    from shrinkc.commands import vcs
+
+    small, big = tmp_path / "small.shrink", tmp_path / "big.shrink"
+    small.write_text(_DEAD)
+    big.write_text(_DEAD + "#" * vcs.PARALLEL_BYTES)
+    monkeypatch.setattr(vcs, "_cores", lambda: 2)
+    assert vcs._worth_a_process(str(big), str(big)) == hasattr(os, "fork")
+    assert not vcs._worth_a_process(str(small), str(big))
+    assert not vcs._worth_a_process(str(big), str(tmp_path / "missing.shrink"))
+    monkeypatch.setattr(vcs, "_cores", lambda: 1)
+    assert not vcs._worth_a_process(str(big), str(big))

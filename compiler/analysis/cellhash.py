@@ -339,6 +339,9 @@ class _Shown(list):
     def __repr__(self) -> str:
         return repr(list(self))
 
+    def __reduce__(self):  # pickled as the texts: no IR sent between processes
+        return list, (list(self),)
+
 
 @dataclass
 class CellGraph:

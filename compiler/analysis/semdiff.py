@@ -18,6 +18,7 @@ stages (cell, depth, arguments, downsampling, output shape, cost), and the total
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ from .cellhash import (
     STATE,
     CellGraph,
     cell_graph,
-    cell_hash,
     graph_hash,
     wl_refine,
 )
@@ -373,9 +373,15 @@ def _node_text(g: CellGraph, i: int) -> str:
 
 def diff_cells(a: ir.CellDef, b: ir.CellDef) -> dict[str, Any]:
     ga, gb = cell_graph(a), cell_graph(b)
+    return diff_cell_graphs(ga, graph_hash(ga), gb, graph_hash(gb))
+
+
+def diff_cell_graphs(ga: CellGraph, hash_a: str, gb: CellGraph, hash_b: str) -> dict[str, Any]:
+    """``diff_cells`` of the cells that ``ga`` and ``gb`` were made from (``cell_graph``),
+    whose hashes are ``hash_a`` and ``hash_b``."""
     m = match_nodes(ga, gb)
     inv = {j: i for i, j in m.items()}
-    d: dict[str, Any] = {"hash_a": graph_hash(ga), "hash_b": graph_hash(gb)}
+    d: dict[str, Any] = {"hash_a": hash_a, "hash_b": hash_b}
     if ga.params != gb.params:
         d["params"] = {"a": f"({ga.params})", "b": f"({gb.params})"}
     d["nodes_removed"] = [{"name": ga.names[i], "op": _node_text(ga, i)}
@@ -498,9 +504,7 @@ def _dict_changes(path: str, a: dict, b: dict, out: list[dict]) -> None:
                         "a": a.get(k), "b": b.get(k)})
 
 
-def _chain_changes(kind: str, a: tuple[ir.LayerInst, ...], b: tuple[ir.LayerInst, ...],
-                   out: list[dict]) -> None:
-    ta, tb = [op_text(x.op) for x in a], [op_text(x.op) for x in b]
+def _chain_changes(kind: str, ta: list[str], tb: list[str], out: list[dict]) -> None:
     sm = difflib.SequenceMatcher(a=ta, b=tb, autojunk=False)
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag == "equal":
@@ -514,8 +518,26 @@ def _chain_changes(kind: str, a: tuple[ir.LayerInst, ...], b: tuple[ir.LayerInst
             })
 
 
-def diff_networks(a: ir.Graph | None, b: ir.Graph | None) -> dict[str, Any]:
-    d: dict[str, Any] = {"a": a.network if a else None, "b": b.network if b else None}
+def network_summary(g: ir.Graph) -> dict[str, Any]:
+    """What ``diff_networks`` compares of a costed network graph, as plain data."""
+    lm = getattr(g, "lm", None)
+    return {
+        "network": g.network,
+        "args": dict(g.args),
+        "input": g.input_shape.as_list(),
+        "stem": [op_text(x.op) for x in g.stem],
+        "stages": {s.name: _stage_info(s) for s in g.stages},
+        "head": [op_text(x.op) for x in g.head],
+        "lm": None if lm is None else _lm_info(lm),
+        "output": _value(g.out_shape),
+        "params": g.cost.params,
+        "macs": g.cost.macs,
+    }
+
+
+def diff_networks(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
+    """The changes between two networks' ``network_summary`` (None: the file has none)."""
+    d: dict[str, Any] = {"a": a["network"] if a else None, "b": b["network"] if b else None}
     changes: list[dict] = []
     if a is None or b is None:
         if a is not None or b is not None:
@@ -523,14 +545,13 @@ def diff_networks(a: ir.Graph | None, b: ir.Graph | None) -> dict[str, Any]:
         d["changes"] = changes
         d["equal"] = not changes
         return d
-    if a.network != b.network:
-        changes.append({"path": "network", "a": a.network, "b": b.network})
-    _dict_changes("args", dict(a.args), dict(b.args), changes)
-    if a.input_shape != b.input_shape:
-        changes.append({"path": "input", "a": a.input_shape.as_list(), "b": b.input_shape.as_list()})
-    _chain_changes("stem", a.stem, b.stem, changes)
-    sa = {s.name: _stage_info(s) for s in a.stages}
-    sb = {s.name: _stage_info(s) for s in b.stages}
+    if a["network"] != b["network"]:
+        changes.append({"path": "network", "a": a["network"], "b": b["network"]})
+    _dict_changes("args", a["args"], b["args"], changes)
+    if a["input"] != b["input"]:
+        changes.append({"path": "input", "a": a["input"], "b": b["input"]})
+    _chain_changes("stem", a["stem"], b["stem"], changes)
+    sa, sb = a["stages"], b["stages"]
     for name in list(sa) + [n for n in sb if n not in sa]:
         if name not in sb or name not in sa:
             x, y = sa.get(name), sb.get(name)
@@ -547,15 +568,14 @@ def diff_networks(a: ir.Graph | None, b: ir.Graph | None) -> dict[str, Any]:
         for key in ("params", "macs"):
             if x[key] != y[key]:
                 changes.append({"path": f"stages.{name}.{key}", "a": x[key], "b": y[key]})
-    _chain_changes("head", a.head, b.head, changes)
-    lm_a, lm_b = getattr(a, "lm", None), getattr(b, "lm", None)
-    if lm_a is not None or lm_b is not None:  # language models: sizes, dropouts, the cell
-        _dict_changes("lm", _lm_info(lm_a), _lm_info(lm_b), changes)
-    if a.out_shape != b.out_shape:
-        changes.append({"path": "output", "a": _value(a.out_shape), "b": _value(b.out_shape)})
+    _chain_changes("head", a["head"], b["head"], changes)
+    if a["lm"] is not None or b["lm"] is not None:  # language models: sizes, dropouts, the cell
+        _dict_changes("lm", a["lm"] or {}, b["lm"] or {}, changes)
+    if a["output"] != b["output"]:
+        changes.append({"path": "output", "a": a["output"], "b": b["output"]})
     d["changes"] = changes
     for key in ("params", "macs"):
-        x, y = getattr(a.cost, key), getattr(b.cost, key)
+        x, y = a[key], b[key]
         d[key] = {"a": x, "b": y, "delta": y - x}
     d["equal"] = not changes and all(d[k]["delta"] == 0 for k in ("params", "macs"))
     return d
@@ -572,20 +592,41 @@ def _main_graph(checked) -> ir.Graph | None:
     return build_graph(checked)
 
 
-def diff_checked(a, b, name_a: str = "a", name_b: str = "b") -> dict[str, Any]:
-    """Diff two :class:`~shrinkc.compiler.pipeline.Checked` specs."""
-    cells_a, cells_b = a.program.cells, b.program.cells
+@dataclass
+class Side:
+    """What a diff compares of one spec, as plain data (cheap to send from another process):
+    each cell, in the program's order, as its graph (``cell_graph``) and hash, and the main
+    network's ``network_summary`` (None when the spec has no network)."""
+
+    cells: dict[str, tuple[CellGraph, str]]
+    network: dict[str, Any] | None
+
+
+def side(checked) -> Side:
+    """The :class:`Side` of a :class:`~shrinkc.compiler.pipeline.Checked` spec (its main
+    network is built and costed: a spec whose network does not build is an error here)."""
+    cells = {}
+    for name, cell in checked.program.cells.items():
+        g = cell_graph(cell)
+        cells[name] = (g, graph_hash(g))
+    graph = _main_graph(checked)
+    return Side(cells, None if graph is None else network_summary(graph))
+
+
+def diff_sides(a: Side, b: Side, name_a: str = "a", name_b: str = "b") -> dict[str, Any]:
+    """Diff two specs by their :class:`Side`."""
+    cells_a, cells_b = a.cells, b.cells
     cells: dict[str, dict[str, Any]] = {}
     only_a = [n for n in cells_a if n not in cells_b]
     only_b = [n for n in cells_b if n not in cells_a]
-    hashes_b = {n: cell_hash(cells_b[n]) for n in only_b}
+    hashes_b = {n: cells_b[n][1] for n in only_b}
     for name in cells_a:
         if name in cells_b:
-            d = diff_cells(cells_a[name], cells_b[name])
+            d = diff_cell_graphs(*cells_a[name], *cells_b[name])
             d["status"] = "equal" if d["equal"] else "changed"
             cells[name] = d
     for name in only_a:
-        h = cell_hash(cells_a[name])
+        h = cells_a[name][1]
         twin = next((n for n, hb in hashes_b.items() if hb == h), None)
         if twin is not None:
             del hashes_b[twin]
@@ -595,7 +636,7 @@ def diff_checked(a, b, name_a: str = "a", name_b: str = "b") -> dict[str, Any]:
             cells[name] = {"status": "removed", "hash_a": h, "equal": False}
     for name, h in hashes_b.items():
         cells[name] = {"status": "added", "hash_b": h, "equal": False}
-    network = diff_networks(_main_graph(a), _main_graph(b))
+    network = diff_networks(a.network, b.network)
     return {
         "a": name_a,
         "b": name_b,
@@ -603,6 +644,11 @@ def diff_checked(a, b, name_a: str = "a", name_b: str = "b") -> dict[str, Any]:
         "cells": cells,
         "network": network,
     }
+
+
+def diff_checked(a, b, name_a: str = "a", name_b: str = "b") -> dict[str, Any]:
+    """Diff two :class:`~shrinkc.compiler.pipeline.Checked` specs."""
+    return diff_sides(side(a), side(b), name_a, name_b)
 
 
 def diff_files(path_a: str | Path, path_b: str | Path) -> dict[str, Any]:

@@ -9,9 +9,14 @@ trouble (wrong usage, a missing file, a spec with errors).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pickle
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.console import UsageError
@@ -19,21 +24,110 @@ from shrinkc.console import UsageError
 # --------------------------------------------------------------------------- diff
 
 
-def cmd_diff(args, report) -> int:
-    from shrinkc.compiler.analysis.semdiff import diff_checked, render
+# A spec at least this large (a cell of about 2,000 nodes) is read in a second process while
+# this one reads the other: the two specs are independent, and reading one (parsing, checks,
+# hashing, costing) is most of a diff. Smaller specs take a few tenths of a second in all.
+PARALLEL_BYTES = 64 * 1024
+
+
+def _side(spec: str, report) -> Any:
+    from shrinkc.compiler.analysis.semdiff import side
     from shrinkc.compiler.pipeline import check
 
+    checked = check(spec)
+    for w in checked.warnings:
+        report(w)
+    return side(checked)
+
+
+def _cores() -> int:
     try:
-        checked = []
-        for spec in (args.a, args.b):
-            c = check(spec)
-            for w in c.warnings:
-                report(w)
-            checked.append(c)
-        d = diff_checked(checked[0], checked[1], Path(args.a).as_posix(), Path(args.b).as_posix())
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _worth_a_process(a: str, b: str) -> bool:
+    if not hasattr(os, "fork") or _cores() < 2:
+        return False
+    try:
+        return min(os.stat(a).st_size, os.stat(b).st_size) >= PARALLEL_BYTES
+    except OSError:  # let the reading say what is wrong
+        return False
+
+
+class _Forked:
+    """``_side(spec)`` in a forked child. ``result(report)`` reports the child's warnings (in
+    this process, in order) and returns its Side, or raises its ShrinkError; None when the
+    child did not finish (killed, or a bug: the caller then reads the spec itself, so that
+    any traceback is this process's own). ``stop()`` ends a child no longer wanted."""
+
+    def __init__(self, spec: str):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns, never runs the parent's exit handlers
+            code = 1
+            try:
+                os.close(read)
+                warnings: list = []
+                try:
+                    out: tuple = ("side", warnings, _side(spec, warnings.append))
+                except ShrinkError as e:
+                    out = ("error", warnings, e.diagnostic)
+                data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(write, "wb") as f:
+                    f.write(data)
+                code = 0
+            except BaseException:  # noqa: BLE001 - a bug or ^C: the parent reads the spec
+                pass
+            finally:
+                os._exit(code)
+        os.close(write)
+        self.pid, self.read = pid, read
+
+    def result(self, report) -> Any:
+        with os.fdopen(self.read, "rb") as f:
+            data = f.read()
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        if not data or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            return None
+        kind, warnings, value = pickle.loads(data)  # our own child's, through our own pipe
+        for w in warnings:
+            report(w)
+        if kind == "error":
+            raise ShrinkError(value.message, value.loc, value.hint, value.note,
+                              quote=value.quote)
+        return value
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            with contextlib.suppress(OSError):
+                os.close(self.read)
+            self.pid = None
+
+
+def cmd_diff(args, report) -> int:
+    from shrinkc.compiler.analysis.semdiff import diff_sides, render
+
+    forked = _Forked(args.b) if _worth_a_process(args.a, args.b) else None
+    try:
+        a = _side(args.a, report)
+        b = forked.result(report) if forked is not None else None
+        if b is None:
+            b = _side(args.b, report)
+        d = diff_sides(a, b, Path(args.a).as_posix(), Path(args.b).as_posix())
     except ShrinkError as e:  # trouble, not a difference: exit 2 as diff(1) does
         report(e.diagnostic)
         return 2
+    finally:
+        if forked is not None:
+            forked.stop()
     if args.json:
         print(json.dumps(d, indent=2))
     elif args.brief:

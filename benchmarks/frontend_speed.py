@@ -6,7 +6,8 @@ input every third node (``n3 = conv(w) relu <- n2, x``), in a small network; ``d
 with the same file where the middle node's op is ``conv(w, k=3)``. Target (issue 11, item 13):
 ``stats`` and ``diff`` on 10,000 nodes under 2 s for the whole command. Each command runs in a
 fresh process (``python -m shrinkc``), 3 times after one warm-up run; the table gives the
-medians of wall and CPU (user + system) seconds. Writes
+medians of wall and CPU (user + system, of every process the command ran: ``diff`` reads
+the second spec in a second process when both are large) seconds. Writes
 ``benchmarks/results/frontend_speed.json``.
 
     python benchmarks/frontend_speed.py [--runs 3] [--sizes 1000,4000,10000]
@@ -94,9 +95,11 @@ def main() -> None:
               f"{r['median_wall_s']:>7.2f}")
     big = [r for r in rows if r["nodes"] == 10_000 and r["command"] in ("stats", "diff")]
     for r in big:
-        verdict = "meets" if r["median_wall_s"] < TARGET_S else "MISSES"
-        print(f"-> {r['command']} on 10,000 nodes: {r['median_wall_s']:.2f} s wall, "
-              f"{r['median_cpu_s']:.2f} s CPU: {verdict} the target of < {TARGET_S:g} s")
+        verdict = ["meets" if r[k] < TARGET_S else "MISSES" for k in ("median_wall_s",
+                                                                       "median_cpu_s")]
+        print(f"-> {r['command']} on 10,000 nodes: {r['median_wall_s']:.2f} s wall "
+              f"({verdict[0]} the target of < {TARGET_S:g} s), {r['median_cpu_s']:.2f} s CPU "
+              f"({verdict[1]} it)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({
         "cpus": os.cpu_count(), "load_average": [load0, os.getloadavg()[0]],

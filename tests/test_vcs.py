@@ -760,3 +760,20 @@ def test_diff_of_large_specs_uses_a_second_process_only_with_two_cores(tmp_path,
     assert not vcs._worth_a_process(str(big), str(tmp_path / "missing.shrink"))
     monkeypatch.setattr(vcs, "_cores", lambda: 1)
     assert not vcs._worth_a_process(str(big), str(big))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_diff_without_a_process_to_be_had_reads_both_specs_itself(monkeypatch, capsys,
+                                                                   chdir_root):
+    from shrinkc.commands import vcs
+
+    monkeypatch.setattr(vcs, "_cores", lambda: 2)
+    monkeypatch.setattr(vcs, "PARALLEL_BYTES", 0)
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(vcs.os, "fork", no_fork)
+    assert main(["diff", A, B]) == 1
+    out, err = capsys.readouterr()
+    assert "relu -> swish" in out and not err

@@ -66,7 +66,12 @@ class _Forked:
         sys.stdout.flush()
         sys.stderr.flush()
         read, write = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            raise
         if pid == 0:  # the child: never returns, never runs the parent's exit handlers
             code = 1
             try:
@@ -115,7 +120,10 @@ class _Forked:
 def cmd_diff(args, report) -> int:
     from shrinkc.compiler.analysis.semdiff import diff_sides, render
 
-    forked = _Forked(args.b) if _worth_a_process(args.a, args.b) else None
+    forked = None
+    if _worth_a_process(args.a, args.b):
+        with contextlib.suppress(OSError):  # no process to be had: read both here
+            forked = _Forked(args.b)
     try:
         a = _side(args.a, report)
         b = forked.result(report) if forked is not None else None

@@ -158,6 +158,8 @@ def _apply(op: ir.OpInst, x: ir.Shape, loc: ir.Loc) -> ir.Shape:
 def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc: ir.Loc) -> ir.Shape:
     first = shapes[0]
     for name, s in zip(names[1:], shapes[1:]):
+        if s is first:  # one shape object (``cell`` shares them): it agrees with itself,
+            continue  # no need for pydantic's field-by-field ``==``
         if merge == "concat":
             if s.flat != first.flat or s.h != first.h or s.w != first.w:
                 raise ShrinkError(

@@ -263,9 +263,17 @@ class _Elaborator:
             nodes = [ir.NodeInst(name=inp.name, op=down, in_shape=x, out_shape=n0, loc=inp.loc)]
         ops: dict[tuple, ir.OpInst] = {}  # _op and _apply of what they depend on (see ir.call_key)
         applied: dict[tuple, ir.Shape] = {}
+        # merge_shapes by the merge and the input shape objects (by id: ``shapes`` keeps them
+        # alive while this runs): its checks and result depend on nothing else, and a large
+        # cell merges the same few shape objects (``applied`` shares them) again and again
+        merged: dict[tuple, ir.Shape] = {}
         for n in cell.nodes:
-            where = n.inputs_loc if n.inputs_loc.line > 1 or n.inputs_loc.col > 1 else n.loc
-            xin = merge_shapes(n.merge, n.inputs, [shapes[s] for s in n.inputs], where)
+            ins = [shapes[s] for s in n.inputs]
+            key = (n.merge, *map(id, ins))
+            xin = merged.get(key)  # type: ignore[assignment]
+            if xin is None:
+                where = n.inputs_loc if n.inputs_loc.line > 1 or n.inputs_loc.col > 1 else n.loc
+                xin = merged[key] = merge_shapes(n.merge, n.inputs, ins, where)
             sig = ir.call_key(n.op, n.act)
             if sig is None:
                 op = _op(n.op, n.act, env)

@@ -390,7 +390,8 @@ def cell_graph(cell: ir.CellDef) -> CellGraph:
     # CellGraph._add written out (a method call and eight lookups per node)
     names, kinds, labels, ops = g.names, g.kinds, g.labels, g.ops
     call_list, shown, acts, merges = g.calls, g.shown, g.acts, g.merges
-    for node in cell.nodes:
+    nodes = cell.nodes  # (a property that walks the body: once)
+    for node in nodes:
         op = node.op
         key = ir.call_key(op, node.act)
         both = None if key is None else calls.get(key)
@@ -415,7 +416,7 @@ def cell_graph(cell: ir.CellDef) -> CellGraph:
         acts.append(act)
         merges.append(merge)
     edges = g.edges
-    for node in cell.nodes:
+    for node in nodes:
         i = index[node.name]
         for src in node.inputs:
             if src in index:

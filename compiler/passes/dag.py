@@ -13,10 +13,11 @@ from ..errors import Diagnostic, ShrinkError, warning
 
 
 def _toposort(cell: ir.CellDef) -> list[ir.NodeStmt]:
-    nodes = {n.name: n for n in cell.nodes}
+    stmts = cell.nodes  # (a property that walks the body: once)
+    nodes = {n.name: n for n in stmts}
     order: list[ir.NodeStmt] = []
     state: dict[str, int] = {}  # 1 visiting, 2 done
-    for n in cell.nodes:
+    for n in stmts:
         if state.get(n.name) != 2:  # a node written after its inputs is placed already
             _visit(n.name, [], cell, nodes, state, order)
     return order

@@ -24,10 +24,11 @@ def verify_program(program: ir.Program, *, ordered: bool = True) -> ir.Program:
     _require(len(names) == len(set(names)), "definition names are unique")
     for cell in program.cells.values():
         seen = {cell.input.name, cell.input.state}
-        for n in cell.nodes:
-            _require(n.name not in seen, f"{cell.name}: node names are unique")
-            if ordered:
-                _require(all(s in seen for s in n.inputs), f"{cell.name}.{n.name}: inputs come first")
+        for n in cell.nodes:  # the messages are made only on failure: a cell may have 10,000 nodes
+            if n.name in seen:
+                _require(False, f"{cell.name}: node names are unique")
+            if ordered and not seen.issuperset(n.inputs):
+                _require(False, f"{cell.name}.{n.name}: inputs come first")
             seen.add(n.name)
         _require(all(s in seen or s == "leaves" for s in cell.output.nodes),
                  f"{cell.name}: output names known nodes")
@@ -53,9 +54,10 @@ def verify_graph(graph: ir.Graph, *, costed: bool = False) -> ir.Graph:
             names = [n.name for n in cell.nodes]
             _require(len(names) == len(set(names)), f"{cell.cell}: node names are unique")
             shapes = {}
-            for i, n in enumerate(cell.nodes):
-                _require(i < cell.n_inputs or (n.inputs and all(s in shapes for s in n.inputs)),
-                         f"{cell.cell}.{n.name}: topological order")
+            n_inputs = cell.n_inputs
+            for i, n in enumerate(cell.nodes):  # the message made only on failure, as above
+                if not (i < n_inputs or (n.inputs and shapes.keys() >= set(n.inputs))):
+                    _require(False, f"{cell.cell}.{n.name}: topological order")
                 shapes[n.name] = n.out_shape
             _require(all(s in shapes for s in cell.output), f"{cell.cell}: output nodes exist")
             _require((cell.residual == "project") == (cell.residual_op is not None),

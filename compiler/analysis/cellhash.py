@@ -50,8 +50,8 @@ def _first_colours(labels: list[str], preds: list[list[int]], succs: list[list[i
     distinct (degrees, label): a large cell repeats a few labels."""
     memo: dict[tuple[int, int, str], str] = {}
     colors = []
-    for v, label in enumerate(labels):
-        key = (len(succs[v]), len(preds[v]), label)
+    for label, p, s in zip(labels, preds, succs):
+        key = (len(s), len(p), label)
         color = memo.get(key)
         if color is None:
             if label.isascii() and label.isalnum():  # a hash: json.dumps adds quotes only
@@ -111,9 +111,11 @@ def _wl(labels: list[str], preds: list[list[int]], succs: list[list[int]],
         done += 1
         memo: dict[str, str] = {}
         new = []
-        for v in range(n):
-            key = (_joined(colors, preds[v]) + "|" + _joined(colors, succs[v]) + "|"
-                   + colors[v])
+        for p, s, own in zip(preds, succs, colors):  # _joined written out, as in dag_colors
+            key = ((colors[p[0]] if len(p) == 1 else
+                    ",".join(sorted([colors[u] for u in p])) if p else "") + "|"
+                   + (colors[s[0]] if len(s) == 1 else
+                      ",".join(sorted([colors[u] for u in s])) if s else "") + "|" + own)
             color = memo.get(key)
             if color is None:
                 color = memo[key] = sha(key.encode()).hexdigest()
@@ -180,7 +182,7 @@ def dag_colors(labels: list[str], edges: Iterable[tuple[int, int]], direction: s
             joined = (up[near[0]] if len(near) == 1 else
                       ",".join(sorted([up[u] for u in near])) if near else "")
             up[v] = sha((colors[v] + ">" + joined).encode()).hexdigest()
-        colors = [sha((d + up[v]).encode()).hexdigest() for v, d in enumerate(down)]
+        colors = [sha((d + u).encode()).hexdigest() for d, u in zip(down, up)]
         split = len(set(colors))
         if split == distinct:
             break
@@ -385,24 +387,43 @@ def cell_graph(cell: ir.CellDef) -> CellGraph:
     state = getattr(inp, "state", None)  # a recurrent cell's h_{t-1}
     if state:
         index[state] = g._add(state, STATE, "state", "state")
-    calls: dict[tuple, str] = {}  # call_key by what it depends on: a cell repeats a few calls
-    for node in cell.nodes:
+    # call_key and expr_key of the activation by what they depend on (ir.call_key: the op,
+    # the arguments' names, names and numbers; a cell of thousands of nodes repeats a few)
+    calls: dict[tuple, tuple[str, str]] = {}
+    # CellGraph._add written out (a method call and eight lookups per node)
+    names, kinds, labels, ops = g.names, g.kinds, g.labels, g.ops
+    call_list, shown, acts, merges = g.calls, g.shown, g.acts, g.merges
+    nodes = cell.nodes  # (a property that walks the body: once)
+    for node in nodes:
         op = node.op
-        sig = (op.op, tuple([(a.name, expr_key(a.value, bound)) for a in op.args]))
-        call = calls.get(sig)
-        if call is None:
-            call = calls[sig] = call_key(op, bound)
-        act = expr_key(node.act, bound)
-        merge = node.merge if len(set(node.inputs)) > 1 else ""
+        key = ir.call_key(op, node.act)
+        both = None if key is None else calls.get(key)
+        if both is None:
+            both = (call_key(op, bound), expr_key(node.act, bound))
+            if key is not None:
+                calls[key] = both
+        call, act = both
+        inputs = node.inputs
+        fan_in = len(set(inputs))
+        merge = node.merge if fan_in > 1 else ""
         label = f"node|{call}|act={act}|merge={merge}"
-        if len(set(node.inputs)) != len(node.inputs):  # a repeated input: keep the multiplicity
-            label += f"|fan_in={len(node.inputs)}"
-        index[node.name] = g._add(node.name, NODE, label, node.op.op, call, act, merge,
-                                  node.op)  # call_text(node.op), when read
-    for node in cell.nodes:
+        if fan_in != len(inputs):  # a repeated input: keep the multiplicity
+            label += f"|fan_in={len(inputs)}"
+        index[node.name] = len(names)
+        names.append(node.name)
+        kinds.append(NODE)
+        labels.append(label)
+        ops.append(op.op)
+        call_list.append(call)
+        shown.append(op)  # call_text(node.op), when read
+        acts.append(act)
+        merges.append(merge)
+    edges = g.edges
+    for node in nodes:
+        i = index[node.name]
         for src in node.inputs:
             if src in index:
-                g.edges.add((index[src], index[node.name]))
+                edges.add((index[src], i))
     out = cell.output
     merge = out.merge if len(set(out.nodes)) > 1 else ""
     label = f"output|merge={merge}"

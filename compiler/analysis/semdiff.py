@@ -55,7 +55,11 @@ _NAMED = (INPUT, STATE, NODE)  # kinds whose names come from the spec
 
 
 class _Ids(dict):
-    """Key -> int, a new int for each new key (one table per diff of two cells)."""
+    """Key -> int, a new int for each new key (one table per diff of two cells).
+
+    ``ids.setdefault(key, len(ids))`` is the same lookup without the call to
+    ``__missing__``: the loops over every node of a large cell use it (most of their keys
+    are new)."""
 
     def __missing__(self, key: Any) -> int:
         value = self[key] = len(self)
@@ -65,7 +69,9 @@ class _Ids(dict):
 def _id_first(ids: _Ids, labels: list, preds: list[list[int]], succs: list[list[int]]
               ) -> list[int]:
     """``cellhash._first_colours``: a node's label with its out- and in-degree."""
-    return [ids["first", len(succs[v]), len(preds[v]), label] for v, label in enumerate(labels)]
+    new = ids.setdefault
+    return [new(("first", len(s), len(p), label), len(ids))
+            for label, p, s in zip(labels, preds, succs)]
 
 
 def _id_wl(ids: _Ids, labels: list, preds: list[list[int]], succs: list[list[int]],
@@ -107,7 +113,8 @@ def _id_dag(ids: _Ids, labels: list, graph: tuple, direction: str) -> list[int]:
     while True:
         down = _id_sweep(ids, "<", colors, preds, order)
         up = _id_sweep(ids, ">", colors, succs, reversed(order))
-        colors = [ids["both", d, up[v]] for v, d in enumerate(down)]
+        new = ids.setdefault
+        colors = [new(("both", d, u), len(ids)) for d, u in zip(down, up)]
         split = len(set(colors))
         if split == n:  # every node of both cells told apart: what follows (more sweeps,
             return colors  # WL) only refines, so it would tell apart the same nodes
@@ -122,12 +129,13 @@ def _id_sweep(ids: _Ids, tag: str, colors: list[int], near: list[list[int]], ord
     """One sweep in ``order``: each node's id of its tag, colour and the sorted ids of its
     ``near`` nodes (swept before it)."""
     out = [0] * len(colors)
+    new = ids.setdefault
     for v in order:
         us = near[v]
         if len(us) == 1:
-            out[v] = ids[tag, colors[v], (out[us[0]],)]
+            out[v] = new((tag, colors[v], (out[us[0]],)), len(ids))
         else:
-            out[v] = ids[tag, colors[v], tuple(sorted([out[u] for u in us]))]
+            out[v] = new((tag, colors[v], tuple(sorted([out[u] for u in us]))), len(ids))
     return out
 
 

@@ -24,10 +24,19 @@ def _node(node: ir.NodeInst, costs: dict[tuple, ir.Cost]) -> ir.NodeInst:
     return node.model_copy(update={"cost": c})
 
 
+def _total(costs: list[ir.Cost]) -> ir.Cost:
+    """``sum(costs, ir.ZERO)``, adding the numbers rather than ``Cost`` objects: a cell of
+    10,000 nodes would make 10,000 of them. The same object that sum makes (``ZERO`` when
+    ``costs`` is empty)."""
+    if not costs:
+        return ir.ZERO
+    return ir.Cost(params=sum([c.params for c in costs]), macs=sum([c.macs for c in costs]))
+
+
 def _cell(cell: ir.CellInst) -> ir.CellInst:
     costs: dict[tuple, ir.Cost] = {}
     nodes = tuple(_node(n, costs) for n in cell.nodes)
-    total = sum((n.cost for n in nodes), ir.ZERO)
+    total = _total([n.cost for n in nodes])
     if cell.residual_op is not None:
         total = total + op_cost(cell.residual_op, cell.residual_shape, cell.out_shape)
     return cell.model_copy(update={"nodes": nodes, "cost": total})

@@ -13,11 +13,13 @@ from ..errors import Diagnostic, ShrinkError, warning
 
 
 def _toposort(cell: ir.CellDef) -> list[ir.NodeStmt]:
-    nodes = {n.name: n for n in cell.nodes}
+    stmts = cell.nodes  # (a property that walks the body: once)
+    nodes = {n.name: n for n in stmts}
     order: list[ir.NodeStmt] = []
     state: dict[str, int] = {}  # 1 visiting, 2 done
-    for n in cell.nodes:
-        _visit(n.name, [], cell, nodes, state, order)
+    for n in stmts:
+        if state.get(n.name) != 2:  # a node written after its inputs is placed already
+            _visit(n.name, [], cell, nodes, state, order)
     return order
 
 
@@ -33,7 +35,8 @@ def _visit(name: str, path: list[str], cell: ir.CellDef, nodes: dict[str, ir.Nod
                           nodes[name].loc, "a cell is a DAG: an edge may not lead back")
     state[name] = 1
     for src in nodes[name].inputs:
-        _visit(src, path + [name], cell, nodes, state, order)
+        if state.get(src) != 2:  # (the call would return at once: most inputs come first)
+            _visit(src, path + [name], cell, nodes, state, order)
     state[name] = 2
     order.append(nodes[name])
 
@@ -41,20 +44,16 @@ def _visit(name: str, path: list[str], cell: ir.CellDef, nodes: dict[str, ir.Nod
 def check_cell(cell: ir.CellDef, diags: list[Diagnostic]) -> ir.CellDef:
     order = _toposort(cell)
     inp, out = cell.input, cell.output
-    consumers: dict[str, set[str]] = {n.name: set() for n in order}
-    for n in order:
-        for src in n.inputs:
-            if src in consumers:
-                consumers[src].add(n.name)
     out_nodes = out.nodes
     if out_nodes == ("leaves",):
-        out_nodes = tuple(n.name for n in order if not consumers[n.name])
+        consumed = {src for n in order for src in n.inputs}  # the nodes that feed a node
+        out_nodes = tuple(n.name for n in order if n.name not in consumed)
         if not out_nodes:
             raise ShrinkError(f"cell '{cell.name}' has no nodes for 'leaves'", out.loc)
     # forward: reachable from the input (and, in a recurrent cell, the state)
     reach = {inp.name} | ({inp.state} if inp.state else set())
     for n in order:
-        if any(s in reach for s in n.inputs):
+        if not reach.isdisjoint(n.inputs):
             reach.add(n.name)
     # backward: reaching the output
     live = set(out_nodes) | ({out.residual} if out.residual else set())
@@ -67,8 +66,11 @@ def check_cell(cell: ir.CellDef, diags: list[Diagnostic]) -> ir.CellDef:
     keep = []
     for n in order:
         if n.name in reach and n.name in live:
-            inputs = tuple(s for s in n.inputs if s in reach)
-            keep.append(n if inputs == n.inputs else n.model_copy(update={"inputs": inputs}))
+            if reach.issuperset(n.inputs):  # (most nodes: no input pruned)
+                keep.append(n)
+            else:
+                inputs = tuple(s for s in n.inputs if s in reach)
+                keep.append(n.model_copy(update={"inputs": inputs}))
         else:
             why = "is not reachable from the input" if n.name not in reach else "does not reach the output"
             diags.append(warning(f"node '{n.name}' {why}; it is pruned", n.loc,

@@ -158,6 +158,8 @@ def _apply(op: ir.OpInst, x: ir.Shape, loc: ir.Loc) -> ir.Shape:
 def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc: ir.Loc) -> ir.Shape:
     first = shapes[0]
     for name, s in zip(names[1:], shapes[1:]):
+        if s is first:  # one shape object (``cell`` shares them): it agrees with itself,
+            continue  # no need for pydantic's field-by-field ``==``
         if merge == "concat":
             if s.flat != first.flat or s.h != first.h or s.w != first.w:
                 raise ShrinkError(
@@ -261,9 +263,17 @@ class _Elaborator:
             nodes = [ir.NodeInst(name=inp.name, op=down, in_shape=x, out_shape=n0, loc=inp.loc)]
         ops: dict[tuple, ir.OpInst] = {}  # _op and _apply of what they depend on (see ir.call_key)
         applied: dict[tuple, ir.Shape] = {}
+        # merge_shapes by the merge and the input shape objects (by id: ``shapes`` keeps them
+        # alive while this runs): its checks and result depend on nothing else, and a large
+        # cell merges the same few shape objects (``applied`` shares them) again and again
+        merged: dict[tuple, ir.Shape] = {}
         for n in cell.nodes:
-            where = n.inputs_loc if n.inputs_loc.line > 1 or n.inputs_loc.col > 1 else n.loc
-            xin = merge_shapes(n.merge, n.inputs, [shapes[s] for s in n.inputs], where)
+            ins = [shapes[s] for s in n.inputs]
+            key = (n.merge, *map(id, ins))
+            xin = merged.get(key)  # type: ignore[assignment]
+            if xin is None:
+                where = n.inputs_loc if n.inputs_loc.line > 1 or n.inputs_loc.col > 1 else n.loc
+                xin = merged[key] = merge_shapes(n.merge, n.inputs, ins, where)
             sig = ir.call_key(n.op, n.act)
             if sig is None:
                 op = _op(n.op, n.act, env)

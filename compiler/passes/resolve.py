@@ -200,8 +200,8 @@ class _Resolver:
             return new, new_act
         op, bound = plan
         args = call.args
-        return ir.OpCall(op=op, args=tuple(ir.Arg(name=name, value=args[i].value, loc=args[i].loc)
-                                           for i, name in bound), loc=call.loc), act
+        return ir.OpCall(op=op, args=tuple([ir.Arg(name=name, value=args[i].value, loc=args[i].loc)
+                                            for i, name in bound]), loc=call.loc), act
 
     def check_names(self, expr: ir.Expr, scope: set[str]) -> None:
         if isinstance(expr, ir.Ref):
@@ -392,7 +392,10 @@ class _Resolver:
 
     def sources_ok(self, names: tuple[str, ...], known: dict[str, ir.Loc], who: str,
                    loc: ir.Loc) -> None:
-        seen = set()
+        distinct = set(names)  # first the common case, as sets (once per node of a large cell)
+        if len(distinct) == len(names) and "leaves" not in distinct and known.keys() >= distinct:
+            return
+        seen = set()  # then the first fault, in order
         for n in names:
             if n == "leaves":
                 raise ShrinkError("'leaves' can only be used alone, in an output", loc,

@@ -90,11 +90,13 @@ class _Forked:
             finally:
                 os._exit(code)
         os.close(write)
-        self.pid, self.read = pid, read
+        self.pid: int | None = pid
+        self.read: int | None = read
 
     def result(self, report) -> Any:
-        with os.fdopen(self.read, "rb") as f:
-            data = f.read()
+        pipe, self.read = os.fdopen(self.read, "rb"), None  # closed by the file from now on
+        with pipe:
+            data = pipe.read()
         _, status = os.waitpid(self.pid, 0)
         self.pid = None
         if not data or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
@@ -112,9 +114,11 @@ class _Forked:
             with contextlib.suppress(OSError):
                 os.kill(self.pid, signal.SIGKILL)
                 os.waitpid(self.pid, 0)
+            self.pid = None
+        if self.read is not None:
             with contextlib.suppress(OSError):
                 os.close(self.read)
-            self.pid = None
+            self.read = None
 
 
 def cmd_diff(args, report) -> int:

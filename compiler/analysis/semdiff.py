@@ -379,14 +379,9 @@ def _node_text(g: CellGraph, i: int) -> str:
     return s
 
 
-def diff_cells(a: ir.CellDef, b: ir.CellDef) -> dict[str, Any]:
-    ga, gb = cell_graph(a), cell_graph(b)
-    return diff_cell_graphs(ga, graph_hash(ga), gb, graph_hash(gb))
-
-
 def diff_cell_graphs(ga: CellGraph, hash_a: str, gb: CellGraph, hash_b: str) -> dict[str, Any]:
-    """``diff_cells`` of the cells that ``ga`` and ``gb`` were made from (``cell_graph``),
-    whose hashes are ``hash_a`` and ``hash_b``."""
+    """The changes between two cells, by their graphs (``cell_graph``) and hashes: nodes
+    removed, added and changed, edges removed and added, renamed nodes."""
     m = match_nodes(ga, gb)
     inv = {j: i for i, j in m.items()}
     d: dict[str, Any] = {"hash_a": hash_a, "hash_b": hash_b}

@@ -318,3 +318,31 @@ network N {
         expected = cell.a(x) + cell.residual(x)  # the cell by hand, from its own parts
         torch.testing.assert_close(cell(x), expected)
     assert model(x).shape == (2, 10)
+
+
+def test_generated_lines_fit_in_99_columns():
+    """Generated code reads like code a person wrote: no line of any golden file (each is
+    what the backend emits for a shipped spec) is longer than 99 characters, calls after
+    ``self.x = `` and wrapped in nn.Sequential included."""
+    files = sorted((ROOT / "tests" / "golden" / "pytorch").rglob("*.py"))
+    assert len(files) > 15
+    for f in files:
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            assert len(line) <= 99, f"{f.name}:{n}: {len(line)} characters"
+
+
+def test_call_source_counts_what_comes_before_the_call_and_the_trailing_comma():
+    from shrinkc.backends.pytorch.source import MAX_LINE, call_source, docstring
+
+    args = ["a" * 40, "b" * 40]  # "F(" + 84 + ")": 87 characters
+    assert "\n" not in call_source("F", args, " " * 8)
+    split = call_source("F", args, " " * 8, lead="self.stage1 = ")  # 8 + 14 + 87 > 99
+    assert split == "F(\n" + " " * 12 + "a" * 40 + ", " + "b" * 40 + ",\n" + " " * 8 + ")"
+    args = ["a" * 43, "b" * 42]  # the middle form would be 12 + 87 + 1 = 100 characters
+    assert call_source("F", args, " " * 8, lead="x = ").count("\n") == 3
+    doc = docstring("word " * 40 + "end", "    ")
+    assert doc.startswith('"""word') and doc.endswith('end"""')
+    first, *rest = doc.split("\n")  # the template puts the first line at the indent
+    assert len("    " + first) <= MAX_LINE and all(len(line) <= MAX_LINE for line in rest)
+    assert rest and all(line.startswith("    ") for line in rest)
+    assert " ".join(line.strip() for line in doc.split("\n")) == '"""' + "word " * 40 + 'end"""'

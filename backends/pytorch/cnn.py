@@ -63,14 +63,15 @@ class _OpRenderer:
         return render(act, self.names)
 
     def module(self, call: ir.OpCall, act: ir.Expr | None, cin: Lin, indent: str,
-               concrete_out: int | None = None) -> tuple[str, Lin]:
+               concrete_out: int | None = None, lead: str = "") -> tuple[str, Lin]:
         a = self.act(act)
-        src, out = OP_MODULES[call.op](_Site(self, call, a, cin, indent, concrete_out))
+        src, out = OP_MODULES[call.op](_Site(self, call, a, cin, indent, concrete_out, lead))
         mode = OP_LAYOUT[call.op].act
         if a and mode == "replace":
             src = f"{a}()"
         elif a and mode == "wrap":
-            src = f"nn.Sequential({src}, {a}())"
+            src = (call_source("nn.Sequential", [src, f"{a}()"], indent, lead) if "\n" not in src
+                   else f"nn.Sequential({src}, {a}())")
         return src, out
 
 
@@ -86,6 +87,7 @@ class _Site:
     cin: Lin
     indent: str
     concrete_out: int | None
+    lead: str = ""  # what comes before the call on its line (``self.n1 = ``)
 
     def kw(self, name: str, py: str, default: int | float) -> list[str]:
         return self.r.kw(self.call, name, py, default)
@@ -99,7 +101,7 @@ def _conv_bn_call(s: _Site, helper: str, out: Lin, kernel: list[str], groups: li
     s.r.helpers.add(helper)
     args = [str(s.cin), str(out), *kernel, *s.kw("stride", "stride", 1), *groups,
             *s.kw("dilation", "dilation", 1), *(norm or []), *s.act_kw()]
-    return call_source(helper, args, s.indent), out
+    return call_source(helper, args, s.indent, s.lead), out
 
 
 def _conv(s: _Site) -> tuple[str, Lin]:
@@ -113,7 +115,7 @@ def _conv(s: _Site) -> tuple[str, Lin]:
     args = [str(s.cin), str(out), *s.kw("k", "kernel_size", 1), *s.kw("stride", "stride", 1),
             *s.kw("groups", "groups", 1), *s.kw("dilation", "dilation", 1), *variant,
             *s.act_kw()]
-    return call_source("Conv", args, s.indent), out
+    return call_source("Conv", args, s.indent, s.lead), out
 
 
 def _sepconv(s: _Site) -> tuple[str, Lin]:
@@ -131,7 +133,7 @@ def _dwconv(s: _Site) -> tuple[str, Lin]:
     s.r.helpers.add("Conv")  # batch norm with its own eps or momentum
     args = [str(s.cin), str(s.cin), kernel, *s.kw("stride", "stride", 1), f"groups={s.cin}",
             *s.kw("dilation", "dilation", 1), *norm, *s.act_kw()]
-    return call_source("Conv", args, s.indent), s.cin
+    return call_source("Conv", args, s.indent, s.lead), s.cin
 
 
 def _se(s: _Site) -> tuple[str, Lin]:
@@ -141,14 +143,14 @@ def _se(s: _Site) -> tuple[str, Lin]:
         e = s.call.arg(name)
         if e is not None and not (isinstance(e, ir.Ref) and e.name == default):
             args.append(f"{name}={render(e, s.r.names)}")
-    return call_source("SqueezeExcite", args, s.indent), s.cin
+    return call_source("SqueezeExcite", args, s.indent, s.lead), s.cin
 
 
 def _pool(cls: str) -> Callable[[_Site], tuple[str, Lin]]:
     def pool(s: _Site) -> tuple[str, Lin]:
         args = [s.r.expr(s.call, "k"), *s.kw("stride", "stride", 0), *s.kw("padding", "padding", 0),
                 *s.kw("ceil_mode", "ceil_mode", -1)]
-        return call_source(cls, args, s.indent), s.cin
+        return call_source(cls, args, s.indent, s.lead), s.cin
     return pool
 
 
@@ -159,7 +161,7 @@ def _global_avgpool(s: _Site) -> tuple[str, Lin]:
 
 def _linear(s: _Site) -> tuple[str, Lin]:
     out = s.r.channels(s.call, "out")
-    return call_source("nn.Linear", [str(s.cin), str(out)], s.indent), out
+    return call_source("nn.Linear", [str(s.cin), str(out)], s.indent, s.lead), out
 
 
 def _dropout(s: _Site) -> tuple[str, Lin]:
@@ -170,7 +172,7 @@ def _dropout(s: _Site) -> tuple[str, Lin]:
 def _factorized_reduce(s: _Site) -> tuple[str, Lin]:
     s.r.helpers.add("FactorizedReduce")
     out = s.r.channels(s.call, "out")
-    return call_source("FactorizedReduce", [str(s.cin), str(out), *s.act_kw()], s.indent), out
+    return call_source("FactorizedReduce", [str(s.cin), str(out), *s.act_kw()], s.indent, s.lead), out
 
 
 def _chunk(s: _Site) -> tuple[str, Lin]:
@@ -178,7 +180,7 @@ def _chunk(s: _Site) -> tuple[str, Lin]:
     parts = s.r.expr(s.call, "parts")
     cin = str(s.cin)
     whole = cin if cin.isidentifier() or cin.isdigit() else f"({cin})"
-    return (call_source("Chunk", [parts, s.r.expr(s.call, "index")], s.indent),
+    return (call_source("Chunk", [parts, s.r.expr(s.call, "index")], s.indent, s.lead),
             Lin.term(f"{whole} // {parts}" if not parts.isdigit() or int(parts) != 1 else cin))
 
 
@@ -277,8 +279,9 @@ class _CellBody:
         concrete = {n.name: n for n in inst.nodes}
         for n in cell.nodes:
             src, cin = self.merged(n.merge, n.inputs)
-            ctor, out = r.module(n.op, n.act, cin, "        ", concrete[n.name].out_shape.c)
             attr = self.nodes(n.name)
+            ctor, out = r.module(n.op, n.act, cin, "        ", concrete[n.name].out_shape.c,
+                                 f"self.{attr} = ")
             self.init.append(f"self.{attr} = {ctor}")
             self.fwd.append(f"{attr} = self.{attr}({src})")
             self.channels[n.name] = out
@@ -448,9 +451,12 @@ class _NetworkBody:
         if stmt is None:
             return
         mods: list[str] = []
+        # one layer: ``self.stem = Conv(...)``; several: one a line in an nn.Sequential
+        indent, lead = (("        ", f"self.{kind} = ") if len(stmt.layers) == 1
+                        else ("            ", ""))
         for layer, inst in zip(stmt.layers, layers):
-            src, self.channels = self.r.module(layer.op, layer.act, self.channels, "            ",
-                                               inst.out_shape.c)
+            src, self.channels = self.r.module(layer.op, layer.act, self.channels, indent,
+                                               inst.out_shape.c, lead)
             mods.append(src)
         if len(mods) == 1:
             self.init.append(f"self.{kind} = {mods[0]}")
@@ -483,12 +489,14 @@ class _NetworkBody:
             args.append(f"drop_path=[{', '.join(repr(c.drop_path) for c in inst.cells)}]")
         if not cell.two_inputs:
             self.r.helpers.add("Stage")
-            self.init.append(f"self.{attr} = " + call_source("Stage", args, "        "))
+            lead = f"self.{attr} = "
+            self.init.append(lead + call_source("Stage", args, "        ", lead))
             self.fwd.append(f"x = self.{attr}({self.current})")
             self.prev_channels = None
         else:
             self.r.helpers.add("TwoInputStage")
-            self.init.append(f"self.{attr} = " + call_source("TwoInputStage", args, "        "))
+            lead = f"self.{attr} = "
+            self.init.append(lead + call_source("TwoInputStage", args, "        ", lead))
             prev = self.prev_value or self.current
             self.fwd.append(f"prev, x = self.{attr}({prev}, {self.current})")
             self.prev_value = "prev"

@@ -98,15 +98,26 @@ def value(v: ir.Value) -> str:
     return str(v)
 
 
-def call_source(func: str, args: list[str], indent: str) -> str:
-    """A call on one line when it fits, else its arguments on one line, else one per line."""
+def call_source(func: str, args: list[str], indent: str, lead: str = "") -> str:
+    """A call on one line when it fits, else its arguments on one line, else one per line;
+    ``lead`` is what comes before the call on its first line (``self.stage1 = ``)."""
     one = f"{func}({', '.join(args)})"
-    if len(indent) + len(one) <= MAX_LINE or not args:
+    if len(indent) + len(lead) + len(one) <= MAX_LINE or not args:
         return one
     inner = indent + "    "
-    if len(inner) + len(", ".join(args)) <= MAX_LINE:
+    if len(inner) + len(", ".join(args)) + 1 <= MAX_LINE:  # (+1: the trailing comma)
         return f"{func}(\n{inner}{', '.join(args)},\n{indent})"
     return f"{func}(\n" + "".join(f"{inner}{a},\n" for a in args) + f"{indent})"
+
+
+def docstring(s: str, indent: str = "    ") -> str:
+    """``s`` as a docstring at ``indent``, quotes included, wrapped at spaces to lines of at
+    most MAX_LINE characters (a word longer than a line, a long file name, stays whole)."""
+    import textwrap
+
+    lines = textwrap.wrap(f'"""{s}"""', MAX_LINE - len(indent), break_long_words=False,
+                          break_on_hyphens=False)
+    return f"\n{indent}".join(lines)
 
 
 def text(s: str) -> str:
@@ -142,4 +153,5 @@ def template(name: str) -> jinja2.Template:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
+    env.filters["docstring"] = docstring
     return env.get_template(name)

@@ -2,8 +2,8 @@
 # spec sha256: 1c29888f2a6b1865103536d3e2e4afabce04590cdc88c77c3462a8e01a40eeba
 # 3,504,872 trainable parameters, 300.8M MACs (300,774,272) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/mobilenetv2.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/mobilenetv2.shrink
 
 import torch
 from torch import nn
@@ -116,7 +116,8 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """Network MobileNetV2 (specs/mobilenetv2.shrink:24): 3,504,872 parameters, 300.8M MACs at 3x224x224."""
+    """Network MobileNetV2 (specs/mobilenetv2.shrink:24): 3,504,872 parameters, 300.8M MACs at
+    3x224x224."""
 
     def __init__(
         self,
@@ -126,11 +127,19 @@ class MobileNetV2(nn.Module):
         super().__init__()
         self.stem = ConvBN(3, 32, kernel_size=3, stride=2, act=nn.ReLU6)
         self.stage1 = Stage(DepthwiseSeparable, 32, 1, c=16)
-        self.stage2 = Stage(InvertedResidual, self.stage1.out_channels, 2, c=24, first={"stride": 2})
-        self.stage3 = Stage(InvertedResidual, self.stage2.out_channels, 3, c=32, first={"stride": 2})
-        self.stage4 = Stage(InvertedResidual, self.stage3.out_channels, 4, c=64, first={"stride": 2})
+        self.stage2 = Stage(
+            InvertedResidual, self.stage1.out_channels, 2, c=24, first={"stride": 2},
+        )
+        self.stage3 = Stage(
+            InvertedResidual, self.stage2.out_channels, 3, c=32, first={"stride": 2},
+        )
+        self.stage4 = Stage(
+            InvertedResidual, self.stage3.out_channels, 4, c=64, first={"stride": 2},
+        )
         self.stage5 = Stage(InvertedResidual, self.stage4.out_channels, 3, c=96)
-        self.stage6 = Stage(InvertedResidual, self.stage5.out_channels, 3, c=160, first={"stride": 2})
+        self.stage6 = Stage(
+            InvertedResidual, self.stage5.out_channels, 3, c=160, first={"stride": 2},
+        )
         self.stage7 = Stage(InvertedResidual, self.stage6.out_channels, 1, c=320)
         self.head = nn.Sequential(
             ConvBN(self.stage7.out_channels, 1280, act=nn.ReLU6),

@@ -2,8 +2,8 @@
 # spec sha256: 5e6453716e4bf26c470500b410bebb50e6db050901ffb79d4ce86012b34c11db
 # 80,882 trainable parameters, 6.2M MACs (6,156,528) at input 3x16x16
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/mobilenetv3_space.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/mobilenetv3_space.shrink
 
 import torch
 from torch import nn
@@ -139,7 +139,9 @@ class BneckSearch(nn.Module):
             momentum=0.01,
             act=act,
         )
-        self.n4 = nn.Sequential(SqueezeExcite(4 * in_channels + 4 * w * 4, w, gate=nn.Hardsigmoid), act())
+        self.n4 = nn.Sequential(
+            SqueezeExcite(4 * in_channels + 4 * w * 4, w, gate=nn.Hardsigmoid), act(),
+        )
         self.n5 = Conv(8 * in_channels + 8 * w * 4, w, eps=0.001, momentum=0.01)
         self.out_channels = w
         if down_stride != 1 or in_channels != self.out_channels:
@@ -158,7 +160,8 @@ class BneckSearch(nn.Module):
 
 
 class BneckProxy(nn.Module):
-    """Network BneckProxy (specs/mobilenetv3_space.shrink:22): 80,882 parameters, 6.2M MACs at 3x16x16."""
+    """Network BneckProxy (specs/mobilenetv3_space.shrink:22): 80,882 parameters, 6.2M MACs at
+    3x16x16."""
 
     def __init__(
         self,

@@ -2,8 +2,8 @@
 # spec sha256: 8c3050d3afa2d6563ec280042fdfc81480b485586b941a302055bc0ce37200b5
 # 21,514 trainable parameters, 2.4M MACs (2,360,640) at input 3x16x16
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/quickstart_space.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/quickstart_space.shrink
 
 import torch
 from torch import nn
@@ -115,7 +115,8 @@ class QuickSearch(nn.Module):
 
 
 class QuickProxy(nn.Module):
-    """Network QuickProxy (specs/quickstart_space.shrink:16): 21,514 parameters, 2.4M MACs at 3x16x16."""
+    """Network QuickProxy (specs/quickstart_space.shrink:16): 21,514 parameters, 2.4M MACs at
+    3x16x16."""
 
     def __init__(
         self,

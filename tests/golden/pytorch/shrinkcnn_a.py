@@ -2,8 +2,8 @@
 # spec sha256: 6be189b2dabad1a8cb880d85dfac8b57db5ec11f2c8fd3e44196e458626d3ce7
 # 3,617,085 trainable parameters, 383.7M MACs (383,677,672) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/shrinkcnn_a.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/shrinkcnn_a.shrink
 
 import torch
 from torch import nn
@@ -113,7 +113,8 @@ class ShrinkA(nn.Module):
 
 
 class ShrinkCNN_A(nn.Module):
-    """Network ShrinkCNN_A (specs/shrinkcnn_a.shrink:16): 3,617,085 parameters, 383.7M MACs at 3x224x224."""
+    """Network ShrinkCNN_A (specs/shrinkcnn_a.shrink:16): 3,617,085 parameters, 383.7M MACs at
+    3x224x224."""
 
     def __init__(
         self,

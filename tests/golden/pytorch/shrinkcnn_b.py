@@ -2,8 +2,8 @@
 # spec sha256: 2672e1b32216df111645787ba3655e1f777aacaf848514877ced38c626e240ee
 # 3,617,085 trainable parameters, 383.7M MACs (383,677,672) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/shrinkcnn_b.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/shrinkcnn_b.shrink
 
 import torch
 from torch import nn
@@ -113,7 +113,8 @@ class ShrinkA(nn.Module):
 
 
 class ShrinkCNN_B(nn.Module):
-    """Network ShrinkCNN_B (specs/shrinkcnn_b.shrink:6): 3,617,085 parameters, 383.7M MACs at 3x224x224."""
+    """Network ShrinkCNN_B (specs/shrinkcnn_b.shrink:6): 3,617,085 parameters, 383.7M MACs at
+    3x224x224."""
 
     def __init__(
         self,

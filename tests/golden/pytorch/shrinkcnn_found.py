@@ -2,8 +2,8 @@
 # spec sha256: 127440633446b62d889b84ef61ac181aafb9d6fd1e76dc66db4c7cddb395b7f1
 # 1,920,893 trainable parameters, 111.3M MACs (111,293,924) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/shrinkcnn_found.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/shrinkcnn_found.shrink
 
 import torch
 from torch import nn
@@ -109,7 +109,8 @@ class FoundCell(nn.Module):
 
 
 class ShrinkCNN_Found(nn.Module):
-    """Network ShrinkCNN_Found (specs/shrinkcnn_found.shrink:14): 1,920,893 parameters, 111.3M MACs at 3x224x224."""
+    """Network ShrinkCNN_Found (specs/shrinkcnn_found.shrink:14): 1,920,893 parameters, 111.3M MACs
+    at 3x224x224."""
 
     def __init__(
         self,

@@ -2,8 +2,8 @@
 # spec sha256: d35f16d890d1e61f502f07eea38ddff8502ae5d617811cbe47be1869de843c00
 # 153,802 trainable parameters, 27.7M MACs (27,673,216) at input 3x32x32
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/shrinkcnn_space.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/shrinkcnn_space.shrink
 
 import torch
 from torch import nn
@@ -119,7 +119,8 @@ class ShrinkSearch(nn.Module):
 
 
 class Proxy(nn.Module):
-    """Network Proxy (specs/shrinkcnn_space.shrink:17): 153,802 parameters, 27.7M MACs at 3x32x32."""
+    """Network Proxy (specs/shrinkcnn_space.shrink:17): 153,802 parameters, 27.7M MACs at
+    3x32x32."""
 
     def __init__(
         self,

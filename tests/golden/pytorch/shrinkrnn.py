@@ -2,8 +2,8 @@
 # spec sha256: bf0c7b4c18d31e2223fff0fb7b257f7ea42ead25583d4a4b2ab9c2461190c394
 # 23,000,700 trainable parameters; 6,660,300 FLOPs per step (live edges x hidden^2)
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/shrinkrnn.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/shrinkrnn.shrink
 
 import torch
 from torch import nn

@@ -2,8 +2,8 @@
 # spec sha256: e04e7d8aa2a4292e5f0e7ccf406a5e67470c9a8fcdffd931c4a96a4c1acaba3f
 # 54,846 trainable parameters, 2.6M MACs (2,622,976) at input 3x32x32
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile tests/specs/tiny.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile tests/specs/tiny.shrink
 
 import torch
 from torch import nn

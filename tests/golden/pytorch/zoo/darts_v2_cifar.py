@@ -2,8 +2,8 @@
 # spec sha256: 9aeb07fdc14741851e2905f789a2ef9f33ea35d9842586331dbedee0effd68a5
 # 3,349,342 trainable parameters, 528.4M MACs (528,359,040) at input 3x32x32
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/zoo/darts_v2_cifar.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/zoo/darts_v2_cifar.shrink
 
 import torch
 from torch import nn
@@ -215,7 +215,8 @@ class DartsReduce(nn.Module):
 
 
 class DartsNormalAfterReduce(nn.Module):
-    """Two-input cell DartsNormalAfterReduce (specs/zoo/darts_v2_cifar.shrink:50): 24 nodes, 26 edges."""
+    """Two-input cell DartsNormalAfterReduce (specs/zoo/darts_v2_cifar.shrink:50): 24 nodes, 26
+    edges."""
 
     def __init__(
         self,
@@ -275,7 +276,8 @@ class DartsNormalAfterReduce(nn.Module):
 
 
 class DartsV2(nn.Module):
-    """Network DartsV2 (specs/zoo/darts_v2_cifar.shrink:100): 3,349,342 parameters, 528.4M MACs at 3x32x32."""
+    """Network DartsV2 (specs/zoo/darts_v2_cifar.shrink:100): 3,349,342 parameters, 528.4M MACs at
+    3x32x32."""
 
     def __init__(
         self,
@@ -284,16 +286,24 @@ class DartsV2(nn.Module):
         super().__init__()
         self.stem = ConvBN(3, 108, kernel_size=3)
         self.cells1 = TwoInputStage(DartsNormal, 108, 108, 6, c=36)
-        self.reduce1 = TwoInputStage(DartsReduce, self.cells1.prev_channels, self.cells1.out_channels, 1, c=72)
+        self.reduce1 = TwoInputStage(
+            DartsReduce, self.cells1.prev_channels, self.cells1.out_channels, 1, c=72,
+        )
         self.cells2_first = TwoInputStage(
             DartsNormalAfterReduce, self.reduce1.prev_channels, self.reduce1.out_channels, 1, c=72,
         )
         self.cells2 = TwoInputStage(
             DartsNormal, self.cells2_first.prev_channels, self.cells2_first.out_channels, 5, c=72,
         )
-        self.reduce2 = TwoInputStage(DartsReduce, self.cells2.prev_channels, self.cells2.out_channels, 1, c=144)
+        self.reduce2 = TwoInputStage(
+            DartsReduce, self.cells2.prev_channels, self.cells2.out_channels, 1, c=144,
+        )
         self.cells3_first = TwoInputStage(
-            DartsNormalAfterReduce, self.reduce2.prev_channels, self.reduce2.out_channels, 1, c=144,
+            DartsNormalAfterReduce,
+            self.reduce2.prev_channels,
+            self.reduce2.out_channels,
+            1,
+            c=144,
         )
         self.cells3 = TwoInputStage(
             DartsNormal, self.cells3_first.prev_channels, self.cells3_first.out_channels, 5, c=144,

@@ -2,8 +2,8 @@
 # spec sha256: 22f7b1cafc7267b8a698a4e4f8d90e00150d83cd576cb627f62dc89dab579233
 # 5,288,548 trainable parameters, 385.8M MACs (385,814,752) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/zoo/efficientnet_b0.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/zoo/efficientnet_b0.shrink
 
 import torch
 from torch import nn
@@ -114,7 +114,12 @@ class MBConv1(nn.Module):
     ):
         super().__init__()
         self.depthwise = ConvBN(
-            in_channels, in_channels, kernel_size=k, stride=stride, groups=in_channels, act=nn.SiLU,
+            in_channels,
+            in_channels,
+            kernel_size=k,
+            stride=stride,
+            groups=in_channels,
+            act=nn.SiLU,
         )
         self.excite = SqueezeExcite(in_channels, in_channels // 4, act=nn.SiLU)
         self.project = ConvBN(in_channels, c)
@@ -169,7 +174,8 @@ class MBConv(nn.Module):
 
 
 class EfficientNetB0(nn.Module):
-    """Network EfficientNetB0 (specs/zoo/efficientnet_b0.shrink:27): 5,288,548 parameters, 385.8M MACs at 3x224x224."""
+    """Network EfficientNetB0 (specs/zoo/efficientnet_b0.shrink:27): 5,288,548 parameters, 385.8M
+    MACs at 3x224x224."""
 
     def __init__(
         self,
@@ -206,7 +212,9 @@ class EfficientNetB0(nn.Module):
             first={"stride": 2},
             drop_path=[0.0, 0.075, 0.0875],
         )
-        self.stage5 = Stage(MBConv, self.stage4.out_channels, 3, c=112, k=5, drop_path=[0.0, 0.1125, 0.125])
+        self.stage5 = Stage(
+            MBConv, self.stage4.out_channels, 3, c=112, k=5, drop_path=[0.0, 0.1125, 0.125],
+        )
         self.stage6 = Stage(
             MBConv,
             self.stage5.out_channels,

@@ -2,8 +2,8 @@
 # spec sha256: 60fba22b9bfdd21b6a4c482fc6a13743276fbbe27aabed44df42cd0d42ca6b64
 # 4,383,312 trainable parameters, 314.4M MACs (314,415,872) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/zoo/mnasnet1_0.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/zoo/mnasnet1_0.shrink
 
 import torch
 from torch import nn
@@ -96,7 +96,8 @@ class MBConv(nn.Module):
 
 
 class MnasNet1_0(nn.Module):
-    """Network MnasNet1_0 (specs/zoo/mnasnet1_0.shrink:20): 4,383,312 parameters, 314.4M MACs at 3x224x224."""
+    """Network MnasNet1_0 (specs/zoo/mnasnet1_0.shrink:20): 4,383,312 parameters, 314.4M MACs at
+    3x224x224."""
 
     def __init__(
         self,
@@ -110,10 +111,16 @@ class MnasNet1_0(nn.Module):
             Conv(32, 16, momentum=1 - 0.9997),
         )
         self.stage1 = Stage(MBConv, 16, 3, c=24, t=3, k=3, first={"stride": 2})
-        self.stage2 = Stage(MBConv, self.stage1.out_channels, 3, c=40, t=3, k=5, first={"stride": 2})
-        self.stage3 = Stage(MBConv, self.stage2.out_channels, 3, c=80, t=6, k=5, first={"stride": 2})
+        self.stage2 = Stage(
+            MBConv, self.stage1.out_channels, 3, c=40, t=3, k=5, first={"stride": 2},
+        )
+        self.stage3 = Stage(
+            MBConv, self.stage2.out_channels, 3, c=80, t=6, k=5, first={"stride": 2},
+        )
         self.stage4 = Stage(MBConv, self.stage3.out_channels, 2, c=96, t=6, k=3)
-        self.stage5 = Stage(MBConv, self.stage4.out_channels, 4, c=192, t=6, k=5, first={"stride": 2})
+        self.stage5 = Stage(
+            MBConv, self.stage4.out_channels, 4, c=192, t=6, k=5, first={"stride": 2},
+        )
         self.stage6 = Stage(MBConv, self.stage5.out_channels, 1, c=320, t=6, k=3)
         self.head = nn.Sequential(
             Conv(self.stage6.out_channels, 1280, momentum=1 - 0.9997, act=nn.ReLU),

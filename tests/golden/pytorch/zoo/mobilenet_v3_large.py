@@ -2,8 +2,8 @@
 # spec sha256: 6e2d047d5d951c5d624a9340079aae84c295baa66375b0c8ae1e301d64489800
 # 5,483,032 trainable parameters, 216.6M MACs (216,589,760) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/zoo/mobilenet_v3_large.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/zoo/mobilenet_v3_large.shrink
 
 import torch
 from torch import nn
@@ -131,7 +131,9 @@ class Bneck(nn.Module):
     ):
         super().__init__()
         self.expand = Conv(in_channels, exp, eps=0.001, momentum=0.01, act=nl)
-        self.depthwise = Conv(exp, exp, kernel_size=k, stride=s, groups=exp, eps=0.001, momentum=0.01, act=nl)
+        self.depthwise = Conv(
+            exp, exp, kernel_size=k, stride=s, groups=exp, eps=0.001, momentum=0.01, act=nl,
+        )
         self.project = Conv(exp, out, eps=0.001, momentum=0.01)
         self.out_channels = out
         self.use_residual = s == 1 and in_channels == self.out_channels
@@ -160,7 +162,9 @@ class BneckSE(nn.Module):
     ):
         super().__init__()
         self.expand = Conv(in_channels, exp, eps=0.001, momentum=0.01, act=nl)
-        self.depthwise = Conv(exp, exp, kernel_size=k, stride=s, groups=exp, eps=0.001, momentum=0.01, act=nl)
+        self.depthwise = Conv(
+            exp, exp, kernel_size=k, stride=s, groups=exp, eps=0.001, momentum=0.01, act=nl,
+        )
         self.excite = SqueezeExcite(exp, squeeze, gate=nn.Hardsigmoid)
         self.project = Conv(exp, out, eps=0.001, momentum=0.01)
         self.out_channels = out
@@ -177,7 +181,8 @@ class BneckSE(nn.Module):
 
 
 class MobileNetV3Large(nn.Module):
-    """Network MobileNetV3Large (specs/zoo/mobilenet_v3_large.shrink:39): 5,483,032 parameters, 216.6M MACs at 3x224x224."""
+    """Network MobileNetV3Large (specs/zoo/mobilenet_v3_large.shrink:39): 5,483,032 parameters,
+    216.6M MACs at 3x224x224."""
 
     def __init__(
         self,
@@ -185,17 +190,29 @@ class MobileNetV3Large(nn.Module):
         drop: float = 0.2,
     ):
         super().__init__()
-        self.stem = Conv(3, 16, kernel_size=3, stride=2, eps=0.001, momentum=0.01, act=nn.Hardswish)
+        self.stem = Conv(
+            3, 16, kernel_size=3, stride=2, eps=0.001, momentum=0.01, act=nn.Hardswish,
+        )
         self.stage1 = Stage(Depthwise, 16, 1, k=3, out=16, nl=nn.ReLU)
-        self.stage2 = Stage(Bneck, self.stage1.out_channels, 1, k=3, exp=64, out=24, nl=nn.ReLU, s=2)
+        self.stage2 = Stage(
+            Bneck, self.stage1.out_channels, 1, k=3, exp=64, out=24, nl=nn.ReLU, s=2,
+        )
         self.stage3 = Stage(Bneck, self.stage2.out_channels, 1, k=3, exp=72, out=24, nl=nn.ReLU)
         self.stage4 = Stage(
             BneckSE, self.stage3.out_channels, 1, k=5, exp=72, squeeze=24, out=40, nl=nn.ReLU, s=2,
         )
-        self.stage5 = Stage(BneckSE, self.stage4.out_channels, 2, k=5, exp=120, squeeze=32, out=40, nl=nn.ReLU)
-        self.stage6 = Stage(Bneck, self.stage5.out_channels, 1, k=3, exp=240, out=80, nl=nn.Hardswish, s=2)
-        self.stage7 = Stage(Bneck, self.stage6.out_channels, 1, k=3, exp=200, out=80, nl=nn.Hardswish)
-        self.stage8 = Stage(Bneck, self.stage7.out_channels, 2, k=3, exp=184, out=80, nl=nn.Hardswish)
+        self.stage5 = Stage(
+            BneckSE, self.stage4.out_channels, 2, k=5, exp=120, squeeze=32, out=40, nl=nn.ReLU,
+        )
+        self.stage6 = Stage(
+            Bneck, self.stage5.out_channels, 1, k=3, exp=240, out=80, nl=nn.Hardswish, s=2,
+        )
+        self.stage7 = Stage(
+            Bneck, self.stage6.out_channels, 1, k=3, exp=200, out=80, nl=nn.Hardswish,
+        )
+        self.stage8 = Stage(
+            Bneck, self.stage7.out_channels, 2, k=3, exp=184, out=80, nl=nn.Hardswish,
+        )
         self.stage9 = Stage(
             BneckSE,
             self.stage8.out_channels,

@@ -2,8 +2,8 @@
 # spec sha256: 6185c51e683fa29e8bd5770bc0fc18c5e24dbe6519d917987167145fefabdd0c
 # 2,542,856 trainable parameters, 56.5M MACs (56,510,400) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/zoo/mobilenet_v3_small.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/zoo/mobilenet_v3_small.shrink
 
 import torch
 from torch import nn
@@ -134,7 +134,9 @@ class Bneck(nn.Module):
     ):
         super().__init__()
         self.expand = Conv(in_channels, exp, eps=0.001, momentum=0.01, act=nl)
-        self.depthwise = Conv(exp, exp, kernel_size=k, stride=s, groups=exp, eps=0.001, momentum=0.01, act=nl)
+        self.depthwise = Conv(
+            exp, exp, kernel_size=k, stride=s, groups=exp, eps=0.001, momentum=0.01, act=nl,
+        )
         self.project = Conv(exp, out, eps=0.001, momentum=0.01)
         self.out_channels = out
         self.use_residual = s == 1 and in_channels == self.out_channels
@@ -163,7 +165,9 @@ class BneckSE(nn.Module):
     ):
         super().__init__()
         self.expand = Conv(in_channels, exp, eps=0.001, momentum=0.01, act=nl)
-        self.depthwise = Conv(exp, exp, kernel_size=k, stride=s, groups=exp, eps=0.001, momentum=0.01, act=nl)
+        self.depthwise = Conv(
+            exp, exp, kernel_size=k, stride=s, groups=exp, eps=0.001, momentum=0.01, act=nl,
+        )
         self.excite = SqueezeExcite(exp, squeeze, gate=nn.Hardsigmoid)
         self.project = Conv(exp, out, eps=0.001, momentum=0.01)
         self.out_channels = out
@@ -180,7 +184,8 @@ class BneckSE(nn.Module):
 
 
 class MobileNetV3Small(nn.Module):
-    """Network MobileNetV3Small (specs/zoo/mobilenet_v3_small.shrink:41): 2,542,856 parameters, 56.5M MACs at 3x224x224."""
+    """Network MobileNetV3Small (specs/zoo/mobilenet_v3_small.shrink:41): 2,542,856 parameters,
+    56.5M MACs at 3x224x224."""
 
     def __init__(
         self,
@@ -188,9 +193,13 @@ class MobileNetV3Small(nn.Module):
         drop: float = 0.2,
     ):
         super().__init__()
-        self.stem = Conv(3, 16, kernel_size=3, stride=2, eps=0.001, momentum=0.01, act=nn.Hardswish)
+        self.stem = Conv(
+            3, 16, kernel_size=3, stride=2, eps=0.001, momentum=0.01, act=nn.Hardswish,
+        )
         self.stage1 = Stage(DepthwiseSE, 16, 1, k=3, squeeze=8, out=16, nl=nn.ReLU, s=2)
-        self.stage2 = Stage(Bneck, self.stage1.out_channels, 1, k=3, exp=72, out=24, nl=nn.ReLU, s=2)
+        self.stage2 = Stage(
+            Bneck, self.stage1.out_channels, 1, k=3, exp=72, out=24, nl=nn.ReLU, s=2,
+        )
         self.stage3 = Stage(Bneck, self.stage2.out_channels, 1, k=3, exp=88, out=24, nl=nn.ReLU)
         self.stage4 = Stage(
             BneckSE,
@@ -204,13 +213,34 @@ class MobileNetV3Small(nn.Module):
             s=2,
         )
         self.stage5 = Stage(
-            BneckSE, self.stage4.out_channels, 2, k=5, exp=240, squeeze=64, out=40, nl=nn.Hardswish,
+            BneckSE,
+            self.stage4.out_channels,
+            2,
+            k=5,
+            exp=240,
+            squeeze=64,
+            out=40,
+            nl=nn.Hardswish,
         )
         self.stage6 = Stage(
-            BneckSE, self.stage5.out_channels, 1, k=5, exp=120, squeeze=32, out=48, nl=nn.Hardswish,
+            BneckSE,
+            self.stage5.out_channels,
+            1,
+            k=5,
+            exp=120,
+            squeeze=32,
+            out=48,
+            nl=nn.Hardswish,
         )
         self.stage7 = Stage(
-            BneckSE, self.stage6.out_channels, 1, k=5, exp=144, squeeze=40, out=48, nl=nn.Hardswish,
+            BneckSE,
+            self.stage6.out_channels,
+            1,
+            k=5,
+            exp=144,
+            squeeze=40,
+            out=48,
+            nl=nn.Hardswish,
         )
         self.stage8 = Stage(
             BneckSE,

@@ -2,8 +2,8 @@
 # spec sha256: ad1212fb2c201db2615343c5974758fa1f434bf55c5d19707b983f9b98862a21
 # 11,689,512 trainable parameters, 1.81G MACs (1,814,073,344) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/zoo/resnet18.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/zoo/resnet18.shrink
 
 import torch
 from torch import nn
@@ -78,7 +78,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """Network ResNet18 (specs/zoo/resnet18.shrink:16): 11,689,512 parameters, 1.81G MACs at 3x224x224."""
+    """Network ResNet18 (specs/zoo/resnet18.shrink:16): 11,689,512 parameters, 1.81G MACs at
+    3x224x224."""
 
     def __init__(
         self,

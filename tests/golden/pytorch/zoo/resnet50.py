@@ -2,8 +2,8 @@
 # spec sha256: 4a390427c86e83174ddbb8f890d8caf12cd050d4a2dbb1d9b604f8635dd5750c
 # 25,557,032 trainable parameters, 4.09G MACs (4,089,184,256) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/zoo/resnet50.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/zoo/resnet50.shrink
 
 import torch
 from torch import nn
@@ -80,7 +80,8 @@ class Bottleneck(nn.Module):
 
 
 class ResNet50(nn.Module):
-    """Network ResNet50 (specs/zoo/resnet50.shrink:18): 25,557,032 parameters, 4.09G MACs at 3x224x224."""
+    """Network ResNet50 (specs/zoo/resnet50.shrink:18): 25,557,032 parameters, 4.09G MACs at
+    3x224x224."""
 
     def __init__(
         self,

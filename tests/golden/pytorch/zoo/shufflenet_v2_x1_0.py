@@ -2,8 +2,8 @@
 # spec sha256: 78707d2d2beecfe11e1afec3ccea9e7c735d1af2b9c8c9a5a6c222b5b98baeac
 # 2,278,604 trainable parameters, 144.9M MACs (144,907,992) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/zoo/shufflenet_v2_x1_0.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/zoo/shufflenet_v2_x1_0.shrink
 
 import torch
 from torch import nn
@@ -119,7 +119,8 @@ class ShuffleUnit(nn.Module):
 
 
 class ShuffleNetV2(nn.Module):
-    """Network ShuffleNetV2 (specs/zoo/shufflenet_v2_x1_0.shrink:33): 2,278,604 parameters, 144.9M MACs at 3x224x224."""
+    """Network ShuffleNetV2 (specs/zoo/shufflenet_v2_x1_0.shrink:33): 2,278,604 parameters, 144.9M
+    MACs at 3x224x224."""
 
     def __init__(
         self,

@@ -2,8 +2,8 @@
 # spec sha256: d7c5e32e91723a9502112de598c5567782d7076b82421c9ab9fc58f947c5d737
 # 1,235,496 trainable parameters, 349.2M MACs (349,151,936) at input 3x224x224
 #
-# Standalone: imports only torch. Regenerate with `shrinkc compile specs/zoo/squeezenet1_1.shrink`
-# rather than editing by hand.
+# Standalone: imports only torch. Regenerate it, rather than editing it by hand, with
+#     shrinkc compile specs/zoo/squeezenet1_1.shrink
 
 import torch
 from torch import nn
@@ -87,7 +87,8 @@ class Fire(nn.Module):
 
 
 class SqueezeNet1_1(nn.Module):
-    """Network SqueezeNet1_1 (specs/zoo/squeezenet1_1.shrink:19): 1,235,496 parameters, 349.2M MACs at 3x224x224."""
+    """Network SqueezeNet1_1 (specs/zoo/squeezenet1_1.shrink:19): 1,235,496 parameters, 349.2M MACs
+    at 3x224x224."""
 
     def __init__(
         self,

@@ -166,3 +166,24 @@ def test_the_program_ends_at_once_after_a_short_command_with_all_its_output(caps
     assert r.returncode == 1 and "no such file" in r.stderr and "atexit ran" not in r.stderr
     r = program("bench", "nope.onnx")  # not short-lived: a normal exit
     assert r.returncode == 1 and "atexit ran" in r.stderr
+
+
+def test_compile_to_stdout_with_dash(tmp_path, capsys, chdir_root, monkeypatch):
+    """``-o -`` writes the one target to stdout, as the file it would write, and nothing else;
+    never a folder named '-'. Two targets, or ONNX to a terminal, are usage errors."""
+    spec = "specs/shrinkcnn_a.shrink"
+    for target, name in (("pytorch", "shrinkcnn_a.py"), ("ir", "shrinkcnn_a.ir.json")):
+        assert main(["compile", spec, "--target", target, "-o", str(tmp_path)]) == 0
+        capsys.readouterr()
+        assert main(["compile", spec, "--target", target, "-o", "-"]) == 0
+        assert capsys.readouterr().out == (tmp_path / name).read_text()
+    assert main(["compile", spec, "--target", "onnx", "-o", str(tmp_path)]) == 0
+    r = subprocess.run([sys.executable, "-m", "shrinkc", "compile", spec, "--target", "onnx",
+                        "-o", "-"], capture_output=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout == (tmp_path / "shrinkcnn_a.onnx").read_bytes()
+    assert not (ROOT / "-").exists()
+    assert main(["compile", spec, "--target", "onnx,ir", "-o", "-"]) == 2
+    assert "give one --target" in capsys.readouterr().err
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["compile", spec, "--target", "onnx", "-o", "-"]) == 2
+    assert "ONNX model is binary" in capsys.readouterr().err

@@ -221,19 +221,25 @@ def _calibration(args, graph):
 # packages a generated file imports: a file named after one would shadow it for every script
 # in its folder (``torch.py`` beside ``model.py`` breaks ``import torch``)
 SHADOWING = frozenset({"torch"})
+STDOUT = "-"  # ``-o -``: the one target on stdout (a folder named "-" is ``-o ./-``)
 
 
 def cmd_compile(args, report) -> int:
     from shrinkc.compiler.fsutil import atomic_write, ensure_dir
 
     targets = _targets(args)
+    to_stdout = args.output == STDOUT
+    if to_stdout and len(targets) != 1:
+        raise UsageError("-o - writes one target to stdout: give one --target (or -o DIR)")
+    if to_stdout and targets == ["onnx"] and sys.stdout.isatty():
+        raise UsageError("an ONNX model is binary: redirect stdout to a file, or give -o DIR")
     if is_dynamic(args.input) and targets != ["onnx"]:
         raise UsageError(f"--input {args.input.strip()} (any height and width) is for --target "
                          "onnx only; the PyTorch module takes any size as it is")
     args.opset = _opset(args.opset)
     graph = graph_of(args, report)
     stem = Path(args.spec).stem
-    if "pytorch" in targets and stem in SHADOWING:
+    if "pytorch" in targets and stem in SHADOWING and not to_stdout:
         raise ShrinkError(f"refusing to write {stem}.py: a file of that name shadows the "
                           f"'{stem}' package for every script in {Path(args.output).as_posix()}",
                           None, f"rename {Path(args.spec).name} (the output is named after it)")
@@ -250,6 +256,14 @@ def cmd_compile(args, report) -> int:
             outputs.append((f"{stem}.onnx", data, what))
         else:
             outputs.append((f"{stem}.ir.json", graph.model_dump_json(indent=1) + "\n", summary))
+    if to_stdout:  # the one output, and nothing else, on stdout
+        ((_, data, _),) = outputs
+        if isinstance(data, bytes):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
+        return 0
     out = ensure_dir(Path(args.output))
     for name, data, what in outputs:
         path = out / name
@@ -460,7 +474,9 @@ def register(sub) -> None:
     """Add ``compile``, ``stats``, ``check`` and ``fmt`` to ``shrinkc``'s subparsers."""
     c = sub.add_parser("compile", help="compile a spec to standalone PyTorch, ONNX or IR JSON")
     c.add_argument("spec")
-    c.add_argument("-o", "--output", default="build", help="output directory (default: build)")
+    c.add_argument("-o", "--output", default="build",
+                   help="output directory (default: build); '-' writes the one --target to "
+                        "stdout")
     c.add_argument("--target", default="pytorch",
                    help="comma-separated: pytorch (default), onnx, ir")
     c.add_argument("--network", help="which network of the file (default: its last one)")

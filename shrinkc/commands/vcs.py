@@ -79,8 +79,8 @@ class _Forked:
                 warnings: list = []
                 try:
                     out: tuple = ("side", warnings, _side(spec, warnings.append))
-                except ShrinkError as e:
-                    out = ("error", warnings, e.diagnostic)
+                except ShrinkError as e:  # pickled whole (ShrinkError.__reduce__)
+                    out = ("error", warnings, e)
                 data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
                 with os.fdopen(write, "wb") as f:
                     f.write(data)
@@ -105,8 +105,7 @@ class _Forked:
         for w in warnings:
             report(w)
         if kind == "error":
-            raise ShrinkError(value.message, value.loc, value.hint, value.note,
-                              quote=value.quote)
+            raise value
         return value
 
     def stop(self) -> None:

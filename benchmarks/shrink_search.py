@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -81,6 +82,10 @@ RANDOM_EARLIER = {"random_avx2": "random search, AVX2 fp32",
                   "random_b32": "random search, batch 32",
                   "random_e2b128": "random search, 2 epochs at batch 128"}
 
+
+# short names for the shared data sets (``--data cifar10``: the paper's CIFAR-10 proxy)
+SHARED = ROOT.parent / "shared" / "data"
+DATA_ALIASES = {"cifar10": str(SHARED / "cifar10" / "proxy.npz")}
 
 # --data: the proxy data of every part but ``cluttered`` (None: the default digits). A part run
 # on other data keeps its results apart: PART_TAG.json, runs/PART_TAG, search_pareto_TAG.png.
@@ -220,6 +225,19 @@ def train_all(part: str, doc: dict, jobs: dict, workers: int) -> dict:
 # --------------------------------------------------------------------------- parts
 
 
+# the reference cells the rank part trains beside its random cells (from the CIFAR-10 rank on)
+REFERENCES = ("complete DAG", "ShrinkCNN-A cell")
+
+
+def reference_job(sp: Space, name: str, seed: int, precision: str, **train):
+    from shrinkc.search import rules
+
+    if name == "complete DAG":
+        return sp.job(rules.live_edges(sp.space), seed, precision=precision, **train)
+    job = shrinka_job(sp, seed, precision)
+    return replace(job, train={**job.train, **train})
+
+
 def part_rank(args) -> None:
     sp = Space()
     doc = load("rank")
@@ -228,12 +246,18 @@ def part_rank(args) -> None:
                             "seeds": list(RANK_SEEDS), "sample_seed": 1234,
                             "precision": args.precision},
                "cells": [list(map(list, c)) for c in sp.random_cells(args.cells, 1234)],
-               "runs": {}}
+               "references": list(REFERENCES), "runs": {}}
     precision = doc["protocol"].get("precision", "fp32")
     jobs = {f"{i}/{s}": sp.job(c, s, precision=precision)
             for i, c in enumerate(doc["cells"]) for s in RANK_SEEDS}
+    jobs.update({f"{name}/{s}": reference_job(sp, name, s, precision)
+                 for name in doc.get("references", ()) for s in RANK_SEEDS})
     # the largest cells first: the pool ends with short jobs on both workers
-    jobs = dict(sorted(jobs.items(), key=lambda kv: -len(doc["cells"][int(kv[0].split("/")[0])])))
+    def size(key: str) -> int:
+        name = key.split("/")[0]
+        return len(doc["cells"][int(name)]) if name.isdigit() else {"complete DAG": 28}.get(name, 6)
+
+    jobs = dict(sorted(jobs.items(), key=lambda kv: -size(kv[0])))
     train_all("rank", doc, jobs, args.workers)
 
 
@@ -742,8 +766,8 @@ def main() -> None:
                     "auto's choice)")
     args = ap.parse_args()
     global DATA, TAG, RECOMMENDED
-    DATA = args.data
-    RECOMMENDED = RECOMMENDED_BY_DATA.get(DATA, RECOMMENDED_BY_DATA[None])
+    DATA = DATA_ALIASES.get(args.data, args.data)
+    RECOMMENDED = RECOMMENDED_BY_DATA.get(args.data, RECOMMENDED_BY_DATA[None])
     TAG = "_" + args.data.replace("-digits", "").replace("/", "_") if args.data else ""
     {"rank": part_rank, "budget": part_budget, "search": part_search, "paper": part_paper,
      "random": part_random, "retrain": part_retrain,

@@ -163,7 +163,8 @@ def recalibrate_bn(model, x_train, batch: int, precision: str = "fp32") -> None:
 
 
 def train(model, data, settings: dict, seed: int, precision: str = "fp32", device=None,
-          resume: dict | None = None) -> tuple[float, int, list[float], dict]:
+          resume: dict | None = None, keep_best: bool = False,
+          ) -> tuple[float, int, list[float], dict]:
     """Train ``model``; returns (best validation accuracy, epochs run, the validation accuracy
     after each epoch: the learning curve, from which the score any shorter budget with the
     same seed would have given can be read, and a checkpoint). Before each validation the
@@ -172,7 +173,9 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32", devic
     ``resume``: a checkpoint an earlier call returned (weights, optimizer, random state,
     epochs, curve, early stopping); training goes on from it to ``epochs`` and ends exactly
     as one uninterrupted run with the same seed would (successive halving continues its
-    survivors so).
+    survivors so). ``keep_best``: the checkpoint also holds the weights (batch-norm
+    statistics recalibrated) of the epoch with the best validation accuracy, as
+    ``best_model``, for evaluating a re-trained network on held-out data.
 
     Images and the model are kept channels-last (NHWC): on CPUs, oneDNN's convolutions run
     about twice as fast so (``benchmarks/proxy_train.py``); the numbers are fp32 either way.
@@ -195,7 +198,7 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32", devic
     opt = _optimizer(model, settings)
     batch, epochs = int(settings["batch"]), int(settings["epochs"])
     stop, epoch, curve = _EarlyStop(int(settings["patience"]), higher_is_better=True), 0, []
-    stopped = False
+    stopped, best_model = False, None
     n = len(x_train)
     steps_per_epoch = sum(1 for i in range(0, n, batch) if min(n, i + batch) - i >= 2)
     if resume is not None:
@@ -223,19 +226,30 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32", devic
             loss.backward()
             opt.step()
         recalibrate_bn(model, x_train, batch, precision)
-        model.eval()
-        correct = 0
-        with torch.no_grad():
-            for i in range(0, len(x_val), 512):
-                with _autocast(precision, dev.type):
-                    logits = model(x_val[i:i + 512])
-                correct += (logits.argmax(1) == y_val[i:i + 512]).sum().item()
-        curve.append(correct / len(x_val))
+        curve.append(accuracy(model, x_val, y_val, precision))
         stopped = stop(curve[-1])
+        if keep_best and stop.since == 0:  # this epoch is the best so far
+            best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
     checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                   "generator": gen.get_state(), "rng": torch.get_rng_state(), "epoch": epoch,
                   "curve": curve, "stopped": stopped, "best": stop.best, "since": stop.since}
+    if keep_best:
+        checkpoint["best_model"] = best_model
     return stop.best or 0.0, epoch, curve, checkpoint
+
+
+def accuracy(model, x, y, precision: str = "fp32", batch: int = 512) -> float:
+    """The fraction of ``x`` that ``model`` (put in eval mode) classifies as ``y``."""
+    import torch
+
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            with _autocast(precision, x.device.type):
+                logits = model(x[i:i + batch])
+            correct += (logits.argmax(1) == y[i:i + batch]).sum().item()
+    return correct / len(x)
 
 
 def train_lm(model, corpus, settings: dict, seed: int, precision: str = "fp32",

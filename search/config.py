@@ -15,6 +15,7 @@ duplicate keys, types and ranges. ``data`` is relative to the config file's fold
     address: auto             # a Ray cluster
     gpus_per_candidate: 0.25  # with Ray on GPUs: four candidates share a GPU
     data: ../data/proxy.npz
+    subset: 5000/1000         # of an image folder or CIFAR folder: N/M images
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ KEYS: dict[str, tuple[type, tuple, str]] = {
     "address": (str, (), "a Ray cluster's address"),
     "gpus_per_candidate": (float, (0.0, 8.0), "the GPUs Ray gives each candidate"),
     "data": (str, (), "the proxy data, relative to this file"),
+    "subset": (str, (), "N training and M validation images of the data, as N/M"),
 }
 
 
@@ -111,6 +113,13 @@ def _value(display: str, key: str, node) -> object:
         raise ShrinkError(f"{key} must be above 0, got {value}", loc)
     if kind is str and not value:
         raise ShrinkError(f"{key} is empty", loc)
+    if key == "subset":
+        from .data.images import parse_subset
+
+        try:
+            parse_subset(value)
+        except ValueError as e:
+            raise ShrinkError(str(e).replace("--subset", "subset"), loc) from None
     return value
 
 

@@ -54,6 +54,7 @@ class Options:
     precision: str = "auto"  # fp32, bf16 (autocast) or auto (bf16 where the hardware has it)
     device: str = "auto"  # cpu, cuda or auto (CUDA when available)
     gpus_per_candidate: float = 1.0  # with Ray on GPUs: what each candidate asks for
+    subset: str | None = None  # N/M: part of an image folder or CIFAR folder (images.prepare)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class _Search:
     sources: dict[str, str]  # the spec and every file it includes: name -> sha256
     precision: str  # fp32 or bf16: --precision with auto decided once, for every worker
     device: str  # cpu or cuda: --device with auto decided once
+    source: str | None = None  # the data the workers load: opts.data, or its decoded cache
+    data_record: dict = field(default_factory=dict)  # run.json's keys about the data
 
     def program(self, edges: tuple[Edge, ...]) -> ir.Program:
         """The spec with the space cut down to ``edges``."""
@@ -92,7 +95,7 @@ class _Search:
             train["restarts"] = list(restarts)
         return make_job(path=self.opts.spec, program=self.parsed, space=self.space.name,
                         edges=edges, network=self.search.network, overrides=self.overrides,
-                        train=train, data=self.opts.data, seed=seed,
+                        train=train, data=self.source, seed=seed,
                         threads=self.opts.threads, parent=parent, keep_state=keep_state,
                         precision=self.precision, device=self.device, resume=resume,
                         keep_checkpoint=keep_checkpoint)
@@ -195,11 +198,12 @@ def _prepare(opts: Options, report: Report | None) -> _Search:
     if search.space not in spaces:
         raise ShrinkError(f"space '{search.space}' must be defined in {parsed.file} itself",
                           search.locs.get("space"), "the shrinker rewrites the file it is given")
-    overrides = _proxy_overrides(checked, search, lm, opts.data)
+    overrides, source, record = _proxy_overrides(checked, search, lm, opts, report)
     device = resolve_device(opts.device)
     return _Search(opts, parsed, checked.sources.texts[parsed.file], search,
                    spaces[search.space], settings, lm, overrides, _sources(checked),
-                   resolve_precision(opts.precision, device=device, lm=lm), device)
+                   resolve_precision(opts.precision, device=device, lm=lm), device,
+                   source, record)
 
 
 def _sources(checked: Checked) -> dict[str, str]:
@@ -230,29 +234,37 @@ def _find_search(checked: Checked, name: str | None) -> ir.SearchDef:
     return checked.program.defs(ir.SearchDef)[mine[-1].name]  # type: ignore[return-value]
 
 
-def _proxy_overrides(checked: Checked, search: ir.SearchDef, lm: bool,
-                     data: str | None) -> dict:
-    """Load the proxy data (a damaged file is an error here) and fit the proxy network to it:
-    its ``classes`` or ``vocab`` parameter, or an error when it has none and does not fit."""
+def _proxy_overrides(checked: Checked, search: ir.SearchDef, lm: bool, opts: Options,
+                     report: Report | None = None) -> tuple[dict, str | None, dict]:
+    """Load the proxy data (a damaged file is an error here; an image folder or CIFAR folder
+    is decoded once, into the decoded-data cache) and fit the proxy network to it: its
+    ``classes`` or ``vocab`` parameter, or an error when it has none and does not fit. With
+    it, what the workers load and what run.json records of the data."""
     graph = build_graph(checked, search.network)
     net = checked.program.networks[search.network]
+    data, source, record = opts.data, opts.data, {}
     if lm:
         from .data import corpus
 
+        if opts.subset is not None:
+            raise ShrinkError("--subset takes part of an image folder or a CIFAR batches "
+                              "folder, not a corpus", net.loc, "drop --subset")
         knob, classes = "vocab", corpus.load(data).size
     else:
         from .data import images
 
         knob = "classes"
-        classes = images.load(data, tuple(graph.input_shape.as_list())).classes
+        prepared = images.prepare(data, tuple(graph.input_shape.as_list()), opts.subset,
+                                  report, progress=not opts.quiet)
+        classes, source, record = prepared.data.classes, prepared.source, prepared.record
     if knob in {p.name for p in net.params}:
-        return {knob: classes}
+        return {knob: classes}, source, record
     outputs = graph.out_shape.c
     if outputs != classes:
         raise ShrinkError(f"network {search.network} outputs {outputs} values but the data "
                           f"has {classes} {'tokens' if lm else 'classes'}", net.loc,
                           f"give the network a '{knob}' parameter")
-    return {}
+    return {}, source, record
 
 
 def _meta(s: _Search) -> dict:
@@ -267,10 +279,13 @@ def _meta(s: _Search) -> dict:
         data = "generated corpus"
     else:
         data = images.DIGITS
-    digest = corpus.fingerprint(s.opts.data) if s.lm else images.fingerprint(s.opts.data)
+    record = dict(s.data_record)
+    if "data_sha256" not in record:
+        record["data_sha256"] = (corpus.fingerprint(s.opts.data) if s.lm
+                                 else images.fingerprint(s.opts.data))
     return meta(s.parsed.file, s.text, s.search.name, s.settings, data, s.opts.max_steps,
-                s.opts.inherit, sources=s.sources, data_sha256=digest, version=__version__,
-                precision=s.precision, device=s.device)
+                s.opts.inherit, sources=s.sources, version=__version__,
+                precision=s.precision, device=s.device, **record)
 
 
 def _first_parent(s: _Search, state: _Run) -> Parent:

@@ -55,12 +55,14 @@ VALIDATION = "batch-norm statistics recomputed on 512 training images before eac
 def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_steps: int | None,
          inherit: bool, *, sources: dict[str, str], data_sha256: str | dict[str, str],
          version: str, precision: str = "fp32", device: str = "cpu",
-         validation: str = VALIDATION) -> dict:
+         validation: str = VALIDATION, data_split: str | None = None,
+         subset: str | None = None, subset_sha256: str | None = None) -> dict:
     """run.json's contents: the spec (name and hash of its text), the hashes of the spec and
     every file it includes (``sources``: name, relative to the spec's folder, to sha256), the
     search block, its settings, the proxy data (name and the sha256 of its contents, or the
-    built-in data's name), shrinkc's version, and the run's options. All but max_steps must
-    match on resume."""
+    built-in data's name; for an image folder or CIFAR folder, how it was split into training
+    and validation images, and ``--subset`` with the sha256 of the indices it chose),
+    shrinkc's version, and the run's options. All but max_steps must match on resume."""
     return {
         "spec": spec,
         "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
@@ -69,6 +71,9 @@ def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_s
         "settings": recorded(settings),
         "data": data,
         "data_sha256": data_sha256,
+        "data_split": data_split,
+        "subset": subset,
+        "subset_sha256": subset_sha256,
         "max_steps": max_steps,
         "inherit": inherit,
         "shrinkc_version": version,
@@ -79,9 +84,11 @@ def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_s
 
 
 # The keys compared on --resume, in the order their mismatch is reported.
-_COMPARED = ("spec", "search", "spec_sha256", "sources", "data", "data_sha256", "settings",
-             "inherit", "shrinkc_version", "precision", "device", "validation")
-_BEFORE_GPUS = {"device": "cpu"}  # what a run.json written before the key existed meant
+_COMPARED = ("spec", "search", "spec_sha256", "sources", "data", "data_sha256", "data_split",
+             "subset", "subset_sha256", "settings", "inherit", "shrinkc_version", "precision",
+             "device", "validation")
+# what a run.json written before the key existed meant
+_BEFORE_GPUS = {"device": "cpu", "data_split": None, "subset": None, "subset_sha256": None}
 # not in older run.json: such a run cannot be resumed (its candidates were measured otherwise)
 _NEW_KEYS = ("sources", "data_sha256", "shrinkc_version", "precision", "validation")
 
@@ -103,6 +110,9 @@ class _Meta(BaseModel):
     precision: str | None = None
     device: str | None = None
     validation: str | None = None
+    data_split: str | None = None
+    subset: str | None = None
+    subset_sha256: str | None = None
 
 
 class _Entry(BaseModel):
@@ -184,6 +194,15 @@ def _what_changed(key: str, old, new) -> str:
                 return (f"setting {k} changed since the run began "
                         f"({flat_old.get(k, 'unset')}, now {flat_new.get(k, 'unset')})")
         return "the settings changed since the run began"
+    if key == "subset":
+        if old and new:
+            return f"the run began with --subset {old}, not {new}"
+        return (f"the run began with --subset {old}; give it again" if old
+                else f"the run began without --subset (not --subset {new})")
+    if key == "subset_sha256":
+        return "--subset chose other images than when the run began"
+    if key == "data_split":
+        return f"the data was split otherwise when the run began ({old}, now {new})"
     if key == "shrinkc_version":
         return f"the run began with shrinkc {old}, this is shrinkc {new}"
     if key == "inherit":
@@ -283,7 +302,8 @@ class RunDir:
                                   f"'{key}' (it was written by an older shrinkc), so a change "
                                   "cannot be ruled out", self._key_loc(text, None), new_run)
             if old.get(key, _BEFORE_GPUS.get(key)) != meta[key]:
-                raise ShrinkError(f"cannot resume: {_what_changed(key, old[key], meta[key])}",
+                was = old.get(key, _BEFORE_GPUS.get(key))
+                raise ShrinkError(f"cannot resume: {_what_changed(key, was, meta[key])}",
                                   self._key_loc(text, key),
                                   "resume with the same spec, included files, data, settings "
                                   f"and shrinkc, or {new_run}")

@@ -17,6 +17,8 @@ import numpy as np
 
 from shrinkc.compiler.errors import ShrinkError
 
+from . import cache
+
 DIGITS = "digits"
 CLUTTERED = "cluttered-digits"  # --data cluttered-digits: the harder built-in proxy
 NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
@@ -310,6 +312,272 @@ def _declared_bytes(f) -> int:
 
 
 def load(data: str | None, shape: tuple[int, ...]) -> ProxyData:
+    """The proxy data ``data`` names, for a network whose input is ``shape``: the built-in
+    digits (None, ``digits``), ``cluttered-digits``, an ``.npz``, an image folder or a CIFAR
+    batches folder (decoded once, then read from the cache: see ``prepare``)."""
     if data == CLUTTERED:
         return cluttered_digits(shape)
-    return digits(shape) if data in (None, DIGITS) else load_npz(data, shape)
+    if data in (None, DIGITS):
+        return digits(shape)
+    if Path(data).is_dir():
+        return prepare(data, shape).data
+    if cache.is_cache_file(data):
+        return _load_cache_file(Path(data), shape)
+    return load_npz(data, shape)
+
+
+# --------------------------------------------------------------------------- folders, CIFAR
+
+FOLDER_VAL_FRACTION = 0.2  # class folders alone: the validation split
+SPLIT_SEED = 0  # the seed of every split and subset this module makes
+
+
+@dataclass
+class Prepared:
+    """Proxy data as the search uses it: the arrays, what its workers load (``source``: the
+    name as given, or the decoded-data cache file of an image folder or CIFAR folder), and
+    what run.json records of it (``record``: ``data_sha256``, ``data_split``, ``subset`` and
+    ``subset_sha256``)."""
+
+    data: ProxyData
+    source: str | None
+    record: dict
+
+
+def parse_subset(text: str) -> tuple[int, int]:
+    """``--subset N/M`` as (N, M); ValueError saying what is wrong."""
+    parts = str(text).split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--subset is N/M (training/validation images, e.g. 5000/1000), "
+                         f"got '{text}'")
+    n, m = (int(p) for p in parts)
+    if n < 1 or m < 1:
+        raise ValueError(f"--subset takes at least one training and one validation image, "
+                         f"got '{text}'")
+    return n, m
+
+
+def prepare(data: str | None, shape: tuple[int, ...], subset: str | None = None,
+            report=None, progress: bool = True) -> Prepared:
+    """The proxy data ``data`` names, with what the search records of it.
+
+    An image folder (``folders``) or a CIFAR batches folder (``cifar``) is decoded once,
+    converted to the network's channels and resized to its input (H, W) with Pillow, split
+    (class folders alone: a stratified seeded 80/20 split; CIFAR: a stratified seeded 10% of
+    the training batches is the validation split, and the test batch is never read), and
+    kept in the decoded-data cache (``cache``), keyed by the hash of the files' contents and
+    the input shape; later loads read the cache. ``subset`` (``N/M``) keeps N training and
+    M validation images, stratified by class and seeded, as a cache file of their own; the
+    sha256 of the chosen indices is recorded. Before decoding, the memory the images would
+    take is checked against ``MAX_BYTES``. ``report`` receives warnings (a tampered cache);
+    ``progress``: a progress bar while decoding, on a terminal."""
+    if data is None or not Path(data).is_dir():
+        if subset is not None:
+            raise ShrinkError(f"--subset takes part of an image folder or a CIFAR batches "
+                              f"folder; {data or DIGITS} is neither", None,
+                              "drop --subset, or save the subset you want as an .npz")
+        return Prepared(load(data, shape), data, {"data_sha256": fingerprint(data)})
+    return _prepare_folder(Path(data), shape, subset, report, progress)
+
+
+def _warner(report):
+    from shrinkc.compiler.errors import warning
+
+    def warn(message: str) -> None:
+        if report is not None:
+            report(warning(message))
+        else:
+            import sys
+
+            print(f"warning: {message}", file=sys.stderr)
+
+    return warn
+
+
+def _prepare_folder(root: Path, shape: tuple[int, ...], subset: str | None, report,
+                    progress: bool) -> Prepared:
+    from . import cifar, folders
+
+    shown = root.as_posix()
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise ShrinkError(f"{shown}: image data needs a network whose input is 1 or 3 "
+                          f"channels of H x W, got {'x'.join(map(str, shape))}")
+    c, h, w = shape
+    wanted = None
+    if subset is not None:
+        try:
+            wanted = parse_subset(subset)
+        except ValueError as e:
+            raise ShrinkError(str(e)) from None
+    lay = cifar.layout(root)
+    inner = [n for n in ("cifar-10-batches-py", "cifar-100-python") if (root / n).is_dir()]
+    if lay is None and inner:
+        raise ShrinkError(f"{shown}: holds {inner[0]}/, not CIFAR's batches themselves", None,
+                          f"pass --data {(root / inner[0]).as_posix()}")
+    if lay is not None:
+        files = cifar.files(root, lay)
+        content = _files_sha256(root, files)
+        count = sum(p.stat().st_size for p in files[1:]) // (3 * 32 * 32 + 1)
+        split = (f"{lay.name} training batches: a stratified {1 - cifar.VAL_FRACTION:.0%}/"
+                 f"{cifar.VAL_FRACTION:.0%} split (seed {SPLIT_SEED}); the test batch is not read")
+        kind = f"cifar:{lay.name}"
+    else:
+        tree = folders.scan(root)
+        content = folders.content_sha256(root, [f for fs in tree.files.values() for f, _ in fs])
+        count = tree.count
+        split = ("train/ and val/ folders" if "all" not in tree.files else
+                 f"class folders: a stratified {1 - FOLDER_VAL_FRACTION:.0%}/"
+                 f"{FOLDER_VAL_FRACTION:.0%} split (seed {SPLIT_SEED})")
+        kind = "folder"
+    _check_memory(shown, count, shape, wanted)
+    k = cache.key(kind, content, f"{c}x{h}x{w}", split)
+    warn = _warner(report)
+    path = cache.find(k, warn)
+    if path is None:
+        if lay is not None:
+            arrays = _decode_cifar(root, lay, shape, progress)
+        else:
+            arrays = _decode_tree(tree, shape, progress)
+        path = cache.store(k, arrays)
+    record = {"data_sha256": content, "data_split": split, "subset": None,
+              "subset_sha256": None}
+    if wanted is not None:
+        path, record["subset_sha256"] = _subset(shown, path, k, wanted, warn)
+        record["subset"] = f"{wanted[0]}/{wanted[1]}"
+    proxy = _load_cache_file(path, shape)
+    proxy.name = shown
+    return Prepared(proxy, path.as_posix(), record)
+
+
+def _files_sha256(root: Path, paths: list[Path]) -> str:
+    """The sha256 of some files' names (relative to ``root``) and contents."""
+    h = hashlib.sha256(b"shrinkc data files\n")
+    for path in paths:
+        try:
+            digest = file_sha256(path)
+        except OSError as e:
+            raise ShrinkError(f"cannot read {path.as_posix()}: {e.strerror}") from None
+        h.update(f"{path.relative_to(root).as_posix()}\0{digest}\n".encode())
+    return h.hexdigest()
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB"
+
+
+def _check_memory(shown: str, count: int, shape: tuple[int, ...],
+                  subset: tuple[int, int] | None) -> None:
+    """Refuse, before decoding, data whose images would take more than ``MAX_BYTES``:
+    decoded (one byte a value), or as float32 for training (the subset's, with one)."""
+    c, h, w = shape
+    per = c * h * w
+    used = (sum(subset) if subset is not None else count) * per * 4
+    size = f"{'x'.join(map(str, shape))}"
+    if count * per > MAX_BYTES or used > MAX_BYTES:
+        n = sum(subset) if subset is not None and used > MAX_BYTES else count
+        what = ("as float32" if used > MAX_BYTES else "decoded")
+        total = used if used > MAX_BYTES else count * per
+        raise ShrinkError(f"{shown}: {n:,} images of {size} would take {_gib(total)} {what}, "
+                          f"more than the {_gib(MAX_BYTES)} allowed", None,
+                          "take fewer images (--subset N/M) or give the network a smaller "
+                          "input")
+
+
+def _decode_tree(tree, shape: tuple[int, ...], progress: bool) -> dict[str, np.ndarray]:
+    """An image folder's images decoded and split: the cache file's arrays."""
+    from . import folders
+
+    c, h, w = shape
+    names = list(tree.files)
+    paths = [tree.root / f for n in names for f, _ in tree.files[n]]
+    labels = np.array([i for n in names for _, i in tree.files[n]], dtype=np.int64)
+    x = folders.decode_all(paths, c, (h, w), progress)
+    if "all" in tree.files:
+        tr, va = _stratified_split(labels, FOLDER_VAL_FRACTION, seed=SPLIT_SEED)
+    else:
+        tr = np.arange(len(tree.files["train"]))
+        va = np.arange(len(tr), len(labels))
+    return {"x_train": x[tr], "y_train": labels[tr], "x_val": x[va], "y_val": labels[va],
+            "classes": np.array(tree.classes, dtype=str)}
+
+
+def _decode_cifar(root: Path, lay, shape: tuple[int, ...], progress: bool) -> dict[str, np.ndarray]:
+    """A CIFAR folder's training images converted to the network's input and split: the
+    cache file's arrays."""
+    from . import cifar, folders
+
+    c, h, w = shape
+    x, y, classes = cifar.read(root, lay)
+    if (c, h, w) != (3, 32, 32):
+        Image = folders.pillow()
+        out = np.empty((len(x), h, w, c), dtype=np.uint8)
+        for i, img in folders.progress(list(x), progress, "converting CIFAR images"):
+            out[i] = folders.convert(Image.fromarray(img, "RGB"), c, (h, w))
+        x = out
+    tr, va = _stratified_split(y, cifar.VAL_FRACTION, seed=SPLIT_SEED)
+    return {"x_train": x[tr], "y_train": y[tr], "x_val": x[va], "y_val": y[va],
+            "classes": np.array(classes, dtype=str)}
+
+
+def stratified_pick(y: np.ndarray, n: int, seed: int = SPLIT_SEED) -> np.ndarray:
+    """``n`` indices of ``y`` (sorted), stratified by class: each class keeps its share of
+    ``n`` (rounded by largest remainder, at least one image a class), chosen at random with
+    ``seed``. Needs ``len(classes) <= n <= len(y)``."""
+    labels, counts = np.unique(y, return_counts=True)
+    exact = n * counts / len(y)
+    quota = np.minimum(counts, np.maximum(1, np.floor(exact).astype(np.int64)))
+    while quota.sum() > n:  # the at-least-one rule overshot: take from the most over
+        over = np.where(quota > 1, quota - exact, -np.inf)
+        quota[int(np.argmax(over))] -= 1
+    while quota.sum() < n:  # the largest remainders first (ties: the lower class)
+        room = np.where(quota < counts, exact - quota, -np.inf)
+        quota[int(np.argmax(room))] += 1
+    rng = np.random.default_rng(seed)
+    picked = [np.flatnonzero(y == label)[rng.permutation(int(count))[:q]]
+              for label, count, q in zip(labels, counts, quota)]
+    return np.sort(np.concatenate(picked))
+
+
+def _subset(shown: str, path: Path, k: str, wanted: tuple[int, int], warn) -> tuple[Path, str]:
+    """The cache file of ``wanted`` (N training, M validation images) of the decoded data in
+    ``path``, and the sha256 of the chosen indices."""
+    arrays = cache.read(path)
+    n_classes = len(arrays["classes"])
+    for (n, split) in zip(wanted, ("train", "val")):
+        have = len(arrays[f"y_{split}"])
+        what = "training" if split == "train" else "validation"
+        if n > have:
+            raise ShrinkError(f"{shown}: --subset asks for {n:,} {what} images but the data "
+                              f"has {have:,}", None,
+                              f"ask for at most {len(arrays['y_train'])}/{len(arrays['y_val'])}")
+        if n < n_classes:
+            raise ShrinkError(f"{shown}: --subset asks for {n:,} {what} images but the data "
+                              f"has {n_classes} classes", None,
+                              "take at least one image of each class")
+    picks = {s: stratified_pick(arrays[f"y_{s}"], n) for n, s in zip(wanted, ("train", "val"))}
+    h = hashlib.sha256()
+    for s in ("train", "val"):
+        h.update(f"{s}:{len(picks[s])}:".encode())
+        h.update(picks[s].astype("<i8").tobytes())
+    digest = h.hexdigest()
+    sub_key = cache.key(k, f"subset {wanted[0]}/{wanted[1]}", digest)
+    found = cache.find(sub_key, warn)
+    if found is None:
+        kept = {f"{a}_{s}": arrays[f"{a}_{s}"][picks[s]]
+                for a in ("x", "y") for s in ("train", "val")}
+        found = cache.store(sub_key, {**kept, "classes": arrays["classes"]})
+    return found, digest
+
+
+def _load_cache_file(path: Path, shape: tuple[int, ...]) -> ProxyData:
+    """A decoded-data cache file, checked against the sha256 in its name, as ``load_npz``
+    reads it; with its class count."""
+    if not cache.verify(path):
+        raise ShrinkError(f"the decoded-data cache {path.as_posix()} is missing or was changed "
+                          "after it was written", None,
+                          "run the command again: the data is decoded again")
+    proxy = load_npz(path, shape)
+    with np.load(path, allow_pickle=False) as f:
+        if "classes" in f.files:
+            proxy.classes = len(f["classes"])
+    return proxy

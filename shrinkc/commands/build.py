@@ -189,9 +189,11 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
 
 def _calibration(args, graph):
     """The images that calibrate an int8 model, as the network takes them, and their name:
-    ``--calibrate DATA.npz``'s ``x_train`` (read and checked, and standardised, as
-    ``shrinkc shrink --data`` reads it), or else the built-in proxy data, scikit-learn's
-    digits resized to the network's input; at most ``CALIBRATION_IMAGES`` of them."""
+    ``--calibrate DATA``'s training images (an .npz's ``x_train``, an image folder's or a
+    CIFAR batches folder's training split, decoded once into the decoded-data cache; read and
+    checked, and standardised, as ``shrinkc shrink --data`` reads them), or else the built-in
+    proxy data, scikit-learn's digits resized to the network's input; at most
+    ``CALIBRATION_IMAGES`` of them."""
     from shrinkc.backends.onnx.precision import calibration_indices, calibration_subset
     from shrinkc.search.data import images
 
@@ -206,7 +208,10 @@ def _calibration(args, graph):
         x = images.digits_train_sample(shape, calibration_indices)
         return x, "the digits proxy data"
     try:
-        data = images.load_npz(args.calibrate, shape)
+        if Path(args.calibrate).is_dir():  # an image folder or CIFAR folder
+            data = images.prepare(args.calibrate, shape).data
+        else:
+            data = images.load_npz(args.calibrate, shape)
     except ShrinkError as e:  # the reader speaks of the search's proxy network
         message, hint = e.diagnostic.message, e.diagnostic.hint
         if "the proxy network takes" in message:
@@ -496,9 +501,10 @@ def register(sub) -> None:
                    help="onnx: fp32 (default); fp16 weights and activations (float32 inputs "
                         "and outputs); int8 by onnxruntime's static quantization (QDQ), which "
                         "needs --weights")
-    c.add_argument("--calibrate", metavar="DATA.npz",
-                   help="int8: calibrate on this .npz's x_train (as shrink --data reads it; "
-                        "default: the digits proxy data resized to the network's input)")
+    c.add_argument("--calibrate", metavar="DATA",
+                   help="int8: calibrate on this data's training images: an .npz's x_train, "
+                        "an image folder or a CIFAR batches folder (as shrink --data reads "
+                        "them; default: the digits proxy data resized to the network's input)")
     c.set_defaults(func=cmd_compile)
 
     s = sub.add_parser("stats", help="per-stage parameters, MACs and output shapes")

@@ -7,7 +7,8 @@ from shrinkc.console import UsageError
 
 # how a search runs: flag default, used when neither the flag nor --config sets it
 RUN_DEFAULTS = {"workers": 1, "threads": 1, "executor": "local", "address": None,
-                "precision": "auto", "device": "auto", "gpus_per_candidate": 1.0, "data": None}
+                "precision": "auto", "device": "auto", "gpus_per_candidate": 1.0, "data": None,
+                "subset": None}
 
 
 def cmd_shrink(args, report) -> int:
@@ -66,6 +67,13 @@ def _check_ranges(args) -> None:
         if value < lo or (hi is not None and value > hi):
             want = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
             raise UsageError(f"{flag} must be {want}, got {value}")
+    if args.subset is not None:
+        from shrinkc.search.data.images import parse_subset
+
+        try:
+            parse_subset(args.subset)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
 
 
 def register(sub) -> None:
@@ -73,9 +81,19 @@ def register(sub) -> None:
     r = sub.add_parser("shrink", help="AutoShrink search over a space's edges")
     r.add_argument("spec", help="a search-space file (space, proxy network, search block)")
     r.add_argument("-o", "--output", required=True, help="run directory")
-    r.add_argument("--data", help="proxy data .npz (x_train, y_train, x_val, y_val); "
-                   "default: scikit-learn's digits; 'cluttered-digits': the same digits "
-                   "at random places and sizes among fragments of others, a harder task")
+    r.add_argument("--data", help="proxy data: an .npz (x_train, y_train, x_val, y_val); an "
+                   "image folder (DIR/train/<class>/*, DIR/val/<class>/*, or class folders "
+                   "alone: split 80/20, stratified, seed 0); or CIFAR-10/100's python batches "
+                   "folder (cifar-10-batches-py, cifar-100-python: the training batches, a "
+                   "stratified 10%% of them for validation; the test batch is never read). "
+                   "Folders are decoded once into a cache ($SHRINKC_CACHE, default "
+                   "~/.cache/shrinkc/data). Default: scikit-learn's digits; 'cluttered-digits':"
+                   " the same digits at random places and sizes among fragments of others, a "
+                   "harder task")
+    r.add_argument("--subset", metavar="N/M",
+                   help="with an image folder or CIFAR folder: N training and M validation "
+                   "images of it, stratified by class, seed 0 (the paper's proxy: 5000/1000); "
+                   "recorded in run.json, so --resume with another subset is refused")
     r.add_argument("--candidates", type=int, help="candidates per step (K)")
     r.add_argument("--max-steps", type=int, help="stop after N removal steps")
     r.add_argument("--epochs", type=int, help="training epochs per candidate")
@@ -94,7 +112,8 @@ def register(sub) -> None:
                    "train(schedule=...), else constant)")
     r.add_argument("--config", metavar="RUN.yaml",
                    help="how the search runs (device, precision, workers, threads, executor, "
-                   "address, gpus_per_candidate, data) from a YAML file; flags override it")
+                   "address, gpus_per_candidate, data, subset) from a YAML file; flags "
+                   "override it")
     r.add_argument("--workers", type=int, help="local worker processes (default 1)")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"),
                    help="where candidates train; auto (default): CUDA when a GPU is visible")

@@ -438,6 +438,11 @@ def _prepare_folder(root: Path, shape: tuple[int, ...], subset: str | None, repo
             arrays = _decode_cifar(root, lay, shape, progress)
         else:
             arrays = _decode_tree(tree, shape, progress)
+        if not len(arrays["y_val"]):
+            raise ShrinkError(f"{shown}: too few images to split off validation images "
+                              f"({len(arrays['y_train'])} in all)", None,
+                              "add images (each class's validation share is rounded), or "
+                              "give train/ and val/ folders")
         path = cache.store(k, arrays)
     record = {"data_sha256": content, "data_split": split, "subset": None,
               "subset_sha256": None}

@@ -244,7 +244,8 @@ def _cifar10(root: Path, per_batch: int = 20, seed: int = 0, numpy_core: bool = 
              ) -> tuple[np.ndarray, np.ndarray]:
     """A cifar-10-batches-py folder in the real format (protocol 2 pickles of dicts with
     bytes keys), of random images; the training images (N x 32 x 32 x 3) and labels.
-    ``numpy_core``: the arrays name numpy.core.multiarray, as the real (numpy 1) files do."""
+    ``numpy_core``: the arrays name numpy.core.multiarray, as the real (Python 2, numpy 1)
+    files do."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True)
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
@@ -252,8 +253,9 @@ def _cifar10(root: Path, per_batch: int = 20, seed: int = 0, numpy_core: bool = 
 
     def dump(name: str, obj) -> None:
         raw = pickle.dumps(obj, protocol=2)
-        if numpy_core:
+        if numpy_core:  # and the dtype's byte order as a Python 2 str, as in the real files
             raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            raw = raw.replace(b"X\x01\x00\x00\x00|", b"U\x01|")
         (root / name).write_bytes(raw)
 
     dump("batches.meta", {b"label_names": names, b"num_cases_per_batch": per_batch,

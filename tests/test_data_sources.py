@@ -168,6 +168,15 @@ def test_class_folders_alone_are_split_80_20_stratified_and_seeded(tmp_path):
     assert images.prepare(str(root), (1, 6, 6)).source == p.source  # the same, again
 
 
+def test_a_symlink_loop_is_walked_once(tmp_path):
+    root = tmp_path / "imgs"
+    _save(root / "a" / "x.png")
+    _save(root / "b" / "y.png")
+    (root / "a" / "loop").symlink_to(root / "a")
+    tree = folders.scan(root)
+    assert tree.files["all"] == [("a/x.png", 0), ("b/y.png", 1)]
+
+
 def test_mixed_sizes_are_resized(tmp_path):
     root = tmp_path / "imgs"
     for i, size in enumerate(((5, 7), (31, 12), (8, 8), (64, 3))):

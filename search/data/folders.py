@@ -53,9 +53,19 @@ def _visible(entries: Iterator[os.DirEntry]) -> list[os.DirEntry]:
 
 
 def _images(folder: Path) -> list[Path]:
-    """The image files under ``folder`` (recursively, hidden ones left out), sorted."""
+    """The image files under ``folder`` (recursively, hidden ones left out, symlinked
+    folders followed once), sorted."""
     out = []
+    seen: set[tuple[int, int]] = set()
     for here, dirs, names in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(here)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:  # a link back up the tree: walked already
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in EXTENSIONS:

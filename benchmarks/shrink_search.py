@@ -51,6 +51,7 @@ SPEC = "specs/shrinkcnn_space.shrink"
 RESULTS = ROOT / "benchmarks" / "results" / "shrink_search"
 RANK_SEEDS = (101, 202)
 RETRAIN_SEEDS = (11, 22, 33)
+SEARCH_SEEDS = (0, 1, 2)  # the search seeds of the search and random parts (--seed)
 # the settings this benchmark recommends for the search, per proxy data (chosen from the rank
 # and budget parts' runs on each: on digits, 2 epochs at batch 32 with halving ranked best of
 # the fast protocols; on cluttered digits, one epoch at batch 32 ranks at 0.99 of the noise
@@ -59,7 +60,12 @@ RETRAIN_SEEDS = (11, 22, 33)
 RECOMMENDED_BY_DATA = {
     None: ["--epochs", "2", "--halving", "2", "--batch", "32"],
     "cluttered-digits": ["--epochs", "1", "--halving", "0", "--batch", "32"],
+    # on the CIFAR-10 proxy: chosen by ``choose_protocol`` from its rank and budget parts
+    # (the cheapest at 0.8 of the noise ceiling), fixed in protocol_cifar10.json at the first
+    # search so that every search seed and random search use the same
+    "cifar10": None,
 }
+TARGET_FRACTION = 0.8  # of the noise ceiling: the protocol the search should rank at
 RECOMMENDED = RECOMMENDED_BY_DATA[None]
 # the search part's earlier runs, kept under their own names: part -> (cell name, how it ran);
 # a part exists only for the data it ran on (search_b32 and search_e2b128 on cluttered digits:
@@ -90,7 +96,16 @@ DATA_ALIASES = {"cifar10": str(SHARED / "cifar10" / "proxy.npz")}
 # --data: the proxy data of every part but ``cluttered`` (None: the default digits). A part run
 # on other data keeps its results apart: PART_TAG.json, runs/PART_TAG, search_pareto_TAG.png.
 DATA: str | None = None
+DATA_NAME: str | None = None  # --data as given (cifar10, cluttered-digits, a path)
 TAG = ""
+SEED = 0  # --seed: the search seed of the search and random parts (0: the spec's)
+
+
+def seeded(part: str, seed: int | None = None) -> str:
+    """The name a search or random part's results are kept under for a search seed (seed 0,
+    the spec's own, keeps the plain name)."""
+    seed = SEED if seed is None else seed
+    return part if not seed else f"{part}_s{seed}"
 
 
 def recommended(flag: str) -> int:
@@ -199,8 +214,9 @@ def _evaluate(job):
     return evaluate(job)
 
 
-def train_all(part: str, doc: dict, jobs: dict, workers: int) -> dict:
-    """Train the named jobs not yet in ``doc['runs']``, saving after each one finishes."""
+def train_all(part: str, doc: dict, jobs: dict, workers: int, fns: dict | None = None) -> dict:
+    """Train the named jobs not yet in ``doc['runs']``, saving after each one finishes
+    (``fns``: a picklable function per job name that trains it, instead of ``evaluate``)."""
     runs = doc.setdefault("runs", {})
     todo = {k: j for k, j in jobs.items() if k not in runs}
     print(f"{part}: {len(jobs) - len(todo)} of {len(jobs)} trainings done, {len(todo)} to go",
@@ -209,13 +225,13 @@ def train_all(part: str, doc: dict, jobs: dict, workers: int) -> dict:
         return doc
     t0 = time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_evaluate, j): k for k, j in todo.items()}
+        futures = {pool.submit((fns or {}).get(k, _evaluate), j): k for k, j in todo.items()}
         for f in as_completed(futures):
             k = futures[f]
             r = f.result()
             quality, cost = ("ppl", "flops") if "ppl" in r else ("acc", "macs")  # RNN or CNN
-            runs[k] = {x: r[x] for x in (quality, cost, "params", "epochs", "curve", "seconds",
-                                         "cpu_seconds") if x in r}
+            runs[k] = {x: r[x] for x in (quality, "test_acc", cost, "params", "epochs", "curve",
+                                         "seconds", "cpu_seconds") if x in r}
             save(part, doc)
             print(f"  {k}: {quality} {r[quality]:.4f} in {r['epochs']} epochs, "
                   f"{r['seconds']:.0f} s ({time.perf_counter() - t0:.0f} s in)", flush=True)
@@ -268,7 +284,11 @@ FAST = (("linear", 1, None), ("linear", 2, None), ("constant", 2, 32), ("linear"
 # the first two epochs at batch 128 for less: one epoch at batch 32 or 64 (four or two times
 # the steps of one at 128), two at 64 (session 13)
 FAST_BY_DATA = {None: FAST, "cluttered-digits": (("constant", 2, 32), ("constant", 1, 32),
-                                                  ("constant", 1, 64), ("constant", 2, 64))}
+                                                  ("constant", 1, 64), ("constant", 2, 64)),
+                # on CIFAR-10 (20 to 40 s a candidate-epoch): 2 epochs at batch 32 with a constant
+                # rate; the first epoch is what a 1-epoch run with the same seed trains (batch 128
+                # is read off the rank part's curves; batch 64 not measured, for time)
+                "cifar10": (("constant", 2, 32),)}
 
 
 def fast_key(schedule: str, epochs: int, batch: int | None) -> str:
@@ -287,8 +307,8 @@ def part_budget(args) -> None:
         sys.exit("run the rank part first: the budget part ranks against its full scores")
     doc = load("budget")
     # in the rank part's precision
-    fast = FAST_BY_DATA.get(DATA, (("constant", recommended("--epochs"),
-                                    recommended("--batch")),))
+    fast = FAST_BY_DATA.get(DATA_NAME) or (("constant", recommended("--epochs"),
+                                             recommended("--batch")),)
     precision = rank["protocol"].get("precision", "fp32")
     doc["protocol"] = {"fast": [list(f) for f in fast], "seeds": list(RANK_SEEDS),
                        "precision": precision}
@@ -299,6 +319,8 @@ def part_budget(args) -> None:
             for s in RANK_SEEDS:
                 jobs[f"{fast_key(sched, e, batch)}/{i}/{s}"] = sp.job(
                     c, s, precision=precision, epochs=e, schedule=sched, **extra)
+    # the first seed's runs first: with them alone the ranking is measured one way
+    jobs = dict(sorted(jobs.items(), key=lambda kv: kv[0].split("/")[2] != str(RANK_SEEDS[0])))
     train_all("budget", doc, jobs, args.workers)
 
 
@@ -354,8 +376,47 @@ def _keep_log(part: str, doc: dict, out: Path) -> None:
     save(part, doc)
 
 
+def choose_protocol(sp: Space) -> dict:
+    """The cheapest cheap protocol whose score ranks cells at TARGET_FRACTION of the noise
+    ceiling or more (Kendall tau, the rank part's cells; validation accuracy only), by CPU
+    seconds per candidate; the closest to it when none does. Decided once, kept in
+    ``protocol.json`` (this data's tag)."""
+    import statistics
+
+    doc = load("protocol")
+    if doc:
+        return doc
+    table = rank_table(sp)
+    if not table:
+        sys.exit("run the rank part first: the protocol is chosen from its ranking")
+    full = list(load("rank")["runs"].values())
+    b128 = statistics.median(r.get("cpu_seconds", r["seconds"]) / r["epochs"] for r in full)
+    rows = []
+    for row in table["rows"]:
+        if row["metric"] != "score" or not row["epochs"] or row["epochs"] > 2:
+            continue  # 'MACs only' trains nothing: it is no search protocol
+        name = row.get("protocol", "constant-b128")
+        batch = int(name.split("-b")[1].split()[0]) if "-b" in name else 128
+        per_epoch = row.get("median_s_per_epoch", b128)
+        rows.append({**row, "protocol": name, "batch": batch,
+                     "cpu_s_per_candidate": per_epoch * row["epochs"]})
+    good = [r for r in rows if r["fraction"] >= TARGET_FRACTION]
+    pick = (min(good, key=lambda r: r["cpu_s_per_candidate"]) if good
+            else max(rows, key=lambda r: r["fraction"]))
+    doc = {"chosen": pick, "met_target": bool(good), "target_fraction": TARGET_FRACTION,
+           "candidates": rows,
+           "flags": ["--epochs", str(pick["epochs"]), "--halving", "0",
+                     "--batch", str(pick["batch"])]}
+    save("protocol", doc)
+    return doc
+
+
 def part_search(args) -> None:
-    timed_search("search", SPEC, ["--workers", str(args.workers), *RECOMMENDED])
+    global RECOMMENDED
+    if RECOMMENDED is None:
+        RECOMMENDED = choose_protocol(Space())["flags"]
+    timed_search(seeded("search"), SPEC, ["--workers", str(args.workers), *RECOMMENDED,
+                                          *(["--seed", str(SEED)] if SEED else [])])
 
 
 def part_paper(args) -> None:
@@ -445,28 +506,35 @@ def part_rnn_retrain(args) -> None:
 
 
 def part_random(args) -> None:
+    global RECOMMENDED
     sp = Space()
-    search = load("search")
+    if RECOMMENDED is None:
+        RECOMMENDED = choose_protocol(sp)["flags"]
+    search = load(seeded("search"))
     if "log" not in search:
-        sys.exit("run the search part first: random search spends the same candidate-epochs")
+        sys.exit("run the search part first (with the same --seed): random search spends the "
+                 "same candidate-epochs")
     budget = budget_of(search["log"])
     epochs, batch = recommended("--epochs"), recommended("--batch")
     # the precision the search trained in (recorded in its run.json), so that both methods
     # train their candidates the same way
     precision = search.get("machine", {}).get("precision") or "fp32"
-    doc = load("random")
+    part = seeded("random")
+    doc = load(part)
     if "cells" not in doc:
         n = max(1, budget // epochs)
         doc = {"protocol": {"budget_epochs": budget, "epochs": epochs, "batch": batch,
-                            "cells": n, "sample_seed": 4321, "precision": precision},
-               "cells": [list(map(list, c)) for c in sp.random_cells(n, 4321)], "runs": {}}
+                            "cells": n, "sample_seed": 4321 + SEED, "precision": precision},
+               "cells": [list(map(list, c)) for c in sp.random_cells(n, 4321 + SEED)],
+               "runs": {}}
     precision = doc["protocol"].get("precision", "fp32")
-    jobs = {f"{i}": sp.job(c, 7000 + i, precision=precision, epochs=epochs, batch=batch)
+    jobs = {f"{i}": sp.job(c, 7000 + 1000 * SEED + i, precision=precision, epochs=epochs,
+                           batch=batch)
             for i, c in enumerate(doc["cells"])}
     t = time.perf_counter()
-    train_all("random", doc, jobs, args.workers)
+    train_all(part, doc, jobs, args.workers)
     doc.setdefault("wall_s", []).append(round(time.perf_counter() - t, 1))
-    save("random", doc)
+    save(part, doc)
 
 
 def budget_of(log: list[dict]) -> int:
@@ -485,16 +553,20 @@ def budget_of(log: list[dict]) -> int:
 def best_cells(sp: Space) -> dict[str, list]:
     """Each method's best cell: the search's best snapshot, random search's best score."""
     out = {}
-    searches = {"search": "autoshrink", **{part: name for part, (name, _) in EARLIER.items()}}
+    searches = {"search": "autoshrink", **{seeded("search", k): f"autoshrink, seed {k}"
+                                           for k in SEARCH_SEEDS[1:]},
+                **{part: name for part, (name, _) in EARLIER.items()}}
     for part, name in searches.items():
         search = load(part)
         if "log" in search:
             snaps = [e for e in search["log"] if e.get("chosen") and e.get("edge") is not None]
             best = max(snaps, key=lambda e: (e["score"], -e["edges"]))
             out[name] = _edges_after(sp, search["log"], best["step"])
-    for part, name in {"random": "random search", **RANDOM_EARLIER}.items():
+    for part, name in {"random": "random search", **{seeded("random", k): f"random search, seed {k}"
+                                                     for k in SEARCH_SEEDS[1:]},
+                       **RANDOM_EARLIER}.items():
         rnd = load(part)
-        if rnd.get("runs"):
+        if rnd.get("runs") and len(rnd["runs"]) == len(rnd["cells"]):  # finished runs only
             i = max(rnd["runs"], key=lambda k: (sp.score(rnd["runs"][k]["acc"],
                                                          rnd["runs"][k]["macs"]), -int(k)))
             out[name] = rnd["cells"][int(i)]
@@ -519,7 +591,106 @@ def _edges_after(sp: Space, log: list[dict], step: int) -> list:
     return [list(e) for e in edges]
 
 
+# --------------------------------------------------------------------------- held-out test
+
+
+RETRAIN_DATA = SHARED / "cifar10" / "train10k.npz"  # 10,000 training images, proxy.npz's val
+TEST_DATA = SHARED / "cifar10" / "test.npz"  # final reports only: read once per network
+TEST_SEEDS = (11, 22)
+WEIGHTS = RESULTS / "weights_cifar10"
+
+
+def _test_arrays(train_path: str, test_path: str):
+    """test.npz's images as the network takes them: N x C x H x W float32, standardised with
+    the mean and standard deviation of ``train_path``'s training images, as ``load_npz``
+    standardises its own splits."""
+    import numpy as np
+
+    with np.load(train_path) as f:
+        x = f["x_train"].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    std = x.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    with np.load(test_path) as f:
+        xt = f["x_test"].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        yt = f["y_test"].astype(np.int64)
+    return ((xt - mean) / std).astype(np.float32), yt
+
+
+def _retrain_and_test(job, test_path: str, weights: str | None) -> dict:
+    """Train ``job`` from scratch (its data's validation split stops it early), take the
+    weights of its best validation epoch, evaluate them once on ``test_path``, and save them
+    as safetensors to ``weights`` (when given)."""
+    import torch
+
+    from shrinkc.compiler.pipeline import build_graph, check
+    from shrinkc.search import train as T
+    from shrinkc.search.data import images
+
+    start, cpu = time.perf_counter(), time.process_time()
+    torch.set_num_threads(int(job.threads))
+    graph = build_graph(check(job.path, job.text), job.network, job.overrides or None)
+    torch.manual_seed(job.seed)
+    model = T.build_module(graph)
+    data = images.load_npz(job.data, tuple(graph.input_shape.as_list()))
+    acc, epochs, curve, ckpt = T.train(model, data, job.train, job.seed, job.precision,
+                                       keep_best=True)
+    model.load_state_dict(ckpt["best_model"])
+    x, y = _test_arrays(job.data, test_path)
+    x = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+    test_acc = T.accuracy(model, x, torch.from_numpy(y), job.precision)
+    if weights:
+        from safetensors.torch import save_file
+
+        Path(weights).parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        tmp = weights + ".tmp"
+        save_file(state, tmp, metadata={"network": job.network, "seed": str(job.seed),
+                                         "val_acc": f"{acc:.4f}", "test_acc": f"{test_acc:.4f}"})
+        os.replace(tmp, weights)
+    return {"acc": acc, "test_acc": test_acc, "macs": graph.cost.macs,
+            "params": graph.cost.params, "epochs": epochs, "curve": curve,
+            "seconds": round(time.perf_counter() - start, 3),
+            "cpu_seconds": round(time.process_time() - cpu, 3)}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def part_retrain_test(args) -> None:
+    """Every method's best cell, the complete DAG and ShrinkCNN-A's cell, trained from
+    scratch on train10k.npz at the full budget (proxy.npz's validation split stops them
+    early) with 2 seeds, each evaluated once on test.npz with its best validation epoch's
+    weights; the first seed's weights are saved as safetensors under WEIGHTS."""
+    from functools import partial
+
+    from shrinkc.search import rules
+
+    sp = Space()
+    doc = load("retrain")
+    cells = {"complete DAG": [list(e) for e in rules.live_edges(sp.space)], **best_cells(sp)}
+    for name, cell in doc.get("cells", {}).items():  # a method whose best cell changed is trained again
+        if cells.get(name) != cell:
+            for s in TEST_SEEDS:
+                doc.get("runs", {}).pop(f"{name}/{s}", None)
+    doc["cells"] = cells
+    doc["protocol"] = {"train": str(RETRAIN_DATA.name), "test": str(TEST_DATA.name),
+                       "seeds": list(TEST_SEEDS), "train_settings": sp.settings.train,
+                       "weights": "best validation epoch", "precision": args.precision}
+    retrain = str(RETRAIN_DATA)
+    jobs = {f"{name}/{s}": replace(sp.job(c, s, precision=args.precision), data=retrain)
+            for name, c in cells.items() for s in TEST_SEEDS}
+    jobs.update({f"ShrinkCNN-A cell/{s}": replace(shrinka_job(sp, s, args.precision),
+                                                  data=retrain) for s in TEST_SEEDS})
+    fns = {k: partial(_retrain_and_test, test_path=str(TEST_DATA),
+                      weights=str(WEIGHTS / f"{slug(k.split('/')[0])}.safetensors")
+                      if k.endswith(f"/{TEST_SEEDS[0]}") else None) for k in jobs}
+    train_all("retrain", doc, jobs, args.workers, fns)
+
+
 def part_retrain(args) -> None:
+    if DATA_NAME == "cifar10":
+        return part_retrain_test(args)
     from shrinkc.search import rules
 
     sp = Space()
@@ -584,19 +755,27 @@ def rank_table(sp: Space) -> dict:
                                 "tau": t, "ceiling": ceiling,
                                 "fraction": t / ceiling if ceiling > 0 else float("nan")})
         budget = load("budget").get("runs", {})
-        for sched, e, batch in FAST_BY_DATA.get(DATA, FAST):  # short runs trained as their own (the budget part)
+        for sched, e, batch in FAST_BY_DATA.get(DATA_NAME, FAST):  # short runs trained as their own (the budget part)
             key = fast_key(sched, e, batch)
             got = {s: [budget.get(f"{key}/{i}/{s}") for i in done] for s in RANK_SEEDS}
-            if any(r is None for rs in got.values() for r in rs):
+            # each seed whose short runs are all done, against the other seed's full runs
+            ways = [(got[s], full) for s, full in zip(RANK_SEEDS, (b, a))
+                    if all(r is not None for r in got[s])]
+            if not ways:
                 continue
-            fa, fb = (got[s] for s in RANK_SEEDS)
-            t = (kendall([val(x, x["acc"]) for x in fa], [val(y, y["acc"]) for y in b])
-                 + kendall([val(y, y["acc"]) for y in fb], [val(x, x["acc"]) for x in a])) / 2
             # CPU seconds where recorded (wall seconds on a shared machine say little)
-            cpu = statistics.median(x.get("cpu_seconds", x["seconds"]) / e for x in fa + fb)
-            out["rows"].append({"metric": metric, "epochs": e, "protocol": key, "tau": t,
-                                "ceiling": ceiling, "median_s_per_epoch": cpu,
-                                "fraction": t / ceiling if ceiling > 0 else float("nan")})
+            cpu = statistics.median(x.get("cpu_seconds", x["seconds"]) / e
+                                    for fs, _ in ways for x in fs)
+            # with a constant rate, the first r epochs of a run are a run with epochs=r
+            for r in range(1, e + 1) if sched == "constant" else (e,):
+                t = statistics.mean(kendall([val(x, fast(x, r)) for x in fs],
+                                            [val(y, y["acc"]) for y in full])
+                                    for fs, full in ways)
+                name = key if r == e else fast_key(sched, r, batch) + f" (of {key})"
+                out["rows"].append({"metric": metric, "epochs": r, "protocol": name, "tau": t,
+                                    "ceiling": ceiling, "median_s_per_epoch": cpu,
+                                    "directions": len(ways),
+                                    "fraction": t / ceiling if ceiling > 0 else float("nan")})
     return out
 
 
@@ -647,7 +826,8 @@ def part_report(args) -> None:
             print(f"{name:<{width}} {edges:>5} {mean:>9.4f} {row['acc_spread']:>7.4f} "
                   f"{row['macs']:>12,} {row['params']:>8,} {row['score']:>7.4f}")
     print("\nSearch cost:")
-    for part, how in (("search", " ".join(RECOMMENDED) + ", --precision auto = "
+    for part, how in (("search", " ".join(RECOMMENDED or load("protocol").get("flags", []))
+                       + ", --precision auto = "
                        + str(load("search").get("machine", {}).get("precision"))),
                       *((p, h) for p, (_, h) in EARLIER.items())):
         search = load(part)
@@ -757,6 +937,9 @@ def main() -> None:
     ap.add_argument("part", choices=("rank", "budget", "search", "paper", "random", "retrain", "rnn",
                                      "rnn_retrain", "cluttered", "report"))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="search seed of the search and random parts (0: the spec's own); "
+                    "each seed's results are kept apart (search_s1, random_s1, ...)")
     ap.add_argument("--cells", type=int, default=20, help="random cells in the rank part")
     ap.add_argument("--data", help="proxy data (shrinkc shrink --data), e.g. cluttered-digits; "
                     "results are kept apart under its name")
@@ -765,8 +948,8 @@ def main() -> None:
                     "their JSON at the first run (the search and random parts take --precision "
                     "auto's choice)")
     args = ap.parse_args()
-    global DATA, TAG, RECOMMENDED
-    DATA = DATA_ALIASES.get(args.data, args.data)
+    global DATA, DATA_NAME, TAG, RECOMMENDED, SEED
+    DATA, DATA_NAME, SEED = DATA_ALIASES.get(args.data, args.data), args.data, args.seed
     RECOMMENDED = RECOMMENDED_BY_DATA.get(args.data, RECOMMENDED_BY_DATA[None])
     TAG = "_" + args.data.replace("-digits", "").replace("/", "_") if args.data else ""
     {"rank": part_rank, "budget": part_budget, "search": part_search, "paper": part_paper,

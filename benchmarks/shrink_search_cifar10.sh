@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every part of benchmarks/shrink_search.py on the CIFAR-10 proxy, in the order the report
+# needs them (rank, the cheap protocols, one search seed with its random search, the re-training
+# on train10k.npz evaluated once on test.npz, the other two seeds, the paper's procedure last).
+# Each part resumes where it stopped and skips what is done, so running this again continues:
+#
+#     nohup bash benchmarks/shrink_search_cifar10.sh > cifar10.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run() { echo "== $* ($(date -u +%H:%M:%S))"; python benchmarks/shrink_search.py "$@" --data cifar10; }
+run rank --precision bf16
+run budget
+run search
+run random
+run retrain --precision bf16
+for seed in 1 2; do
+    run search --seed "$seed"
+    run random --seed "$seed"
+done
+run retrain --precision bf16   # the other seeds' best cells
+run paper
+run report

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every part of benchmarks/shrink_search.py on the CIFAR-10 proxy, in the order the report
 # needs them (rank, the cheap protocols, one search seed with its random search, the re-training
-# on train10k.npz evaluated once on test.npz, the other two seeds, the paper's procedure last).
+# on train10k.npz evaluated once on test.npz, each method's best at the full budget on the
+# proxy, the other two seeds, the paper's procedure last). The tables and the plot:
+# python benchmarks/shrink_search_cifar10.py report.
 # Each part resumes where it stopped and skips what is done, so running this again continues:
 #
 #     nohup bash benchmarks/shrink_search_cifar10.sh > cifar10.log 2>&1 &
@@ -13,10 +15,12 @@ run budget
 run search
 run random
 run retrain --precision bf16
+python benchmarks/shrink_search_cifar10.py proxyfull   # each method's best at the full budget
 for seed in 1 2; do
     run search --seed "$seed"
     run random --seed "$seed"
 done
 run retrain --precision bf16   # the other seeds' best cells
+python benchmarks/shrink_search_cifar10.py proxyfull
+python benchmarks/shrink_search_cifar10.py report
 run paper
-run report

@@ -1,0 +1,297 @@
+"""The CIFAR-10 proxy's report: does the search find efficient cells on real images?
+
+Reads what ``shrink_search.py --data cifar10`` wrote under ``benchmarks/results/shrink_search/``
+(the ``*_cifar10.json`` parts) and prints the tables of ``docs/reports/`` and draws
+``docs/reports/search_cifar10_pareto.png``; ``proxyfull`` trains each method's best cell at
+the paper's full budget on the proxy itself (the rank part's seeds), so that it can be set
+against the rank part's random cells on the same footing:
+
+    python benchmarks/shrink_search_cifar10.py proxyfull   # resumable, like the other parts
+    python benchmarks/shrink_search_cifar10.py report      # tables, targets, the plot
+
+Every accuracy that chooses anything here is a validation accuracy; test accuracies
+(``test.npz``, read once per re-trained network by the retrain part) are only reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import shrink_search as S  # noqa: E402
+
+OUT = S.ROOT / "docs" / "reports"
+
+
+def setup() -> S.Space:
+    S.DATA, S.DATA_NAME, S.TAG = S.DATA_ALIASES["cifar10"], "cifar10", "_cifar10"
+    S.RECOMMENDED = S.load("protocol").get("flags")
+    return S.Space()
+
+
+def score(acc: float, macs: int) -> float:
+    """The spec's score line: acc - 0.1 (log10 MACs - 6)."""
+    return acc - 0.1 * (math.log10(macs) - 6)
+
+
+def part_proxyfull(args) -> None:
+    sp = setup()
+    doc = S.load("proxyfull")
+    cells = S.best_cells(sp)
+    cells.pop("random, full budget", None)  # that one is a rank cell already
+    doc["cells"] = cells
+    jobs = {f"{n}/{s}": sp.job(c, s, precision=args.precision)
+            for n, c in cells.items() for s in S.RANK_SEEDS}
+    S.train_all("proxyfull", doc, jobs, args.workers)
+
+
+def imagenet_cost(sp: S.Space, edges) -> tuple[int, int]:
+    """(params, MACs) of the cell with ``edges`` in ShrinkCNN's ImageNet network (the
+    network benchmarks/found_cell.py writes)."""
+    from found_cell import NETWORK
+
+    from shrinkc.compiler import check, parse
+    from shrinkc.compiler.ir import CellDef, Program, SpaceDef
+    from shrinkc.compiler.passes.space import expand
+    from shrinkc.compiler.pipeline import build_graph
+    from shrinkc.compiler.syntax.printer import print_program
+    from shrinkc.search import rules
+
+    prog = rules.with_edges(sp.parsed, sp.space.name, tuple(map(tuple, edges)))
+    cell = expand(prog.defs(SpaceDef)[sp.space.name])
+    cell = CellDef(name="FoundCell", params=cell.params, body=cell.body)
+    net = parse("shrink 1\n" + NETWORK.format(cell="FoundCell")).items[0]
+    text = print_program(Program(items=(cell, net)))
+    graph = build_graph(check("imagenet.shrink", text))
+    return graph.cost.params, graph.cost.macs
+
+
+def _mean_runs(runs: dict, name: str, seeds) -> list[dict]:
+    return [runs[f"{name}/{s}"] for s in seeds if f"{name}/{s}" in runs]
+
+
+def search_costs() -> list[dict]:
+    """Each finished search and random search: candidates, candidate-epochs, wall and CPU."""
+    rows = []
+    for seed in S.SEARCH_SEEDS:
+        doc = S.load(S.seeded("search", seed))
+        if "log" in doc:
+            trained = [e for e in doc["log"] if "isomorphic_to" not in e]
+            rows.append({"method": f"autoshrink, seed {seed}", "candidates": len(doc["log"]),
+                         "trained": len(trained), "candidate_epochs": S.budget_of(doc["log"]),
+                         "wall_min": sum(i["wall_s"] for i in doc.get("invocations", [])) / 60,
+                         "cpu_min": sum(e.get("cpu_seconds", 0.0) for e in trained) / 60,
+                         "finished": any("interrupted" not in i
+                                         for i in doc.get("invocations", []))})
+        rnd = S.load(S.seeded("random", seed))
+        if rnd.get("runs"):
+            runs = rnd["runs"].values()
+            rows.append({"method": f"random search, seed {seed}", "candidates": len(rnd["runs"]),
+                         "trained": len(rnd["runs"]),
+                         "candidate_epochs": sum(r["epochs"] for r in runs),
+                         "wall_min": sum(rnd.get("wall_s", [0])) / 60,
+                         "cpu_min": sum(r.get("cpu_seconds", 0.0) for r in runs) / 60,
+                         "finished": len(rnd["runs"]) == len(rnd["cells"])})
+    return rows
+
+
+def part_report(args) -> None:
+    sp = setup()
+    report: dict = {}
+    rank = S.rank_table(sp)
+    report["rank"] = rank
+    if rank:
+        print(f"Ranking on the CIFAR-10 proxy: Kendall tau over {rank['cells']} random cells, "
+              "a cheap protocol's score (one seed) against the full budget's (the other seed)")
+        print(f"{'protocol':<28} {'epochs':>6} {'tau':>6} {'ceiling':>8} {'fraction':>8} "
+              f"{'CPU s/epoch':>11}")
+        for row in rank["rows"]:
+            if row["metric"] != "score":
+                continue
+            s_epoch = row.get("median_s_per_epoch")
+            print(f"{row.get('protocol', 'constant-b128'):<28} {row['epochs']:>6} "
+                  f"{row['tau']:>6.3f} {row['ceiling']:>8.3f} {row['fraction']:>8.2f} "
+                  f"{'' if s_epoch is None else format(s_epoch, '.1f'):>11}")
+        print(f"full-budget validation accuracy of the random cells: {rank['acc_range'][0]:.3f} "
+              f"to {rank['acc_range'][1]:.3f}; two seeds of a cell differ by "
+              f"{rank['seed_gap_median']:.3f} (median), up to {rank['seed_gap_max']:.3f}")
+    protocol = S.load("protocol")
+    report["protocol"] = protocol
+    if protocol:
+        c = protocol["chosen"]
+        print(f"\nchosen protocol: {c['protocol']}, {c['epochs']} epoch(s): tau {c['tau']:.3f} = "
+              f"{c['fraction']:.2f} of the ceiling ({'meets' if protocol['met_target'] else 'MISSES'}"
+              f" the {protocol['target_fraction']} target), flags {' '.join(protocol['flags'])}")
+
+    # the proxy at the full budget: random cells, references, each method's best
+    rank_doc, proxyfull = S.load("rank"), S.load("proxyfull")
+    points = []
+    for i, cell in enumerate(rank_doc.get("cells", [])):
+        got = _mean_runs(rank_doc["runs"], str(i), S.RANK_SEEDS)
+        if len(got) == len(S.RANK_SEEDS):
+            acc = statistics.mean(g["acc"] for g in got)
+            points.append({"cell": f"random cell {i}", "edges": len(cell), "macs": got[0]["macs"],
+                           "acc": acc, "score": score(acc, got[0]["macs"])})
+    named = [(n, rank_doc.get("runs", {})) for n in rank_doc.get("references", ())]
+    named += [(n, proxyfull.get("runs", {})) for n in proxyfull.get("cells", {})]
+    proxy_named = []
+    for name, runs in named:
+        got = _mean_runs(runs, name, S.RANK_SEEDS)
+        if got:
+            acc = statistics.mean(g["acc"] for g in got)
+            proxy_named.append({"cell": name, "macs": got[0]["macs"], "acc": acc,
+                                "spread": max(g["acc"] for g in got) - min(g["acc"] for g in got),
+                                "score": score(acc, got[0]["macs"]), "seeds": len(got)})
+    report["proxy_full_budget"] = {"random": points, "named": proxy_named}
+    if proxy_named:
+        print("\nThe proxy at the full budget (validation accuracy, mean of "
+              f"{len(S.RANK_SEEDS)} seeds)")
+        print(f"{'cell':<28} {'MACs':>12} {'val acc':>8} {'score':>7} {'dominated by':>13}")
+        for r in proxy_named:
+            r["dominated_by"] = [p["cell"] for p in points
+                                 if p["acc"] > r["acc"] and p["macs"] < r["macs"]]
+            print(f"{r['cell']:<28} {r['macs']:>12,} {r['acc']:>8.4f} {r['score']:>7.4f} "
+                  f"{len(r['dominated_by']):>13}")
+        best = max(points, key=lambda p: p["score"], default=None)
+        if best:
+            print(f"best random cell by score: {best['cell']} ({best['edges']} edges, "
+                  f"{best['macs']:,} MACs, acc {best['acc']:.4f}, score {best['score']:.4f})")
+
+    costs = search_costs()
+    report["search_costs"] = costs
+    if costs:
+        print("\nSearch cost (2 workers on 2 cores; CPU: the workers' training)")
+        print(f"{'method':<24} {'candidates':>10} {'cand-epochs':>11} {'wall min':>9} "
+              f"{'CPU min':>8}")
+        for r in costs:
+            print(f"{r['method']:<24} {r['candidates']:>10} {r['candidate_epochs']:>11} "
+                  f"{r['wall_min']:>9.1f} {r['cpu_min']:>8.1f}"
+                  f"{'' if r['finished'] else '  (unfinished)'}")
+
+    retrain = S.load("retrain")
+    rows = []
+    names = list(retrain.get("cells", {})) + ["ShrinkCNN-A cell"]
+    for name in names:
+        got = _mean_runs(retrain.get("runs", {}), name, S.TEST_SEEDS)
+        if not got:
+            continue
+        tests = [g["test_acc"] for g in got]
+        edges = len(retrain["cells"][name]) if name in retrain.get("cells", {}) else 6
+        params, macs = ((3_617_085, 383_677_672) if name == "ShrinkCNN-A cell"
+                        else imagenet_cost(sp, retrain["cells"][name]))
+        rows.append({"cell": name, "edges": edges, "seeds": len(got),
+                     "val_acc": statistics.mean(g["acc"] for g in got),
+                     "test_acc": statistics.mean(tests), "test_spread": max(tests) - min(tests),
+                     "test_scores": [score(t, got[0]["macs"]) for t in tests],
+                     "test_score": score(statistics.mean(tests), got[0]["macs"]),
+                     "macs": got[0]["macs"], "params": got[0]["params"],
+                     "imagenet_params": params, "imagenet_macs": macs,
+                     "epochs": [g["epochs"] for g in got],
+                     "cpu_min": sum(g.get("cpu_seconds", 0) for g in got) / 60})
+    report["retrain"] = rows
+    if rows:
+        print(f"\nRe-trained on train10k.npz (full budget, early stopping on the validation "
+              f"split), seeds {S.TEST_SEEDS}, test.npz read once per network; "
+              "test score = test acc - 0.1 (log10 MACs - 6)")
+        head = (f"{'cell':<26} {'edges':>5} {'test acc':>8} {'spread':>6} {'test score':>10} "
+                f"{'proxy MACs':>11} {'params':>7} {'ImageNet params':>15} {'ImageNet MACs':>13}")
+        print(head)
+        print("-" * len(head))
+        for r in rows:
+            print(f"{r['cell']:<26} {r['edges']:>5} {r['test_acc']:>8.4f} "
+                  f"{r['test_spread']:>6.4f} {r['test_score']:>10.4f} {r['macs']:>11,} "
+                  f"{r['params']:>7,} {r['imagenet_params']:>15,} "
+                  f"{r['imagenet_macs'] / 1e6:>12.1f}M")
+        report["targets"] = targets(rows)
+        for k, v in report["targets"].items():
+            print(f"target {k}: {v}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    S.save("report", report)
+    plot(points, proxy_named, rows)
+
+
+def targets(rows: list[dict]) -> dict:
+    """The issue's targets, from the test scores: each search seed's best cell against the
+    random search of the same seed and against ShrinkCNN-A's cell."""
+    by = {r["cell"]: r for r in rows}
+    out = {}
+    anchor = by.get("ShrinkCNN-A cell")
+    wins, seeds = 0, 0
+    for seed in S.SEARCH_SEEDS:
+        found = by.get("autoshrink" if seed == 0 else f"autoshrink, seed {seed}")
+        rnd = by.get("random search" if seed == 0 else f"random search, seed {seed}")
+        if found and rnd:
+            seeds += 1
+            wins += found["test_score"] >= rnd["test_score"]
+            out[f"seed {seed} vs random search"] = (
+                f"{found['test_score']:.4f} vs {rnd['test_score']:.4f}")
+        if found and anchor:
+            out[f"seed {seed} vs ShrinkCNN-A cell"] = (
+                f"{found['test_score']:.4f} vs {anchor['test_score']:.4f} "
+                f"({'at least' if found['test_score'] >= anchor['test_score'] else 'below'})")
+    out["search at least random search"] = f"{wins} of {seeds} seeds measured (target: 2 of 3)"
+    return out
+
+
+def plot(points: list[dict], named: list[dict], rows: list[dict]) -> None:
+    """Left: the proxy at the full budget (validation accuracy; random cells, references,
+    each method's best). Right: the re-trained networks' test accuracy. Both against proxy
+    MACs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not points and not rows:
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    marks = iter([("*", "C3"), ("s", "C0"), ("^", "C2"), ("D", "C1"), ("P", "C4"), ("o", "C5"),
+                  ("v", "C6"), ("X", "C7"), ("h", "C8"), ("<", "C9"), (">", "k")])
+    style = {}
+
+    def mark(name):
+        if name not in style:
+            style[name] = next(marks, ("o", "k"))
+        return style[name]
+
+    if points:
+        left.scatter([p["macs"] / 1e6 for p in points], [p["acc"] for p in points], s=18,
+                     c="0.6", label=f"random cells ({len(points)})")
+    for r in named:
+        m, c = mark(r["cell"])
+        left.errorbar(r["macs"] / 1e6, r["acc"], yerr=r["spread"] / 2, fmt=m, c=c, ms=9,
+                      label=r["cell"])
+    left.set_title("CIFAR-10 proxy, full budget (validation, mean of 2 seeds)")
+    left.set_ylabel("validation accuracy")
+    for r in rows:
+        m, c = mark(r["cell"])
+        right.errorbar(r["macs"] / 1e6, r["test_acc"], yerr=r["test_spread"] / 2, fmt=m, c=c,
+                       ms=9, label=r["cell"])
+    right.set_title("re-trained on 10,000 images: test accuracy (2 seeds)")
+    right.set_ylabel("test accuracy (test.npz, 2,000 images)")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("proxy network MACs (millions, log scale)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out = OUT / "search_cifar10_pareto.png"
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out.relative_to(S.ROOT)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("part", choices=("proxyfull", "report"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    args = ap.parse_args()
+    {"proxyfull": part_proxyfull, "report": part_report}[args.part](args)
+
+
+if __name__ == "__main__":
+    main()

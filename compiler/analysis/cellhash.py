@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .. import ir
+from . import wl
 
 INPUT, STATE, NODE, OUTPUT, RESIDUAL = "input", "state", "node", "output", "residual"
 _IN_CHANNELS = "$in"  # placeholder for the name bound by ``input x[c]``
@@ -33,45 +34,6 @@ _IN_CHANNELS = "$in"  # placeholder for the name bound by ``input x[c]``
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _joined(colors: list[str], nodes: list[int]) -> str:
-    """The colours of ``nodes``, sorted, joined by commas (most nodes have one or none)."""
-    if len(nodes) == 1:
-        return colors[nodes[0]]
-    if not nodes:
-        return ""
-    return ",".join(sorted([colors[u] for u in nodes]))
-
-
-def _first_colours(labels: list[str], preds: list[list[int]], succs: list[list[int]]
-                   ) -> list[str]:
-    """Round 0: the hash of each node's label with its out- and in-degree, computed once per
-    distinct (degrees, label): a large cell repeats a few labels."""
-    memo: dict[tuple[int, int, str], str] = {}
-    colors = []
-    for label, p, s in zip(labels, preds, succs):
-        key = (len(s), len(p), label)
-        color = memo.get(key)
-        if color is None:
-            if label.isascii() and label.isalnum():  # a hash: json.dumps adds quotes only
-                color = _sha(f'[{key[0]}, {key[1]}, "{label}"]')
-            else:
-                color = _sha(json.dumps([key[0], key[1], label]))
-            memo[key] = color
-        colors.append(color)
-    return colors
-
-
-def _adjacency(n: int, edges: Iterable[tuple[int, int]]) -> tuple[list[list[int]], list[list[int]]]:
-    preds: list[list[int]] = [[] for _ in range(n)]
-    succs: list[list[int]] = [[] for _ in range(n)]
-    for src, dst in set(edges):
-        if not (0 <= src < n and 0 <= dst < n):
-            raise ValueError(f"edge ({src}, {dst}) names a node outside 0..{n - 1}")
-        succs[src].append(dst)
-        preds[dst].append(src)
-    return preds, succs
 
 
 def wl_colors(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int | None = None,
@@ -82,112 +44,18 @@ def wl_colors(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int |
 
 def wl_refine(labels: list[str], edges: Iterable[tuple[int, int]], rounds: int | None = None,
               limit: int | None = None) -> tuple[list[str], int]:
-    """Weisfeiler-Lehman colours of the nodes, and the rounds run: ``rounds`` refinements, or
-    (by default) as many as make the colouring stable: when a round splits no colour class, no later round would.
-
-    Round 0 is each node's label with its in- and out-degree; each round hashes a node's colour
-    with the sorted colours of its in-neighbours and, separately, of its out-neighbours. Nodes
-    with the same neighbourhood share one hash computation, so a round costs O(edges) plus one
-    hash per distinct colour; a cell takes as many rounds as its longest chain of distinct
-    colours needs (one or two for most cells, but one per two nodes along a chain: see
-    ``dag_colors``). ``limit``: stop after that many rounds even if not stable (the rounds
-    run then exceed ``limit`` by one, so a caller can tell).
-    """
-    preds, succs = _adjacency(len(labels), edges)
-    return _wl(labels, preds, succs, rounds, limit)
-
-
-def _wl(labels: list[str], preds: list[list[int]], succs: list[list[int]],
-        rounds: int | None = None, limit: int | None = None) -> tuple[list[str], int]:
-    """``wl_refine`` on the graph that ``preds`` and ``succs`` (``_adjacency``) describe."""
-    n = len(labels)
-    colors = _first_colours(labels, preds, succs)
-    distinct = len(set(colors))
-    done = 0
-    sha = hashlib.sha256
-    for _ in range(n if rounds is None else rounds):
-        if limit is not None and done > limit:
-            break
-        done += 1
-        memo: dict[str, str] = {}
-        new = []
-        for p, s, own in zip(preds, succs, colors):  # _joined written out, as in dag_colors
-            key = ((colors[p[0]] if len(p) == 1 else
-                    ",".join(sorted([colors[u] for u in p])) if p else "") + "|"
-                   + (colors[s[0]] if len(s) == 1 else
-                      ",".join(sorted([colors[u] for u in s])) if s else "") + "|" + own)
-            color = memo.get(key)
-            if color is None:
-                color = memo[key] = sha(key.encode()).hexdigest()
-            new.append(color)
-        colors = new
-        if rounds is None:
-            if len(memo) == distinct:  # no class split: the colouring is stable
-                break
-            distinct = len(memo)
-    return colors, done
-
-
-def _topological(preds: list[list[int]], succs: list[list[int]]) -> list[int] | None:
-    """The nodes in a topological order (Kahn's), or None when the graph has a cycle."""
-    indeg = [len(p) for p in preds]
-    order = [v for v, d in enumerate(indeg) if d == 0]
-    for v in order:  # grows while it is walked
-        for w in succs[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                order.append(w)
-    return order if len(order) == len(preds) else None
+    """Weisfeiler-Lehman colours (sha256 hex digests) of the nodes, and the rounds run:
+    :func:`.wl.refine` with :class:`.wl.Hashes`."""
+    return wl.refine(wl.Hashes(), labels, *wl.adjacency(len(labels), edges), rounds, limit)
 
 
 def dag_colors(labels: list[str], edges: Iterable[tuple[int, int]], direction: str = "both",
                ) -> list[str]:
-    """Isomorphism-invariant node colours of a DAG, in time linear in its size.
-
-    A sweep gives each node, in topological order, the hash of its colour and the sorted
-    hashes of its predecessors (the whole graph above it, as a Merkle tree does), and in the
-    reverse order the same over its successors (the graph below it); its new colour joins
-    the two. Sweeps repeat while they split colour classes (two or three do), then
-    Weisfeiler-Lehman rounds (``wl_refine``) run until the colouring is stable. The classes
-    that result are WL's stable classes (each sweep's hashes are a function of WL's stable
-    colour), found without the one round per node that WL alone needs along a chain: a
-    10,000-node chain takes one sweep and a round, not 5,000 rounds.
-
-    ``direction="down"`` (or ``"up"``): one sweep over the predecessors only (the successors
-    only), no WL: two nodes then share a colour when the graphs above them (below them)
-    agree, which ``diff`` uses to pair the nodes before (after) an edit."""
-    n = len(labels)
-    preds, succs = _adjacency(n, edges)
-    order = _topological(preds, succs)
-    colors = _first_colours(labels, preds, succs)
-    if order is None:  # not a DAG: WL alone
-        return colors if direction != "both" else _wl(colors, preds, succs)[0]
-    if direction != "both":
-        out = [""] * n
-        near = preds if direction == "down" else succs
-        for v in (order if direction == "down" else reversed(order)):
-            out[v] = _sha(colors[v] + direction + _joined(out, near[v]))
-        return out
-    distinct = len(set(colors))
-    sha = hashlib.sha256
-    while True:  # _sha and _joined written out: a sweep hashes every node
-        down, up = [""] * n, [""] * n
-        for v in order:
-            near = preds[v]
-            joined = (down[near[0]] if len(near) == 1 else
-                      ",".join(sorted([down[u] for u in near])) if near else "")
-            down[v] = sha((colors[v] + "<" + joined).encode()).hexdigest()
-        for v in reversed(order):
-            near = succs[v]
-            joined = (up[near[0]] if len(near) == 1 else
-                      ",".join(sorted([up[u] for u in near])) if near else "")
-            up[v] = sha((colors[v] + ">" + joined).encode()).hexdigest()
-        colors = [sha((d + u).encode()).hexdigest() for d, u in zip(down, up)]
-        split = len(set(colors))
-        if split == distinct:
-            break
-        distinct = split
-    return _wl(colors, preds, succs)[0]
+    """Isomorphism-invariant node colours (sha256 hex digests) of a DAG, in time linear in
+    its size: :func:`.wl.dag_colours` with :class:`.wl.Hashes`."""
+    preds, succs = wl.adjacency(len(labels), edges)
+    return wl.dag_colours(wl.Hashes(), labels, preds, succs, wl.topological(preds, succs),
+                          direction)
 
 
 def dag_hash(nodes_ops: list[str], edges: set[tuple[int, int]]) -> str:

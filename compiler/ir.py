@@ -21,32 +21,9 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
-_set = object.__setattr__
-
 
 class _Node(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
-
-    def model_copy(self, *, update=None, deep: bool = False):  # type: ignore[override]
-        """pydantic's ``model_copy``: a shallow copy with ``update`` applied, unvalidated
-        (as pydantic's is; ``compiler.verify`` checks what the passes make). The shallow
-        update that every pass makes, once per node, is done here without pydantic's generic
-        ``copy.copy`` of each part: the same ``__dict__``, fields set, extra and private
-        values as pydantic's."""
-        if deep or not update or getattr(self, "__pydantic_extra__", None) is not None \
-                or getattr(self, "__pydantic_private__", None) is not None:
-            return super().model_copy(update=update, deep=deep)
-        cls = type(self)
-        m = cls.__new__(cls)
-        d = self.__dict__.copy()
-        d.update(update)
-        _set(m, "__dict__", d)
-        _set(m, "__pydantic_extra__", None)
-        fields = self.__pydantic_fields_set__.copy()
-        fields.update(update.keys())
-        _set(m, "__pydantic_fields_set__", fields)
-        _set(m, "__pydantic_private__", None)
-        return m
 
 
 class Loc(_Node):

@@ -3,8 +3,9 @@ of 1,000, 4,000 and 10,000 nodes.
 
 The cell (:func:`chain_spec`) is a chain of ``conv(w) relu`` nodes with a skip edge from the
 input every third node (``n3 = conv(w) relu <- n2, x``), in a small network; ``diff`` compares it
-with the same file where the middle node's op is ``conv(w, k=3)``. Target (issue 11, item 13):
-``stats`` and ``diff`` on 10,000 nodes under 2 s for the whole command. Each command runs in a
+with the same file where the middle node's op is ``conv(w, k=3)``. Target (issue 23, relaxed
+from issue 11's 2 s): ``check``, ``stats`` and ``diff`` on 10,000 nodes at most 4 s each for the
+whole command, cold. Each command runs in a
 fresh process (``python -m shrinkc``), 3 times after one warm-up run; the table gives the
 medians of wall and CPU (user + system, of every process the command ran: ``diff`` reads
 the second spec in a second process when both are large) seconds. Writes
@@ -31,8 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from hostinfo import cpu_flags
+
 ROOT = Path(__file__).resolve().parent.parent
-TARGET_S = 2.0
+TARGET_S = 4.0
 
 
 def chain_spec(n: int, skip_every: int = 3, edit: int | None = None) -> str:
@@ -109,7 +112,7 @@ def main() -> None:
                                  "cpu_s": cpus, "median_wall_s": statistics.median(walls),
                                  "median_cpu_s": statistics.median(cpus)})
     print(f"shrinkc check / stats / diff on a chain cell (skip edge every third node); "
-          f"{os.cpu_count()} CPUs, load average {load0:.2f} at start, "
+          f"{os.cpu_count()} CPUs ({cpu_flags().get('model')}), load average {load0:.2f} at start, "
           f"{os.getloadavg()[0]:.2f} at end; medians of {args.runs} cold runs"
           + (", interleaved" if len(variants) > 1 else "") + "\n")
     base = {(r["command"], r["nodes"]): r for r in rows if r["variant"] == "this"}
@@ -124,17 +127,16 @@ def main() -> None:
             line += (f" {r['median_cpu_s'] / b['median_cpu_s']:>9.2f}x"
                      f" {r['median_wall_s'] / b['median_wall_s']:>10.2f}x")
         print(line)
-    big = [r for r in rows if r["nodes"] == 10_000 and r["command"] in ("stats", "diff")
-           and r["variant"] == "this"]
+    big = [r for r in rows if r["nodes"] == 10_000 and r["variant"] == "this"]
     for r in big:
         verdict = ["meets" if r[k] < TARGET_S else "MISSES" for k in ("median_wall_s",
                                                                        "median_cpu_s")]
         print(f"-> {r['command']} on 10,000 nodes: {r['median_wall_s']:.2f} s wall "
               f"({verdict[0]} the target of < {TARGET_S:g} s), {r['median_cpu_s']:.2f} s CPU "
-              f"({verdict[1]} it)")
+              f"({verdict[1]} it" + (", two processes" if r["command"] == "diff" else "") + ")")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({
-        "cpus": os.cpu_count(), "load_average": [load0, os.getloadavg()[0]],
+        "cpus": os.cpu_count(), "cpu": cpu_flags().get("model"), "load_average": [load0, os.getloadavg()[0]],
         "runs": args.runs, "target_s": TARGET_S, "variants": {
             v: {"root": str(root), "cores": sorted(cores) if cores else None}
             for v, (root, cores) in variants.items()}, "rows": rows}, indent=2) + "\n")

@@ -153,13 +153,17 @@ network Acts {
     ("shrinkcnn_a", {}), ("shrinkcnn_a", {"opset": 13, "fold_bn": False}),
     ("mobilenetv2", {"opset": 17}), ("acts", {"opset": 13}), ("acts", {"opset": 19}),
     ("acts", {"dynamic_hw": True})])
-def test_fp16_writer_is_the_converters_model(tmp_path, name, options):
-    """``--precision fp16`` writes its model without onnx (backends/onnx/fp16.py): the same
-    initializers (bit for bit), nodes, inputs, outputs and metadata as onnxconverter-common's
-    ``convert_float_to_float16(keep_io_types=True)`` (``precision.to_fp16``) of the fp32 model,
-    less the converter's inferred ``value_info``; onnxruntime gives both the same outputs."""
+def test_fp16_is_the_converters_model(tmp_path, name, options):
+    """``precision.to_fp16`` (what ``--precision fp16`` writes) is onnxconverter-common's
+    ``convert_float_to_float16(keep_io_types=True)`` of the fp32 model without the shape
+    inference it runs first: the same initializers (bit for bit), nodes, inputs, outputs and
+    metadata as the converter's defaults, and the same outputs in onnxruntime, bit for bit."""
+    import warnings
+
+    from onnxconverter_common import float16
+
     from shrinkc.backends import onnx as onnx_backend
-    from shrinkc.backends.onnx import fp16, precision
+    from shrinkc.backends.onnx import precision
     from shrinkc.compiler import compile_file
 
     if name == "acts":
@@ -168,9 +172,11 @@ def test_fp16_writer_is_the_converters_model(tmp_path, name, options):
     else:
         spec = SPECS / f"{name}.shrink"
     graph = compile_file(spec)
-    ref = precision.to_fp16(onnx_backend.generate(graph, **options))
-    ours = onnx.ModelProto.FromString(onnx_backend.serialize(
-        fp16.to_fp16(onnx_backend.build(graph, **options))))
+    ours = precision.to_fp16(onnx_backend.generate(graph, **options))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = float16.convert_float_to_float16(onnx_backend.generate(graph, **options),
+                                               keep_io_types=True)
     onnx.checker.check_model(ours, full_check=True)
 
     def wire(items) -> list[bytes]:
@@ -183,10 +189,9 @@ def test_fp16_writer_is_the_converters_model(tmp_path, name, options):
     assert wire(ours.graph.input) == wire(ref.graph.input)
     assert wire(ours.graph.output) == wire(ref.graph.output)
     assert wire(ours.opset_import) == wire(ref.opset_import)
-    assert wire(ours.metadata_props) == wire(ref.metadata_props)
-    assert not ours.graph.value_info
-    fields = ("ir_version", "producer_name", "producer_version", "doc_string")
-    assert [getattr(ours, f) for f in fields] == [getattr(ref, f) for f in fields]
+    assert {p.key: p.value for p in ours.metadata_props}.items() >= {
+        "precision": "fp16", "io_types": "float32"}.items()
+    assert len(ours.graph.value_info) < len(ref.graph.value_info)  # no inferred shapes
     shape = [2, *graph.input_shape.as_list()]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     outs = []
@@ -199,20 +204,6 @@ def test_fp16_writer_is_the_converters_model(tmp_path, name, options):
         outs.append(sess.run(None, {sess.get_inputs()[0].name: x})[0])
     assert outs[0].dtype == outs[1].dtype == np.float32
     assert np.array_equal(outs[0], outs[1])
-
-
-def test_fp16_clamps_as_the_converter_does():
-    from onnxconverter_common.float16 import convert_np_to_float16
-
-    from shrinkc.backends.onnx.fp16 import to_float16
-
-    x = np.array([0.0, -0.0, 5e-8, -5e-8, 1e-7, 3e-5, 1.0, -2.5, 9999.0, 1e4, 2e4, -7e4,
-                  np.inf, -np.inf, np.nan, 65504.0, 1e-3], np.float32)
-    with pytest.warns(UserWarning):
-        ref = convert_np_to_float16(x)
-    got = to_float16(x)
-    assert got.dtype == np.float16
-    assert got.tobytes() == ref.tobytes()
 
 
 # --------------------------------------------------------------------------- int8

@@ -1,10 +1,10 @@
 """The ONNX backend: a built graph (and optionally trained weights) -> an ONNX model.
 
-Built straight from the IR; never imports torch, and writing a model does not import onnx
-either (``proto`` holds the protobuf messages, ``common`` the opset tables): :func:`build`
-gives that model, :func:`generate` the same as an ``onnx.ModelProto``. ``cnn`` writes image
-networks, ``lm`` language models (the time loop as a Scan), ``checkpoint`` draws random
-weights and reads and checks trained ones against the module layout (``backends.layout``).
+Built straight from the IR with ``onnx.helper`` (:func:`generate`; torch is imported only to
+read a ``.pt`` checkpoint). ``cnn`` writes image networks, ``lm`` language models (the time
+loop as a Scan), ``checkpoint`` draws random weights and reads and checks trained ones against
+the module layout (``backends.layout``), ``precision`` converts to fp16 and int8 with
+onnxconverter-common and onnxruntime, ``common`` holds the opset and serialization.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import onnx
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
@@ -19,7 +20,6 @@ from shrinkc.compiler.errors import ShrinkError
 from .cnn import generate_cnn
 from .common import FUNCTION_DOMAIN, MIN_OPSET, OPSET, ir_version, newest_opset, serialize
 from .lm import generate_lm
-from .proto import ModelProto, to_onnx
 
 MAX_BYTES = 2**31  # protobuf's limit on one serialized message
 
@@ -27,21 +27,10 @@ MAX_BYTES = 2**31  # protobuf's limit on one serialized message
 def generate(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
              fold_bn: bool = True, functions: bool = False,
              weights_source: str | None = None, opset: int = OPSET,
-             dynamic_hw: bool = False):
-    """:func:`build`'s model as an ``onnx.ModelProto`` (imports onnx), in an opset the
-    installed onnx package knows (:func:`newest_opset`)."""
-    check_opset(opset, newest_opset())
-    return to_onnx(build(graph, weights, fold_bn=fold_bn, functions=functions,
-                         weights_source=weights_source, opset=opset, dynamic_hw=dynamic_hw))
-
-
-def build(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
-          fold_bn: bool = True, functions: bool = False,
-          weights_source: str | None = None, opset: int = OPSET,
-          dynamic_hw: bool = False) -> ModelProto:
+             dynamic_hw: bool = False) -> onnx.ModelProto:
     """The ONNX model of ``graph``'s network, in opset ``opset`` (:data:`MIN_OPSET` to
-    :data:`OPSET`, the default), built without importing onnx (``proto``'s messages;
-    :func:`serialize` writes it).
+    :data:`OPSET`, the default, or the newest the installed onnx package knows:
+    :func:`newest_opset`); :func:`serialize` writes it.
 
     ``weights`` maps state_dict names to float32 arrays (checked by
     ``checkpoint.load_weights``); without them the weights are ``checkpoint.random_weights``.
@@ -50,7 +39,7 @@ def build(graph: ir.Graph, weights: Mapping[str, np.ndarray] | None = None, *,
     one subgraph, the body of its Scan). ``dynamic_hw``: the input's height and width are
     symbolic (image networks whose head pools globally).
     """
-    check_opset(opset)
+    check_opset(opset, newest_opset())
     if graph.cost.params * 4 >= MAX_BYTES:  # checked before a weight is drawn or read
         net = graph.program.networks[graph.network]
         raise ShrinkError(f"{graph.network} has {graph.cost.params:,} parameters: more than an "
@@ -76,5 +65,5 @@ def check_opset(opset: int, newest: int = OPSET) -> None:
                           f"leave the opset out for the newest, {newest}")
 
 
-__all__ = ["FUNCTION_DOMAIN", "MIN_OPSET", "OPSET", "build", "check_opset", "generate",
+__all__ = ["FUNCTION_DOMAIN", "MIN_OPSET", "OPSET", "check_opset", "generate",
            "ir_version", "newest_opset", "serialize"]

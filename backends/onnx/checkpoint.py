@@ -1,17 +1,17 @@
 """Weights for the ONNX backend: random ones, or a checkpoint's, checked against the layout.
 
 The tensors are those of the ``state_dict`` of the module the PyTorch backend generates
-(``backends.layout``). This module never imports torch: a ``.pt`` file holding a plain
-state_dict (what ``torch.save(model.state_dict(), ...)`` writes) is read with pickle, allowing
-only the few globals such a file refers to, and numpy (``_read_torch_zip``); torch.load is
-imported only for any other ``.pt`` file. A tied language model's checkpoint may hold ``embedding.weight``, ``decoder.weight``
-or both (equal), as ``safetensors.torch.save_model`` keeps only one of shared tensors.
+(``backends.layout``). A ``.safetensors`` file is read with safetensors' numpy reader; a
+``.pt`` file with ``torch.load(weights_only=True)``, torch imported for that alone (at least
+:data:`TORCH_FLOOR`). A tied language model's checkpoint may hold ``embedding.weight``,
+``decoder.weight`` or both (equal), as ``safetensors.torch.save_model`` keeps only one of
+shared tensors.
 ``num_batches_tracked`` may be present or missing in a checkpoint; it is never used.
 """
 
 from __future__ import annotations
 
-import math
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,142 +129,27 @@ def _read_safetensors(path: Path) -> dict[str, Found]:
     return out
 
 
-# torch.save's zip format, read without torch: a state_dict's pickle (data.pkl) refers to
-# these globals only, and to each tensor's bytes (data/KEY) by a persistent id
-_STORAGES = {"FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
-             "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
-             "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
-             "BoolStorage": "bool"}
-_NUMPY = {"float32": "<f4", "int64": "<i8"}  # the dtypes check_weights reads
-
-
-class _NotPlain(Exception):
-    """Something the torch-free reader does not read: torch.load reads the file instead."""
-
-
-@dataclass(frozen=True)
-class _StorageType:
-    dtype: str
-
-
-@dataclass(frozen=True)
-class _Storage:
-    key: str
-    dtype: str
-    numel: int
-
-
-@dataclass(frozen=True)
-class _Tensor:
-    storage: _Storage
-    offset: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
-
-
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
-    if not isinstance(storage, _Storage) or metadata or backward_hooks:
-        raise _NotPlain("a tensor with hooks or metadata")
-    return _Tensor(storage, int(storage_offset), tuple(int(d) for d in size),
-                   tuple(int(d) for d in stride))
-
-
-def _read_torch_zip(path: Path) -> dict[str, Found] | None:
-    """A ``torch.save``'d state_dict (zip format, little-endian) read with ``pickle`` and
-    numpy: only the globals a plain state_dict's pickle holds are allowed (an OrderedDict,
-    ``torch._utils._rebuild_tensor_v2`` and the storage types), nothing else is ever called.
-    None where the file is anything else (an older format, other objects, a tensor subclass,
-    a nested dict): ``torch.load`` then reads it, and says what is wrong. The torch import
-    this saves is most of a ``compile --weights w.pt`` (about 0.9 s of 1.2 s)."""
-    import collections
-    import pickle
-    import zipfile
-
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return None
-    with zf:
-        names = zf.namelist()
-        pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pkl) != 1:
-            return None
-        prefix = pkl[0][: -len("data.pkl")]
-        if prefix + "byteorder" in names and zf.read(prefix + "byteorder") != b"little":
-            return None
-
-        class Unpickler(pickle.Unpickler):
-            def find_class(self, module: str, name: str):
-                if (module, name) == ("collections", "OrderedDict"):
-                    return collections.OrderedDict
-                if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-                    return _rebuild_tensor_v2
-                if module == "torch" and name in _STORAGES:
-                    return _StorageType(_STORAGES[name])
-                raise _NotPlain(f"{module}.{name}")
-
-            def persistent_load(self, pid):
-                if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage"
-                        or not isinstance(pid[1], _StorageType)):
-                    raise _NotPlain("a storage of another kind")
-                return _Storage(str(pid[2]), pid[1].dtype, int(pid[4]))
-
-        try:
-            with zf.open(pkl[0]) as f:
-                obj = Unpickler(f).load()
-        except _NotPlain:
-            return None
-        except Exception:  # noqa: BLE001 - torch.load reads it, or says why it cannot
-            return None
-        if (not isinstance(obj, dict)
-                or not all(isinstance(k, str) and isinstance(v, _Tensor) for k, v in obj.items())):
-            return None
-        storages: dict[str, np.ndarray] = {}
-        out: dict[str, Found] = {}
-        for key, t in obj.items():
-            array = None
-            if t.storage.dtype in _NUMPY:
-                data = storages.get(t.storage.key)
-                if data is None:
-                    member = f"{prefix}data/{t.storage.key}"
-                    if member not in names or zf.getinfo(member).file_size != (
-                            t.storage.numel * np.dtype(_NUMPY[t.storage.dtype]).itemsize):
-                        return None  # sizes that disagree: read nothing before torch.load
-                    data = np.frombuffer(zf.read(member), dtype=_NUMPY[t.storage.dtype])
-                    if len(data) != t.storage.numel:
-                        return None
-                    storages[t.storage.key] = data
-                # never more elements than the storage holds: a stride of 0 (or overlapping
-                # strides) could make a huge array of a tiny storage; torch.load reads those
-                if (len(t.shape) != len(t.stride) or any(s < 0 for s in t.stride)
-                        or math.prod(t.shape) > t.storage.numel):
-                    return None
-                last = t.offset + sum((d - 1) * s for d, s in zip(t.shape, t.stride))
-                if 0 in t.shape:
-                    array = np.zeros(t.shape, data.dtype)
-                elif t.offset < 0 or last >= len(data):
-                    return None
-                else:
-                    view = np.lib.stride_tricks.as_strided(
-                        data[t.offset:], shape=t.shape,
-                        strides=[s * data.itemsize for s in t.stride], writeable=False)
-                    array = np.array(view, dtype=t.storage.dtype, order="C")  # a copy
-            out[key] = Found(t.shape, t.storage.dtype, array)
-        return out
+TORCH_FLOOR = (2, 6)
+"""The oldest torch that reads a checkpoint here: before 2.6, ``torch.load(weights_only=True)``
+could be made to run code by a crafted file (CVE-2025-32434)."""
 
 
 def _read_torch(path: Path) -> dict[str, Found]:
-    plain = _read_torch_zip(path)
-    if plain is not None:
-        return plain
+    """A ``.pt`` file's tensors by ``torch.load(weights_only=True)`` (torch is imported here
+    only: compiling without ``--weights``, or with a .safetensors file, never imports it)."""
+    safetensors_hint = ("save the weights with safetensors "
+                        "(safetensors.torch.save_file(model.state_dict(), 'w.safetensors'))")
     try:
         import torch
     except ImportError:
         raise ShrinkError(f"reading {path.as_posix()} needs torch, which is not installed", None,
-                          "install torch, or save the weights with safetensors "
-                          "(safetensors.torch.save_file(model.state_dict(), 'w.safetensors'))"
-                          ) from None
+                          f"install torch, or {safetensors_hint}") from None
+    version = tuple(int(p) for p in re.findall(r"\d+", torch.__version__)[:2])
+    if version < TORCH_FLOOR:
+        raise ShrinkError(f"reading {path.as_posix()} needs torch 2.6 or newer (torch "
+                          f"{torch.__version__} is installed, whose torch.load can be made to "
+                          "run code by a crafted file)", None,
+                          f"upgrade torch (pip install 'torch>=2.6'), or {safetensors_hint}")
     try:
         obj = torch.load(str(path), weights_only=True, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"

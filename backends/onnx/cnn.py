@@ -72,6 +72,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
@@ -79,12 +81,8 @@ from shrinkc.compiler.ops import attr, conv_padding
 
 from ..layout import OP_LAYOUT, cell_prefixes, chain_prefixes, join, wrapped
 from ..naming import OUTPUT_ACT, cell_attr_names, fresh_name
-
-# the backend's own protobuf classes, named as onnx's: writing a model never imports onnx
-from . import proto as onnx
 from .checkpoint import random_weights
 from .common import FUNCTION_DOMAIN, OPSET, ir_version, require_op
-from .proto import TensorProto, helper
 
 BN_EPS = 1e-5
 
@@ -616,12 +614,8 @@ def _name_output(b: _GraphBody, x: str, input_name: str, out_name: str) -> None:
 
 
 def _add_initializers(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray]) -> None:
-    for name, a in arrays.items():  # built in place: no copy of the weights
-        t = model.graph.initializer.add()
-        t.name, t.data_type = name, TensorProto.FLOAT
-        t.dims.extend(a.shape)
-        # ONNX raw data is little-endian; a view of the array, copied once when serialized
-        t.raw_data = memoryview(a.astype("<f4", copy=False)).cast("B")
+    """The weights, added to the model itself (not to the graph ``make_model`` copies)."""
+    model.graph.initializer.extend(numpy_helper.from_array(a, name) for name, a in arrays.items())
 
 
 def generate_cnn(graph: ir.CNNGraph, weights: Mapping[str, np.ndarray] | None = None, *,

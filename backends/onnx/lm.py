@@ -75,18 +75,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
 from ..layout import cell_names, lm_tensors
 from ..naming import edge_key, fresh_name
-
-# the backend's own protobuf classes, named as onnx's: writing a model never imports onnx
-from . import proto as onnx
 from .checkpoint import random_lm_weights
 from .common import OPSET, ir_version, require_op
-from .proto import TensorProto, helper
 
 ACT_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "identity": None}
 TOKENS, HIDDEN, LOGITS, LAST_HIDDEN = "tokens", "hidden", "logits", "last_hidden"
@@ -122,7 +120,7 @@ class _Builder:
         """A ``Constant`` node, one per name in this graph."""
         if name not in self.consts:
             self.consts[name] = self.node("Constant", [], name,
-                                          value=onnx.numpy_helper.from_array(value, ""))
+                                          value=numpy_helper.from_array(value, ""))
         return self.consts[name]
 
 
@@ -276,11 +274,8 @@ def generate_lm(graph: ir.LMGraph, weights: Mapping[str, np.ndarray] | None = No
     )
     arrays = [(name, np.require(a, np.float32, "C")) for name, a in params.items()]
     arrays.append((HIDDEN, np.zeros((0, lm.hidden), np.float32)))
-    for name, a in arrays:  # built in place: no copy of the weights
-        t = model.graph.initializer.add()
-        t.name, t.data_type = name, TensorProto.FLOAT
-        t.dims.extend(a.shape)
-        t.raw_data = a.astype("<f4", copy=False).tobytes()  # ONNX raw data is little-endian
+    # added to the model itself, not to the graph make_model copies
+    model.graph.initializer.extend(numpy_helper.from_array(a, name) for name, a in arrays)
     meta = {"network": graph.network, "source": graph.source, "spec_sha256": graph.spec_hash,
             "kind": "language model", "time_loop": "Scan",
             "decoder": "tied" if lm.tied else "untied", "weights": weights_source or ""}

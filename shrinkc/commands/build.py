@@ -138,18 +138,14 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     try:
         _import_numpy_without_blas_threads()
         from shrinkc.backends import onnx as onnx_backend
+        from shrinkc.backends.onnx import precision as prec
         from shrinkc.backends.onnx.checkpoint import load_weights
-
-        if precision == "int8":  # fp32 and fp16 load nothing more (not even onnx)
-            from shrinkc.backends.onnx import precision as prec
     except ImportError as e:
         raise ShrinkError(f"the onnx target needs the '{e.name}' package", None,
                           "pip install 'shrinkc[onnx]'") from None
     default = prec.INT8_OPSET if int8 else onnx_backend.OPSET
     opset = default if args.opset is None else args.opset
-    # fp32 and fp16 models are written without the onnx package (backends/onnx/proto.py,
-    # fp16.py); int8's quantizer reads them with it, in an opset it must know
-    newest = onnx_backend.newest_opset() if int8 else onnx_backend.OPSET
+    newest = onnx_backend.newest_opset()
     if opset > newest:  # an onnx package older than the one shrinkc was built against
         raise UsageError(f"--opset {opset}: the installed onnx package writes opsets up to "
                          f"{newest}")
@@ -165,8 +161,7 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     images, data_name = _calibration(args, graph) if int8 else (None, None)
     source = Path(args.weights).name if args.weights else None
     dynamic = is_dynamic(getattr(args, "input", None))
-    make = onnx_backend.generate if int8 else onnx_backend.build
-    model = make(graph, weights, fold_bn=not args.no_fold_bn, functions=args.functions,
+    model = onnx_backend.generate(graph, weights, fold_bn=not args.no_fold_bn, functions=args.functions,
                  weights_source=source, opset=opset, dynamic_hw=dynamic)
     how = [f"opset {opset}",
            "time loop as Scan" if graph.kind == "lm"
@@ -177,9 +172,7 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     if dynamic:
         how.append("any height and width")
     if precision == "fp16":
-        from shrinkc.backends.onnx.fp16 import to_fp16
-
-        model = to_fp16(model)
+        model = prec.to_fp16(model)
         how.append("fp16 (float32 inputs and outputs)")
     elif int8:
         model = prec.quantize_int8(model, images, data_name)

@@ -352,6 +352,28 @@ def test_precision_usage_errors(capsys, tmp_path, proxy):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_export_rules_are_the_backends():
+    """What may be exported is decided in ``backends/onnx/export.py``; the command line only
+    reports its refusals (as usage errors, above)."""
+    from shrinkc.backends.onnx import OPSET
+    from shrinkc.backends.onnx.export import OptionError, export, export_opset
+    from shrinkc.backends.onnx.precision import INT8_OPSET
+    from shrinkc.compiler import compile_file
+    from shrinkc.compiler.errors import ShrinkError
+
+    assert export_opset() == export_opset("fp16") == OPSET
+    assert export_opset("int8", weights=True) == INT8_OPSET
+    assert export_opset("fp16", 13) == 13 and export_opset("fp32", 17, functions=True) == 17
+    for args, kwargs, needle in ((("int8",), {}, "trained weights"),
+                                 (("int8", OPSET), {"weights": True}, "up to opset 25"),
+                                 (("fp16",), {"functions": True}, "flat graph"),
+                                 (("int4",), {}, "unknown precision")):
+        with pytest.raises(OptionError, match=needle):
+            export_opset(*args, **kwargs)
+    with pytest.raises(ShrinkError, match="language model"):
+        export(compile_file(TINY_LM), precision="fp16")
+
+
 def test_calibration_data_errors(capsys, tmp_path, proxy):
     """Each bad calibration file is a message naming it and what is wrong; nothing is
     written."""
@@ -366,6 +388,10 @@ def test_calibration_data_errors(capsys, tmp_path, proxy):
     np.savez(wrong, x_train=x16, y_train=y, x_val=x16, y_val=y)
     _fails(capsys, [*argv, str(wrong)], 1, "--calibrate", "1x16x16 but DigitsNet takes 1x8x8",
            "--input")
+    val = tmp_path / "val.npz"  # the validation images too, as uint8 N x H x W x C
+    np.savez(val, x_train=data.x_train[:20], y_train=y, x_val=np.zeros((20, 16, 16, 1), np.uint8),
+             y_val=y)
+    _fails(capsys, [*argv, str(val)], 1, "x_val images are 1x16x16 but DigitsNet takes 1x8x8")
     missing = tmp_path / "missing.npz"
     np.savez(missing, x_train=data.x_train)
     _fails(capsys, [*argv, str(missing)], 1, "--calibrate", "missing array 'y_train'")

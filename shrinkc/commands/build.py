@@ -104,21 +104,36 @@ def _targets(args) -> list[str]:
                                  ("--calibrate", args.calibrate is not None)) if on]
     if onnx_only and "onnx" not in targets:
         raise UsageError(f"{', '.join(onnx_only)} only applies to --target onnx")
-    precision = args.precision or "fp32"
-    if args.calibrate is not None and precision != "int8":
+    if args.calibrate is not None and args.precision != "int8":
         raise UsageError("--calibrate only applies to --precision int8")
-    if precision == "int8" and not args.weights:
-        raise UsageError("--precision int8 needs the trained weights (--weights FILE): "
-                         "calibrating random weights measures nothing")
-    if precision != "fp32" and args.functions:
-        raise UsageError(f"--precision {precision} writes a flat graph: leave out --functions "
-                         "(the converters do not enter ONNX local functions)")
     return targets
 
 
+def _onnx_export():
+    """``backends.onnx.export`` (imported for the onnx target only), or an error naming the
+    package to install."""
+    try:
+        _import_numpy_without_blas_threads()
+        from shrinkc.backends.onnx import export
+    except ImportError as e:
+        raise ShrinkError(f"the onnx target needs the '{e.name}' package", None,
+                          "pip install 'shrinkc[onnx]'") from None
+    return export
+
+
+def _export_opset(args) -> int:
+    """The opset of the ONNX model, from ``--opset`` and the backend's rules for the other
+    options (a refusal is a usage error)."""
+    export = _onnx_export()
+    try:
+        return export.export_opset(args.precision or "fp32", _opset(args.opset),
+                                   weights=bool(args.weights), functions=args.functions)
+    except export.OptionError as e:
+        raise UsageError(str(e)) from None
+
+
 def _opset(text: str | None) -> int | None:
-    """``--opset N`` checked against the opsets shrinkc writes (without importing onnx: the
-    bound that the installed onnx package sets is checked when it is imported)."""
+    """``--opset N`` checked against the opsets shrinkc writes."""
     if text is None:
         return None
     from shrinkc.backends.onnx.common import MIN_OPSET, OPSET
@@ -133,37 +148,23 @@ def _opset(text: str | None) -> int | None:
 
 def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     """The serialized ONNX model of ``graph`` and what to say about it."""
+    export = _onnx_export()
     precision = args.precision or "fp32"
-    int8 = precision == "int8"
-    try:
-        _import_numpy_without_blas_threads()
-        from shrinkc.backends import onnx as onnx_backend
-        from shrinkc.backends.onnx import precision as prec
-        from shrinkc.backends.onnx.checkpoint import load_weights
-    except ImportError as e:
-        raise ShrinkError(f"the onnx target needs the '{e.name}' package", None,
-                          "pip install 'shrinkc[onnx]'") from None
-    default = prec.INT8_OPSET if int8 else onnx_backend.OPSET
-    opset = default if args.opset is None else args.opset
-    newest = onnx_backend.newest_opset()
-    if opset > newest:  # an onnx package older than the one shrinkc was built against
-        raise UsageError(f"--opset {opset}: the installed onnx package writes opsets up to "
-                         f"{newest}")
-    if int8 and opset > prec.INT8_OPSET:
-        raise UsageError(f"--precision int8 --opset {opset}: onnxruntime runs the int8 ops "
-                         f"(QuantizeLinear) up to opset {prec.INT8_OPSET}; leave --opset out for "
-                         f"{prec.INT8_OPSET}")
-    if precision != "fp32" and graph.kind == "lm":
-        raise ShrinkError(f"--precision {precision} is for image networks; {graph.network} is a "
-                          "language model, written in fp32 only", None,
-                          "leave --precision out")
-    weights = load_weights(args.weights, graph) if args.weights else None
-    images, data_name = _calibration(args, graph) if int8 else (None, None)
-    source = Path(args.weights).name if args.weights else None
+    calibrated: list[tuple] = []
+
+    def calibration():
+        calibrated.append(_calibration(args, graph))
+        return calibrated[0]
+
     dynamic = is_dynamic(getattr(args, "input", None))
-    model = onnx_backend.generate(graph, weights, fold_bn=not args.no_fold_bn, functions=args.functions,
-                 weights_source=source, opset=opset, dynamic_hw=dynamic)
-    how = [f"opset {opset}",
+    try:
+        model = export.export(graph, args.weights, precision=precision, opset=args.opset,
+                              fold_bn=not args.no_fold_bn, functions=args.functions,
+                              dynamic_hw=dynamic, calibration=calibration)
+    except export.OptionError as e:
+        raise UsageError(str(e)) from None
+    source = Path(args.weights).name if args.weights else None
+    how = [f"opset {args.opset}",
            "time loop as Scan" if graph.kind == "lm"
            else "batch norm kept" if args.no_fold_bn else "batch norm folded",
            f"weights from {source}" if source else "random weights"]
@@ -172,12 +173,11 @@ def _onnx(args, graph, summary: str) -> tuple[bytes, str]:
     if dynamic:
         how.append("any height and width")
     if precision == "fp16":
-        model = prec.to_fp16(model)
         how.append("fp16 (float32 inputs and outputs)")
-    elif int8:
-        model = prec.quantize_int8(model, images, data_name)
+    elif calibrated:
+        images, data_name = calibrated[0]
         how.append(f"int8 QDQ calibrated on {len(images)} images of {data_name}")
-    return onnx_backend.serialize(model), f"{summary}; {', '.join(how)}"
+    return export.serialize(model), f"{summary}; {', '.join(how)}"
 
 
 def _calibration(args, graph):
@@ -200,20 +200,50 @@ def _calibration(args, graph):
         # those (resizing all 1,797 digits to 224x224 took longer than calibrating)
         x = images.digits_train_sample(shape, calibration_indices)
         return x, "the digits proxy data"
+    path = Path(args.calibrate)
+    for split, found in ([] if path.is_dir() else _npz_image_shapes(path)):
+        if found != shape:  # said of this network, not of the search's proxy network
+            raise ShrinkError(f"--calibrate: {path}: {split} images are "
+                              f"{'x'.join(map(str, found))} but {graph.network} takes "
+                              f"{'x'.join(map(str, shape))}", None,
+                              "resize the images, or compile for their size with --input CxHxW")
     try:
-        if Path(args.calibrate).is_dir():  # an image folder or CIFAR folder
+        if path.is_dir():  # an image folder or CIFAR folder
             data = images.prepare(args.calibrate, shape).data
         else:
             data = images.load_npz(args.calibrate, shape)
-    except ShrinkError as e:  # the reader speaks of the search's proxy network
-        message, hint = e.diagnostic.message, e.diagnostic.hint
-        if "the proxy network takes" in message:
-            message = message.replace("the proxy network", graph.network)
-            hint = "resize the images, or compile for their size with --input CxHxW"
-        elif "missing array" in message:
-            hint = f"{hint} (the layout shrinkc shrink --data reads; x_train calibrates)"
-        raise ShrinkError(f"--calibrate: {message}", None, hint) from None
+    except ShrinkError as e:
+        raise ShrinkError(f"--calibrate: {e.diagnostic.message}", None,
+                          e.diagnostic.hint) from None
     return calibration_subset(data.x_train), Path(args.calibrate).name
+
+
+def _npz_image_shapes(path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    """The C x H x W of the images of an .npz's ``x_train`` and ``x_val`` (N x C x H x W
+    floats, or N x H x W x C uint8), read from the arrays' headers; none that the headers
+    do not say (the reader then says what is wrong with the file)."""
+    import zipfile
+
+    import numpy as np
+
+    fmt = np.lib.format
+    out = []
+    try:
+        with zipfile.ZipFile(path) as z:
+            for split in ("x_train", "x_val"):
+                with z.open(f"{split}.npy") as f:
+                    version = fmt.read_magic(f)
+                    read = {(1, 0): fmt.read_array_header_1_0,
+                            (2, 0): fmt.read_array_header_2_0}.get(version)
+                    if read is None:
+                        continue
+                    dims, _, dtype = read(f)
+                if len(dims) == 4:
+                    out.append((split, (dims[3], *dims[1:3]) if dtype == np.uint8
+                                else tuple(dims[1:])))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return out
+    return out
 
 
 # packages a generated file imports: a file named after one would shadow it for every script
@@ -234,7 +264,7 @@ def cmd_compile(args, report) -> int:
     if is_dynamic(args.input) and targets != ["onnx"]:
         raise UsageError(f"--input {args.input.strip()} (any height and width) is for --target "
                          "onnx only; the PyTorch module takes any size as it is")
-    args.opset = _opset(args.opset)
+    args.opset = _export_opset(args) if "onnx" in targets else None
     graph = graph_of(args, report)
     stem = Path(args.spec).stem
     if "pytorch" in targets and stem in SHADOWING and not to_stdout:

@@ -186,7 +186,7 @@ _NESTING_EVENTS = re.compile(r'[\n"#()\[\]]')
 
 def check_nesting(text: str, file: str) -> None:
     """Brackets nested deeper than :data:`MAX_NESTING` are an error at the bracket that goes
-    too deep, found before the parser recurses into them."""
+    too deep, found before the text is parsed."""
     if text.count("(") + text.count("[") <= MAX_NESTING:
         return
     depth, line, line_start = 0, 1, 0
@@ -215,8 +215,8 @@ def check_nesting(text: str, file: str) -> None:
 
 
 def too_deep(text: str, file: str) -> ShrinkError:
-    """A statement too long for the parser's recursion (thousands of chained operators):
-    an error at the line with the most operators."""
+    """A statement too deep for the passes, which recurse along expressions (thousands of
+    chained operators): an error at the line with the most operators."""
     lines = text.split("\n")
     n = max(range(len(lines)), key=lambda i: sum(lines[i].count(c) for c in "+-*/%,"))
     return ShrinkError("a statement is nested too deeply to compile", ir.Loc(

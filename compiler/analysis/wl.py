@@ -71,11 +71,13 @@ class Hashes:
     def round(self, own: str, preds: Sequence[str], succs: Sequence[str]) -> str:
         return self._sha(",".join(preds) + "|" + ",".join(succs) + "|" + own)
 
+    # a sweep's keys hold the colours of the whole graph above (below) a node: never repeated
+    # along a chain, so not remembered
     def sweep(self, tag: str, own: str, near: Sequence[str]) -> str:
-        return self._sha(own + tag + ",".join(near))
+        return hashlib.sha256((own + tag + ",".join(near)).encode()).hexdigest()
 
     def join(self, down: str, up: str) -> str:
-        return self._sha(down + up)
+        return hashlib.sha256((down + up).encode()).hexdigest()
 
 
 class Ids(dict):
@@ -143,8 +145,10 @@ def _sweep(palette: Any, tag: str, colors: list, near: Preds, order: Iterable[in
     its ``near`` nodes (swept before it)."""
     out: list = [None] * len(colors)
     colour = palette.sweep
-    for v in order:
-        out[v] = colour(tag, colors[v], _near(out, near[v]))
+    for v in order:  # _near written out: a sweep colours every node
+        us = near[v]
+        out[v] = colour(tag, colors[v], [out[us[0]]] if len(us) == 1
+                        else sorted([out[u] for u in us]))
     return out
 
 

@@ -238,8 +238,13 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32", devic
     return stop.best or 0.0, epoch, curve, checkpoint
 
 
-def accuracy(model, x, y, precision: str = "fp32", batch: int = 512) -> float:
-    """The fraction of ``x`` that ``model`` (put in eval mode) classifies as ``y``."""
+def accuracy(model, x, y, precision: str = "fp32", batch: int = 128) -> float:
+    """The fraction of ``x`` that ``model`` (put in eval mode) classifies as ``y``.
+
+    In batches of 128 rather than 512: on the CIFAR proxy's complete DAG (1,000 validation
+    images, one thread, Xeon with AMX) a pass takes 0.64x the CPU time in bf16 and 0.47x in
+    fp32, as a batch's concatenated activations then stay in the core's cache; the logits are
+    bitwise the same (``benchmarks/proxy_train.py --variants``)."""
     import torch
 
     model.eval()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every part of benchmarks/shrink_search.py on the CIFAR-10 proxy, in the order the report
 # needs them (rank, the cheap protocols, one search seed with its random search, the re-training
-# on train10k.npz evaluated once on test.npz, each method's best at the full budget on the
-# proxy, the other two seeds, the paper's procedure last). The tables and the plot:
+# on train10k.npz evaluated once on test.npz (after each method's best at the full budget on
+# the proxy, which is cheaper), the other two seeds, the paper's procedure last). The tables and the plot:
 # python benchmarks/shrink_search_cifar10.py report.
 # Each part resumes where it stopped and skips what is done, so running this again continues:
 #
@@ -14,8 +14,8 @@ run rank --precision bf16
 run budget
 run search
 run random
-run retrain --precision bf16
 python benchmarks/shrink_search_cifar10.py proxyfull   # each method's best at the full budget
+run retrain --precision bf16
 for seed in 1 2; do
     run search --seed "$seed"
     run random --seed "$seed"

@@ -140,7 +140,7 @@ class Space:
 
         return make_job(path=str(ROOT / self.spec), program=self.parsed, space=self.space.name,
                         edges=tuple(map(tuple, edges)), network=self.search.network,
-                        overrides=self.overrides, train={**self.settings.train, **train},
+                        overrides=self.overrides, train=replace(self.settings.train, **train),
                         data=self.data, seed=seed, threads=1, precision=precision)
 
     def score(self, acc: float, macs: int) -> float:
@@ -191,7 +191,7 @@ def shrinka_job(sp: Space, seed: int, precision: str = "fp32"):
             "    stage ShrinkA(64) x 1 downsample maxpool(2)\n"
             "    head global_avgpool -> linear(classes)\n}\n")
     return Job(path=str(ROOT / "benchmarks" / "shrinka_proxy.shrink"), text=text,
-               network="Proxy", overrides=sp.overrides, train=dict(sp.settings.train),
+               network="Proxy", overrides=sp.overrides, train=sp.settings.train,
                data=sp.data, seed=seed, threads=1, edges=6, precision=precision)
 
 
@@ -251,14 +251,14 @@ def reference_job(sp: Space, name: str, seed: int, precision: str, **train):
     if name == "complete DAG":
         return sp.job(rules.live_edges(sp.space), seed, precision=precision, **train)
     job = shrinka_job(sp, seed, precision)
-    return replace(job, train={**job.train, **train})
+    return replace(job, train=replace(job.train, **train))
 
 
 def part_rank(args) -> None:
     sp = Space()
     doc = load("rank")
     if "cells" not in doc:
-        doc = {"protocol": {"spec": SPEC, "data": DATA or "digits", "train": sp.settings.train,
+        doc = {"protocol": {"spec": SPEC, "data": DATA or "digits", "train": sp.settings.train.as_dict(),
                             "seeds": list(RANK_SEEDS), "sample_seed": 1234,
                             "precision": args.precision},
                "cells": [list(map(list, c)) for c in sp.random_cells(args.cells, 1234)],
@@ -383,8 +383,8 @@ def _keep_log(part: str, doc: dict, out: Path) -> None:
 
 def choose_protocol(sp: Space) -> dict:
     """The cheapest cheap protocol whose score ranks cells at TARGET_FRACTION of the noise
-    ceiling or more (Kendall tau, the rank part's cells; validation accuracy only), by CPU
-    seconds per candidate; the closest to it when none does. Decided once, kept in
+    ceiling or more (Kendall tau, the rank part's cells; validation accuracy only), in epochs
+    per candidate, then by its ranking; the closest to it when none does. Decided once, kept in
     ``protocol.json`` (this data's tag)."""
     import statistics
 
@@ -406,7 +406,9 @@ def choose_protocol(sp: Space) -> dict:
         rows.append({**row, "protocol": name, "batch": batch,
                      "cpu_s_per_candidate": per_epoch * row["epochs"]})
     good = [r for r in rows if r["fraction"] >= TARGET_FRACTION]
-    pick = (min(good, key=lambda r: r["cpu_s_per_candidate"]) if good
+    # cheapest in candidate-epochs (an epoch costs about the same CPU at batch 32 and 128:
+    # benchmarks/proxy_train.py), then the better ranking
+    pick = (min(good, key=lambda r: (r["epochs"], -r["fraction"])) if good
             else max(rows, key=lambda r: r["fraction"]))
     doc = {"chosen": pick, "met_target": bool(good), "target_fraction": TARGET_FRACTION,
            "candidates": rows,
@@ -487,11 +489,11 @@ def part_rnn_retrain(args) -> None:
             net = net.replace("ShrinkRNNSearch", "ShrinkRNNCell")
             return Job(path=str(ROOT / "benchmarks" / "shrinkrnn_proxy.shrink"),
                        text="shrink 1\n\n" + cell + net, network="ProxyLM",
-                       overrides=overrides, train=dict(train), data=str(RNN_DATA), seed=seed,
+                       overrides=overrides, train=train, data=str(RNN_DATA), seed=seed,
                        threads=1, edges=12)
         return make_job(path=str(ROOT / RNN_SPEC), program=parsed, space=space.name,
                         edges=tuple(cells[name]), network="ProxyLM", overrides=overrides,
-                        train=dict(train), data=str(RNN_DATA), seed=seed, threads=1)
+                        train=train, data=str(RNN_DATA), seed=seed, threads=1)
 
     doc = load("rnn_retrain")
     doc["cells"] = {k: [list(e) for e in v] for k, v in cells.items()}
@@ -680,7 +682,7 @@ def part_retrain_test(args) -> None:
                 doc.get("runs", {}).pop(f"{name}/{s}", None)
     doc["cells"] = cells
     doc["protocol"] = {"train": str(RETRAIN_DATA.name), "test": str(TEST_DATA.name),
-                       "seeds": list(TEST_SEEDS), "train_settings": sp.settings.train,
+                       "seeds": list(TEST_SEEDS), "train_settings": sp.settings.train.as_dict(),
                        "weights": "best validation epoch", "precision": args.precision}
     retrain = str(RETRAIN_DATA)
     jobs = {f"{name}/{s}": replace(sp.job(c, s, precision=args.precision), data=retrain)

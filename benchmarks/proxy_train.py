@@ -242,6 +242,7 @@ def shrinker_steps(graph, data, settings: dict, steps: int, precision: str) -> d
     subtracted, so that ``steps`` is the training steps alone."""
     import torch
 
+    from shrinkc.search.table import TrainSettings
     from shrinkc.search.train import accuracy, build_module, recalibrate_bn, train
 
     batch = int(settings["batch"])
@@ -249,7 +250,7 @@ def shrinker_steps(graph, data, settings: dict, steps: int, precision: str) -> d
     model = build_module(graph)
     sub = _subset(data, max(steps * batch, 512))
     t0 = _clock()
-    _, _, curve, _ = train(model, sub, {**settings, "epochs": 1}, 0, precision)
+    _, _, curve, _ = train(model, sub, TrainSettings.of("image", **{**settings, "epochs": 1}), 0, precision)
     total = _since(t0)
     x = torch.from_numpy(sub.x_train).contiguous(memory_format=torch.channels_last)
     xv = torch.from_numpy(data.x_val).contiguous(memory_format=torch.channels_last)

@@ -9,7 +9,7 @@ duplicate keys, types and ranges. ``data`` is relative to the config file's fold
 
     # run.yaml
     device: cuda              # auto (default), cpu or cuda
-    precision: auto           # auto, fp32 or bf16
+    train_precision: auto     # auto, fp32 or bf16 (``precision``: the old key, deprecated)
     workers: 8                # local worker processes, or Ray CPUs
     executor: ray             # local or ray
     address: auto             # a Ray cluster
@@ -26,25 +26,16 @@ from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError, did_you_mean
 from shrinkc.compiler.syntax.parser import read_source
 
-from .settings import PRECISIONS
+from . import table
+from .table import YAML, RunSettings
 
-DEVICES = ("auto", "cpu", "cuda")
-EXECUTORS = ("local", "ray")
-MAX_WORKERS = 256
 _KIND = "YAML run configuration"
 
-# key -> (type, allowed values or (low, high) range, what it is)
-KEYS: dict[str, tuple[type, tuple, str]] = {
-    "device": (str, DEVICES, "where candidates train"),
-    "precision": (str, PRECISIONS, "the precision candidates train in"),
-    "workers": (int, (1, MAX_WORKERS), "local worker processes, or Ray CPUs"),
-    "threads": (int, (1, MAX_WORKERS), "torch threads per candidate"),
-    "executor": (str, EXECUTORS, "where workers run"),
-    "address": (str, (), "a Ray cluster's address"),
-    "gpus_per_candidate": (float, (0.0, 8.0), "the GPUs Ray gives each candidate"),
-    "data": (str, (), "the proxy data, relative to this file"),
-    "subset": (str, (), "N training and M validation images of the data, as N/M"),
-}
+# the keys (a setting's name, or an old spelling of it) -> the setting's name
+_ROWS = {k: r for k, r in table.rows(RunSettings).items() if YAML in r.sources}
+KEYS: dict[str, str] = {**{k: k for k in _ROWS},
+                        **{a: k for k, r in _ROWS.items() for a in r.aliases}}
+_TYPES = table.types(RunSettings)
 
 
 def load(path: str | Path) -> dict:
@@ -79,9 +70,9 @@ def load(path: str | Path) -> dict:
             hint = (did_you_mean(key, KEYS, "settings") if isinstance(key, str) else None)
             raise ShrinkError(f"unknown run setting '{shown}'", _node_loc(display, key_node),
                               hint or f"settings: {', '.join(KEYS)}")
-        if key in out:
+        if KEYS[key] in out:
             raise ShrinkError(f"'{key}' is set twice", _node_loc(display, key_node))
-        out[key] = _value(display, key, value_node)
+        out[KEYS[key]] = _value(display, key, value_node)
     if "data" in out:
         out["data"] = (path.parent / out["data"]).as_posix()
     return out
@@ -91,7 +82,8 @@ def _value(display: str, key: str, node) -> object:
     """A setting's value, of its type and in its range."""
     import yaml
 
-    kind, allowed, what = KEYS[key]
+    row, kind = _ROWS[KEYS[key]], _TYPES[KEYS[key]]
+    what = row.what
     loc = _node_loc(display, node)
     if not isinstance(node, yaml.ScalarNode):
         raise ShrinkError(f"{key} ({what}) is a single value, not a list or mapping", loc)
@@ -102,24 +94,12 @@ def _value(display: str, key: str, node) -> object:
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise ShrinkError(f"{key} ({what}) must be {_article(kind)}, got {node.value!r}", loc,
-                          _choices(allowed) if kind is str else None)
-    if kind is str and allowed and value not in allowed:
-        raise ShrinkError(f"unknown {key} '{value}'", loc,
-                          did_you_mean(value, allowed, key) or _choices(allowed))
-    if kind in (int, float) and not allowed[0] <= value <= allowed[1]:  # type: ignore[operator]
-        low = "above 0" if kind is float else f"at least {allowed[0]}"
-        raise ShrinkError(f"{key} must be {low} and at most {allowed[1]:g}, got {value}", loc)
-    if kind is float and value <= 0:  # type: ignore[operator]
-        raise ShrinkError(f"{key} must be above 0, got {value}", loc)
-    if kind is str and not value:
+                          _choices(row.choices) if kind is str else None)
+    if kind is str and not value and not row.choices:
         raise ShrinkError(f"{key} is empty", loc)
-    if key == "subset":
-        from .data.images import parse_subset
-
-        try:
-            parse_subset(value)
-        except ValueError as e:
-            raise ShrinkError(str(e).replace("--subset", "subset"), loc) from None
+    found = table.problem(key, row, value)
+    if found is not None:
+        raise ShrinkError(found[0], loc, found[1])
     return value
 
 

@@ -12,7 +12,7 @@ torch nor ray.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.analysis.cellhash import cell_hash
@@ -21,47 +21,24 @@ from shrinkc.compiler.passes.space import expand as expand_space
 from shrinkc.compiler.pipeline import Checked, build_graph, check
 from shrinkc.compiler.syntax.printer import print_program
 
-from . import rules
+from . import rules, tasks
 from .executors import Executor, make_executor
 from .job import Job, Parent, make_job
 from .progress import Progress
 from .rundir import RunDir, meta
 from .settings import Settings, resolve_device, resolve_precision
 from .settings import settings as read_settings
+from .table import Options
 
 Edge = tuple[int, int]
 Report = Callable[[Diagnostic], None]
-_BEST_METRICS = ("score", "acc", "macs", "ppl", "flops", "params")  # a snapshot's metrics
-
-
-@dataclass
-class Options:
-    """What ``shrinkc shrink`` was asked to do."""
-
-    spec: str
-    out: str
-    data: str | None = None
-    workers: int = 1
-    threads: int = 1
-    executor: str = "local"
-    address: str | None = None
-    resume: bool = False
-    quiet: bool = False
-    max_steps: int | None = None
-    search: str | None = None
-    inherit: bool = False  # start candidates from the current DAG's trained weights
-    overrides: dict = field(default_factory=dict)  # candidates, epochs, seed, ...
-    precision: str = "auto"  # fp32, bf16 (autocast) or auto (bf16 where the hardware has it)
-    device: str = "auto"  # cpu, cuda or auto (CUDA when available)
-    gpus_per_candidate: float = 1.0  # with Ray on GPUs: what each candidate asks for
-    subset: str | None = None  # N/M: part of an image folder or CIFAR folder (images.prepare)
 
 
 @dataclass(frozen=True)
 class _Search:
     """What a run searches, fixed for the whole run: the spec as written (snapshots rewrite
-    its space's edges), its text, the search block, the space, the settings, whether the proxy
-    network is a language model, and its overrides (class or vocabulary count, from the data).
+    its space's edges), its text, the search block, the space, the settings, the proxy
+    network's task, and its overrides (class or vocabulary count, from the data).
     """
 
     opts: Options
@@ -70,10 +47,10 @@ class _Search:
     search: ir.SearchDef
     space: ir.SpaceDef
     settings: Settings
-    lm: bool
+    task: tasks.Task
     overrides: dict
     sources: dict[str, str]  # the spec and every file it includes: name -> sha256
-    precision: str  # fp32 or bf16: --precision with auto decided once, for every worker
+    precision: str  # fp32 or bf16: --train-precision with auto decided once, for every worker
     device: str  # cpu or cuda: --device with auto decided once
     source: str | None = None  # the data the workers load: opts.data, or its decoded cache
     data_record: dict = field(default_factory=dict)  # run.json's keys about the data
@@ -88,11 +65,11 @@ class _Search:
         """The job that trains the proxy network with the space cut down to ``edges``
         (for ``epochs``, when given: a successive-halving round's budget; ``restarts``: the
         earlier rounds' budgets, where a learning-rate schedule starts again)."""
-        train = dict(self.settings.train)
+        train = self.settings.train
         if epochs is not None:
-            train["epochs"] = epochs
-        if restarts and train["schedule"] != "constant":
-            train["restarts"] = list(restarts)
+            train = replace(train, epochs=epochs)
+        if restarts and train.schedule != "constant":
+            train = replace(train, restarts=tuple(restarts))
         return make_job(path=self.opts.spec, program=self.parsed, space=self.space.name,
                         edges=edges, network=self.search.network, overrides=self.overrides,
                         train=train, data=self.source, seed=seed,
@@ -151,8 +128,7 @@ def _run(s: _Search, rundir: RunDir, report: Report | None) -> dict:
     log = rundir.start(_meta(s), opts.resume)
     edges = rules.live_edges(s.space)
     goal = rules.target(len(edges), s.settings.keep)
-    rounds = 1 if opts.inherit else len(rules.rungs(int(s.settings.train["epochs"]),
-                                                    s.settings.halving))
+    rounds = 1 if opts.inherit else len(rules.rungs(s.settings.train.epochs, s.settings.halving))
     total = sum(sum(rules.round_sizes(min(s.settings.candidates, n), rounds,
                                       s.settings.halving, s.settings.drop))
                 for n in range(goal + 1, len(edges) + 1))
@@ -187,8 +163,8 @@ def _prepare(opts: Options, report: Report | None) -> _Search:
         if report:
             report(w)
     search = _find_search(checked, opts.search)
-    lm = checked.program.networks[search.network].is_lm
-    settings = read_settings(search, opts.overrides, lm=lm)
+    task = tasks.of(checked.program.networks[search.network])
+    settings = read_settings(search, opts.overrides, task=task)
     if opts.inherit and settings.halving:
         raise ShrinkError("successive halving does not combine with --inherit (inherited "
                           "candidates are fine-tuned for the same few epochs each)",
@@ -198,11 +174,11 @@ def _prepare(opts: Options, report: Report | None) -> _Search:
     if search.space not in spaces:
         raise ShrinkError(f"space '{search.space}' must be defined in {parsed.file} itself",
                           search.locs.get("space"), "the shrinker rewrites the file it is given")
-    overrides, source, record = _proxy_overrides(checked, search, lm, opts, report)
+    overrides, source, record = _proxy_overrides(checked, search, task, opts, report)
     device = resolve_device(opts.device)
     return _Search(opts, parsed, checked.sources.texts[parsed.file], search,
-                   spaces[search.space], settings, lm, overrides, _sources(checked),
-                   resolve_precision(opts.precision, device=device, lm=lm), device,
+                   spaces[search.space], settings, task, overrides, _sources(checked),
+                   resolve_precision(opts.train_precision, device=device, task=task), device,
                    source, record)
 
 
@@ -234,36 +210,23 @@ def _find_search(checked: Checked, name: str | None) -> ir.SearchDef:
     return checked.program.defs(ir.SearchDef)[mine[-1].name]  # type: ignore[return-value]
 
 
-def _proxy_overrides(checked: Checked, search: ir.SearchDef, lm: bool, opts: Options,
+def _proxy_overrides(checked: Checked, search: ir.SearchDef, task: tasks.Task, opts: Options,
                      report: Report | None = None) -> tuple[dict, str | None, dict]:
     """Load the proxy data (a damaged file is an error here; an image folder or CIFAR folder
     is decoded once, into the decoded-data cache) and fit the proxy network to it: its
-    ``classes`` or ``vocab`` parameter, or an error when it has none and does not fit. With
-    it, what the workers load and what run.json records of the data."""
+    ``classes`` or ``vocab`` parameter (the task's ``knob``), or an error when it has none and
+    does not fit. With it, what the workers load and what run.json records of the data."""
     graph = build_graph(checked, search.network)
     net = checked.program.networks[search.network]
-    data, source, record = opts.data, opts.data, {}
-    if lm:
-        from .data import corpus
-
-        if opts.subset is not None:
-            raise ShrinkError("--subset takes part of an image folder or a CIFAR batches "
-                              "folder, not a corpus", net.loc, "drop --subset")
-        knob, classes = "vocab", corpus.load(data).size
-    else:
-        from .data import images
-
-        knob = "classes"
-        prepared = images.prepare(data, tuple(graph.input_shape.as_list()), opts.subset,
-                                  report, progress=not opts.quiet)
-        classes, source, record = prepared.data.classes, prepared.source, prepared.record
-    if knob in {p.name for p in net.params}:
-        return {knob: classes}, source, record
+    size, source, record = task.prepare(opts.data, graph, opts.subset, report,
+                                        not opts.quiet, net.loc)
+    if task.knob in {p.name for p in net.params}:
+        return {task.knob: size}, source, record
     outputs = graph.out_shape.c
-    if outputs != classes:
+    if outputs != size:
         raise ShrinkError(f"network {search.network} outputs {outputs} values but the data "
-                          f"has {classes} {'tokens' if lm else 'classes'}", net.loc,
-                          f"give the network a '{knob}' parameter")
+                          f"has {size} {task.unit}", net.loc,
+                          f"give the network a '{task.knob}' parameter")
     return {}, source, record
 
 
@@ -271,21 +234,9 @@ def _meta(s: _Search) -> dict:
     """run.json's contents for this run."""
     from shrinkc.compiler.version import __version__
 
-    from .data import corpus, images
-
-    if s.opts.data:
-        data = s.opts.data
-    elif s.lm:
-        data = "generated corpus"
-    else:
-        data = images.DIGITS
-    record = dict(s.data_record)
-    if "data_sha256" not in record:
-        record["data_sha256"] = (corpus.fingerprint(s.opts.data) if s.lm
-                                 else images.fingerprint(s.opts.data))
-    return meta(s.parsed.file, s.text, s.search.name, s.settings, data, s.opts.max_steps,
-                s.opts.inherit, sources=s.sources, version=__version__,
-                precision=s.precision, device=s.device, **record)
+    return meta(s.parsed.file, s.text, s.search.name, s.settings, s.task.data_name(s.opts.data),
+                s.opts.max_steps, s.opts.inherit, sources=s.sources, version=__version__,
+                precision=s.precision, device=s.device, **s.data_record)
 
 
 def _first_parent(s: _Search, state: _Run) -> Parent:
@@ -328,7 +279,7 @@ def _step(s: _Search, state: _Run, step: int) -> bool:
         return False
     cands = rules.sample(removable, s.settings.candidates, s.settings.seed, step)
     state.progress.step(step, len(state.edges))
-    budgets = rules.rungs(int(s.settings.train["epochs"]), s.settings.halving)
+    budgets = rules.rungs(s.settings.train.epochs, s.settings.halving)
     if state.parent is not None:
         budgets = budgets[-1:]  # --inherit fine-tunes instead (halving is refused with it)
     entries: list[dict] = []
@@ -439,7 +390,7 @@ def _remove_and_snapshot(s: _Search, state: _Run, step: int, chosen: list[dict])
         state.rundir.drop_candidate_states(step)
     name = state.rundir.snapshot(step, text)
     state.snapshots.append({"step": step, "edges": len(state.edges), "file": name, "text": text,
-                            **{k: chosen[0][k] for k in _BEST_METRICS if k in chosen[0]}})
+                            **{k: chosen[0][k] for k in tasks.SNAPSHOT_METRICS if k in chosen[0]}})
     state.rundir.best(rules.best_snapshot(state.snapshots)["text"])  # type: ignore[index]
     state.rundir.plot(state.snapshots, state.log)
 

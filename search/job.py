@@ -2,7 +2,7 @@
 
 A job is plain, picklable data (spec text, not IR), so that it travels to local worker
 processes (spawned) and to Ray workers unchanged; ``train.evaluate(job)`` compiles and trains
-it. Jobs are built by ``make_job`` only.
+it. The driver builds jobs with ``make_job``, from the spec and a candidate's edges.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from shrinkc.compiler import ir
 from shrinkc.compiler.syntax.printer import print_program
 
 from .rules import Edge, with_edges
+from .table import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Job:
     text: str
     network: str
     overrides: dict
-    train: dict
+    train: TrainSettings
     data: str | None
     seed: int
     threads: int
@@ -53,14 +54,10 @@ class Job:
     keep_checkpoint: bool = False  # the result carries a checkpoint to continue from
 
 
-def make_job(*, path: str, program: ir.Program, space: str, edges: tuple[Edge, ...],
-             network: str, overrides: dict, train: dict, data: str | None, seed: int,
-             threads: int = 1, parent: Parent | None = None, keep_state: bool = False,
-             precision: str = "fp32", device: str = "cpu", resume: bytes | None = None,
-             keep_checkpoint: bool = False) -> Job:
-    """The job that trains ``network`` of ``program`` with ``space`` cut down to ``edges``."""
-    return Job(path=path, text=print_program(with_edges(program, space, edges)),
-               network=network, overrides=dict(overrides), train=dict(train), data=data,
-               seed=seed, threads=threads, edges=len(edges), parent=parent,
-               keep_state=keep_state, precision=precision, device=device, resume=resume,
-               keep_checkpoint=keep_checkpoint)
+def make_job(*, program: ir.Program, space: str, edges: tuple[Edge, ...], threads: int = 1,
+             **job) -> Job:
+    """The job that trains ``job['network']`` of ``program`` with ``space`` cut down to
+    ``edges``; ``job`` holds the rest of ``Job``'s fields."""
+    job["overrides"] = dict(job["overrides"])
+    return Job(text=print_program(with_edges(program, space, edges)), edges=len(edges),
+               threads=threads, **job)

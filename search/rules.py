@@ -24,8 +24,6 @@ SCORE_FUNCTIONS = {
     "log10": (1, math.log10), "log": (1, math.log), "log2": (1, math.log2),
     "sqrt": (1, math.sqrt), "exp": (1, math.exp), "min": (2, min), "max": (2, max),
 }
-CNN_METRICS = ("acc", "macs", "params", "edges")
-LM_METRICS = ("ppl", "flops", "params", "edges")
 
 
 # --------------------------------------------------------------------------- the score

@@ -38,6 +38,7 @@ from shrinkc.compiler.errors import ShrinkError
 from shrinkc.compiler.fsutil import atomic_write, ensure_dir
 from shrinkc.compiler.ir import Loc
 
+from . import tasks
 from .rules import Edge
 from .settings import Settings, recorded
 
@@ -142,7 +143,8 @@ class _Entry(BaseModel):
                              "[i, j] for later steps")
         if self.step > 0 and self.hash is None:
             raise ValueError("a candidate needs its cell's hash")
-        need = ("ppl", "flops") if self.ppl is not None else ("acc", "macs")
+        task = tasks.of_metrics(vars(self))
+        need = (task.quality, task.cost)
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"metric '{missing[0]}' is missing")

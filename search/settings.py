@@ -1,124 +1,95 @@
-"""The search block's settings: their names and types, their defaults, and ``settings()``.
+"""The search block's settings, ``settings()``, and where and in what precision candidates train.
 
 ``settings()`` reads a search block's ``shrink(...)`` and ``train(...)`` lines, and the command
-line's overrides, into a checked ``Settings``. Every train setting the trainer reads has a
-default here, one set per kind of search, chosen by the proxy network's kind; the trainer
-(``train.py``) has no defaults of its own:
+line's overrides, into a checked ``Settings``. The settings themselves (names, types, ranges,
+defaults) are declared once, in ``table.py``; every train setting the trainer reads has a
+default there, one set per task (``tasks.py``), so the trainer has none of its own:
 
 - image networks: Adam, lr 0.004, batch 128, 20 epochs, patience 3 (AutoShrink's CNN search);
 - language models: SGD, lr 20, batch 128, 10 epochs, bptt 35, gradient clip 0.25 (DARTS'
-  recurrent search setting, as the trainer's own fallbacks were) and patience 2, as the paper
-  setting ``specs/shrinkrnn_space.shrink`` has it (the trainer's fallback was 0, no early stop,
-  but it was never reached: the image defaults always came first).
+  recurrent search setting) and patience 2, as the paper setting
+  ``specs/shrinkrnn_space.shrink`` has it.
 
 Both: ``schedule`` constant (the paper: the learning rate never changes; ``linear`` and
 ``cosine`` decay it to zero over the ``epochs`` budget; on the digits proxy that ranks cells'
 accuracy better at 2 epochs but their score worse, see benchmarks/shrink_search.py),
 ``finetune`` 2 (epochs per candidate with ``--inherit``) at ``finetune_lr`` (0: a tenth
 of ``lr``; benchmarks/inherit_study.py: inherited children fine-tuned at a tenth of the lr
-end higher than at the full lr), momentum 0 (SGD only) and weight decay 0. The score expression is checked by ``rules.check_score``.
+end higher than at the full lr), momentum 0 (SGD only) and weight decay 0. The score
+expression is checked by ``rules.check_score`` against the task's score variables.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError, did_you_mean
 
-from .rules import CNN_METRICS, LM_METRICS, check_score
+from . import table
+from .rules import check_score
+from .table import DEVICES, PRECISIONS, SCHEDULES, ShrinkSettings, TrainSettings
+from .tasks import IMAGES, LANGUAGE, Task
 
-TRAIN_KEYS = {"optimizer": str, "lr": float, "batch": int, "epochs": int, "patience": int,
-              "momentum": float, "weight_decay": float, "finetune": int, "finetune_lr": float,
-              "bptt": int, "clip": float, "schedule": str}
-SHRINK_KEYS = {"candidates": int, "drop": int, "keep": float, "seed": int, "halving": int}
-DEFAULT_SHRINK = {"candidates": 10, "drop": 1, "keep": 0.01, "seed": 0, "halving": 0}
-DEFAULT_TRAIN = {"optimizer": "adam", "lr": 0.004, "batch": 128, "epochs": 20, "patience": 3,
-                 "finetune": 2, "finetune_lr": 0.0, "momentum": 0.0, "weight_decay": 0.0,
-                 "schedule": "constant"}
-DEFAULT_TRAIN_LM = {"optimizer": "sgd", "lr": 20.0, "batch": 128, "epochs": 10, "patience": 2,
-                    "bptt": 35, "clip": 0.25, "finetune": 2, "finetune_lr": 0.0, "momentum": 0.0,
-                    "weight_decay": 0.0, "schedule": "constant"}
-SCHEDULES = ("constant", "linear", "cosine")
-
-# run.json records the train settings; it did so before momentum, weight decay, finetune_lr
-# and schedule had defaults, when they appeared only where a spec set them. One at the value
-# the trainer always took then stays out of the record, so a run made then still resumes.
-_RECORDED_UNLESS = {"momentum": 0, "weight_decay": 0, "finetune_lr": 0, "schedule": "constant"}
+__all__ = ["DEVICES", "PRECISIONS", "SCHEDULES", "Settings", "TrainSettings", "default_train",
+           "recorded", "resolve_device", "resolve_precision", "settings"]
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(ShrinkSettings):
     """A search's checked settings: K candidates a step, edges dropped a step, the fraction of
-    edges to keep, the seed, every train setting (``train``), the score expression and the
-    successive-halving factor (0: off, every candidate gets the full budget, as the paper)."""
+    edges to keep, the seed and the successive-halving factor (0: off, every candidate gets
+    the full budget, as the paper) (``ShrinkSettings``), every train setting (``train``) and
+    the score expression."""
 
-    candidates: int
-    drop: int
-    keep: float
-    seed: int
-    train: dict
-    score: ir.Expr
-    halving: int = 0
+    train: TrainSettings = field(default=None, kw_only=True)  # type: ignore[assignment]
+    score: ir.Expr = field(default=None, kw_only=True)  # type: ignore[assignment]
 
 
-def default_train(lm: bool) -> dict:
-    """The train settings a search without a ``train(...)`` line gets (a fresh copy)."""
-    return dict(DEFAULT_TRAIN_LM if lm else DEFAULT_TRAIN)
+def default_train(task: Task = IMAGES) -> TrainSettings:
+    """The train settings a search without a ``train(...)`` line gets."""
+    return TrainSettings.defaults(task.name)
 
 
-def settings(search: ir.SearchDef, overrides: dict | None = None, *, lm: bool = False) -> Settings:
-    """Read and check a search block's settings; ``lm``: the proxy network is a language model
-    (its defaults, and a score over ppl and flops rather than acc and macs). ``overrides``
-    (from the command line) win over the block; a ``None`` value is no override."""
-    shrink = _read(search.shrink, SHRINK_KEYS, DEFAULT_SHRINK, "shrink")
-    train = _read(search.train, TRAIN_KEYS, default_train(lm), "train")
+def settings(search: ir.SearchDef, overrides: dict | None = None, *, lm: bool = False,
+             task: Task | None = None) -> Settings:
+    """Read and check a search block's settings for the proxy network's ``task`` (its
+    defaults, and its score variables; ``lm``: the language-model task, where no ``task`` is
+    given). ``overrides`` (from the command line) win over the block; a ``None`` value is no
+    override."""
+    task = task or (LANGUAGE if lm else IMAGES)
+    shrink = _read(search.shrink, ShrinkSettings, table.values(ShrinkSettings()), "shrink")
+    train = _read(search.train, TrainSettings, table.values(default_train(task)), "train")
     for k, v in (overrides or {}).items():
         if v is None:
             continue
-        (shrink if k in SHRINK_KEYS else train)[k] = v
-    if train["optimizer"] not in ("adam", "sgd"):
-        raise ShrinkError(f"unknown optimizer '{train['optimizer']}'", search.locs.get("train"),
-                          "optimizer=adam or optimizer=sgd")
-    if train["schedule"] not in SCHEDULES:
-        raise ShrinkError(f"unknown learning-rate schedule '{train['schedule']}'",
-                          search.locs.get("train"),
-                          did_you_mean(train["schedule"], SCHEDULES, "schedules")
-                          or "schedule=constant (the paper), linear or cosine")
-    for k in ("candidates", "drop"):
-        if shrink[k] < 1:
-            raise ShrinkError(f"{k} must be at least 1, got {shrink[k]}", search.locs.get("shrink"))
-    if shrink["halving"] == 1 or shrink["halving"] < 0:
-        raise ShrinkError(f"halving must be 0 (off) or a factor of at least 2, got "
-                          f"{shrink['halving']}", search.locs.get("shrink"),
-                          "halving=3 keeps the best third of a step's candidates each round")
-    if not 0 <= shrink["keep"] < 1:
-        raise ShrinkError(f"keep must be a fraction in [0, 1), got {shrink['keep']}",
-                          search.locs.get("shrink"))
-    if train["epochs"] < 1 or train["batch"] < 2 or train["lr"] <= 0 or train["finetune_lr"] < 0:
-        raise ShrinkError("train needs epochs >= 1, batch >= 2, lr > 0 and finetune_lr >= 0",
-                          search.locs.get("train"))
+        (shrink if k in shrink else train)[k] = v
+    for values, cls, what in ((shrink, ShrinkSettings, "shrink"), (train, TrainSettings, "train")):
+        for k, row in table.rows(cls).items():
+            if values[k] is None:
+                continue
+            found = table.problem(k, row, values[k])
+            if found is not None:
+                raise ShrinkError(found[0], search.locs.get(what), found[1])
     if search.score is None:
         raise ShrinkError(f"search '{search.name}' has no score", search.loc,
                           "write e.g. score acc - 0.1 * (log10(macs) - 6)")
-    check_score(search.score, LM_METRICS if lm else CNN_METRICS)
-    return Settings(shrink["candidates"], shrink["drop"], shrink["keep"], shrink["seed"], train,
-                    search.score, shrink["halving"])
+    check_score(search.score, task.metrics)
+    return Settings(**shrink, train=TrainSettings(**train), score=search.score)
 
 
 def recorded(s: Settings) -> dict:
-    """The settings as run.json records them (``--resume`` compares them)."""
-    train = {k: v for k, v in s.train.items()
-             if not (k in _RECORDED_UNLESS and v == _RECORDED_UNLESS[k])}
-    out = {"candidates": s.candidates, "drop": s.drop, "keep": s.keep, "seed": s.seed,
-           "train": train}
-    if s.halving:  # recorded only when on: a run made before halving existed still resumes
-        out["halving"] = s.halving
-    return out
+    """The settings as run.json records them (``--resume`` compares them): every setting but
+    those at a value every run had before the setting existed (``table.record``)."""
+    out = table.record(s)
+    out["train"] = table.record(s.train)
+    return {k: out[k] for k in ("candidates", "drop", "keep", "seed", "train", "halving")
+            if k in out}
 
 
-def _read(args: tuple[ir.Arg, ...], keys: dict, defaults: dict, what: str) -> dict:
+def _read(args: tuple[ir.Arg, ...], cls, defaults: dict, what: str) -> dict:
     """``defaults`` updated with a ``shrink(...)`` or ``train(...)`` line's named values."""
+    keys = table.types(cls)
     out = dict(defaults)
     for a in args:
         if a.name is None:
@@ -142,10 +113,6 @@ def _read(args: tuple[ir.Arg, ...], keys: dict, defaults: dict, what: str) -> di
             value = keys[a.name](value)
         out[a.name] = value
     return out
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str) -> str:
@@ -176,14 +143,12 @@ def _cuda_available() -> bool:
 
 
 def resolve_precision(precision: str, cpuinfo: str | None = None, device: str = "cpu",
-                      lm: bool = False) -> str:
+                      task: Task = IMAGES) -> str:
     """The precision candidates train in: ``auto`` is bf16 autocast where the hardware
     computes in bf16 natively: a GPU that supports it (mixed precision), a CPU with
     AVX512-BF16 or AMX (elsewhere bf16 is emulated and several times slower than fp32, see
-    benchmarks/proxy_train.py); else fp32. On a CPU a language model (``lm``) stays in fp32
-    even there: its steps are many small matrix products, where autocast's casts cost more
-    than bf16 saves (the RNN proxy's epoch: 14.8 s in bf16 against 11.9 s in fp32 on an AMX
-    CPU). Decided once, in the driver, so every worker trains the same way (it is recorded
+    benchmarks/proxy_train.py); else fp32. On a CPU a task may stay in fp32 even there
+    (``Task.cpu_bf16``: a language model's). Decided once, in the driver, so every worker trains the same way (it is recorded
     in run.json)."""
     if precision != "auto":
         return precision
@@ -191,7 +156,7 @@ def resolve_precision(precision: str, cpuinfo: str | None = None, device: str = 
         from .train import cuda_info
 
         return "bf16" if cuda_info()[1] else "fp32"
-    if lm:
+    if not task.cpu_bf16:
         return "fp32"
     if cpuinfo is None:
         try:

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import time
 import types
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
 from shrinkc.backends.pytorch import generate
-from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.compiler.pipeline import build_graph, check
 from shrinkc.search.data import images as proxy_data
 
+from . import tasks
 from .job import Job
+from .table import TrainSettings
 
 
 def build_module(graph) -> Any:
@@ -36,18 +38,18 @@ def _data(name: str | None, shape: tuple[int, ...]):
     return proxy_data.load(name, shape)
 
 
-def _optimizer(model, settings: dict):
+def _optimizer(model, settings: TrainSettings):
     """The optimizer the train settings name (adam or sgd), with their lr and weight decay."""
     import torch
 
-    lr, wd = float(settings["lr"]), float(settings["weight_decay"])
-    if settings["optimizer"] == "sgd":
+    lr, wd = settings.lr, settings.weight_decay
+    if settings.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, weight_decay=wd,
-                               momentum=float(settings["momentum"]))
+                               momentum=settings.momentum)
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
 
 
-def _schedule(opt, settings: dict, steps_per_epoch: int):
+def _schedule(opt, settings: TrainSettings, steps_per_epoch: int):
     """A function ``at(step)`` that sets the learning rate of training step ``step`` (counted
     from 0 over the whole training, epochs continued from a checkpoint included) by the
     ``schedule`` train setting, or None for ``constant`` (the paper: ``lr`` throughout).
@@ -62,10 +64,10 @@ def _schedule(opt, settings: dict, steps_per_epoch: int):
     as a run trained from scratch through the same rounds."""
     import math
 
-    kind, lr = settings["schedule"], float(settings["lr"])
+    kind, lr = settings.schedule, settings.lr
     if kind == "constant":
         return None
-    bounds = sorted({0, *(int(r) for r in settings.get("restarts", ())), int(settings["epochs"])})
+    bounds = sorted({0, *settings.restarts, settings.epochs})
 
     def at(step: int) -> None:
         epoch = step // max(1, steps_per_epoch)
@@ -162,7 +164,7 @@ def recalibrate_bn(model, x_train, batch: int, precision: str = "fp32") -> None:
         m.momentum = momentum
 
 
-def train(model, data, settings: dict, seed: int, precision: str = "fp32", device=None,
+def train(model, data, settings: TrainSettings, seed: int, precision: str = "fp32", device=None,
           resume: dict | None = None, keep_best: bool = False,
           ) -> tuple[float, int, list[float], dict]:
     """Train ``model``; returns (best validation accuracy, epochs run, the validation accuracy
@@ -196,8 +198,8 @@ def train(model, data, settings: dict, seed: int, precision: str = "fp32", devic
         x_train = x_train.contiguous(memory_format=torch.channels_last)
         x_val = x_val.contiguous(memory_format=torch.channels_last)
     opt = _optimizer(model, settings)
-    batch, epochs = int(settings["batch"]), int(settings["epochs"])
-    stop, epoch, curve = _EarlyStop(int(settings["patience"]), higher_is_better=True), 0, []
+    batch, epochs = settings.batch, settings.epochs
+    stop, epoch, curve = _EarlyStop(settings.patience, higher_is_better=True), 0, []
     stopped, best_model = False, None
     n = len(x_train)
     steps_per_epoch = sum(1 for i in range(0, n, batch) if min(n, i + batch) - i >= 2)
@@ -257,7 +259,7 @@ def accuracy(model, x, y, precision: str = "fp32", batch: int = 128) -> float:
     return correct / len(x)
 
 
-def train_lm(model, corpus, settings: dict, seed: int, precision: str = "fp32",
+def train_lm(model, corpus, settings: TrainSettings, seed: int, precision: str = "fp32",
              device=None) -> tuple[float, int, list[float]]:
     """Train a language model with truncated back-propagation through time; returns (best
     validation perplexity, epochs run, the validation perplexity after each epoch). SGD with gradient clipping, as DARTS' search does."""
@@ -267,8 +269,8 @@ def train_lm(model, corpus, settings: dict, seed: int, precision: str = "fp32",
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    batch, bptt = int(settings["batch"]), int(settings["bptt"])
-    clip, epochs = float(settings["clip"]), int(settings["epochs"])
+    batch, epochs = settings.batch, settings.epochs
+    bptt, clip = settings.require("bptt", "clip")
 
     dev = device or torch.device("cpu")
     model.to(dev)
@@ -282,7 +284,7 @@ def train_lm(model, corpus, settings: dict, seed: int, precision: str = "fp32",
     valid_data = batchify(corpus.valid, 10 if len(corpus.valid) > 10 * (bptt + 1) else 1)
     opt = _optimizer(model, settings)
     vocab = corpus.size
-    stop, epoch, curve = _EarlyStop(int(settings["patience"]), higher_is_better=False), 0, []
+    stop, epoch, curve = _EarlyStop(settings.patience, higher_is_better=False), 0, []
     chunks = range(0, train_data.size(1) - 1, bptt)
     schedule, step = _schedule(opt, settings, len(chunks)), 0
     while epoch < epochs:
@@ -380,6 +382,26 @@ def inherit(model, graph, parent_state: dict, parent_graph) -> int:
     return copied
 
 
+def _fit_images(model, graph, job: Job, settings: TrainSettings, device):
+    """Image classification's training loop: ``train`` on the job's images."""
+    data = _data(job.data, tuple(graph.input_shape.as_list()))
+    return train(model, data, settings, job.seed, job.precision, device,
+                 _checkpoint(job.resume, model))
+
+
+def _fit_language(model, graph, job: Job, settings: TrainSettings, device):
+    """Language modelling's training loop: ``train_lm`` on the job's corpus (no checkpoint)."""
+    from shrinkc.search.data import corpus
+
+    return (*train_lm(model, corpus.load(job.data), settings, job.seed, job.precision, device),
+            None)
+
+
+# each task's training loop, by task name (``tasks.py``): (model, graph, job, settings, device)
+# -> (best validation quality, epochs run, the learning curve, a checkpoint or None)
+_LOOPS = {"image": _fit_images, "lm": _fit_language}
+
+
 def _state_bytes(model) -> bytes:
     return _to_bytes(model.state_dict())
 
@@ -407,7 +429,7 @@ def evaluate(job: Job) -> dict:
     graph = build_graph(check(job.path, job.text), job.network, overrides)
     torch.manual_seed(job.seed)
     model = build_module(graph)
-    settings = dict(job.train)
+    settings = job.train
     if job.parent is not None:
         parent_graph = build_graph(check(job.path, job.parent.text), job.network, overrides)
         try:
@@ -421,22 +443,13 @@ def evaluate(job: Job) -> dict:
             raise ShrinkError(f"the parent weights of {job.path} are not a state dict", None,
                               "start a new run (choose another -o)")
         inherit(model, graph, state, parent_graph)
-        settings["epochs"] = int(settings["finetune"])
-        settings["lr"] = float(settings["finetune_lr"]) or float(settings["lr"]) / 10
-        settings["patience"] = 0
-    if isinstance(graph, ir.LMGraph):
-        from shrinkc.search.data import corpus
-
-        ppl, epochs, curve = train_lm(model, corpus.load(job.data), settings, job.seed,
-                                      job.precision, device)
-        result = {"ppl": ppl, "flops": graph.lm.flops}
-    else:
-        data = _data(job.data, tuple(graph.input_shape.as_list()))
-        acc, epochs, curve, checkpoint = train(model, data, settings, job.seed, job.precision,
-                                               device, _checkpoint(job.resume, model))
-        result = {"acc": acc, "macs": graph.cost.macs}
-        if job.keep_checkpoint:
-            result["checkpoint"] = _to_bytes(checkpoint)
+        settings = replace(settings, epochs=settings.finetune,
+                           lr=settings.finetune_lr or settings.lr / 10, patience=0)
+    task = tasks.of_graph(graph)
+    quality, epochs, curve, checkpoint = _LOOPS[task.name](model, graph, job, settings, device)
+    result = task.measured(graph, quality)
+    if job.keep_checkpoint and checkpoint is not None:
+        result["checkpoint"] = _to_bytes(checkpoint)
     result.update(params=graph.cost.params, epochs=epochs, curve=curve,
                   seconds=round(time.perf_counter() - start, 3),
                   cpu_seconds=round(time.process_time() - cpu_start, 3))

@@ -19,11 +19,18 @@ TINY = TEST_SPECS / "tiny_space.shrink"
 LINEAR = ("--candidates", "3", "--epochs", "2", "--schedule", "linear")
 
 
+def _settings(**given):
+    """Train settings: the image task's defaults with ``given`` replaced."""
+    from shrinkc.search.table import TrainSettings, replace
+
+    return replace(TrainSettings.defaults("image"), **given)
+
+
 def _rates(kind: str, steps_per_epoch: int, epochs: int, restarts=()) -> list[float]:
     from shrinkc.search.train import _schedule
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    at = _schedule(opt, {"schedule": kind, "lr": 0.1, "epochs": epochs, "restarts": restarts},
+    at = _schedule(opt, _settings(schedule=kind, lr=0.1, epochs=epochs, restarts=tuple(restarts)),
                    steps_per_epoch)
     out = []
     for step in range(steps_per_epoch * epochs):
@@ -41,7 +48,7 @@ def test_rates_by_hand():
     assert _rates("linear", 1, 4, restarts=[1, 2]) == pytest.approx([0.1, 0.1, 0.1, 0.05])
     from shrinkc.search.train import _schedule
 
-    assert _schedule(None, {"schedule": "constant", "lr": 0.1, "epochs": 2}, 3) is None
+    assert _schedule(None, _settings(schedule="constant", lr=0.1, epochs=2), 3) is None
 
 
 def _data(n_train=50, n_val=20):
@@ -66,8 +73,8 @@ def test_training_with_a_schedule_equals_a_plain_lambdalr_loop(kind, factor):
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     ref = copy.deepcopy(model)
     data = _data()
-    settings = {"optimizer": "adam", "lr": 0.01, "batch": 16, "epochs": 3, "patience": 0,
-                "momentum": 0.0, "weight_decay": 0.0, "schedule": kind}
+    settings = _settings(optimizer="adam", lr=0.01, batch=16, epochs=3, patience=0,
+                         momentum=0.0, weight_decay=0.0, schedule=kind)
     train(model, data, settings, seed=7)
 
     torch.manual_seed(7)
@@ -98,13 +105,13 @@ def test_a_continued_training_restarts_and_ends_as_one_run_through_the_rounds():
     torch.manual_seed(5)
     base = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     data = _data()
-    settings = {"optimizer": "adam", "lr": 0.01, "batch": 16, "epochs": 2, "patience": 0,
-                "momentum": 0.0, "weight_decay": 0.0, "schedule": "linear"}
+    settings = _settings(optimizer="adam", lr=0.01, batch=16, epochs=2, patience=0,
+                         momentum=0.0, weight_decay=0.0, schedule="linear")
     one, two, plain = (copy.deepcopy(base) for _ in range(3))
-    *_, ckpt = train(one, data, {**settings, "epochs": 1}, seed=3)
-    train(two, data, {**settings, "restarts": [1]}, seed=3, resume=ckpt)
+    *_, ckpt = train(one, data, _settings(**{**settings.as_dict(), "epochs": 1}), seed=3)
+    train(two, data, _settings(**settings.as_dict(), restarts=(1,)), seed=3, resume=ckpt)
     whole = copy.deepcopy(base)
-    train(whole, data, {**settings, "restarts": [1]}, seed=3)
+    train(whole, data, _settings(**settings.as_dict(), restarts=(1,)), seed=3)
     train(plain, data, settings, seed=3)
     for a, b in zip(two.state_dict().values(), whole.state_dict().values()):
         assert torch.equal(a, b)

@@ -101,7 +101,7 @@ class FakeTrainer:
 
     def __call__(self, job) -> dict:
         edges = edges_of(job.text)
-        epochs = int(job.train["epochs"])
+        epochs = job.train.epochs
         assert job.edges == len(edges), "the job's edge count is its text's"
         assert job.parent is None and not job.keep_state
         self.calls.append((edges, epochs))
@@ -263,7 +263,7 @@ def search(tmp_path: Path, monkeypatch, name: str, **overrides) -> tuple[Path, l
     # the in-process executor imports ``evaluate`` from this module when it trains
     monkeypatch.setattr(train_module, "evaluate", fake)
     out = tmp_path / name
-    summary = run(Options(spec=str(SPEC), out=str(out), quiet=True, precision="fp32",
+    summary = run(Options(spec=str(SPEC), out=str(out), quiet=True, train_precision="fp32",
                           device="cpu", workers=1, overrides=overrides))
     assert summary["steps"] >= 1
     return out, fake.calls

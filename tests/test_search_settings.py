@@ -56,7 +56,7 @@ def test_settings_defaults_per_kind():
                        if not line.lstrip().startswith("train("))
         search = next(i for i in check(TEST_SPECS / spec, text).program.items
                       if i.kind == "search")
-        train = settings(search, {"epochs": None}, lm=lm).train
+        train = settings(search, {"epochs": None}, lm=lm).train.as_dict()
         assert train == {**defaults, "momentum": 0.0, "weight_decay": 0.0, "finetune_lr": 0.0,
                          "schedule": "constant"}
 
@@ -77,7 +77,7 @@ def test_workers_get_the_language_model_defaults(tmp_path, monkeypatch):
                               max_steps=1, overrides={"candidates": 2}))
     assert len(jobs) == 2
     for job in jobs:
-        assert job.train == {**LM_DEFAULTS, "momentum": 0.0, "weight_decay": 0.0,
+        assert job.train.as_dict() == {**LM_DEFAULTS, "momentum": 0.0, "weight_decay": 0.0,
                              "finetune_lr": 0.0, "schedule": "constant"}
 
 
@@ -87,12 +87,18 @@ def test_the_trainer_has_no_defaults_of_its_own(tmp_path):
     from shrinkc.search import rules
     from shrinkc.search.job import make_job
     from shrinkc.search.settings import default_train
+    from shrinkc.search.table import TrainSettings, replace
+    from shrinkc.search.tasks import LANGUAGE
     from shrinkc.search.train import evaluate
 
     spec = TEST_SPECS / "tiny_rnn_space.shrink"
     checked = check(spec)
     space = next(i for i in checked.sources.main.items if i.kind == "space")
-    train = {k: v for k, v in default_train(lm=True).items() if k != "clip"}
+    # train settings have no defaults of their own: every one must be given
+    with pytest.raises(TypeError, match="clip"):
+        TrainSettings(**{k: v for k, v in default_train(LANGUAGE).as_dict().items()
+                         if k != "clip"})
+    train = replace(default_train(LANGUAGE), clip=None)  # what the image task leaves unset
     job = make_job(path=str(spec), program=checked.sources.main, space=space.name,
                    edges=rules.live_edges(space), network="TinyLM", overrides={"vocab": 50},
                    train=train, data=None, seed=0)
@@ -102,6 +108,7 @@ def test_the_trainer_has_no_defaults_of_its_own(tmp_path):
 
 def test_auto_precision_follows_the_cpu():
     from shrinkc.search.settings import resolve_precision
+    from shrinkc.search.tasks import LANGUAGE
 
     assert resolve_precision("auto", "flags\t: fpu sse avx2 fma\n") == "fp32"
     assert resolve_precision("auto", "flags\t: fpu avx512f avx512_bf16\n") == "bf16"
@@ -109,8 +116,8 @@ def test_auto_precision_follows_the_cpu():
     assert resolve_precision("fp32", "flags\t: avx512_bf16\n") == "fp32"
     assert resolve_precision("bf16", "flags\t: avx2\n") == "bf16"
     # language models stay in fp32 on CPUs, whatever they have; an explicit bf16 is kept
-    assert resolve_precision("auto", "flags\t: fpu amx_bf16 amx_tile\n", lm=True) == "fp32"
-    assert resolve_precision("bf16", "flags\t: fpu amx_bf16 amx_tile\n", lm=True) == "bf16"
+    assert resolve_precision("auto", "flags\t: fpu amx_bf16 amx_tile\n", task=LANGUAGE) == "fp32"
+    assert resolve_precision("bf16", "flags\t: fpu amx_bf16 amx_tile\n", task=LANGUAGE) == "bf16"
 
 
 def test_precision_is_recorded_and_a_resume_must_keep_it(tmp_path):

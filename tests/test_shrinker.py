@@ -302,7 +302,7 @@ def test_paper_space_is_as_specified():
     assert sorted(ops) == ["conv"] * 3 + ["sepconv"] * 4
     s = settings(search)
     assert (s.candidates, s.drop, s.keep) == (10, 1, 0.01)
-    assert s.train["optimizer"] == "adam" and s.train["lr"] == 0.004 and s.train["epochs"] == 20
+    assert s.train.optimizer == "adam" and s.train.lr == 0.004 and s.train.epochs == 20
     from shrinkc.compiler.pipeline import build_graph
 
     g = build_graph(checked, "Proxy")
@@ -370,6 +370,7 @@ def test_inherited_candidates_start_from_the_parents_weights():
     from shrinkc.compiler.syntax.printer import print_program
     from shrinkc.search.job import Parent, make_job
     from shrinkc.search.settings import settings as read_settings
+    from shrinkc.search.table import replace
     from shrinkc.search.train import evaluate
 
     checked = check(TINY)
@@ -378,11 +379,11 @@ def test_inherited_candidates_start_from_the_parents_weights():
     search = next(i for i in prog.items if i.kind == "search")
     full = rules.live_edges(space)
     child_edges = rules.remove(space, full, (1, 3))
-    train = {**read_settings(search).train, "finetune": 1}
+    train = replace(read_settings(search).train, finetune=1)
 
     def job(edges, parent=None, lr=None, seed=5):
         return make_job(path=str(TINY), program=prog, space="Tiny", edges=edges,
-                        network="TinyProxy", overrides={}, train={**train, "lr": lr or train["lr"]},
+                        network="TinyProxy", overrides={}, train=replace(train, lr=lr or train.lr),
                         data=None, seed=seed, parent=parent, keep_state=True)
 
     trained = evaluate(job(full, seed=1))

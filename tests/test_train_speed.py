@@ -51,6 +51,12 @@ SETTINGS = {"optimizer": "adam", "lr": 0.01, "batch": 32, "epochs": 2, "patience
             "momentum": 0.0, "weight_decay": 0.0, "schedule": "constant"}
 
 
+def _settings():
+    from shrinkc.search.table import TrainSettings, replace
+
+    return replace(TrainSettings.defaults("image"), **SETTINGS)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_validation_in_batches_of_128_gives_the_logits_of_one_batch_of_512(precision):
     from shrinkc.search.train import _autocast, accuracy, train
@@ -58,7 +64,7 @@ def test_validation_in_batches_of_128_gives_the_logits_of_one_batch_of_512(preci
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model, data = _Dense(), _data()
-    train(model, data, SETTINGS, seed=1, precision=precision)  # channels-last, as trained
+    train(model, data, _settings(), seed=1, precision=precision)  # channels-last, as trained
     x = torch.from_numpy(data.x_val).contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(data.y_val)
     model.eval()
@@ -79,8 +85,8 @@ def test_the_same_candidate_trains_the_same_twice(precision):
     torch.manual_seed(0)
     base, data = _Dense(), _data()
     one, two = copy.deepcopy(base), copy.deepcopy(base)
-    *_, curve_one, _ = train(one, data, SETTINGS, seed=4, precision=precision)
-    *_, curve_two, _ = train(two, data, SETTINGS, seed=4, precision=precision)
+    *_, curve_one, _ = train(one, data, _settings(), seed=4, precision=precision)
+    *_, curve_two, _ = train(two, data, _settings(), seed=4, precision=precision)
     assert curve_one == curve_two
     for a, b in zip(one.state_dict().values(), two.state_dict().values()):
         assert torch.equal(a, b)

@@ -1,8 +1,11 @@
 """The shrinker: AutoShrink's edge-shrinking search on top of the compiler and backends.
 
 ``rules``      the rules, pure: sampling, cleanup, removal, scores, the best snapshot
-``settings``   the search block's settings, their names, types and defaults (one set per kind
-               of proxy network: image network or language model)
+``table``      every setting declared once (type, default per task, range, help, sources):
+               the flags, YAML keys, spec checks and run.json's record are made from it
+``tasks``      the proxy tasks (image classification, language modelling): data, metrics,
+               score variables, summary
+``settings``   reads and checks the search block's settings; device and training precision
 ``job``        ``Job``: what a worker trains, plain picklable data, built by ``make_job``
 ``driver``     ``shrinkc shrink``: the search loop, step by step
 ``rundir``     the run directory: run.json, log.jsonl, snapshots, the scores plot

@@ -59,12 +59,7 @@ linear -> Gemm (``transB=1``); se -> GlobalAveragePool, Conv, act, Conv, gate, M
 input; chunk -> Slice of the channels; shuffle -> Reshape, Transpose, Reshape; dropout,
 identity -> nothing; concat -> Concat(axis=1);
 sum -> Sum; mean -> Sum then Div; residuals -> Add (with a strided 1x1 Conv where the IR
-projects). Activations: relu -> Relu, relu6 -> Clip(0, 6), swish/silu -> Mul(x, Sigmoid(x)) (the
-opset's Swish has no onnxruntime kernel at opset 28), hswish -> HardSwish (opset >= 14, else
-Mul(x, HardSigmoid(x))), sigmoid -> Sigmoid, tanh -> Tanh, hsigmoid -> HardSigmoid (alpha 1/6,
-beta 1/2), gelu -> Gelu (opset >= 20, else x * 0.5 * (1 + Erf(x / sqrt 2))), mish -> Mish
-(opset >= 18, else x * Tanh(Softplus(x))), elu -> Elu, selu -> Selu, celu -> Celu, leaky_relu
--> LeakyRelu (alpha 0.01), hardtanh -> Clip(-1, 1), softplus -> Softplus, softsign -> Softsign.
+projects). Activations: ``activations``.
 """
 
 from __future__ import annotations
@@ -81,6 +76,7 @@ from shrinkc.compiler.ops import attr, conv_padding
 
 from ..layout import OP_LAYOUT, cell_prefixes, chain_prefixes, join, wrapped
 from ..naming import OUTPUT_ACT, cell_attr_names, fresh_name
+from .activations import ACT_NODES, activation
 from .checkpoint import random_weights
 from .common import FUNCTION_DOMAIN, OPSET, ir_version, require_op
 
@@ -199,80 +195,6 @@ class _FunctionBody(_Body):
 
 
 # --------------------------------------------------------------------------- ops
-
-
-def _unary(op_type: str) -> Callable[[_Body, str, str], str]:
-    return lambda b, x, name: b.node(op_type, [x], name)
-
-
-def _swish(b: _Body, x: str, name: str) -> str:
-    return b.node("Mul", [x, b.node("Sigmoid", [x], join(name, "sigmoid"))], name)
-
-
-def _hswish(b: _Body, x: str, name: str) -> str:
-    """``HardSwish`` (opset 14), or before it ``x * HardSigmoid(x)`` with alpha 1/6 and beta
-    1/2: ``x * clip(x / 6 + 1/2, 0, 1) == x * relu6(x + 3) / 6``."""
-    if b.opset >= 14:
-        return b.node("HardSwish", [x], name)
-    gate = b.node("HardSigmoid", [x], join(name, "gate"), alpha=1.0 / 6.0, beta=0.5)
-    return b.node("Mul", [x, gate], name)
-
-
-def _gelu(b: _Body, x: str, name: str) -> str:
-    """``Gelu`` (opset 20; exact, erf form as PyTorch's default), or before it the same
-    formula in older ops: ``x * 0.5 * (1 + Erf(x / sqrt(2)))``."""
-    if b.opset >= 20:
-        return b.node("Gelu", [x], name)
-    erf = b.node("Erf", [b.node("Mul", [x, b.const(0.5 ** 0.5)], join(name, "scale"))],
-                 join(name, "erf"))
-    half = b.node("Mul", [b.node("Add", [erf, b.const(1.0)], join(name, "one_plus")),
-                          b.const(0.5)], join(name, "half"))
-    return b.node("Mul", [x, half], name)
-
-
-def _mish(b: _Body, x: str, name: str) -> str:
-    """``Mish`` (opset 18), or before it ``x * Tanh(Softplus(x))``, its definition."""
-    if b.opset >= 18:
-        return b.node("Mish", [x], name)
-    soft = b.node("Softplus", [x], join(name, "softplus"))
-    return b.node("Mul", [x, b.node("Tanh", [soft], join(name, "tanh"))], name)
-
-
-def _clip(low: float, high: float) -> Callable[[_Body, str, str], str]:
-    return lambda b, x, name: b.node("Clip", [x, b.const(low), b.const(high)], name)
-
-
-ACT_NODES: dict[str, Callable[[_Body, str, str], str]] = {
-    "relu": _unary("Relu"),
-    "relu6": _clip(0.0, 6.0),
-    # x * Sigmoid(x): onnxruntime 1.32 has no kernel for the Swish op of opset 24 in models
-    # stamped with a newer opset
-    "swish": _swish,
-    "silu": _swish,
-    "hswish": _hswish,
-    "sigmoid": _unary("Sigmoid"),
-    "tanh": _unary("Tanh"),
-    "identity": lambda b, x, name: x,
-    # relu6(x + 3) / 6 == clip(x / 6 + 1/2, 0, 1)
-    "hsigmoid": lambda b, x, name: b.node("HardSigmoid", [x], name, alpha=1.0 / 6.0, beta=0.5),
-    "gelu": _gelu,
-    "mish": _mish,
-    "elu": lambda b, x, name: b.node("Elu", [x], name, alpha=1.0),
-    "selu": _unary("Selu"),  # ONNX's default alpha and gamma are PyTorch's constants
-    "celu": lambda b, x, name: b.node("Celu", [x], name, alpha=1.0),
-    "leaky_relu": lambda b, x, name: b.node("LeakyRelu", [x], name, alpha=0.01),
-    "hardtanh": _clip(-1.0, 1.0),
-    "softplus": _unary("Softplus"),  # PyTorch's threshold 20 is within float32 rounding
-    "softsign": _unary("Softsign"),
-}
-"""Activation name -> the nodes computing it (``body, input, node name -> output``)."""
-
-
-def _act(b: _Body, x: str, act: str | None, name: str, loc: ir.Loc | None = None) -> str:
-    if act is None:
-        return x
-    b.at(f"the activation '{act}'", loc)
-    return ACT_NODES[act](b, x, name)
 
 
 def _conv_attrs(k: int, stride: int, dilation: int, groups: int | onnx.AttributeProto,
@@ -469,8 +391,8 @@ def _op(b: _Body, x: str, op: ir.OpInst, prefix: str, act: ir.Expr | None,
     wrap = wrapped(op.op, act)
     y = OP_NODES[op.op](b, x, op, join(prefix, "0") if wrap else prefix, xs)
     if wrap:
-        return _act(b, y, op.act, join(prefix, "1"), loc)
-    return _act(b, y, op.act, prefix if OP_LAYOUT[op.op].act == "replace" else join(prefix, "act"),
+        return activation(b, y, op.act, join(prefix, "1"), loc)
+    return activation(b, y, op.act, prefix if OP_LAYOUT[op.op].act == "replace" else join(prefix, "act"),
                 loc)
 
 
@@ -517,7 +439,7 @@ def _cell(b: _Body, graph: ir.Graph, inst: ir.CellInst, prefix: str, x: str,
         b.at(f"the residual of cell {inst.cell}", out_loc)
         y = b.node("Add", [y, r], join(prefix, "add"))
     if inst.act is not None:
-        y = _act(b, y, inst.act, join(prefix, attrs[OUTPUT_ACT]), out_loc)
+        y = activation(b, y, inst.act, join(prefix, attrs[OUTPUT_ACT]), out_loc)
     return y
 
 

@@ -20,10 +20,12 @@ duplicate keys, types and ranges. ``data`` is relative to the config file's fold
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 from shrinkc.compiler import ir
-from shrinkc.compiler.errors import ShrinkError, did_you_mean
+from shrinkc.compiler.errors import ShrinkError, closest, did_you_mean
 from shrinkc.compiler.syntax.parser import read_source
 
 from . import table
@@ -41,19 +43,23 @@ _TYPES = table.types(RunSettings)
 def load(path: str | Path) -> dict:
     """The settings in a run configuration file, checked; ``data`` made relative to the
     current folder. An empty file is an empty configuration."""
-    import yaml
-
     path = Path(path)
     display = path.as_posix()
+    try:
+        import yaml
+    except ImportError:
+        raise ShrinkError("--config needs pyyaml, which is not installed", None,
+                          "pip install 'shrinkc[search]' (or pip install pyyaml)") from None
     text = read_source(path, display, kind=_KIND)
+    quote = _looks_like_a_config(text, display)  # its lines are shown under an error
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise ShrinkError(f"not valid YAML: {e.problem or e.context}", _loc(display, mark),
-                          "a run configuration is lines of 'key: value'") from None
+                          "a run configuration is lines of 'key: value'", quote=quote) from None
     except yaml.YAMLError as e:
-        raise ShrinkError(f"not valid YAML: {e}", _loc(display, None)) from None
+        raise ShrinkError(f"not valid YAML: {e}", _loc(display, None), quote=quote) from None
     except RecursionError:
         raise ShrinkError("not valid YAML: nested too deeply", _loc(display, None),
                           quote=False) from None
@@ -61,7 +67,10 @@ def load(path: str | Path) -> dict:
         return {}
     if not isinstance(node, yaml.MappingNode):
         raise ShrinkError("a run configuration is a mapping of settings", _node_loc(display, node),
-                          f"write 'key: value' lines; keys: {', '.join(KEYS)}")
+                          f"write 'key: value' lines; keys: {', '.join(KEYS)}", quote=quote)
+    first = node.value[0][0] if node.value else None
+    if first is not None and not _a_setting(getattr(first, "value", None)):
+        raise _not_a_config(display, first.start_mark.line + 1)
     out: dict = {}
     for key_node, value_node in node.value:
         key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
@@ -89,9 +98,11 @@ def _value(display: str, key: str, node) -> object:
         raise ShrinkError(f"{key} ({what}) is a single value, not a list or mapping", loc)
     if node.value == "" and node.tag.endswith(":null"):
         raise ShrinkError(f"{key} ({what}) has no value", loc)
-    value = _construct(node)
+    value = _construct(display, key, node)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ShrinkError(f"{key} ({what}) must be a finite number, got {node.value!r}", loc)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise ShrinkError(f"{key} ({what}) must be {_article(kind)}, got {node.value!r}", loc,
                           _choices(row.choices) if kind is str else None)
@@ -103,13 +114,57 @@ def _value(display: str, key: str, node) -> object:
     return value
 
 
-def _construct(node) -> object:
-    """A scalar node's value, as YAML's safe loader reads it (int, float, bool, null, str)."""
+_SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
+_FIRST_KEY = re.compile(r"""[-{\s]*["']?([^\s"':{}\[\],#&*!|>%@`]+)["']?\s*:(?:\s|$)""")
+
+
+def _looks_like_a_config(text: str, file: str) -> bool:
+    """Whether the first statement of ``text`` sets a setting (or a misspelling of one): only
+    then are the file's lines quoted under an error. A first statement that is not YAML's
+    ``key: value`` (nor a list or flow mapping) is refused here, without quoting it:
+    ``--config`` given a credentials file or an ``.env`` (a symlink may lead anywhere) must
+    not echo it into a terminal or a log."""
+    for n, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "---", "%")):
+            continue
+        m = _FIRST_KEY.match(stripped)
+        if m:
+            return _a_setting(m.group(1))
+        if stripped.startswith(("-", "[", "{")):
+            return False
+        raise _not_a_config(file, n)
+    return True
+
+
+def _a_setting(key: object) -> bool:
+    return isinstance(key, str) and (key in KEYS or closest(key, KEYS) is not None)
+
+
+def _not_a_config(file: str, line: int) -> ShrinkError:
+    return ShrinkError(f"{file} does not look like a run configuration",
+                       ir.Loc(file=file, line=line, col=1, end_line=line, end_col=2),
+                       "a run configuration is lines of 'key: value' with keys "
+                       f"{', '.join(KEYS)} (its lines are not shown, as the file may be "
+                       "anything)", quote=False)
+
+
+def _construct(display: str, key: str, node) -> object:
+    """A scalar node's value, as YAML's safe loader reads it (int, float, bool, null, str);
+    other tags (timestamps, binary, python/...) and values it cannot build are errors."""
     import yaml
 
+    loc = _node_loc(display, node)
+    if node.tag not in _SCALAR_TAGS:
+        raise ShrinkError(f"{key}: the YAML tag {node.tag!r} is not allowed here", loc,
+                          "write a plain number, name or true/false, without a '!!' tag")
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, ArithmeticError) as e:
+        problem = getattr(e, "problem", None) or str(e).split(":")[0] or type(e).__name__
+        raise ShrinkError(f"{key}: YAML cannot read this value as {node.tag.rsplit(':', 1)[-1]}"
+                          f" ({problem})", loc) from None
     finally:
         loader.dispose()
 

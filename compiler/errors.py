@@ -27,17 +27,18 @@ class Diagnostic:
     def render(self, source_line: str | None = None, color: bool = False,
                highlight: Callable[[str], str] | None = None) -> str:
         """The message as the command line prints it; ``highlight`` colours the source line."""
-        where = f"{self.loc.file}:{self.loc.line}:{self.loc.col}" if self.loc else "shrinkc"
+        where = (f"{escaped(self.loc.file)}:{self.loc.line}:{self.loc.col}" if self.loc
+                 else "shrinkc")
         sev = self.severity
         if color:
             sev = ("\x1b[1;31m" if sev == "error" else "\x1b[1;35m") + sev + "\x1b[0m"
-        out = [f"{where}: {sev}: {self.message}"]
+        out = [f"{where}: {sev}: {escaped(self.message)}"]
         if source_line is not None and self.loc is not None and self.quote:
             out += _quoted(source_line, self.loc, highlight if color else None)
         if self.hint:
-            out.append(f"  hint: {self.hint}")
+            out.append(f"  hint: {escaped(self.hint)}")
         if self.note:
-            out.append(f"  note: {self.note}")
+            out.append(f"  note: {escaped(self.note)}")
         return "\n".join(out)
 
 
@@ -53,6 +54,13 @@ def _visible(ch: str) -> str:
     if code < 0x20 or 0x7F <= code < 0xA0:
         return f"\\x{code:02x}"
     return ch
+
+
+def escaped(text: str) -> str:
+    """User text inside a message (a key decoded from a YAML escape, a file name) with its
+    control characters as ``\\xNN``: no terminal escape reaches the terminal raw. Line breaks
+    stay (a message may have several lines)."""
+    return "".join(c if c == "\n" else _visible(c) for c in str(text))
 
 
 def _quoted(source_line: str, loc: Loc, highlight: Callable[[str], str] | None) -> list[str]:

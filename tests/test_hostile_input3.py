@@ -5,6 +5,7 @@ runs the command line in a subprocess with a time limit and an address-space lim
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -94,3 +95,77 @@ def test_config_that_is_not_a_run_configuration_is_not_echoed(tmp_path, name, te
     _refused(r, "not valid YAML" if name == "credentials" else
              "does not look like a run configuration")
     assert SECRET not in r.stderr + r.stdout
+
+
+# --------------------------------------------------------------------- 10: no raw terminal control
+
+
+@pytest.mark.parametrize("text", ['workers: 1\n"\\e]0;pwned\\a": 1\n', 'device: "\\e]0;pwned\\a"\n',
+                                  'workers: "\\e[2J\\r"\n'])
+def test_control_characters_from_yaml_escapes_are_escaped_in_messages(tmp_path, text):
+    conf = tmp_path / "run.yaml"
+    conf.write_text(text)
+    r = shrinkc("shrink", str(SPACE), "--config", str(conf), "-o", str(tmp_path / "run"))
+    _refused(r, "\\x1b")
+    assert not any(c in r.stderr for c in "\x1b\x07\r"), repr(r.stderr)
+
+
+def test_a_file_name_with_control_characters_is_escaped(tmp_path):
+    r = shrinkc("check", str(tmp_path / "\x1b]0;pwned\x07.shrink"))
+    _refused(r, "no such file", "\\x1b]0;pwned\\x07")
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr
+
+
+# --------------------------------------------------------------------- 12: a closed pipe is a message
+
+
+def _to_closed_pipe(*args: str) -> subprocess.CompletedProcess:
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "shrinkc", *args], stdout=w,
+                              stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT,
+                              preexec_fn=_limited, stdin=subprocess.DEVNULL)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize("json", [False, True])
+def test_stats_and_bench_to_a_closed_pipe_say_so(tmp_path, json):
+    flag = ("--json",) if json else ()
+    r = _to_closed_pipe("stats", str(ROOT / "specs" / "shrinkcnn_a.shrink"), *flag)
+    _refused(r, "cannot write the output")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "m.onnx"
+    assert shrinkc("compile", str(ROOT / "specs" / "shrinkcnn_a.shrink"), "--target", "onnx",
+                   "-o", str(out)).returncode == 0
+    model = next(out.glob("*.onnx")) if out.is_dir() else out
+    r = _to_closed_pipe("bench", str(model), "--runs", "1", "--warmup", "0", *flag)
+    _refused(r, "cannot write the output")
+
+
+# --------------------------------------------------------------------- 11: sizes numpy refuses
+
+
+def test_bench_on_an_input_too_large_to_hold_is_a_message(tmp_path):
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    shape = [1, 2**63 - 1]
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+    onnx.save(helper.make_model(graph), str(tmp_path / "big.onnx"))
+    r = shrinkc("bench", str(tmp_path / "big.onnx"), "--runs", "1", "--warmup", "0")
+    _refused(r, "the input 'x' has the shape 1x9223372036854775807")
+
+
+# --------------------------------------------------------------------- 13: messages
+
+
+def test_the_hint_for_a_fifo_says_it_once(tmp_path):
+    fifo = tmp_path / "spec.shrink"
+    os.mkfifo(fifo)
+    r = shrinkc("check", str(fifo))
+    _refused(r, "is a FIFO, not a regular file", "reads a .shrink file from a regular file only")
+    assert "a a " not in r.stderr

@@ -35,9 +35,9 @@ def _read_regular(path: Path, display: str, loc: ir.Loc | None,
         if stat.S_ISDIR(st.st_mode):
             raise ShrinkError(f"{display} is a directory, not a {kind}", loc)
         if not stat.S_ISREG(st.st_mode):
-            kind = next((what for test, what in _KINDS if test(st.st_mode)), "not a file")
+            what, kind = kind, next((w for test, w in _KINDS if test(st.st_mode)), "not a file")
             raise ShrinkError(f"{display} is {kind}, not a regular file: refused", loc,
-                              f"shrinkc reads a {kind} from a regular file only")
+                              f"shrinkc reads a {what} from a regular file only")
         too_big = ShrinkError(f"{display} is larger than {MAX_SPEC_BYTES // 2**20} MiB: refused",
                               loc, f"a {kind} is a small text file")
         if st.st_size > MAX_SPEC_BYTES:

@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from shrinkc.compiler.errors import Diagnostic, ShrinkError
+from shrinkc.compiler.errors import Diagnostic, ShrinkError, escaped
 from shrinkc.console import Reporter, UsageError
 
 __all__ = ["Reporter", "UsageError", "main", "make_parser", "run"]
@@ -27,7 +27,7 @@ __all__ = ["Reporter", "UsageError", "main", "make_parser", "run"]
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # exit 2, as argparse does, with our prefix
         self.print_usage(sys.stderr)
-        print(f"shrinkc: error: {message}", file=sys.stderr)
+        print(f"shrinkc: error: {escaped(message)}", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -67,6 +67,14 @@ def _output_failed(args, e: OSError) -> int:
     return TROUBLE.get(getattr(args, "command", ""), 1)
 
 
+def _of_the_output(e: OSError) -> bool:
+    """Whether ``e`` is a failure of stdout (a closed pipe, a full disk), not of a named file
+    or a connection (a ``ConnectionError`` is an ``OSError`` too): those are other errors."""
+    if isinstance(e, BrokenPipeError):
+        return True
+    return not isinstance(e, ConnectionError) and e.filename is None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     global _ran
     parser = make_parser()
@@ -85,10 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         if isinstance(e, ShrinkError):  # pragma: no cover - ShrinkError is not an OSError
             raise
-        return _output_failed(args, e)
+        if _of_the_output(e):
+            return _output_failed(args, e)
+        where = f": {e.filename}" if e.filename else ""
+        report(Diagnostic("error", f"{e.strerror or e}{where}"))
+        return 1
     except UsageError as e:
         parser.print_usage(sys.stderr)
-        print(f"shrinkc: error: {e}", file=sys.stderr)
+        print(f"shrinkc: error: {escaped(str(e))}", file=sys.stderr)
         return 2
     except ShrinkError as e:
         report(e.diagnostic)

@@ -52,7 +52,13 @@ class Reporter:
 
 
 def stdout_console():
-    """A rich console on stdout (imported on use: ``shrinkc compile`` never loads rich)."""
+    """A rich console on stdout (imported on use: ``shrinkc compile`` never loads rich). A
+    closed pipe is raised as the ``BrokenPipeError`` it is, for the command line to report
+    ("cannot write the output") like every other command, where rich would exit 1 silently."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    return _Console(highlight=False, soft_wrap=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -74,6 +75,9 @@ DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(doub
           "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 
 
+MAX_INPUT_BYTES = 16 << 30  # one batch of one input: more is not a model bench can run
+
+
 def _feeds(session, batch: int | None, path: Path, seq: int = SEQ) -> tuple[dict, int]:
     """Random inputs for every input of ``session`` and the batch they have: the first
     dimension is the batch (``batch`` where the model leaves it open; a fixed one must
@@ -110,12 +114,19 @@ def _feeds(session, batch: int | None, path: Path, seq: int = SEQ) -> tuple[dict
             shape[0] = batch or 1
         batches.add(shape[0])
         dtype = np.dtype(DTYPES[inp.type])
+        size = math.prod(shape) * dtype.itemsize
+        if min(shape) < 1 or size > MAX_INPUT_BYTES:
+            raise ShrinkError(f"{path.as_posix()}: the input '{inp.name}' has the shape "
+                              f"{'x'.join(map(str, shape))}, "
+                              + ("a size below 1" if min(shape) < 1 else
+                                 f"more than {MAX_INPUT_BYTES >> 30} GiB of data"), None,
+                              "bench runs a model on one batch held in memory")
         try:
             if dtype.kind == "f":
                 feeds[inp.name] = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
             else:  # token ids and flags: zeros are valid for any vocabulary
                 feeds[inp.name] = np.zeros(shape, dtype=dtype)
-        except MemoryError:
+        except (MemoryError, ValueError):
             raise ShrinkError(f"--batch {shape[0]}: not enough memory for the input "
                               f"'{inp.name}'") from None
     return feeds, max(batches)

@@ -6,8 +6,10 @@
     int8`` (weights and 64 calibration images; ``--int8-runs``), against a fresh process that
     imports the generated PyTorch module, loads the same ``w.pt`` and calls
     ``torch.onnx.export(model, (x,), path, dynamo=True)``; int8 against that export followed
-    by the same ``quantize_static`` on the same images. Target: shrinkc at least 20x faster
-    (medians). The children write bytecode (``CHILD_ENV``).
+    by the same ``quantize_static`` on the same images. Target (issue 23, revised): shrinkc
+    at least 8x faster (medians) where it compiles without torch; ``--weights w.pt`` reads
+    the file with ``torch.load``, so it imports torch, and is reported beside the target. The
+    children write bytecode (``CHILD_ENV``).
 (b) onnxruntime latency of the two graphs (same weights), batch 1, 2 intra-op threads,
     median of N runs after warmup, runs of the two sessions interleaved. Target: ratio <= 1.
 
@@ -34,6 +36,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+TARGET = 8.0  # times faster than the exporter, cold (issue 23: was 20x)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), for the report."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
 
 
 # The children may write bytecode (.pyc), as an installed package has it: with
@@ -180,7 +196,7 @@ def _report_export(spec: str, times: dict[str, dict[str, list[float]]], exporter
 
     med = {k: {m: statistics.median(v[m]) for m in ("wall", "cpu")} for k, v in times.items()}
     print(f"ONNX export of {spec} (torch {torch.__version__}, onnx {onnx.__version__}, "
-          f"onnxruntime {ort.__version__}; {os.cpu_count()} CPUs, load average "
+          f"onnxruntime {ort.__version__}; {cpu_model()}, {os.cpu_count()} CPUs, load average "
           f"{load0:.2f} at start, {os.getloadavg()[0]:.2f} at end)\n")
     print("(a) cold-process time: medians of wall and CPU (user + system) seconds, and how many "
           "times faster than the exporter")
@@ -198,8 +214,9 @@ def _report_export(spec: str, times: dict[str, dict[str, list[float]]], exporter
     verdicts = {}
     for what, keys in (("fp32, random weights, every opset", [k for k in times if "--opset" in k]),
                        ("fp16", [k for k in times if "fp16" in k]),
-                       ("--weights (.pt and .safetensors)",
-                        [k for k in times if "--weights" in k and "int8" not in k]),
+                       ("--weights w.safetensors", [k for k in times if "safetensors" in k]),
+                       ("--weights w.pt (imports torch for torch.load; beside the target)",
+                        [k for k in times if "--weights w.pt" in k and "int8" not in k]),
                        ("int8 (against export + the same quantize_static)",
                         [k for k in times if "int8" in k and k != INT8_EXPORTER])):
         if not keys:
@@ -208,10 +225,12 @@ def _report_export(spec: str, times: dict[str, dict[str, list[float]]], exporter
         worst_cpu = min(rows[k]["speedup_cpu"] for k in keys)
         verdicts[what] = {"speedup_wall": worst, "speedup_cpu": worst_cpu}
         print(f"  -> {what}: at least {worst:.1f}x faster by wall, {worst_cpu:.1f}x by CPU "
-              f"(medians), {'meets' if worst >= 20 else 'MISSES'} the target of >= 20x")
+              f"(medians), {'meets' if min(worst, worst_cpu) >= TARGET else 'MISSES'} the target "
+              f"of >= {TARGET:g}x (by both: on a loaded machine the wall times mislead)")
     print()
     return {"spec": spec, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": ort.__version__, "cpus": os.cpu_count(),
+            "onnxruntime": ort.__version__, "cpu_model": cpu_model(), "cpus": os.cpu_count(),
+            "target_speedup": TARGET,
             "load_average": [load0, os.getloadavg()[0]], "cases": rows,
             "exporter": exporter, "int8_exporter": INT8_EXPORTER,
             "bytecode": "written by an untimed first run of each command (PYTHONDONTWRITEBYTECODE "

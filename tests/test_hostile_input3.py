@@ -169,3 +169,27 @@ def test_the_hint_for_a_fifo_says_it_once(tmp_path):
     r = shrinkc("check", str(fifo))
     _refused(r, "is a FIFO, not a regular file", "reads a .shrink file from a regular file only")
     assert "a a " not in r.stderr
+
+
+@pytest.mark.parametrize("case", ["npy", "text as npz", "text as corpus", "text as weights"])
+def test_data_and_weights_of_the_wrong_kind_say_what_we_accept(tmp_path, case):
+    text = tmp_path / "hostname"
+    text.write_text("myhost\n")
+    if case == "npy":
+        np = pytest.importorskip("numpy")
+        np.save(tmp_path / "x.npy", np.zeros((2, 3, 8, 8), np.float32))
+        args = ["shrink", str(SPACE), "--data", str(tmp_path / "x.npy")]
+        expect = "a single array (.npy), not an archive of named arrays"
+    elif case == "text as npz":
+        args, expect = ["shrink", str(SPACE), "--data", str(text)], "not a numpy .npz archive"
+    elif case == "text as corpus":
+        args = ["shrink", str(ROOT / "specs" / "shrinkrnn_space.shrink"), "--data", str(text)]
+        expect = "is not a directory"
+    else:
+        args = ["compile", str(ROOT / "specs" / "shrinkcnn_a.shrink"), "--target", "onnx",
+                "--weights", str(text)]
+        expect = "not a file torch.save wrote"
+    r = shrinkc(*args, "-o", str(tmp_path / "out"))
+    _refused(r, expect)
+    assert "pickl" not in r.stderr and "weights_only" not in r.stderr
+    assert "no such" not in r.stderr

@@ -101,6 +101,8 @@ class Found:
 
 def _not_a_checkpoint(path: Path, what: str, why: str) -> ShrinkError:
     why = why.strip().splitlines()[0] if why.strip() else "unreadable"
+    if "weights_only" in why or "pickl" in why:  # torch's advice to unpickle: never relayed
+        why = "not a file torch.save wrote (or it holds more than tensors)"
     return ShrinkError(f"cannot read {path.as_posix()} as {what}: {why}", None,
                        "--weights takes model.state_dict() saved with torch.save (.pt) or "
                        "with safetensors (.safetensors)")

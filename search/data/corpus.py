@@ -72,6 +72,9 @@ def from_lines(splits: dict[str, list[str]], name: str) -> Corpus:
 def load_dir(path: str | Path) -> Corpus:
     """A corpus in the PTB layout; missing, unreadable or empty files are errors."""
     root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise ShrinkError(f"{root} is not a directory: --data for a language model is a corpus "
+                          "directory", None, "--data DIR holds train.txt, valid.txt and test.txt")
     if not root.is_dir():
         raise ShrinkError(f"no such corpus directory: {root}", None,
                           "--data DIR holds train.txt, valid.txt and test.txt")

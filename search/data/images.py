@@ -230,15 +230,20 @@ def load_npz(path: str | Path, shape: tuple[int, ...]) -> ProxyData:
         raise ShrinkError(f"cannot read {path} as .npz: not a regular file")
     how = "save it with numpy.savez(path, x_train=..., y_train=..., x_val=..., y_val=...)"
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one array, no names
+            raise ShrinkError(f"cannot read {path} as .npz: it is a single array (.npy), not an "
+                              "archive of named arrays", None, how)
+        with loaded as f:
             too_big = _declared_bytes(f) > MAX_BYTES
             arrays = {} if too_big else {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise ShrinkError(f"no such data file: {path}") from None
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile,
             zlib.error, NotImplementedError, MemoryError) as e:
-        raise ShrinkError(f"cannot read {path} as .npz: {e or type(e).__name__}", None,
-                          how) from None
+        why = ("not a numpy .npz archive (nor .npy)" if "pickle" in str(e)  # numpy's advice
+               else e or type(e).__name__)                            # to unpickle: never
+        raise ShrinkError(f"cannot read {path} as .npz: {why}", None, how) from None
     if too_big:
         raise ShrinkError(f"{path}: the arrays would take more than {MAX_BYTES >> 30} GiB", None,
                           "use a smaller proxy data set")

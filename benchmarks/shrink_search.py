@@ -579,7 +579,7 @@ def best_cells(sp: Space) -> dict[str, list]:
             out[name] = rnd["cells"][int(i)]
     rank = load("rank")
     first = {k.split("/")[0]: r for k, r in rank.get("runs", {}).items()
-             if k.endswith(f"/{RANK_SEEDS[0]}")}
+             if k.endswith(f"/{RANK_SEEDS[0]}") and k.split("/")[0].isdigit()}  # random cells
     if first:  # random search at the paper's full budget: the rank part's first seed
         i = max(first, key=lambda k: (sp.score(first[k]["acc"], first[k]["macs"]), -int(k)))
         out["random, full budget"] = rank["cells"][int(i)]
@@ -664,6 +664,20 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
 
+def retrain_cells(sp: Space, doc: dict, seeds) -> dict[str, list]:
+    """The cells the retrain part trains (the complete DAG and each method's best), kept in
+    ``doc``; the runs of a method whose best cell changed since are dropped, to train again."""
+    from shrinkc.search import rules
+
+    cells = {"complete DAG": [list(e) for e in rules.live_edges(sp.space)], **best_cells(sp)}
+    for name, cell in doc.get("cells", {}).items():
+        if cells.get(name) != cell:
+            for s in seeds:
+                doc.get("runs", {}).pop(f"{name}/{s}", None)
+    doc["cells"] = cells
+    return cells
+
+
 def part_retrain_test(args) -> None:
     """Every method's best cell, the complete DAG and ShrinkCNN-A's cell, trained from
     scratch on train10k.npz at the full budget (proxy.npz's validation split stops them
@@ -671,16 +685,10 @@ def part_retrain_test(args) -> None:
     weights; the first seed's weights are saved as safetensors under WEIGHTS."""
     from functools import partial
 
-    from shrinkc.search import rules
 
     sp = Space()
     doc = load("retrain")
-    cells = {"complete DAG": [list(e) for e in rules.live_edges(sp.space)], **best_cells(sp)}
-    for name, cell in doc.get("cells", {}).items():  # a method whose best cell changed is trained again
-        if cells.get(name) != cell:
-            for s in TEST_SEEDS:
-                doc.get("runs", {}).pop(f"{name}/{s}", None)
-    doc["cells"] = cells
+    cells = retrain_cells(sp, doc, TEST_SEEDS)
     doc["protocol"] = {"train": str(RETRAIN_DATA.name), "test": str(TEST_DATA.name),
                        "seeds": list(TEST_SEEDS), "train_settings": sp.settings.train.as_dict(),
                        "weights": "best validation epoch", "precision": args.precision}
@@ -698,16 +706,10 @@ def part_retrain_test(args) -> None:
 def part_retrain(args) -> None:
     if DATA_NAME == "cifar10":
         return part_retrain_test(args)
-    from shrinkc.search import rules
 
     sp = Space()
     doc = load("retrain")
-    cells = {"complete DAG": [list(e) for e in rules.live_edges(sp.space)], **best_cells(sp)}
-    for name, cell in doc.get("cells", {}).items():  # a method whose best cell changed is trained again
-        if cells.get(name) != cell:
-            for s in RETRAIN_SEEDS:
-                doc.get("runs", {}).pop(f"{name}/{s}", None)
-    doc["cells"] = cells
+    cells = retrain_cells(sp, doc, RETRAIN_SEEDS)
     doc.setdefault("precision", args.precision)  # fp32: the references were trained so
     jobs = {f"{name}/{s}": sp.job(c, s, precision=doc["precision"])
             for name, c in cells.items() for s in RETRAIN_SEEDS}
@@ -847,7 +849,8 @@ def part_report(args) -> None:
               f"{len(trained)} trainings, {budget_of(search['log'])} candidate-epochs, "
               f"{cpu / 60:.1f} CPU-minutes in the workers ({cpu / 120:.1f} min on 2 idle "
               "workers)")
-    first = [r for k, r in load("rank").get("runs", {}).items() if k.endswith(f"/{RANK_SEEDS[0]}")]
+    first = [r for k, r in load("rank").get("runs", {}).items()
+             if k.endswith(f"/{RANK_SEEDS[0]}") and k.split("/")[0].isdigit()]
     if first:
         print(f"random, full budget: {len(first)} random cells (the rank part's seed "
               f"{RANK_SEEDS[0]}), {sum(r['epochs'] for r in first)} candidate-epochs")

@@ -249,7 +249,11 @@ def plot(points: list[dict], named: list[dict], rows: list[dict]) -> None:
 
     if not points and not rows:
         return
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    if rows:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    else:  # nothing re-trained yet: the proxy alone
+        fig, left = plt.subplots(figsize=(7, 4.8))
+        right = None
     marks = iter([("*", "C3"), ("s", "C0"), ("^", "C2"), ("D", "C1"), ("P", "C4"), ("o", "C5"),
                   ("v", "C6"), ("X", "C7"), ("h", "C8"), ("<", "C9"), (">", "k")])
     style = {}
@@ -272,9 +276,10 @@ def plot(points: list[dict], named: list[dict], rows: list[dict]) -> None:
         m, c = mark(r["cell"])
         right.errorbar(r["macs"] / 1e6, r["test_acc"], yerr=r["test_spread"] / 2, fmt=m, c=c,
                        ms=9, label=r["cell"])
-    right.set_title("re-trained on 10,000 images: test accuracy (2 seeds)")
-    right.set_ylabel("test accuracy (test.npz, 2,000 images)")
-    for ax in (left, right):
+    if right is not None:
+        right.set_title("re-trained on 10,000 images: test accuracy (2 seeds)")
+        right.set_ylabel("test accuracy (test.npz, 2,000 images)")
+    for ax in (left, right) if right is not None else (left,):
         ax.set_xscale("log")
         ax.set_xlabel("proxy network MACs (millions, log scale)")
         ax.legend(fontsize=7, loc="lower right")

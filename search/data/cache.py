@@ -44,7 +44,8 @@ def key(*parts: str) -> str:
     return hashlib.sha256("\0".join(("shrinkc decoded data v1", *parts)).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's contents, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -61,7 +62,7 @@ def verify(path: Path) -> bool:
     """Whether a cache file's bytes still hash to the sha256 in its name."""
     m = NAME.match(path.name)
     try:
-        return m is not None and _sha256(path) == m.group(2)
+        return m is not None and file_sha256(path) == m.group(2)
     except OSError:
         return False
 
@@ -100,7 +101,7 @@ def store(k: str, arrays: dict[str, np.ndarray]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
-        path = where / f"{k}-{_sha256(Path(tmp))}.npz"
+        path = where / f"{k}-{file_sha256(Path(tmp))}.npz"
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):

@@ -26,13 +26,7 @@ MAX_CLASSES = 100_000  # labels are class indices 0..K-1; more classes than this
 MAX_BYTES = 8 << 30  # an .npz's arrays, as numpy would hold them in memory
 
 
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file's contents, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+file_sha256 = cache.file_sha256  # the sha256 of a file's contents (corpus.py uses it too)
 
 
 def fingerprint(data: str | None) -> str:

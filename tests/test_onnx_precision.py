@@ -217,6 +217,7 @@ def proxy(tmp_path_factory):
     pytest.importorskip("sklearn")
     from shrinkc.compiler import compile_file
     from shrinkc.search.data import images
+    from shrinkc.search.table import TrainSettings
     from shrinkc.search.train import build_module, train
 
     d = tmp_path_factory.mktemp("proxy")
@@ -227,7 +228,7 @@ def proxy(tmp_path_factory):
     torch.set_num_threads(1)  # small tensors: more threads only wait on each other
     try:
         model = build_module(compile_file(spec))
-        train(model, data, TRAIN, seed=0)
+        train(model, data, TrainSettings.of("image", **TRAIN), seed=0)
     finally:
         torch.set_num_threads(threads)
     model.eval()

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from .ir import Cost, OpInst, Shape, Value
+from .ir import Cost, Expr, Num, OpCall, OpInst, Shape, Value
 
 
 @dataclass(frozen=True)
@@ -426,6 +426,22 @@ def op_stride(op: OpInst) -> int:
         return 1
     s = int(op.attrs[sig.stride])
     return s if s or sig.stride_zero is None else int(op.attrs[sig.stride_zero])
+
+
+def stride_expr(call: OpCall | None) -> Expr | None:
+    """The spatial stride of a (resolved) call as the spec writes it, before any argument is
+    known: the expression of its stride parameter (of ``stride_zero``'s where that is absent
+    or 0), or None where it is plainly 1 (absent, a literal 1, or an op without a stride). A
+    cell's strides as the generated PyTorch computes them (``passes.residual``)."""
+    sig = OPS.get(call.op) if call is not None else None
+    if call is None or sig is None or sig.stride is None:
+        return None
+    e = call.arg(sig.stride)
+    if sig.stride_zero is not None and (e is None or (isinstance(e, Num) and e.value == 0)):
+        e = call.arg(sig.stride_zero)
+    if e is None or (isinstance(e, Num) and e.value == 1):
+        return None
+    return e
 
 
 def projection(in_c: int, out_c: int, stride: int) -> OpInst:

@@ -12,6 +12,7 @@ from .passes.cost import cost
 from .passes.dag import check_dags
 from .passes.elaborate import elaborate
 from .passes.input_shape import override_input, shape_text
+from .passes.residual import check_residual_paths
 from .passes.resolve import main_networks, resolve
 from .verify import verify_graph, verify_program
 
@@ -33,7 +34,7 @@ def check(path: str | Path, text: str | None = None) -> Checked:
     sources = load(path, text)
     warnings: list[Diagnostic] = []
     program = verify_program(resolve(sources), ordered=False)
-    program = verify_program(check_dags(program, warnings))
+    program = check_residual_paths(verify_program(check_dags(program, warnings)))
     return Checked(sources, program, warnings)
 
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shrinkc.compiler import ir
-from shrinkc.compiler.errors import ShrinkError
-from shrinkc.compiler.ops import OPS, op_stride
+from shrinkc.compiler.ops import stride_expr
+from shrinkc.compiler.passes.residual import strides_agree
 from shrinkc.compiler.units import human
 
 from ..layout import OP_LAYOUT
@@ -205,13 +205,8 @@ OP_MODULES: dict[str, Callable[[_Site], tuple[str, Lin]]] = {
 
 
 def _stride_factors(call: ir.OpCall | None, names: dict[str, str]) -> list[str]:
-    sig = OPS.get(call.op) if call is not None else None
-    if call is None or sig is None or sig.stride is None:
-        return []
-    e = call.arg(sig.stride)
-    if sig.stride_zero is not None and (e is None or (isinstance(e, ir.Num) and e.value == 0)):
-        e = call.arg(sig.stride_zero)
-    if e is None or (isinstance(e, ir.Num) and e.value == 1):
+    e = stride_expr(call)
+    if e is None:
         return []
     s = render(e, names)
     return [f"({s})" if any(op in s for op in " +-") else s]
@@ -298,11 +293,8 @@ class _CellBody:
             res = out.residual
             forward_arg, cin = self.nodes(res), str(self.channels[res])
             prefix = self.strides[res]
-            if strides[:len(prefix)] != prefix:
-                raise ShrinkError(
-                    f"the PyTorch backend cannot express the residual from '{res}': it does not "
-                    f"lie on the path of first inputs to '{out.nodes[0]}'", out.loc,
-                    "add a node on that path, or the cell input")
+            # passes.residual.check_residual_paths (in check) rejects any other residual
+            assert strides[:len(prefix)] == prefix, f"residual from '{res}' off the stride path"
             strides = strides[len(prefix):]
         stride = " * ".join(strides)
         mode = out.residual_mode if out.residual else None
@@ -390,29 +382,11 @@ def _cell_class(cell: ir.CellDef, insts: list[ir.CellInst], class_name: str,
 
 
 def _check_residual_rule(cell: ir.CellDef, insts: list[ir.CellInst], mode: str | None) -> None:
-    """The generated constructor decides residuals from strides and channels; make sure that
-    agrees with the compiler's shape-based decision for every instance."""
-    for inst in insts:
-        node = {n.name: n for n in inst.nodes}
-        src = inst.residual_shape
-        predicted_same = src == inst.out_shape
-        total = 1
-        name = inst.output[0]
-        chain = []
-        while name != inst.residual_from:
-            chain.append(node[name])
-            if not node[name].inputs:
-                break
-            name = node[name].inputs[0]
-        for n in chain:
-            if n.op is not None:
-                total *= op_stride(n.op)
-        by_rule = total == 1 and src.c == inst.out_shape.c
-        if by_rule != predicted_same and mode is not None:
-            raise ShrinkError(
-                f"the PyTorch backend cannot express the residual of cell '{cell.name}': "
-                "its resolution changes without a stride", cell.loc,
-                "use strides (not unpadded windows) to change resolution in a residual cell")
+    """The generated constructor decides residuals from strides and channels; the compiler
+    (``passes.residual.check_residual_instance``, while elaborating) made sure that agrees
+    with its shape-based decision for every instance."""
+    assert mode is None or all(strides_agree(i) for i in insts), \
+        f"cell '{cell.name}': a residual decided otherwise by strides than by shapes"
 
 
 # --------------------------------------------------------------------------- network

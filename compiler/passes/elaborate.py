@@ -13,8 +13,9 @@ import math
 
 from .. import ir
 from ..errors import ShrinkError
-from ..ops import ACTIVATIONS, CONSTANTS, OPS, ShapeError, infer, op_stride, pool_stride, projection
+from ..ops import ACTIVATIONS, CONSTANTS, OPS, ShapeError, infer, pool_stride, projection
 from ..units import exact
+from .residual import chain_stride, check_residual_instance
 
 MAX_REPEAT = 1000  # cells per stage; more is a typo, and would take minutes to elaborate
 
@@ -176,24 +177,6 @@ def merge_shapes(merge: str, names: tuple[str, ...], shapes: list[ir.Shape], loc
     return first
 
 
-def _chain_stride(nodes: list[ir.NodeInst], last: str, first: str | None = None) -> int | None:
-    """The product of the strides on the path of first inputs from node 0 (or from the node
-    ``first``, exclusive) to ``last``: the stride a projecting residual takes, as the generated
-    PyTorch computes it (7x7 to 4x4 is a stride of 2, which ``7 // 4`` would miss). None when
-    ``first`` is not on that path."""
-    by_name = {n.name: n for n in nodes}
-    stride, name = 1, last
-    while True:
-        if name == first:
-            return stride
-        node = by_name[name]
-        if node.op is not None:
-            stride *= op_stride(node.op)
-        if not node.inputs:
-            return stride if first is None else None
-        name = node.inputs[0]
-
-
 def _instantiated(err: ShrinkError, cell: ir.CellDef, args: dict[str, ir.Value],
                   stage: ir.StageStmt) -> ShrinkError:
     """An error in a cell's body, with a note naming the stage (and arguments) behind it."""
@@ -302,7 +285,7 @@ class _Elaborator:
                 if src.flat or y.flat:
                     raise ShrinkError(f"cannot project a residual from {src} to {y}", out.loc,
                                       "projecting residuals need image-shaped tensors")
-                stride = _chain_stride(nodes, out.nodes[0], res_from)
+                stride = chain_stride(nodes, out.nodes[0], res_from)
                 if stride is None:
                     raise ShrinkError(
                         f"cannot project the residual from '{res_from}' ({src}) to the output ({y})",
@@ -318,10 +301,12 @@ class _Elaborator:
         if out.act is not None:
             act = _check_type(evaluate(out.act, env), "act", "the activation", out.act.loc)
             act = None if act == "identity" else act
-        return ir.CellInst(cell=cell.name, args=args, nodes=tuple(nodes), output=out.nodes,
+        inst = ir.CellInst(cell=cell.name, args=args, nodes=tuple(nodes), output=out.nodes,
                            merge=out.merge, residual=residual, residual_op=res_op,
                            residual_from=res_from, act=act,
                            in_shape=x, prev_shape=prev, out_shape=y, loc=loc)
+        check_residual_instance(cell, inst)
+        return inst
 
     def cell_args(self, cell: ir.CellDef, stage: ir.StageStmt, first: bool,
                   env: dict[str, ir.Value]) -> dict[str, ir.Value]:

@@ -1,12 +1,17 @@
 """``shrinkc bench FILE.onnx``: onnxruntime's latency and throughput for a model on this machine.
 
-Random inputs of the model's own shapes and types (the batch dimension set by ``--batch``;
-a language model's open time axis, ``time``, by ``--seq``, default :data:`SEQ`), ``--warmup``
-runs not counted, then ``--runs`` timed runs one after another on onnxruntime's
-CPU provider with ``--threads`` intra-op threads (one inter-op thread). Reported: the p50 and
-p90 latency (ms, numpy's linear percentiles), the mean and the fastest run, and the
-throughput (batch items per second over all the timed runs; for a language model also
-tokens per second). numpy and onnxruntime load only here.
+Timed by shrinkc's one measuring routine (``backends/latency/measure.py``): random inputs of
+the model's own shapes and types (the batch dimension set by ``--batch``; a language model's
+open time axis, ``time``, by ``--seq``, default :data:`SEQ`) bound once, ``--warmup`` runs not
+counted, then timed runs one after another on onnxruntime's CPU provider with ``--threads``
+intra-op threads (one inter-op thread), thread spinning on or off (``--no-spin``), graph
+optimisation ``all``: exactly ``--runs`` of them, or with ``--tolerance T`` until the median
+is stable to that fraction (from 20 runs on) or ``--runs`` is reached. Reported: the median
+(p50) and p90 latency (ms, linear percentiles), the quartiles and their range, the mean and
+the fastest run, why it stopped, the throughput (batch items per second over all the timed
+runs; for a language model also tokens per second) and the fingerprint of the measurement
+(CPU, cores, onnxruntime, threads, batch, spinning, clock). numpy and onnxruntime load only
+here.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 from shrinkc.compiler.errors import ShrinkError
@@ -42,12 +46,51 @@ def _count(flag: str, least: int):
     return parse
 
 
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction above 0 and below 1 (0.01 is 1%), "
+                                         f"got '{text[:20]}'")
+    return v
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 < v <= 86400:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got '{text[:20]}'")
+    return v
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
-def _session(path: Path, threads: int):
+def _protocol(args):
+    """The measuring protocol of the flags: exactly ``--runs`` runs, or with ``--tolerance``
+    until the median is stable (at least 20 runs, or ``--runs`` when fewer) or ``--runs``."""
+    from shrinkc.backends.latency.measure import Protocol
+
+    adaptive = args.tolerance is not None
+    try:
+        return Protocol(threads=args.threads, batch=args.batch or 1, spinning=args.spin,
+                        warmup=args.warmup, max_runs=args.runs,
+                        min_runs=min(20, args.runs) if adaptive else args.runs,
+                        tolerance=args.tolerance if adaptive else 0.0,
+                        max_seconds=args.max_seconds if adaptive else 1e9, clock=args.clock)
+    except ValueError as e:
+        from shrinkc.console import UsageError
+
+        raise UsageError(str(e)) from None
+
+
+def _session(path: Path, protocol):
     """An onnxruntime session of ``path`` on the CPU, or a ShrinkError saying why not."""
     if not path.exists():
         raise ShrinkError(f"no such file: {path.as_posix()}")
@@ -59,12 +102,10 @@ def _session(path: Path, threads: int):
     except ImportError as e:
         raise ShrinkError(f"bench needs the '{e.name}' package", None,
                           "pip install 'shrinkc[onnx]'") from None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3  # errors only: no advice about the model on stderr
+    from shrinkc.backends.latency.measure import make_session
+
     try:
-        return ort, ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort, make_session(path, protocol)
     except Exception as e:  # onnxruntime's own error types: not a model it can run
         raise ShrinkError(f"cannot load {path.as_posix()} as an ONNX model: {_first_line(e)}",
                           None, "compile one with: shrinkc compile SPEC --target onnx") from None
@@ -132,36 +173,36 @@ def _feeds(session, batch: int | None, path: Path, seq: int = SEQ) -> tuple[dict
     return feeds, max(batches)
 
 
-def measure(session, feeds: dict, runs: int, warmup: int) -> list[float]:
-    """Seconds of each of ``runs`` calls of ``session.run`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        session.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - t)
-    return times
+def summary(m) -> dict:
+    """p50 (the median), p90, quartiles, mean and min latency in milliseconds and items per
+    second, of a :class:`~shrinkc.backends.latency.measure.Measurement` that kept its times."""
+    from shrinkc.backends.latency.measure import quantile
 
-
-def summary(times: list[float], batch: int) -> dict:
-    """p50, p90, mean and min latency in milliseconds, and items per second."""
-    import numpy as np
-
-    ms = np.asarray(times) * 1e3
-    p50, p90 = np.percentile(ms, [50, 90])
-    return {"p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4),
-            "mean_ms": round(float(ms.mean()), 4), "min_ms": round(float(ms.min()), 4),
-            "images_per_s": round(batch * len(times) / float(np.sum(times)), 2)}
+    ms = sorted(m.times_ms)
+    batch = m.fingerprint.batch
+    return {"p50_ms": round(m.median_ms, 4), "p90_ms": round(quantile(ms, 0.9), 4),
+            "q1_ms": round(m.q1_ms, 4), "q3_ms": round(m.q3_ms, 4),
+            "iqr_ms": round(m.iqr_ms, 4), "mean_ms": round(m.mean_ms, 4),
+            "min_ms": round(m.min_ms, 4),
+            "images_per_s": round(batch * len(ms) * 1e3 / sum(ms), 2)}
 
 
 def cmd_bench(args, report) -> int:
+    from shrinkc.backends.latency.measure import measure_session
+
     path = Path(args.model)
-    ort, session = _session(path, args.threads)
+    protocol = _protocol(args)
+    ort, session = _session(path, protocol)
     feeds, batch = _feeds(session, args.batch, path, args.seq)
+    if batch != protocol.batch:  # the model's own fixed batch
+        from dataclasses import replace
+
+        protocol = replace(protocol, batch=batch)
     timed = any(TIME in inp.shape[1:] for inp in session.get_inputs())
+    first = next(iter(feeds.values()))
+    fingerprint = protocol.fingerprint(tuple(first.shape[1:]))
     try:
-        times = measure(session, feeds, args.runs, args.warmup)
+        m = measure_session(session, feeds, protocol, fingerprint, keep_times=True)
     except MemoryError:
         raise ShrinkError(f"--batch {batch}: not enough memory to run {path.as_posix()}") from None
     except Exception as e:  # onnxruntime's own error types
@@ -173,12 +214,16 @@ def cmd_bench(args, report) -> int:
         "onnxruntime": ort.__version__, "provider": "CPUExecutionProvider",
         "inputs": [{"name": name, "shape": list(x.shape), "type": str(x.dtype)}
                    for name, x in feeds.items()],
-        "threads": args.threads, "batch": batch, "warmup": args.warmup, "runs": args.runs,
-        **summary(times, batch),
+        "threads": args.threads, "batch": batch, "warmup": args.warmup, "runs": m.runs,
+        "run_limit": args.runs, "tolerance": protocol.tolerance, "stopped": m.stopped,
+        "spinning": protocol.spinning, "clock": protocol.clock,
+        **summary(m),
+        "ci95_ms": [round(x, 4) for x in m.ci95_ms],
+        "fingerprint": fingerprint.to_dict(),
     }
     if timed:  # a language model: sequences of --seq tokens
         result["seq"] = args.seq
-        result["tokens_per_s"] = round(batch * args.seq * len(times) / sum(times), 2)
+        result["tokens_per_s"] = round(result["images_per_s"] * args.seq, 2)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -198,15 +243,24 @@ def _print(r: dict) -> None:
                        for i in r["inputs"])
     threads = f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}"
     seq = f" (sequences of {r['seq']} tokens)" if "seq" in r else ""
+    stop = {"stable": f", median stable to {r['tolerance']:.1%}",
+            "time limit": ", stopped at the time limit"}.get(r["stopped"], "")
+    if r["stopped"] == "run limit" and r["tolerance"]:
+        stop = f", median not stable to {r['tolerance']:.1%} by the run limit"
     console.print(f"input {inputs}{seq}; {threads}, {r['runs']} runs after {r['warmup']} "
-                  "warm-up")
+                  f"warm-up{stop}; spinning {'on' if r['spinning'] else 'off'}, "
+                  f"{r['clock']} clock")
     table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
-    for col in ("p50", "p90", "mean", "min", "throughput"):
+    for col in ("p50", "p90", "IQR", "mean", "min", "throughput"):
         table.add_column(col, justify="right")
     rate = (f"{r['tokens_per_s']:,.1f} tokens/s" if "seq" in r
             else f"{r['images_per_s']:,.1f} images/s")
-    table.add_row(*(f"{r[k]:.2f} ms" for k in ("p50_ms", "p90_ms", "mean_ms", "min_ms")), rate)
+    table.add_row(f"{r['p50_ms']:.2f} ms", f"{r['p90_ms']:.2f} ms", f"{r['iqr_ms']:.2f} ms",
+                  *(f"{r[k]:.2f} ms" for k in ("mean_ms", "min_ms")), rate)
     console.print(table)
+    fp = r["fingerprint"]
+    console.print(f"on {fp['cpu_model']} ({fp['cores_usable']} of {fp['cores']} cores; "
+                  f"{', '.join(fp['cpu_flags']) or 'no listed instruction sets'})")
 
 
 def register(sub) -> None:
@@ -219,7 +273,19 @@ def register(sub) -> None:
     b.add_argument("--batch", type=_count("--batch", 1),
                    help="the batch size (default: the model's fixed batch, else 1)")
     b.add_argument("--runs", type=_count("--runs", 1), default=100,
-                   help="timed runs (default: 100)")
+                   help="timed runs (default: 100); with --tolerance, the most runs")
+    b.add_argument("--tolerance", type=_fraction, metavar="T",
+                   help="run until the median's 95%% interval is within this fraction of it "
+                        "(0.01 is 1%%), from 20 runs on, or --runs is reached")
+    b.add_argument("--max-seconds", type=_positive, default=60.0, metavar="S",
+                   help="with --tolerance: stop after this many seconds of timed runs "
+                        "(default: 60)")
+    b.add_argument("--no-spin", dest="spin", action="store_false", default=True,
+                   help="intra-op threads do not spin while waiting (default: they do, as "
+                        "onnxruntime's default)")
+    b.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: the latency (default); cpu: this process's CPU time (one "
+                        "thread, on a machine busy with something else)")
     b.add_argument("--warmup", type=_count("--warmup", 0), default=10,
                    help="untimed runs first (default: 10)")
     b.add_argument("--seq", type=_count("--seq", 1), default=SEQ,

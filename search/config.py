@@ -3,9 +3,12 @@
 Where and how candidates train (device, precision, workers, threads, executor and cluster
 address, GPUs per candidate, proxy data) is not architecture, so it does not belong in the
 ``.shrink`` file; a YAML file holds it instead, so that a cluster setup is versioned next to the
-spec. Command-line flags override it. The file is read like a spec (a regular UTF-8 file of at
-most 4 MiB) and checked with located errors: YAML syntax, unknown keys (with a suggestion),
-duplicate keys, types and ranges. ``data`` is relative to the config file's folder.
+spec. Command-line flags override it. The file is read like a spec (a regular UTF-8 file), of
+at most 16 KiB (a few lines: YAML's reader is slow enough that 4 MiB of one scalar takes
+seconds), and checked with located errors: YAML syntax and tags, unknown keys (with a
+suggestion), duplicate keys, types and ranges; a value is quoted cut short, and a number
+beyond any setting's range is refused before it is converted or printed. ``data`` is
+relative to the config file's folder.
 
     # run.yaml
     device: cuda              # auto (default), cpu or cuda
@@ -38,6 +41,9 @@ _ROWS = {k: r for k, r in table.rows(RunSettings).items() if YAML in r.sources}
 KEYS: dict[str, str] = {**{k: k for k in _ROWS},
                         **{a: k for k, r in _ROWS.items() for a in r.aliases}}
 _TYPES = table.types(RunSettings)
+MAX_CONFIG_BYTES = 16 * 1024  # a run configuration is a few lines
+_MAX_TEXT = 4096  # the longest text value (a path may be as long)
+_BIG = 1 << 63  # beyond every setting's range: refused before it is printed or made a float
 
 
 def load(path: str | Path) -> dict:
@@ -51,6 +57,9 @@ def load(path: str | Path) -> dict:
         raise ShrinkError("--config needs pyyaml, which is not installed", None,
                           "pip install 'shrinkc[search]' (or pip install pyyaml)") from None
     text = read_source(path, display, kind=_KIND)
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
+        raise ShrinkError(f"{display} is larger than {MAX_CONFIG_BYTES // 1024} KiB: refused",
+                          None, "a run configuration is a few lines of 'key: value'")
     quote = _looks_like_a_config(text, display)  # its lines are shown under an error
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -75,7 +84,7 @@ def load(path: str | Path) -> dict:
     for key_node, value_node in node.value:
         key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
         if not isinstance(key, str) or key not in KEYS:
-            shown = key if isinstance(key, str) else "a non-text key"
+            shown = _cut(key) if isinstance(key, str) else "a non-text key"
             hint = (did_you_mean(key, KEYS, "settings") if isinstance(key, str) else None)
             raise ShrinkError(f"unknown run setting '{shown}'", _node_loc(display, key_node),
                               hint or f"settings: {', '.join(KEYS)}")
@@ -99,15 +108,21 @@ def _value(display: str, key: str, node) -> object:
     if node.value == "" and node.tag.endswith(":null"):
         raise ShrinkError(f"{key} ({what}) has no value", loc)
     value = _construct(display, key, node)
+    said = _said(node.value)
+    if kind is not str and isinstance(value, int) and abs(value) >= _BIG:  # bool: < _BIG
+        raise ShrinkError(f"{key} ({what}) is out of range, got {said}", loc,
+                          f"{key} must be {table.range_text(row)}")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(value, float) and not math.isfinite(value):
-        raise ShrinkError(f"{key} ({what}) must be a finite number, got {node.value!r}", loc)
+        raise ShrinkError(f"{key} ({what}) must be a finite number, got {said}", loc)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ShrinkError(f"{key} ({what}) must be {_article(kind)}, got {node.value!r}", loc,
+        raise ShrinkError(f"{key} ({what}) must be {_article(kind)}, got {said}", loc,
                           _choices(row.choices) if kind is str else None)
     if kind is str and not value and not row.choices:
         raise ShrinkError(f"{key} is empty", loc)
+    if kind is str and len(value) > _MAX_TEXT:
+        raise ShrinkError(f"{key} ({what}) is longer than {_MAX_TEXT} characters: {said}", loc)
     found = table.problem(key, row, value)
     if found is not None:
         raise ShrinkError(found[0], loc, found[1])
@@ -156,17 +171,30 @@ def _construct(display: str, key: str, node) -> object:
 
     loc = _node_loc(display, node)
     if node.tag not in _SCALAR_TAGS:
-        raise ShrinkError(f"{key}: the YAML tag {node.tag!r} is not allowed here", loc,
+        raise ShrinkError(f"{key}: the YAML tag {_said(node.tag)} is not allowed here", loc,
                           "write a plain number, name or true/false, without a '!!' tag")
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
-    except (yaml.YAMLError, ValueError, TypeError, AttributeError, ArithmeticError) as e:
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, ArithmeticError,
+            LookupError) as e:  # LookupError: '!!int' or '!!bool' of nothing
         problem = getattr(e, "problem", None) or str(e).split(":")[0] or type(e).__name__
         raise ShrinkError(f"{key}: YAML cannot read this value as {node.tag.rsplit(':', 1)[-1]}"
                           f" ({problem})", loc) from None
     finally:
         loader.dispose()
+
+
+def _cut(text: str, width: int = 60) -> str:
+    """User text cut to ``width`` characters for a message (a lone surrogate, which YAML's
+    ``"\\ud800"`` makes, as its escape: no output stream can encode one)."""
+    text = text if len(text) <= width else text[:width] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _said(text: str) -> str:
+    """A value as a message quotes it: in quotes, cut short."""
+    return repr(_cut(text))
 
 
 def _article(kind: type) -> str:

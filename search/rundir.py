@@ -13,6 +13,13 @@
                  it: a second process on the same folder is refused; the kernel releases the
                  lock when its holder dies, even by kill -9
 
+A run folder's files are ours only when the folder is ours: ``-o DIR`` must not exist, be
+empty, hold our run.json (marked ``"format": "shrinkc run"``, or with the keys of every
+run.json), or hold nothing but names a run writes (a run stopped before its run.json, or with
+a damaged one, which ``start`` reports). Any other folder is refused before anything in it is
+opened for writing. No link in a run folder is followed, and the lock file is truncated only
+once held, and only if it holds a pid or nothing.
+
 Every file is written atomically, so a run killed at any moment leaves whole files behind.
 What is read back on ``--resume`` (run.json, log.jsonl, parent-NN.pt) is checked: a damaged
 file is an error located in it (the line, for the log) that says how to recover, never a
@@ -29,13 +36,15 @@ import hashlib
 import io
 import json
 import os
+import re
+import stat
 import zipfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shrinkc.compiler.errors import ShrinkError
-from shrinkc.compiler.fsutil import atomic_write, ensure_dir
+from shrinkc.compiler.fsutil import atomic_write, check_own, ensure_dir, read_own
 from shrinkc.compiler.ir import Loc
 
 from . import tasks
@@ -65,6 +74,7 @@ def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_s
     and validation images, and ``--subset`` with the sha256 of the indices it chose),
     shrinkc's version, and the run's options. All but max_steps must match on resume."""
     return {
+        "format": FORMAT,
         "spec": spec,
         "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "sources": dict(sources),
@@ -82,6 +92,38 @@ def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_s
         "device": device,
         "validation": validation,
     }
+
+
+# run.json's mark: the folder it is in is a shrinkc run folder
+FORMAT = "shrinkc run"
+# the keys of every run.json, also those written before the mark
+_EVERY_RUN = frozenset({"spec", "spec_sha256", "search", "settings"})
+# the names a run writes in its folder (``.NAME.XXXX.tmp``: an atomic write cut short by a kill)
+_FILES = re.compile(r"(run\.json|log\.jsonl|lock|best\.shrink|scores\.png|step-\d+\.shrink"
+                    r"|parent-\d+\.pt)")
+_TEMPORARY = re.compile(r"\.(run\.json|log\.jsonl|best\.shrink|scores\.png|step-\d+\.shrink"
+                        r"|parent-\d+\.pt)\..+\.tmp")
+_TEMPORARY_CANDIDATE = re.compile(r"\.step-\d+-.+\.tmp")
+_PID = re.compile(rb"\d*\n?")  # what our lock file holds: a pid, or nothing yet
+_NEW_FOLDER = "choose a new -o (a folder that does not exist or is empty)"
+_REMOVE = f"remove it, or {_NEW_FOLDER}"
+
+
+def _shown(name: str) -> str:
+    """A file name inside a message: undecodable bytes and line breaks as escapes."""
+    return ascii(name)[1:-1] if not name.isprintable() else name
+
+
+def _is_ours(raw: bytes) -> bool:
+    """Whether run.json's bytes are a run.json shrinkc wrote (marked, or of the keys every
+    run.json has)."""
+    if len(raw) > 1 << 24:
+        return False
+    try:
+        old = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False
+    return isinstance(old, dict) and (old.get("format") == FORMAT or old.keys() >= _EVERY_RUN)
 
 
 # The keys compared on --resume, in the order their mismatch is reported.
@@ -223,28 +265,86 @@ class RunDir:
     def lock(self) -> None:
         """Take the run folder's lock for as long as this process runs the search (released
         by ``unlock``, or by the kernel when the process dies); a folder another process holds
-        is an error naming that process."""
+        is an error naming that process. A folder that is not a run folder is refused first;
+        a lock file is never truncated unless held, and ours (see the module's docstring)."""
         self._lock_fd = None
-        if fcntl is None:  # pragma: no cover - not on POSIX
+        self._claim()
+        if fcntl is None:  # pragma: no cover - not on POSIX: no lock
             return
         path = self.out / "lock"
+        where, flags = path.as_posix(), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            try:
+                fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                fd, created = os.open(path, flags), False
         except OSError as e:
-            raise ShrinkError(f"cannot open the run folder's lock {path.as_posix()}: "
-                              f"{e.strerror}", None, "remove it, or choose another -o") from None
+            raise ShrinkError(f"cannot open the run folder's lock {where}: {e.strerror}", None,
+                              _REMOVE) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                raise ShrinkError(f"{where} is not a run folder's lock (not a regular file of "
+                                  "this folder alone): shrinkc leaves it as it is", None,
+                                  _REMOVE)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                who = f"process {holder}" if holder.isdigit() else "another process"
+                raise ShrinkError(f"{self.out.as_posix()} is in use: {who} is running a search "
+                                  "in it", None, "wait for it to finish (or stop it), then "
+                                  "--resume; or choose another -o") from None
+            if not created and not _PID.fullmatch(os.pread(fd, 64, 0)):
+                raise ShrinkError(f"{where} is not a run folder's lock (it does not hold a "
+                                  "process id): shrinkc leaves it as it is", None,
+                                  _REMOVE)
+            os.ftruncate(fd, 0)  # ours: held, and created by a search (or made by us now)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
             os.close(fd)
-            who = f"process {holder}" if holder.isdigit() else "another process"
-            raise ShrinkError(f"{self.out.as_posix()} is in use: {who} is running a search in it",
-                              None, "wait for it to finish (or stop it), then --resume; or "
-                              "choose another -o") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+            raise
         self._lock_fd = fd
+
+    def _claim(self) -> None:
+        """Refuse ``out`` unless it is a run folder, and refuse a link, or a file that is not
+        a regular one, under a name a run writes; nothing is written here."""
+        where = self.out.as_posix()
+        try:
+            names = sorted(os.listdir(self.out))
+        except OSError as e:
+            raise ShrinkError(f"cannot read the run folder {where}: {e.strerror}") from None
+        ours = {n for n in names if _FILES.fullmatch(n) or n == "candidates"}
+        for name in sorted(ours):
+            check_own(self.out / name, _REMOVE, directory=name == "candidates")
+        if "candidates" in ours:
+            for f in sorted(os.listdir(self.candidates)):
+                if not _TEMPORARY_CANDIDATE.fullmatch(f):
+                    check_own(self.candidates / f, _REMOVE)
+        if not names or "run.json" in ours and _is_ours(self._read_bytes(self.meta_path, 1 << 24)):
+            return
+        foreign = [n for n in names if n not in ours and not _TEMPORARY.fullmatch(n)]
+        if not foreign and (ours & {"run.json", "log.jsonl"} or ours <= {"lock"}):
+            return  # stopped before its run.json was written, or damaged: start() says which
+        if "run.json" in ours:
+            why = "its run.json is not one a search wrote"
+        else:
+            example = foreign[0] if foreign else sorted(ours)[0]
+            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+            why = f"it holds '{_shown(example)}'{more} but no run.json"
+        raise ShrinkError(f"{where} is not empty and is not a run folder ({why}): shrinkc "
+                          "writes nothing into it", None,
+                          f"{_NEW_FOLDER}; --resume continues a run in the folder it was "
+                          "given first")
+
+    def _write(self, path: Path, data: str | bytes) -> None:
+        """Write one of the run's files, atomically; a symlink there is refused."""
+        atomic_write(path, data, follow=False)
+
+    def _candidates_dir(self) -> Path:
+        """candidates/, created if missing; refused when it is a link."""
+        check_own(self.candidates, _REMOVE, directory=True)
+        return ensure_dir(self.candidates)
 
     def unlock(self) -> None:
         """Release the run folder's lock (the file stays: removing it would race)."""
@@ -266,7 +366,7 @@ class RunDir:
                                   "pass --resume to continue it, or choose another -o")
             self._check_meta(meta)
         log = self.read_log() if resume else []
-        atomic_write(self.meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        self._write(self.meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return log
 
     def _check_meta(self, meta: dict) -> None:
@@ -319,12 +419,8 @@ class RunDir:
                     return _at(self.meta_path, n, col + 1)[0]
         return _at(self.meta_path)[0]
 
-    def _read_bytes(self, path: Path) -> bytes:
-        try:
-            return path.read_bytes()
-        except OSError as e:
-            raise ShrinkError(f"cannot read {path.as_posix()}: {e.strerror}", None,
-                              "start a new run (choose another -o)") from None
+    def _read_bytes(self, path: Path, limit: int | None = None) -> bytes:
+        return read_own(path, "start a new run (choose another -o)", limit)
 
     def read_log(self) -> list[dict]:
         """The log's entries, each checked (types, and no candidate twice); a damaged line is
@@ -368,17 +464,17 @@ class RunDir:
 
     def write_log(self, log: list[dict]) -> None:
         """Rewrite the whole log, one JSON object (keys sorted) a line."""
-        atomic_write(self.log_path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in log))
+        self._write(self.log_path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in log))
 
     def snapshot(self, step: int, text: str) -> str:
         """Write the spec after ``step``; returns the snapshot's file name."""
         name = f"step-{step:02d}.shrink"
-        atomic_write(self.out / name, text)
+        self._write(self.out / name, text)
         return name
 
     def best(self, text: str) -> None:
         """Write the best snapshot so far as best.shrink."""
-        atomic_write(self.out / "best.shrink", text)
+        self._write(self.out / "best.shrink", text)
 
     def parent_state(self, step: int) -> Path:
         """Where the parent weights that step ``step + 1``'s candidates start from live."""
@@ -390,19 +486,19 @@ class RunDir:
 
     def write_candidate_state(self, step: int, edge: Edge, state: bytes) -> None:
         """Keep a candidate's trained weights (it may become the next parent)."""
-        ensure_dir(self.candidates)
-        atomic_write(self.candidate_state(step, edge), state)
+        self._candidates_dir()
+        self._write(self.candidate_state(step, edge), state)
 
     def write_parent_state(self, step: int, state: bytes) -> None:
         """Keep the weights that step ``step + 1``'s candidates start from."""
-        atomic_write(self.parent_state(step), state)
+        self._write(self.parent_state(step), state)
 
     def promote_candidate_state(self, step: int, edge: Edge | list[int]) -> None:
         """Make a chosen candidate's weights the next parent (unless already done before an
         interruption); missing or damaged weights are an error."""
         kept, cand = self.parent_state(step), self.candidate_state(step, edge)
         if not kept.exists():
-            atomic_write(kept, self.read_state(cand if cand.exists() else kept, step))
+            self._write(kept, self.read_state(cand if cand.exists() else kept, step))
 
     def read_state(self, path: Path, step: int) -> bytes:
         """Weights kept in the run folder (``parent-NN.pt`` or a candidate's), checked to be a
@@ -412,6 +508,9 @@ class RunDir:
         hint = (f"start a new run (choose another -o); or delete parent-{step:02d}.pt and "
                 f"later ones with the log lines of step {step} and later, and --resume")
         try:
+            if path.is_symlink():
+                raise ShrinkError(f"{name} is a symbolic link: shrinkc follows no link in a "
+                                  "run folder", _at(path)[0], hint, quote=False)
             data = path.read_bytes()
         except FileNotFoundError:
             raise ShrinkError(f"{name} is missing: the weights step {step} left are gone",
@@ -438,8 +537,8 @@ class RunDir:
         return self.candidates / f"step-{step:02d}-{edge[0]}-{edge[1]}-r{rung}.ckpt.pt"
 
     def write_checkpoint(self, step: int, edge: Edge, rung: int, data: bytes) -> None:
-        ensure_dir(self.candidates)
-        atomic_write(self.checkpoint(step, edge, rung), data)
+        self._candidates_dir()
+        self._write(self.checkpoint(step, edge, rung), data)
 
     def read_checkpoint(self, step: int, edge: Edge, rung: int) -> bytes | None:
         """A candidate's checkpoint, or None when there is none (or it cannot be read): the
@@ -456,6 +555,8 @@ class RunDir:
     def drop_candidate_states(self, step: int) -> None:
         """Remove the weights (and halving checkpoints) of ``step``'s candidates, once it is
         decided."""
+        if self.candidates.is_symlink() or not self.candidates.is_dir():
+            return  # a link is never followed (and nothing is there to drop)
         for f in self.candidates.glob(f"step-{step:02d}-*.pt"):
             f.unlink()
 
@@ -464,7 +565,7 @@ class RunDir:
         without matplotlib)."""
         png = scores_png(snapshots, log)
         if png is not None:
-            atomic_write(self.out / "scores.png", png)
+            self._write(self.out / "scores.png", png)
 
 
 def scores_png(snapshots: list[dict], log: list[dict]) -> bytes | None:
@@ -493,8 +594,6 @@ def scores_png(snapshots: list[dict], log: list[dict]) -> bytes | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

@@ -398,16 +398,40 @@ def _print_cnn_stats(d: dict, console) -> None:
     table.add_column("output")
     table.add_column("params", justify="right", footer=f"{d['params']:,}")
     table.add_column("MACs", justify="right", footer=f"{d['macs']:,}")
+    lat = d.get("latency")
+    if lat:
+        table.add_column("ms (predicted)", justify="right", footer=f"{lat['predicted_ms']:.2f}")
+
+    def ms(part: dict) -> tuple[str, ...]:
+        return (f"{part['predicted_ms']:.2f}",) if lat else ()
+
     table.add_row("stem", "-", "", shape(d["stem"]["output"] or d["input"]),
-                  f"{d['stem']['params']:,}", f"{d['stem']['macs']:,}")
+                  f"{d['stem']['params']:,}", f"{d['stem']['macs']:,}", *ms(d["stem"]))
     for s in d["stages"]:
         table.add_row(s["name"], s["cell"], f"x{s['depth']}", shape(s["output"]),
-                      f"{s['params']:,}", f"{s['macs']:,}")
+                      f"{s['params']:,}", f"{s['macs']:,}", *ms(s))
     table.add_row("head", "-", "", shape(d["output"]), f"{d['head']['params']:,}",
-                  f"{d['head']['macs']:,}")
+                  f"{d['head']['macs']:,}", *ms(d["head"]))
     console.print(table)
     console.print(f"{d['params']:,} parameters, {human(d['macs'])} MACs, "
                   f"{d['edges']} live edges in {len(d['cells'])} distinct cell(s)")
+    if lat:
+        console.print(f"predicted latency {lat['predicted_ms']:.2f} ms (run overhead "
+                      f"{lat['by_part'].get('run', 0.0):.2f} ms) on {lat['device']}, from "
+                      f"{lat['table']}")
+
+
+def _predicted_latency(graph, d: dict, path: str) -> dict:
+    """The latency predicted from the table at ``path`` (``backends/latency``), in all and per
+    part (each stage's, the stem's and the head's ``predicted_ms`` are set in ``d``)."""
+    from shrinkc.backends import latency
+
+    table = latency.load(path)
+    p = latency.predict(graph, table)
+    for name, part in (("stem", d["stem"]), *((s["name"], s) for s in d["stages"]),
+                       ("head", d["head"])):
+        part["predicted_ms"] = round(p.by_part.get(name, 0.0), 4)
+    return {**p.to_dict(), "table": table.source, "device": table.fingerprint.summary()}
 
 
 def cmd_stats(args, report) -> int:
@@ -416,6 +440,8 @@ def cmd_stats(args, report) -> int:
                          "it as numbers, such as 3x160x160")
     graph = graph_of(args, report)
     d = stats_dict(graph)
+    if getattr(args, "latency_table", None):
+        d["latency"] = _predicted_latency(graph, d, args.latency_table)
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
@@ -468,7 +494,11 @@ def _shrink_files(paths: Sequence[str]) -> list[Path]:
 
 
 def cmd_fmt(args, report) -> int:
-    from shrinkc.compiler.fsutil import atomic_write
+    """Format each file in place. A file is replaced only if it is still what was read (size,
+    modification time and content hash, compared just before the rename): an edit saved
+    while fmt works is never lost; that file is an error (nothing written) and the others
+    go on."""
+    from shrinkc.compiler.fsutil import Stamp, atomic_write, stamp
     from shrinkc.compiler.syntax.parser import parse, read_source
     from shrinkc.compiler.syntax.printer import print_program
 
@@ -476,6 +506,8 @@ def cmd_fmt(args, report) -> int:
     for path in _shrink_files(args.paths):
         shown = path.as_posix()
         try:
+            # before the read: a change from here on shows at the comparison before writing
+            read = stamp(path) or Stamp(-1, -1, "")  # none yet: nothing will match it
             text = read_source(path, shown)
             new = print_program(parse(text, shown))
         except ShrinkError as e:
@@ -487,9 +519,14 @@ def cmd_fmt(args, report) -> int:
         changed += 1
         if args.check:
             print(f"would reformat {shown}")
-        else:
-            atomic_write(path, new)
-            print(f"reformatted {shown}")
+            continue
+        try:
+            atomic_write(path, new, unchanged=read, doing="formatted")
+        except ShrinkError as e:
+            report(e.diagnostic)
+            failed += 1
+            continue
+        print(f"reformatted {shown}")
     if failed:
         return 1
     return 1 if (args.check and changed) else 0
@@ -536,6 +573,9 @@ def register(sub) -> None:
     s.add_argument("--network", help="which network of the file (default: its last one)")
     s.add_argument("--input", metavar="CxHxW",
                    help="the input shape, such as 3x160x160, in place of the spec's")
+    s.add_argument("--latency-table", metavar="FILE",
+                   help="also the latency predicted per stage from this table (shrinkc latency "
+                        "--save-table writes one)")
     s.set_defaults(func=cmd_stats)
 
     k = sub.add_parser("check", help="check specs; errors as file:line:col")

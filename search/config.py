@@ -16,6 +16,7 @@ relative to the config file's folder.
     workers: 8                # local worker processes, or Ray CPUs
     executor: ray             # local or ray
     address: auto             # a Ray cluster
+    ray_timeout: 30           # seconds to wait for it to answer
     gpus_per_candidate: 0.25  # with Ray on GPUs: four candidates share a GPU
     data: ../data/proxy.npz
     subset: 5000/1000         # of an image folder or CIFAR folder: N/M images

@@ -96,7 +96,8 @@ class _Run:
         """Train ``jobs``; yields their results in order."""
         if self.executor is None:
             gpus = opts.gpus_per_candidate if jobs and jobs[0].device == "cuda" else 0.0
-            self.executor = make_executor(opts.executor, opts.workers, opts.address, gpus)
+            self.executor = make_executor(opts.executor, opts.workers, opts.address, gpus,
+                                          opts.ray_timeout)
         return self.executor.map(jobs)
 
 

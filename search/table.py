@@ -139,6 +139,12 @@ def _subset(value: str, label: str) -> tuple[str, str | None] | None:
     return None
 
 
+def _ray_address(value: str, label: str) -> tuple[str, str | None] | None:
+    from .executors import address_problem
+
+    return address_problem(value, label)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """How a candidate trains: the spec's ``train(...)`` keys, with the task's defaults
@@ -251,8 +257,16 @@ class RunSettings:
         "default 1)")
     executor: str = setting("where workers run", FLAG, YAML, default="local", choices=EXECUTORS,
                             help="default: local")
-    address: str | None = setting("a Ray cluster's address", FLAG, YAML, default=None,
-                                  help="Ray cluster address (with --executor ray)")
+    address: str | None = setting(
+        "a Ray cluster's address", FLAG, YAML, default=None, extra=_ray_address,
+        help="Ray cluster address (with --executor ray): HOST:PORT (its GCS port, e.g. "
+        "127.0.0.1:6379), ray://HOST:PORT (Ray Client) or auto (the cluster started on this "
+        "machine with 'ray start --head')")
+    ray_timeout: float = setting(
+        "how long to wait for the Ray cluster, in seconds", FLAG, YAML, default=30.0, low=0,
+        high=3600, above=True, metavar="SECONDS",
+        help="with --executor ray --address: how long to wait for the cluster to answer "
+        "before giving up with a message (default 30)")
     train_precision: str = setting(
         "the precision candidates train in", FLAG, YAML, default="auto", choices=PRECISIONS,
         aliases=("precision",), noun="precision",

@@ -1,7 +1,7 @@
 """The ``shrinkc`` command line: the entry point and its parser.
 
 Commands: compile, stats, check, fmt (``commands/build.py``), shrink (``commands/shrink.py``),
-diff, viz, schema (``commands/vcs.py``), bench (``commands/bench.py``).
+diff, viz, schema (``commands/vcs.py``), bench (``commands/bench.py``), latency (``commands/latency.py``).
 
 Exit codes: 0 success, 1 an error in the user's input (spec, data, files), 2 wrong
 command-line usage. Errors are printed as ``file:line:col: error: message`` with the source
@@ -32,13 +32,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from shrinkc.commands import bench, build, shrink, vcs
+    from shrinkc.commands import bench, build, latency, shrink, vcs
     from shrinkc.compiler.version import __version__
 
     p = _Parser(prog="shrinkc", description="Compile .shrink architecture specs.")
     p.add_argument("--version", action="version", version=f"shrinkc {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for group in (build, shrink, vcs, bench):
+    for group in (build, shrink, vcs, bench, latency):
         group.register(sub)
     return p
 
@@ -67,12 +67,61 @@ def _output_failed(args, e: OSError) -> int:
     return TROUBLE.get(getattr(args, "command", ""), 1)
 
 
-def _of_the_output(e: OSError) -> bool:
-    """Whether ``e`` is a failure of stdout (a closed pipe, a full disk), not of a named file
-    or a connection (a ``ConnectionError`` is an ``OSError`` too): those are other errors."""
-    if isinstance(e, BrokenPipeError):
-        return True
-    return not isinstance(e, ConnectionError) and e.filename is None
+class OutputError(Exception):
+    """stdout could not be written (a closed pipe, a full disk). ``main`` puts ``_Output`` in
+    place of stdout, which raises its stream's write errors as this: an ``OSError`` that
+    reaches ``main`` is never one of the output stream (a named file, a connection, a
+    socket's timeout) and is never reported as one."""
+
+    def __init__(self, error: OSError):
+        super().__init__(error)
+        self.error = error
+
+
+class _Output:
+    """``stream`` (stdout, or its binary ``buffer``), with the ``OSError``s of its writes and
+    flushes raised as ``OutputError``; everything else is the stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, data):
+        try:
+            return self._stream.write(data)
+        except OSError as e:
+            raise OutputError(e) from e
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as e:
+            raise OutputError(e) from e
+
+    @property
+    def buffer(self):
+        return _Output(self._stream.buffer)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _output_errors_marked():
+    """stdout as ``_Output`` while a command runs (and as it was, after)."""
+    real = sys.stdout
+    if real is None or isinstance(real, _Output):
+        yield
+        return
+    sys.stdout = marked = _Output(real)
+    try:
+        yield
+    finally:
+        if sys.stdout is marked:
+            sys.stdout = real
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,16 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pause_gc:
         gc.disable()
     try:
-        rc = args.func(args, report)
-        sys.stdout.flush()
+        with _output_errors_marked():
+            rc = args.func(args, report)
+            sys.stdout.flush()
         return rc
-    except OSError as e:
+    except OutputError as e:  # stdout's, and only stdout's
+        return _output_failed(args, e.error)
+    except OSError as e:  # a named file's, a connection's: never the output stream's
         if isinstance(e, ShrinkError):  # pragma: no cover - ShrinkError is not an OSError
             raise
-        if _of_the_output(e):
-            return _output_failed(args, e)
         where = f": {e.filename}" if e.filename else ""
-        report(Diagnostic("error", f"{e.strerror or e}{where}"))
+        report(Diagnostic("error", f"{e.strerror or str(e) or type(e).__name__}{where}"))
         return 1
     except UsageError as e:
         parser.print_usage(sys.stderr)

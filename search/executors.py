@@ -7,16 +7,15 @@ torch nor ray is imported until an executor is used.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 
 from shrinkc.compiler.errors import ShrinkError
 
+from .address import EXAMPLE, SCHEME, parse_address
 from .job import Job
 
 RAY_TIMEOUT = 30.0  # seconds to wait for a Ray cluster to answer (--ray-timeout)
-RAY_CLIENT_PORT = 10001  # Ray Client's port (ray://HOST)
 _RESUME = "the candidates trained so far are in the run folder: continue with --resume"
 
 
@@ -130,76 +129,6 @@ class Ray(Executor):
             yield result
 
 
-# --------------------------------------------------------------------------- a Ray address
-
-_SCHEME = "ray://"
-_EXAMPLE = ("write HOST:PORT (the GCS port 'ray start --head' prints, e.g. 127.0.0.1:6379), "
-            "ray://HOST:PORT (Ray Client, e.g. ray://10.0.0.5:10001) or auto (the cluster "
-            "started on this machine)")
-# a host name's label (with '_', which container networks' names may have)
-_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
-
-
-def parse_address(address: str) -> tuple[str, int] | None:
-    """A Ray address's host and port (None for ``auto``); ValueError says what is wrong.
-    Accepted: ``HOST:PORT`` (a cluster's GCS), ``ray://HOST[:PORT]`` (Ray Client) and
-    ``auto``; HOST is a host name, an IPv4 address or an IPv6 address in brackets."""
-    if address == "auto":
-        return None
-    rest, default_port = address, None
-    if "://" in address:
-        scheme = address.split("://", 1)[0]
-        if scheme + "://" != _SCHEME:
-            raise ValueError(f"the scheme '{scheme}' is not Ray's (only {_SCHEME}, Ray Client)")
-        rest, default_port = address[len(_SCHEME):], RAY_CLIENT_PORT
-    if not rest:
-        raise ValueError("there is no host")
-    if rest.startswith("["):  # [IPv6]:PORT
-        host, sep, tail = rest[1:].partition("]")
-        if not sep:
-            raise ValueError("an IPv6 address in brackets lacks its ']'")
-        import ipaddress
-
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"'{host}' is not an IPv6 address") from None
-        if tail and not tail.startswith(":"):
-            raise ValueError("a ':' and the port follow the ']'")
-        port_text = tail[1:] if tail else None
-    elif rest.count(":") > 1:
-        raise ValueError("too many ':' (an IPv6 address goes in brackets: [::1]:6379)")
-    else:
-        host, sep, port_text = rest.partition(":")
-        port_text = port_text if sep else None
-        labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
-        if not host or not all(_LABEL.match(label) for label in labels) or len(host) > 253:
-            raise ValueError(f"'{host}' is not a host name or IP address")
-    if port_text is None:
-        if default_port is None:
-            raise ValueError("there is no port (HOST:PORT)")
-        return host, default_port
-    if not port_text:
-        raise ValueError("there is no port after the ':'")
-    if not port_text.isascii() or not port_text.isdigit():
-        raise ValueError(f"the port '{port_text}' is not a number")
-    if len(port_text) > 5 or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"the port must be 1 to 65535, got {port_text[:12]}")
-    port = int(port_text)
-    return host, port
-
-
-def address_problem(value: str, label: str) -> tuple[str, str | None] | None:
-    """What is wrong with ``value`` as a Ray address (the settings table's check of
-    ``--address`` and of the ``address`` key): a message naming ``label`` and an example."""
-    try:
-        parse_address(value)
-    except ValueError as e:
-        shown = value if len(value) <= 80 else value[:80] + "..."
-        return f"{label} '{shown}' is not a Ray address: {e}; {_EXAMPLE}", None
-    return None
-
-
 def connect(ray, address: str, timeout: float) -> None:
     """``ray.init`` on the cluster at ``address``, waiting at most ``timeout`` seconds: a TCP
     connection to its port first (nothing listening is said at once), then ``ray.init``, in a
@@ -209,7 +138,7 @@ def connect(ray, address: str, timeout: float) -> None:
         where = parse_address(address)
     except ValueError as e:
         raise ShrinkError(f"--address '{address}' is not a Ray address: {e}", None,
-                          _EXAMPLE) from None
+                          EXAMPLE) from None
     outcome = _within(timeout, _connect, ray, address, where)
     at = "that --address auto leads to" if where is None else f"at {address}"
     if outcome is _LATE:
@@ -316,7 +245,7 @@ def _start_hint(address: str, where: tuple[str, int] | None, late: bool = False)
     if address == "auto":
         return (f"{wait}start a cluster on this machine with 'ray start --head', or give one's "
                 "address: --address HOST:PORT")
-    port = f" --port={where[1]}" if where and not address.startswith(_SCHEME) else ""
+    port = f" --port={where[1]}" if where and not address.startswith(SCHEME) else ""
     return (f"is a cluster running there? {wait}start one on that machine with "
             f"'ray start --head{port}'; without --address, --executor ray runs Ray on this "
             "machine")

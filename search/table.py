@@ -140,7 +140,7 @@ def _subset(value: str, label: str) -> tuple[str, str | None] | None:
 
 
 def _ray_address(value: str, label: str) -> tuple[str, str | None] | None:
-    from .executors import address_problem
+    from .address import address_problem
 
     return address_problem(value, label)
 

@@ -113,7 +113,7 @@ def test_an_address_that_is_not_one_in_the_run_configuration_is_located(tmp_path
 @pytest.mark.parametrize("address", ["auto", "127.0.0.1:6379", "[::1]:6379", "head-1.example:1",
                                      "ray://10.0.0.5:10001", "ray://head"])
 def test_the_forms_of_a_ray_address_are_accepted(address):
-    from shrinkc.search.executors import address_problem, parse_address
+    from shrinkc.search.address import address_problem, parse_address
 
     assert address_problem(address, "--address") is None
     assert parse_address("ray://head") == ("head", 10001)  # Ray Client's port

@@ -302,12 +302,21 @@ class SpaceDef(IRModel):
 
 
 class SearchDef(IRModel):
-    """``search NAME { space S  network P  train(...)  shrink(...)  score EXPR }``."""
+    """``search NAME { space S  network P  deploy D input CxHxW  train(...)  shrink(...)
+    score EXPR }``.
+
+    ``network`` is the proxy the candidates are trained in; ``deploy`` the network the cell
+    is deployed in (a candidate's latency is taken there, with its cell in place:
+    ``compiler.deploy``), at ``deploy_input`` or, when that is None, the network's own input.
+    Both deploy fields are absent from the JSON when not given.
+    """
 
     kind: Literal["search"] = "search"
     name: str
     space: str | None = None
     network: str | None = None
+    deploy: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    deploy_input: tuple[int, ...] | None = Field(default=None, exclude_if=lambda v: v is None)
     train: tuple[Arg, ...] = ()
     shrink: tuple[Arg, ...] = ()
     score: Expr | None = None

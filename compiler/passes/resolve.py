@@ -17,6 +17,7 @@ from .. import ir
 from ..errors import ShrinkError, closest, did_you_mean
 from ..loader import Sources
 from ..ops import ACTIVATIONS, CONSTANTS, DOWNSAMPLE_OPS, OPS, RECURRENT_ACTS, P
+from .deploy import check_deploy
 from .space import expand as expand_space
 
 MERGES = ("concat", "sum", "mean")
@@ -93,7 +94,7 @@ class _Resolver:
         else:
             self.networks[name] = item
 
-    def search(self, s: ir.SearchDef) -> ir.SearchDef:
+    def search(self, s: ir.SearchDef, nets: dict[str, ir.NetworkDef]) -> ir.SearchDef:
         """Check what a search names; its settings and score are checked by the shrinker."""
         if s.space is None:
             raise ShrinkError(f"search '{s.name}' names no space", s.loc, "write space NAME")
@@ -107,6 +108,8 @@ class _Resolver:
         if s.network not in self.networks:
             raise ShrinkError(f"unknown network '{s.network}'", s.locs.get("network", s.loc),
                               did_you_mean(s.network, self.networks, "networks"))
+        if s.deploy is not None:
+            check_deploy(s, nets, self.cells)
         return s
 
     # ------------------------------------------------------------------ calls
@@ -559,11 +562,25 @@ def resolve(sources: Sources) -> ir.Program:
     items: list = []
     for cell in r.cells.values():
         items.append(r.cell(cell))
+    nets: dict[str, ir.NetworkDef] = {}
     for net in r.networks.values():
-        items.append(r.network(net if isinstance(net, ir.NetworkDef) else r.variant(net)))
+        done = r.network(net if isinstance(net, ir.NetworkDef) else r.variant(net))
+        nets[done.name] = done
+        items.append(done)
     for search in r.searches.values():
-        items.append(r.search(search))
+        items.append(r.search(search, nets))
     return ir.Program(version=sources.main.version, items=tuple(items), file=sources.main.file)
+
+
+def resolve_space(sources: Sources, space: ir.SpaceDef) -> ir.CellDef:
+    """``space`` (perhaps with other edges than ``sources`` give it) expanded into a cell and
+    resolved among ``sources``' definitions, as :func:`resolve` resolves it, alone."""
+    r = _Resolver(sources)
+    for prog in sources.programs:
+        for item in prog.items:
+            if not isinstance(item, ir.Include):
+                r.declare(item)
+    return r.cell(expand_space(space))
 
 
 def main_networks(sources: Sources) -> list[str]:

@@ -15,7 +15,8 @@ _STATEMENTS = {
     "include", "preset", "cell", "network", "variant", "input_stmt", "node_stmt",
     "output_stmt", "net_input", "stem", "head", "stage", "version",
     "space", "space_nodes", "ops_list", "ops_cycle", "space_act", "space_edges",
-    "search", "search_space", "search_network", "search_train", "search_shrink", "search_score",
+    "search", "search_space", "search_network", "search_deploy",
+    "search_train", "search_shrink", "search_score",
     "net_tokens", "net_embed", "net_recurrent", "net_dropout", "net_decoder", "net_stochastic",
 }
 _BLOCKS = {"cell", "network", "space", "search"}

@@ -23,6 +23,7 @@ _FRIENDLY = {
     "INT": "an integer",
     "FLOAT": "a number",
     "STRING": 'a quoted path ("...")',
+    "SHAPE": "an input shape (CxHxW, such as 3x224x224)",
     "_NL": "end of line",
     "$END": "end of file",
 }

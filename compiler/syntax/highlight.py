@@ -16,7 +16,7 @@ from .. import ops
 
 KEYWORDS = ("shrink", "include", "op", "cell", "network", "input", "output", "stage", "stem",
             "head", "downsample", "first", "space", "nodes", "ops", "cycle", "shuffle", "edges",
-            "search", "train", "score", "recurrent", "tokens", "embed", "hidden", "decoder",
+            "search", "deploy", "train", "score", "recurrent", "tokens", "embed", "hidden", "decoder",
             "tied", "untied")
 RESIDUAL_WORDS = ("if", "shapes", "match")
 TYPES = ("int", "float", "act", "bool")
@@ -65,6 +65,7 @@ if RegexLexer is not None:
                 (words(ACTIVATIONS, suffix=r"\b"), Name.Constant),
                 (r"(" + _id + r")([ \t]*)(=)(?!=)", bygroups(Name.Variable, Text, Operator)),
                 (_id, Name),
+                (r"[0-9]+(?:x[0-9]+)+\b", Number.Integer),  # deploy ... input 3x224x224
                 (r"[0-9]+\.[0-9]*([eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+|\.[0-9]+([eE][-+]?[0-9]+)?",
                  Number.Float),
                 (r"[0-9][0-9_]*", Number.Integer),

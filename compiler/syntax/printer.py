@@ -176,6 +176,9 @@ def _search(s: ir.SearchDef) -> list[str]:
         pairs.append(("space", f"space {s.space}"))
     if s.network is not None:
         pairs.append(("network", f"network {s.network}"))
+    if s.deploy is not None:
+        shape = "" if s.deploy_input is None else " input " + "x".join(map(str, s.deploy_input))
+        pairs.append(("deploy", f"deploy {s.deploy}{shape}"))
     if s.train:
         pairs.append(("train", f"train({args(s.train)})"))
     if s.shrink:

@@ -338,6 +338,17 @@ class ToIR(Transformer_NonRecursive):
     def search_network(self, meta, children):
         return "network", str(children[0]), meta
 
+    def search_deploy(self, meta, children):
+        name, shape = children
+        if shape is None:
+            return "deploy", (str(name), None, None), meta
+        loc = token_span(self.file, shape)
+        try:
+            dims = tuple(int(d) for d in str(shape).split("x"))
+        except ValueError:  # more digits than Python converts
+            raise ShrinkError("input shape has too long a number", loc) from None
+        return "deploy", (str(name), dims, loc), meta
+
     def search_train(self, meta, children):
         return "train", tuple(children[0] or ()), meta
 
@@ -360,6 +371,10 @@ class ToIR(Transformer_NonRecursive):
             c = self._c(smeta)
             if c != ir.NO_COMMENTS:
                 comments[key] = c
+        if "deploy" in fields:  # deploy NAME [input CxHxW]
+            fields["deploy"], fields["deploy_input"], shape_loc = fields["deploy"]
+            if shape_loc is not None:
+                locs["deploy_input"] = shape_loc
         return ir.SearchDef(
             name=str(name), **fields, stmt_comments=comments,
             end_comments=self.comments.get(("end", id(meta)), ()), comments=self._c(meta),

@@ -151,8 +151,10 @@ def cmd_latency(args, report) -> int:
         checked = check(args.spec)
         space = _space(checked, args.space or None)
         space_name = space.name
-        full = _complete_graph(args, checked, space, args.network or _search_network(checked),
-                               shape)
+        network, deploy_shape = _search_network(checked)
+        if args.network:  # the network asked for, at its own input (or --input)
+            network, deploy_shape = args.network, None
+        full = _complete_graph(args, checked, space, network, shape or deploy_shape)
         pieces.update(L.space_pieces(full, space))
     here = protocol.fingerprint().device()
     missing = [k for k in pieces if table is None or k not in table.entries]
@@ -195,9 +197,14 @@ def cmd_latency(args, report) -> int:
     return 0
 
 
-def _search_network(checked) -> str | None:
+def _search_network(checked) -> tuple[str | None, tuple[int, ...] | None]:
+    """The network a search space's pieces are taken in, and its input: the last search's
+    deployment network (its ``deploy`` line), else its proxy network."""
     searches = [i for i in checked.sources.main.items if isinstance(i, ir.SearchDef)]
-    return searches[-1].network if searches else None
+    if not searches:
+        return None, None
+    s = searches[-1]
+    return (s.deploy, s.deploy_input) if s.deploy else (s.network, None)
 
 
 def _result(graph, flow, prediction, measurement, table, protocol, measured_here, space,

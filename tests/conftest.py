@@ -78,6 +78,36 @@ def read_log(out: Path) -> list[dict]:
     return entries
 
 
+def losses_on_one_batch(model, loss_of, *, steps: int, lr: float) -> list[float]:
+    """Train ``model`` with Adam for ``steps`` steps on one fixed batch (``loss_of(model)``
+    gives its loss as a tensor) and return the loss before each step and after the last.
+
+    Deterministic and cheap: one torch thread (on a busy machine more threads mostly wait
+    for each other), and the same seed before every forward pass, so that dropout and
+    stochastic depth draw the same masks at every step and the loss is a function of the
+    weights alone (with fresh masks, a few steps of a network with heavy dropout are mostly
+    noise)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        model.train()
+        losses = []
+        for step in range(steps + 1):
+            torch.manual_seed(0)
+            loss = loss_of(model)
+            losses.append(loss.item())
+            if step < steps:
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        return losses
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def chdir_root(monkeypatch):
     monkeypatch.chdir(ROOT)

@@ -301,17 +301,32 @@ def test_deep_brackets_and_long_chains_are_located_errors(tmp_path, capsys):
 
 
 def test_cell_hash_of_a_wide_cell_is_fast():
+    """A cell of 10,000 nodes side by side, each from the input to the output, hashes in
+    seconds; a relabelling of it (every index moved, the input and output included, with the
+    labels and edges carried along) hashes the same."""
+    import random
     import time
 
     from shrinkc.compiler.analysis.cellhash import dag_hash
 
     n = 10_000
+    # three ops, so that a relabelling that lost the labels' places would show
+    labels = ["input", *(("conv", "sepconv", "maxpool")[i % 3] for i in range(1, n)), "output"]
     edges = {(0, i) for i in range(1, n)} | {(i, n) for i in range(1, n)}
     start = time.perf_counter()
-    h = dag_hash(["input", *["conv"] * (n - 1), "output"], edges)
+    h = dag_hash(labels, edges)
     assert time.perf_counter() - start < 10  # 0.5 s here; it took minutes before
-    relabelled = {(0, n - i) for i in range(1, n)} | {(n - i, n) for i in range(1, n)}
-    assert dag_hash(["input", *["conv"] * (n - 1), "output"], relabelled) == h
+    perm = list(range(n + 1))  # node i becomes node perm[i]
+    random.Random(0).shuffle(perm)
+    moved_labels = [""] * (n + 1)
+    for old, new in enumerate(perm):
+        moved_labels[new] = labels[old]
+    moved_edges = {(perm[s], perm[d]) for s, d in edges}
+    # a real relabelling: other places for the labels, another edge set, the same graph
+    assert moved_labels != labels and moved_edges != edges
+    assert perm[0] != 0 and perm[n] != n
+    assert sorted(moved_labels) == sorted(labels) and len(moved_edges) == len(edges)
+    assert dag_hash(moved_labels, moved_edges) == h
 
 
 NET = """shrink 1

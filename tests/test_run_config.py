@@ -56,13 +56,21 @@ def test_unknown_device_flag_is_a_usage_error(tmp_path):
 
 
 def test_a_run_recorded_before_devices_resumes_as_cpu(tmp_path):
+    """A run.json without "device" (written before devices existed) was a CPU run: resuming
+    it on the CPU is not refused as a change, keeps its log (nothing is trained again) and
+    records the device from then on."""
     out = tmp_path / "run"
     assert _shrink(out, "--device", "cpu").returncode == 0
     meta = _meta(out)
+    log = (out / "log.jsonl").read_text()
+    assert meta["device"] == "cpu" and log
     del meta["device"]  # as a run.json written by the previous version
     (out / "run.json").write_text(json.dumps(meta))
     r = _shrink(out, "--device", "cpu", "--resume")
     assert r.returncode == 0, r.stderr
+    assert "cannot resume" not in r.stderr
+    assert _meta(out) == {**meta, "device": "cpu"}
+    assert (out / "log.jsonl").read_text() == log  # resumed: the candidates were not retrained
 
 
 def _digits_npz(path: Path) -> None:
@@ -121,9 +129,26 @@ def test_bad_config_is_a_located_error(tmp_path, text, where, message):
 
 
 def test_an_empty_config_changes_nothing(tmp_path):
-    (tmp_path / "run.yaml").write_text("# nothing set yet\n")
-    r = _shrink(tmp_path / "run", "--config", str(tmp_path / "run.yaml"))
+    """Every run setting keeps its default under an empty --config: the settings the command
+    line makes are the defaults' (workers, threads, executor and the rest, which run.json does
+    not record), and run.json is the one a run without --config writes."""
+    from shrinkc.cli import make_parser
+    from shrinkc.commands.shrink import _run_settings
+    from shrinkc.search.table import RunSettings
+
+    conf = tmp_path / "run.yaml"
+    conf.write_text("# nothing set yet\n")
+    parser = make_parser()
+    with_config = _run_settings(parser.parse_args(["shrink", str(TINY), "-o", "x",
+                                                   "--config", str(conf)]))
+    assert with_config == _run_settings(parser.parse_args(["shrink", str(TINY), "-o", "x"]))
+    assert with_config == RunSettings()
+    # --max-steps 0: everything is checked and run.json written, nothing trained
+    r = _shrink(tmp_path / "run", "--config", str(conf), "--max-steps", "0")
     assert r.returncode == 0, r.stderr
+    r = _shrink(tmp_path / "plain", "--max-steps", "0")
+    assert r.returncode == 0, r.stderr
+    assert _meta(tmp_path / "run") == _meta(tmp_path / "plain")
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory", "fifo", "binary", "huge"])

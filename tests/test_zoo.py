@@ -7,7 +7,8 @@ network is written below as a compact plain-PyTorch reference that follows torch
 Nothing here comes from shrinkc. For every spec:
 
 * its parameter count equals torchvision's published one (``num_params`` of its weights), in
-  ``stats --json``, in the compiled graph and in the generated module;
+  ``stats --json``, in the compiled graph and in the generated module; its multiply-adds at
+  224x224 equal torchvision's published GFLOPS to their rounding (DARTS aside);
 * the generated module's ``state_dict`` holds the reference's tensors, shape by shape, in the
   order its layers run, and every batch norm has the reference's eps and momentum;
 * with the generated module's weights copied into the reference by position, both compute the
@@ -487,6 +488,42 @@ def test_parameters_equal_torchvision(name, built, capsys):
     assert graph.cost.params == _count(model) == _count(ref) == expected
 
 
+# spec -> torchvision's published cost at 224x224, in billions of multiply-adds: the "GFLOPS"
+# of each weight's documentation page (pytorch.org/vision/stable/models/generated/
+# torchvision.models.NAME.html; torchvision counts a multiply-add once, so its GFLOPS are
+# GMACs), rounded to 2 decimals there, and the weights' metadata they are printed from
+# (``"_ops"`` in torchvision/models/NAME.py, 3 decimals). DARTS is not torchvision's.
+TORCHVISION_GMACS = {
+    "resnet18": (1.81, 1.814),
+    "resnet50": (4.09, 4.089),
+    "mobilenet_v3_small": (0.06, 0.057),
+    "mobilenet_v3_large": (0.22, 0.217),
+    "efficientnet_b0": (0.39, 0.386),
+    "mnasnet1_0": (0.31, 0.314),
+    "squeezenet1_1": (0.35, 0.349),
+    "shufflenet_v2_x1_0": (0.14, 0.145),
+}
+
+
+def test_every_torchvision_network_has_published_macs():
+    assert sorted(TORCHVISION_GMACS) == [n for n in NAMES if n != "darts_v2_cifar"]
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_GMACS))
+def test_macs_equal_torchvision(name, capsys):
+    """The multiply-adds of ``stats`` (and of the compiled graph) at the spec's 224x224 agree
+    with torchvision's published figure to its rounding, and with its metadata to 3 decimals."""
+    docs, meta = TORCHVISION_GMACS[name]
+    assert main(["stats", str(ZOO / f"{name}.shrink"), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    graph = compile_file(ZOO / f"{name}.shrink")
+    assert graph.input_shape.as_list() == [3, 224, 224]
+    assert stats["macs"] == graph.cost.macs
+    gmacs = stats["macs"] / 1e9
+    assert round(gmacs, 2) == docs, f"{gmacs:.4f} GMACs; torchvision's documentation: {docs}"
+    assert round(gmacs, 3) == meta, f"{gmacs:.4f} GMACs; torchvision's metadata: {meta}"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_holds_torchvisions_tensors_in_order(name, built):
     _, model, _ = built(name)
@@ -546,18 +583,39 @@ def test_generated_sources_pass_ruff():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_fx_traces_and_trains(name, built):
-    """torch.fx traces the generated module to the same function; a training step runs
-    (stochastic depth, channel shuffle and squeeze-excite included)."""
+    """torch.fx traces the generated module to the same function; and it trains (stochastic
+    depth, channel shuffle and squeeze-excite included): six Adam steps on one fixed batch of
+    four 32x32 images, each with a class of its own, bring the cross-entropy below where it
+    began and below half of ln 4, the least that an output the same for every image can
+    reach. Each image's class is the one its first output ranks highest among those not yet
+    taken, so that no target starts behind a dead ReLU (SqueezeNet's logits are ReLU'd: with
+    fixed classes one image's target logit can stay at 0, the loss then stalls near
+    ln(1000) / 4)."""
     import copy
+    import math
+
+    from conftest import losses_on_one_batch
 
     model = copy.deepcopy(built(name)[1])  # training changes batch-norm statistics
-    x = torch.randn(2, 3, *[min(96, _sizes(name)[0])] * 2)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, *[min(96, _sizes(name)[0])] * 2, generator=gen)
     traced = fx.symbolic_trace(model)
     with torch.no_grad():
         assert torch.allclose(traced(x), model(x), rtol=1e-5, atol=1e-6)
-    model.train()
-    model(x).sum().backward()
+    images = torch.randn(4, 3, 32, 32, generator=gen)
+    with torch.no_grad():
+        torch.manual_seed(0)  # the dropout masks that losses_on_one_batch draws
+        first = model.train()(images)
+    classes: list[int] = []
+    for row in first:
+        classes.append(next(c for c in row.argsort(descending=True).tolist() if c not in classes))
+    labels = torch.tensor(classes)
+    losses = losses_on_one_batch(model, lambda m: F.cross_entropy(m(images), labels),
+                                 steps=6, lr=3e-3)
     assert all(p.grad is not None for p in model.parameters())
+    shown = ", ".join(f"{v:.3f}" for v in losses)
+    assert losses[-1] < losses[0], shown
+    assert min(losses[1:]) < math.log(4) / 2, shown
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -50,7 +50,10 @@ Folding (``fold_bn=True``), computed in float64 and stored as float32, with the 
     W'     = W * scale[:, None, None, None]
     b'     = beta - running_mean * scale
 
-so ``Conv(x, W', b') == BatchNorm(Conv(x, W))`` in eval mode.
+so ``Conv(x, W', b') == BatchNorm(Conv(x, W))`` in eval mode. Subnormal values are flushed to
+zero in every checkpoint tensor read and every initializer written, folded or not, as a CPU's
+denormals-are-zero and flush-to-zero modes would (``common.flush_subnormals``: they slow
+onnxruntime on x86 by tens of times and move no output).
 
 Op mapping: conv/dwconv -> Conv (+ BatchNormalization); sepconv -> depthwise Conv, pointwise
 Conv (+ BatchNormalization); maxpool/avgpool -> MaxPool/AveragePool (``count_include_pad=1``
@@ -78,7 +81,7 @@ from ..layout import OP_LAYOUT, cell_prefixes, chain_prefixes, join, wrapped
 from ..naming import OUTPUT_ACT, cell_attr_names, fresh_name
 from .activations import ACT_NODES, activation
 from .checkpoint import random_weights
-from .common import FUNCTION_DOMAIN, OPSET, ir_version, require_op
+from .common import FUNCTION_DOMAIN, OPSET, flush_subnormals, ir_version, require_op
 
 BN_EPS = 1e-5
 
@@ -125,8 +128,8 @@ class _Body:
         return value
 
     def weight(self, name: str) -> np.ndarray:
-        """The checkpoint tensor ``name`` (relative to this body)."""
-        return self.weights[self.prefix + name]
+        """The checkpoint tensor ``name`` (relative to this body), subnormals flushed."""
+        return flush_subnormals(self.weights[self.prefix + name])
 
     def tensor(self, name: str, array: np.ndarray) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -144,7 +147,7 @@ class _GraphBody(_Body):
     def tensor(self, name: str, array: np.ndarray) -> str:
         if name in self.taken:  # pragma: no cover - module paths never collide
             raise AssertionError(f"initializer {name} emitted twice")
-        self.initializers[name] = np.require(array, np.float32, "C")
+        self.initializers[name] = flush_subnormals(np.require(array, np.float32, "C"))
         self.taken.add(name)
         return name
 

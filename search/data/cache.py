@@ -26,6 +26,8 @@ import numpy as np
 
 from shrinkc.compiler.errors import ShrinkError
 
+from . import npz
+
 ENV = "SHRINKC_CACHE"
 NAME = re.compile(r"^([0-9a-f]{64})-([0-9a-f]{64})\.npz$")
 Warn = Callable[[str], None]
@@ -113,7 +115,7 @@ def store(k: str, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def read(path: Path) -> dict[str, np.ndarray]:
-    """A cache file's arrays (verified by the caller)."""
-    with np.load(path, allow_pickle=False) as f:
-        return {name: f[name] for name in f.files}
+def read(path: Path, cap: int = npz.MAX_BYTES) -> dict[str, np.ndarray]:
+    """A cache file's arrays (verified by the caller), refused before reading where they
+    declare more than the file may take in memory (``npz.allowance``, at most ``cap``)."""
+    return npz.read_all(path, cap)

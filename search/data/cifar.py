@@ -80,31 +80,75 @@ def _dtype(*args):
     return d
 
 
-def _latin1(text: str, encoding: str = "latin1") -> bytes:
-    """``_codecs.encode`` as protocol 2 pickles of bytes use it: latin-1 only."""
-    if encoding.lower().replace("-", "") not in ("latin1", "latin_1", "iso88591"):
-        raise pickle.UnpicklingError(f"the codec {encoding!r}")
-    return codecs.encode(text, "latin1")
+class _Budget:
+    """The bytes an unpickler may still build."""
+
+    def __init__(self, left: int):
+        self.left = left
+
+    def charge(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise pickle.UnpicklingError("it builds more data than the file holds")
 
 
-# the only globals a CIFAR batch names: numpy's array rebuilder (numpy.core before numpy 2,
-# numpy._core since), the array type, dtypes of plain numbers, and the latin-1 encoder that
-# protocol 2 pickles of bytes written by Python 3 name
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _dtype,
-    ("_codecs", "encode"): _latin1,
-}
+class _Array(np.ndarray):
+    """An array as the unpickler builds it: the data its state brings is charged to the
+    unpickler's budget before numpy takes it (numpy copies it where its byte order is not
+    the machine's, so one string the pickle holds once could fill many arrays)."""
+
+    def __setstate__(self, state):
+        try:
+            shape, dtype = state[-4], state[-3]
+            count = 1
+            for d in shape:
+                count *= int(d)
+            need = count * np.dtype(dtype).itemsize
+        except Exception:  # noqa: BLE001 - a malformed state: numpy says what is wrong
+            need = 0
+        self._budget.charge(need)
+        super().__setstate__(state)
 
 
 class _Unpickler(pickle.Unpickler):
-    """An unpickler that builds only what CIFAR's batches hold."""
+    """An unpickler that builds only what CIFAR's batches hold, and no more data than
+    ``budget`` bytes: each string encoded to bytes and each array's data is charged, so a
+    pickle that builds the same data many times over is refused before it fills memory."""
+
+    def __init__(self, file, budget: int):
+        super().__init__(file, encoding="bytes")
+        self.budget = _Budget(budget)
+        self._allowed = {
+            ("numpy.core.multiarray", "_reconstruct"): self._reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): self._reconstruct,
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): _dtype,
+            ("_codecs", "encode"): self._latin1,
+        }
+
+    def _reconstruct(self, cls, shape, dtype):
+        """numpy's array rebuilder, for ``numpy.ndarray`` only (its data comes with the
+        state that follows: charged then)."""
+        if cls is not np.ndarray:
+            raise pickle.UnpicklingError("it rebuilds an array of another type")
+        arr = _RECONSTRUCT(_Array, (0,), dtype)
+        arr._budget = self.budget
+        self.budget.charge(0 if shape == (0,) else 1 << 40)  # numpy's pickles always say (0,)
+        return arr
+
+    def _latin1(self, text: str, encoding: str = "latin1") -> bytes:
+        """``_codecs.encode`` as protocol 2 pickles of bytes use it: latin-1 only."""
+        if encoding.lower().replace("-", "") not in ("latin1", "latin_1", "iso88591"):
+            raise pickle.UnpicklingError(f"the codec {encoding!r}")
+        self.budget.charge(len(text))
+        return codecs.encode(text, "latin1")
 
     def find_class(self, module: str, name: str):
+        # the only globals a CIFAR batch names: numpy's array rebuilder (numpy.core before
+        # numpy 2, numpy._core since), the array type, dtypes of plain numbers, and the
+        # latin-1 encoder that protocol 2 pickles of bytes written by Python 3 name
         try:
-            return _ALLOWED[(module, name)]
+            return self._allowed[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"it names {module}.{name}") from None
 
@@ -125,7 +169,7 @@ def read_pickle(path: Path) -> dict:
     except OSError as e:
         raise ShrinkError(f"cannot read {shown}: {e.strerror}") from None
     try:
-        obj = _Unpickler(io.BytesIO(raw), encoding="bytes").load()
+        obj = _Unpickler(io.BytesIO(raw), 3 * len(raw) + (1 << 20)).load()
     except pickle.UnpicklingError as e:
         raise ShrinkError(f"{shown}: refused to load this pickle: {e}", None,
                           "a CIFAR batch holds only a dict of arrays, lists and bytes; "
@@ -133,12 +177,12 @@ def read_pickle(path: Path) -> dict:
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             MemoryError, RecursionError, OverflowError, UnicodeError) as e:
         raise ShrinkError(f"{shown}: not a CIFAR batch (a damaged pickle: "
-                          f"{e or type(e).__name__})", None,
+                          f"{str(e) or type(e).__name__})", None,
                           "download CIFAR again from its source") from None
     if not isinstance(obj, dict):
         raise ShrinkError(f"{shown}: not a CIFAR batch (it holds a {type(obj).__name__}, "
                           "not a dict)")
-    return obj
+    return {k: v.view(np.ndarray) if isinstance(v, np.ndarray) else v for k, v in obj.items()}
 
 
 def read(folder: Path, lay: Layout) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -27,10 +27,13 @@ import numpy as np
 
 from shrinkc.compiler.errors import ShrinkError
 
+from .npz import size_text
+
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                         ".ppm", ".pgm"})
 SPLITS = ("train", "val")
 SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})  # 0..65535, scaled to 0..255
+MAX_DECODE_BYTES = 512 << 20  # decoding one image: Pillow's image and its conversions
 
 
 @dataclass(frozen=True)
@@ -160,9 +163,13 @@ def convert(im, channels: int, size: tuple[int, int]) -> np.ndarray:
     """A Pillow image as the network takes it: ``L`` (1 channel) or ``RGB`` (3), 16-bit
     grey scaled to 8 bits, resized bilinearly to ``size`` (H, W); H x W x C uint8."""
     Image = pillow()
-    if im.mode in SIXTEEN_BIT:
+    if im.mode in SIXTEEN_BIT:  # (v + 128) // 257, clipped to 0..255, in one int64 copy
         wide = np.asarray(im).astype(np.int64)
-        im = Image.fromarray(np.clip((wide + 128) // 257, 0, 255).astype(np.uint8), "L")
+        wide += 128
+        wide //= 257
+        np.clip(wide, 0, 255, out=wide)
+        im = Image.fromarray(wide.astype(np.uint8), "L")
+        del wide
     with warnings.catch_warnings():  # e.g. a palette image's transparency, which is dropped
         warnings.simplefilter("ignore")
         im = im.convert("L" if channels == 1 else "RGB")
@@ -173,14 +180,37 @@ def convert(im, channels: int, size: tuple[int, int]) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def decode_bytes(mode: str, size: tuple[int, int], channels: int) -> int:
+    """The most memory ``convert`` takes for an image of ``mode`` and ``size`` (W, H) at
+    once, its data included: Pillow keeps 1 byte a pixel for 1, L and P, 2 for 16-bit grey
+    and 4 for the rest; converting copies it to L (1) or RGB (4), and 16-bit grey passes
+    through numpy (the array, an int64 copy, 8-bit grey) first."""
+    pixels = size[0] * size[1]
+    held = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    target = 1 if channels == 1 else 4
+    if mode in SIXTEEN_BIT:
+        return pixels * (2 * held + 8 + 2 + target)
+    return pixels * (held + target)
+
+
 def decode(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     """One image file, decoded and converted (``convert``); an error naming it when Pillow
-    cannot decode it."""
+    cannot decode it, or when decoding it would take more than ``MAX_DECODE_BYTES`` (its
+    header says its size: checked before its pixels are read)."""
     Image = pillow()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
+                need = decode_bytes(im.mode, im.size, channels)
+                if need > MAX_DECODE_BYTES:
+                    w, h = im.size
+                    raise ShrinkError(
+                        f"{path.as_posix()}: an image of {w:,}x{h:,} pixels (mode "
+                        f"{im.mode}) would take {size_text(need)} to decode, more "
+                        f"than the {size_text(MAX_DECODE_BYTES)} allowed for one image", None,
+                        f"make it smaller first (the network takes {size[0]}x{size[1]}); "
+                        "every image file is read, none is skipped")
                 im.load()
                 return convert(im, channels, size)
     except ShrinkError:

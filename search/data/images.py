@@ -8,8 +8,6 @@ array and what is wrong. Nothing is downloaded. numpy only (torch is not importe
 from __future__ import annotations
 
 import hashlib
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +15,13 @@ import numpy as np
 
 from shrinkc.compiler.errors import ShrinkError
 
-from . import cache
+from . import cache, npz
 
 DIGITS = "digits"
 CLUTTERED = "cluttered-digits"  # --data cluttered-digits: the harder built-in proxy
-NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
-MAX_CLASSES = 100_000  # labels are class indices 0..K-1; more classes than this is not a label
-MAX_BYTES = 8 << 30  # an .npz's arrays, as numpy would hold them in memory
+NPZ_KEYS = npz.KEYS
+MAX_CLASSES = npz.MAX_CLASSES  # labels are class indices 0..K-1
+MAX_BYTES = npz.MAX_BYTES  # the most proxy data may take in memory, float32 and standardised
 
 
 file_sha256 = cache.file_sha256  # the sha256 of a file's contents (corpus.py uses it too)
@@ -89,32 +87,15 @@ def _standardise(x_train: np.ndarray, x_val: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits: the 1,797 8x8 images (float64, 0..16) and their labels (int64),
-    exactly as ``sklearn.datasets.load_digits()`` gives them, read from the file scikit-learn
-    ships (``sklearn/datasets/data/digits.csv.gz``) without importing scikit-learn, whose
-    import (scipy and more) took about 1 s of a cold ``compile --precision int8``; through
-    ``load_digits`` where that file is not found as expected."""
-    import importlib.util
-
+    """scikit-learn's digits (``sklearn.datasets.load_digits``): the 1,797 8x8 images
+    (float64, 0..16) and their labels (int64)."""
     try:
-        spec = importlib.util.find_spec("sklearn")  # finds the package; runs none of it
-    except (ImportError, ValueError):  # pragma: no cover - a broken install
-        spec = None
-    if spec is None:  # pragma: no cover - an install problem
+        from sklearn.datasets import load_digits
+    except ImportError:
         raise ShrinkError("the built-in proxy data needs scikit-learn", None,
-                          "pip install 'shrinkc[search]', or pass --data file.npz")
-    for folder in spec.submodule_search_locations or ():
-        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
-        try:
-            data = np.loadtxt(path, delimiter=",")
-        except (OSError, ValueError):
-            continue
-        if data.ndim == 2 and data.shape[1] == 65 and len(data):
-            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
-    from sklearn.datasets import load_digits  # pragma: no cover - another layout
-
-    d = load_digits()  # pragma: no cover
-    return d.images, d.target.astype(np.int64)  # pragma: no cover
+                          "pip install 'shrinkc[search]', or pass --data file.npz") from None
+    d = load_digits()
+    return d.images, d.target.astype(np.int64)
 
 
 def _load_digits(shape: tuple[int, ...]):
@@ -218,96 +199,11 @@ def cluttered_digits(shape: tuple[int, ...]) -> ProxyData:
 
 def load_npz(path: str | Path, shape: tuple[int, ...]) -> ProxyData:
     """``x_train, y_train, x_val, y_val`` with images as N x C x H x W floats or
-    N x H x W x C uint8; checked against the proxy network's input ``shape``."""
-    path = Path(path)
-    if path.exists() and not path.is_file():
-        raise ShrinkError(f"cannot read {path} as .npz: not a regular file")
-    how = "save it with numpy.savez(path, x_train=..., y_train=..., x_val=..., y_val=...)"
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one array, no names
-            raise ShrinkError(f"cannot read {path} as .npz: it is a single array (.npy), not an "
-                              "archive of named arrays", None, how)
-        with loaded as f:
-            too_big = _declared_bytes(f) > MAX_BYTES
-            arrays = {} if too_big else {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise ShrinkError(f"no such data file: {path}") from None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile,
-            zlib.error, NotImplementedError, MemoryError) as e:
-        why = ("not a numpy .npz archive (nor .npy)" if "pickle" in str(e)  # numpy's advice
-               else e or type(e).__name__)                            # to unpickle: never
-        raise ShrinkError(f"cannot read {path} as .npz: {why}", None, how) from None
-    if too_big:
-        raise ShrinkError(f"{path}: the arrays would take more than {MAX_BYTES >> 30} GiB", None,
-                          "use a smaller proxy data set")
-    missing = [k for k in NPZ_KEYS if k not in arrays]
-    if missing:
-        raise ShrinkError(f"{path}: missing array '{missing[0]}'", None,
-                          f"found {', '.join(sorted(arrays)) or 'no arrays'}; need {', '.join(NPZ_KEYS)}")
-    out = {split: _checked_split(path, split, arrays[f"x_{split}"], arrays[f"y_{split}"], shape)
-           for split in ("train", "val")}
-    classes = int(max(out["train"][1].max(), out["val"][1].max())) + 1
-    with np.errstate(over="ignore", invalid="ignore"):
-        x_train, x_val = _standardise(out["train"][0], out["val"][0])
-    if not (np.isfinite(x_train).all() and np.isfinite(x_val).all()):
-        raise ShrinkError(f"{path}: the images' values are too large to standardise", None,
-                          "scale them to a range like 0..1")
-    return ProxyData(x_train, out["train"][1], x_val, out["val"][1], classes, str(path))
-
-
-def _checked_split(path: Path, split: str, x: np.ndarray, y: np.ndarray,
-                   shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """One split's images as float32 N x C x H x W and labels as int64, or an error naming
-    what is wrong with them."""
-    if x.ndim != 4:
-        raise ShrinkError(f"{path}: x_{split} has shape {x.shape}; expected N x C x H x W "
-                          "(float) or N x H x W x C (uint8)")
-    if x.dtype == np.uint8:
-        x = x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32)
-    else:
-        raise ShrinkError(f"{path}: x_{split} has dtype {x.dtype}; expected float or uint8")
-    if not np.isfinite(x).all():
-        raise ShrinkError(f"{path}: x_{split} contains NaN or infinite values (as float32)")
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ShrinkError(f"{path}: y_{split} must be a 1-D array of integer labels, "
-                          f"got shape {y.shape} and dtype {y.dtype}")
-    if len(y) != len(x):
-        raise ShrinkError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
-    if len(y) == 0:
-        raise ShrinkError(f"{path}: x_{split} is empty")
-    if y.min() < 0:
-        raise ShrinkError(f"{path}: y_{split} has a negative label ({y.min()})", None,
-                          "labels are class indices 0..K-1")
-    if y.max() >= MAX_CLASSES:  # compared as stored: a uint64 2**64-1 stays what it is
-        raise ShrinkError(f"{path}: y_{split} has the label {y.max()}; labels are class "
-                          f"indices 0..K-1, with at most {MAX_CLASSES:,} classes", None,
-                          "number the classes 0, 1, 2, ...")
-    if tuple(x.shape[1:]) != tuple(shape):
-        raise ShrinkError(
-            f"{path}: x_{split} images are {'x'.join(map(str, x.shape[1:]))} but the proxy "
-            f"network takes {'x'.join(map(str, shape))}", None,
-            "resize the data or change the proxy network's input")
-    return x, y.astype(np.int64)
-
-
-def _declared_bytes(f) -> int:
-    """The bytes an .npz's arrays declare in their headers (read without their data)."""
-    total = 0
-    for name in f.files:
-        with f.zip.open(name if name in f.zip.namelist() else f"{name}.npy") as member:
-            fmt = np.lib.format
-            version = fmt.read_magic(member)
-            if version == (1, 0):
-                shape, _, dtype = fmt.read_array_header_1_0(member)
-            elif version == (2, 0):
-                shape, _, dtype = fmt.read_array_header_2_0(member)
-            else:
-                shape, _, dtype = fmt._read_array_header(member, version)
-            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
-    return total
+    N x H x W x C uint8; checked against the proxy network's input ``shape``, and the memory
+    loading takes bounded before any array is read (``npz``)."""
+    x_train, y_train, x_val, y_val = npz.load_images(path, shape, MAX_BYTES)
+    classes = int(max(y_train.max(), y_val.max())) + 1
+    return ProxyData(x_train, y_train, x_val, y_val, classes, str(path))
 
 
 def load(data: str | None, shape: tuple[int, ...]) -> ProxyData:
@@ -472,15 +368,16 @@ def _gib(n: int) -> str:
 def _check_memory(shown: str, count: int, shape: tuple[int, ...],
                   subset: tuple[int, int] | None) -> None:
     """Refuse, before decoding, data whose images would take more than ``MAX_BYTES``:
-    decoded (one byte a value), or as float32 for training (the subset's, with one)."""
+    decoded (one byte a value), or loaded for training (the subset's, with one): as
+    float32, standardised, at the peak ``npz.peak_bytes`` counts."""
     c, h, w = shape
     per = c * h * w
-    used = (sum(subset) if subset is not None else count) * per * 4
+    n = sum(subset) if subset is not None else count
+    used = npz.peak_bytes([(n, per, 1)])  # as if all were training images: an upper bound
     size = f"{'x'.join(map(str, shape))}"
     if count * per > MAX_BYTES or used > MAX_BYTES:
-        n = sum(subset) if subset is not None and used > MAX_BYTES else count
-        what = ("as float32" if used > MAX_BYTES else "decoded")
-        total = used if used > MAX_BYTES else count * per
+        what = "decoded" if count * per > MAX_BYTES else "as float32, standardised"
+        total, n = (count * per, count) if count * per > MAX_BYTES else (used, n)
         raise ShrinkError(f"{shown}: {n:,} images of {size} would take {_gib(total)} {what}, "
                           f"more than the {_gib(MAX_BYTES)} allowed", None,
                           "take fewer images (--subset N/M) or give the network a smaller "
@@ -545,7 +442,7 @@ def stratified_pick(y: np.ndarray, n: int, seed: int = SPLIT_SEED) -> np.ndarray
 def _subset(shown: str, path: Path, k: str, wanted: tuple[int, int], warn) -> tuple[Path, str]:
     """The cache file of ``wanted`` (N training, M validation images) of the decoded data in
     ``path``, and the sha256 of the chosen indices."""
-    arrays = cache.read(path)
+    arrays = cache.read(path, MAX_BYTES)
     n_classes = len(arrays["classes"])
     for (n, split) in zip(wanted, ("train", "val")):
         have = len(arrays[f"y_{split}"])
@@ -575,13 +472,14 @@ def _subset(shown: str, path: Path, k: str, wanted: tuple[int, int], warn) -> tu
 
 def _load_cache_file(path: Path, shape: tuple[int, ...]) -> ProxyData:
     """A decoded-data cache file, checked against the sha256 in its name, as ``load_npz``
-    reads it; with its class count."""
+    reads it; with its class count (the length of its ``classes``, from its header)."""
     if not cache.verify(path):
         raise ShrinkError(f"the decoded-data cache {path.as_posix()} is missing or was changed "
                           "after it was written", None,
                           "run the command again: the data is decoded again")
     proxy = load_npz(path, shape)
-    with np.load(path, allow_pickle=False) as f:
-        if "classes" in f.files:
-            proxy.classes = len(f["classes"])
+    with npz.Archive(path) as a:
+        if a.missing(["classes"]) is None:
+            found = a.member("classes").shape
+            proxy.classes = found[0] if len(found) == 1 else proxy.classes
     return proxy

@@ -219,31 +219,11 @@ def _calibration(args, graph):
 
 
 def _npz_image_shapes(path: Path) -> list[tuple[str, tuple[int, ...]]]:
-    """The C x H x W of the images of an .npz's ``x_train`` and ``x_val`` (N x C x H x W
-    floats, or N x H x W x C uint8), read from the arrays' headers; none that the headers
-    do not say (the reader then says what is wrong with the file)."""
-    import zipfile
+    """The C x H x W of an .npz's images, from the arrays' headers, read within the data
+    reader's limits (``search/data/npz.py``)."""
+    from shrinkc.search.data import npz
 
-    import numpy as np
-
-    fmt = np.lib.format
-    out = []
-    try:
-        with zipfile.ZipFile(path) as z:
-            for split in ("x_train", "x_val"):
-                with z.open(f"{split}.npy") as f:
-                    version = fmt.read_magic(f)
-                    read = {(1, 0): fmt.read_array_header_1_0,
-                            (2, 0): fmt.read_array_header_2_0}.get(version)
-                    if read is None:
-                        continue
-                    dims, _, dtype = read(f)
-                if len(dims) == 4:
-                    out.append((split, (dims[3], *dims[1:3]) if dtype == np.uint8
-                                else tuple(dims[1:])))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return out
-    return out
+    return npz.image_shapes(path)
 
 
 # packages a generated file imports: a file named after one would shadow it for every script

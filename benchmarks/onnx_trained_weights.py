@@ -37,7 +37,7 @@ Weights (each a state_dict of the generated PyTorch module, seed 0):
 The graph ``shrinkc (no flush)`` is this checkout's backend with ``common.flush_subnormals``
 replaced by the identity: the graph shrinkc wrote before subnormals were flushed.
 
-    nice -n 10 python benchmarks/onnx_trained_weights.py [--sessions 4] [--rounds 60]
+    nice -n 10 python benchmarks/onnx_trained_weights.py [--sessions 6] [--rounds 60]
                                                           [--decayed-rounds 6] [--spec S]
 
 Writes ``benchmarks/results/onnx_trained_weights.json`` (every run's times included). Needs
@@ -172,6 +172,14 @@ def optimised(path: Path, out: Path):
     return onnx.load(out)
 
 
+def same_graph(a: Path, b: Path) -> bool:
+    """Whether two models have the same nodes and initializers (metadata aside)."""
+    import onnx
+
+    ga, gb = onnx.load(a).graph, onnx.load(b).graph
+    return (list(ga.node) == list(gb.node) and list(ga.initializer) == list(gb.initializer))
+
+
 def structure(model) -> dict:
     """Node counts by op, and convolutions by fused activation and bias."""
     from onnx import helper
@@ -257,8 +265,8 @@ def time_graphs(paths: dict[str, Path], shape: list[int], sessions: int, rounds:
 
     labels = list(paths)
     sess, orders = {}, {}
-    for k in range(sessions):  # created interleaved, so no graph has all the first sessions
-        for lab in labels:
+    for k in range(sessions):  # created interleaved, each graph first in turn
+        for lab in labels[k % len(labels):] + labels[:k % len(labels)]:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             opts.inter_op_num_threads = 1
@@ -309,7 +317,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="specs/shrinkcnn_a.shrink")
     ap.add_argument("--recipes", default="fresh,trained,decayed")
-    ap.add_argument("--sessions", type=int, default=4, help="sessions per graph")
+    ap.add_argument("--sessions", type=int, default=6,
+                    help="sessions per graph (a multiple of 3: each graph's session is created "
+                         "first, second and third equally often)")
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--decayed-rounds", type=int, default=6,
                     help="rounds for 'decayed' (a run with subnormals takes ~0.4 s of CPU)")
@@ -356,6 +366,7 @@ def main() -> None:
                     "activations": activation_subnormals(p, shape),
                     "folding": folding_ulps(
                         {k.replace(".weight_bias", ".bias"): v for k, v in raw.items()}, state)}
+            rec["ours_same_as_no_flush"] = same_graph(paths[OURS], paths[NO_FLUSH])
             rounds = args.decayed_rounds if recipe == "decayed" else args.rounds
             t = time_graphs(paths, shape, args.sessions, rounds, tmp)
             for lab, row in t.items():
@@ -389,6 +400,9 @@ def report(recipe: str, rec: dict, rounds: int, sessions: int) -> None:
     diff = {k: (ours.get(k, 0), theirs.get(k, 0)) for k in sorted(set(ours) | set(theirs))
             if ours.get(k, 0) != theirs.get(k, 0)}
     print(f"  optimised graphs differ only in: {diff or 'nothing'} (ours, exporter's)")
+    if rec["ours_same_as_no_flush"]:
+        print(f"  control: '{OURS}' and '{NO_FLUSH}' are the same graph (no subnormal to flush); "
+              "their difference in time is this run's noise")
 
 
 if __name__ == "__main__":

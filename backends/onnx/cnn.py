@@ -51,9 +51,9 @@ Folding (``fold_bn=True``), computed in float64 and stored as float32, with the 
     b'     = beta - running_mean * scale
 
 so ``Conv(x, W', b') == BatchNorm(Conv(x, W))`` in eval mode. Subnormal values are flushed to
-zero in every checkpoint tensor read and every initializer written, folded or not, as a CPU's
-denormals-are-zero and flush-to-zero modes would (``common.flush_subnormals``: they slow
-onnxruntime on x86 by tens of times and move no output).
+zero in the batch-norm terms (and a bias) before folding and in every initializer written,
+folded or not, as a CPU's denormals-are-zero and flush-to-zero modes would
+(``common.flush_subnormals``: they slow onnxruntime on x86 by tens of times and move no output).
 
 Op mapping: conv/dwconv -> Conv (+ BatchNormalization); sepconv -> depthwise Conv, pointwise
 Conv (+ BatchNormalization); maxpool/avgpool -> MaxPool/AveragePool (``count_include_pad=1``
@@ -128,8 +128,8 @@ class _Body:
         return value
 
     def weight(self, name: str) -> np.ndarray:
-        """The checkpoint tensor ``name`` (relative to this body), subnormals flushed."""
-        return flush_subnormals(self.weights[self.prefix + name])
+        """The checkpoint tensor ``name`` (relative to this body)."""
+        return self.weights[self.prefix + name]
 
     def tensor(self, name: str, array: np.ndarray) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -225,13 +225,13 @@ def _conv_bn(b: _Body, x: str, conv: str, bn: str, attrs: dict, *, bias: bool = 
         return b.node("Conv", inputs, conv, **attrs)
     stats = [b.weight(f"{bn}.{t}") for t in ("weight", "bias", "running_mean", "running_var")]
     if b.fold:
-        gamma, beta, mean, var = (s.astype(np.float64) for s in stats)
+        gamma, beta, mean, var = (flush_subnormals(s).astype(np.float64) for s in stats)
         scale = gamma / np.sqrt(var + eps)
         # w * scale in float64, each product rounded to float32 as it is stored (the same
         # numbers as a float64 array cast afterwards, without its 8 bytes a weight)
         w = np.multiply(w, scale.reshape(-1, *([1] * (w.ndim - 1))), dtype=np.float64,
                         out=np.empty(w.shape, np.float32))
-        b0 = b.weight(f"{conv}.bias").astype(np.float64) if bias else 0.0
+        b0 = flush_subnormals(b.weight(f"{conv}.bias")).astype(np.float64) if bias else 0.0
         shift = beta + (b0 - mean) * scale
         return b.node("Conv", [x, b.tensor(f"{conv}.weight", w), b.tensor(f"{conv}.bias", shift)],
                       conv, **attrs)
@@ -349,7 +349,7 @@ def _factorized_reduce(b: _Body, x: str, op: ir.OpInst, path: str, xs: ir.Shape)
                  for t in ("weight", "bias", "running_mean", "running_var")]
         return b.node("BatchNormalization", [y, *stats], bn, epsilon=BN_EPS)
     # folded: each half's output channels take their slice of the batch norm
-    gamma, beta, mean, var = (b.weight(f"{bn}.{t}").astype(np.float64)
+    gamma, beta, mean, var = (flush_subnormals(b.weight(f"{bn}.{t}")).astype(np.float64)
                               for t in ("weight", "bias", "running_mean", "running_var"))
     scale = gamma / np.sqrt(var + BN_EPS)
     shift = beta - mean * scale

@@ -85,9 +85,9 @@ def flush_subnormals(array: np.ndarray) -> np.ndarray:
     slower in onnxruntime than with clean weights, the graph of ``torch.onnx.export`` alike;
     flushed, 17 times faster than that (``benchmarks/onnx_trained_weights.py``). A flushed
     weight ``w`` moves an output by at most ``|w| * sum |x|``: below 2**-126 times the input's
-    size, nothing next to any normal term in float32. Folding reads the checkpoint's tensors
-    through this and writes its results through it, as the CPU's denormals-are-zero and
-    flush-to-zero modes would compute it."""
+    size, nothing next to any normal term in float32. ``cnn`` passes the batch-norm terms
+    through this before folding them and every initializer it writes after, as the CPU's
+    denormals-are-zero and flush-to-zero modes would."""
     magnitude = np.abs(array)
     small = magnitude < FLOAT32_TINY
     if not small.any() or not (small & (magnitude > 0)).any():

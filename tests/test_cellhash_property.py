@@ -147,7 +147,7 @@ def _moves(cell: Cell) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     for u, v in sorted(edges):
         if len(cell.inputs[v - 1]) < 2 or (u != 0 and out_degree[u] < 2):
             continue
-        for a in range(0, cell.n):
+        for a in range(cell.n):
             if a != 0 and a not in feeds:
                 continue
             for b in range(a + 1, cell.n + 1):

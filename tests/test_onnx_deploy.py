@@ -2,8 +2,9 @@
 
 For every shipped image network (the search spaces aside) at opsets 13, 17 and the default, at
 its own input size and at 160x160: the full ONNX check passes and onnxruntime matches the
-generated PyTorch module at batch 1 and 3. Then the errors: opsets out of range, an op missing
-from an opset, malformed ``--input`` values and sizes a network cannot take.
+generated PyTorch module at batch 1 and 3 (the default opset at the network's own size is
+``tests/test_onnx.py``'s parity, not repeated here). Then the errors: opsets out of range, an op
+missing from an opset, malformed ``--input`` values and sizes a network cannot take.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from conftest import CNN_SPECS, SPECS, TEST_SPECS
 DEPLOY_SPECS = [p for p in CNN_SPECS if not re.search(r"^space\s", p.read_text(), re.M)]
 NAMES = [p.stem for p in DEPLOY_SPECS]
 OPSETS = [13, 17, None]  # None: no --opset, the default (the newest)
-SIZES = [224, 160]
+OWN_SIZE = 224  # every deploy spec's input (checked below)
+SIZES = [OWN_SIZE, 160]
+# the default opset at the spec's own size is test_onnx.py's test_parity_with_pytorch[NAME-folded]
+# (the same compile, weights, inputs and tolerance): not repeated
+PARITY_CASES = [pytest.param(name, opset, size, id=f"{name}-opset{opset or 'default'}-{size}")
+                for name in NAMES for opset in OPSETS for size in SIZES
+                if not (opset is None and size == OWN_SIZE)]
 BATCHES = (1, 3)
 TINY = TEST_SPECS / "tiny.shrink"  # uses hswish: HardSwish, or its decomposition before 14
 TINY_LM = TEST_SPECS / "tiny_rnn_space.shrink"
@@ -39,6 +46,8 @@ TINY_LM = TEST_SPECS / "tiny_rnn_space.shrink"
 
 def test_the_shipped_image_networks_are_all_here():
     assert sorted(NAMES) == ["mobilenetv2", "shrinkcnn_a", "shrinkcnn_b", "shrinkcnn_found"]
+    assert all(compile_file(p).input_shape.as_list() == [3, OWN_SIZE, OWN_SIZE]
+               for p in DEPLOY_SPECS)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +88,7 @@ def _opset_of(model) -> int:
 # --------------------------------------------------------------------------- parity
 
 
-@pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("opset", OPSETS, ids=lambda o: f"opset{o or 'default'}")
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, opset, size", PARITY_CASES)
 def test_opset_and_size_match_pytorch(refs, tmp_path, name, opset, size):
     t, inputs, outputs = refs(name, size)
     extra = ["--weights", str(t["weights"])]

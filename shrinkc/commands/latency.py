@@ -25,6 +25,7 @@ from shrinkc.compiler.errors import ShrinkError
 from shrinkc.console import UsageError, stdout_console
 
 from .bench import _count
+from .bench import _positive as _seconds
 
 CLOCK_CHOICES = ("wall", "cpu")
 
@@ -37,16 +38,6 @@ def _tolerance(text: str) -> float:
     if not 0 <= v < 1:
         raise argparse.ArgumentTypeError(f"must be a fraction from 0 to below 1 (0.01 is 1%), "
                                          f"got '{text[:20]}'")
-    return v
-
-
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if not 0 < v <= 86400:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got '{text[:20]}'")
     return v
 
 

@@ -87,7 +87,7 @@ def measure(nets: dict, runs: int, warmup: int) -> dict:
     """Per (network, precision, threads): the seconds of ``runs`` single runs, interleaved."""
     import numpy as np
 
-    from shrinkc.search.data import images
+    from shrinkc.data import images
 
     sessions, feeds, rel = {}, {}, {}
     for net, info in nets.items():

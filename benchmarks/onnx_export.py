@@ -150,7 +150,7 @@ def _export_script(tmp: Path, py: Path, weights: Path, spec: str, int8: bool = F
     quantize = textwrap.dedent(f"""
         import onnx
         from shrinkc.backends.onnx.precision import calibration_indices, quantize_int8
-        from shrinkc.search.data import images
+        from shrinkc.data import images
         x = images.digits_train_sample({list(onnx_shape(spec))!r}, calibration_indices)
         q = quantize_int8(onnx.load({str(out / "model.onnx")!r}), x, "the digits proxy data")
         onnx.save(q, {str(out / "int8.onnx")!r})

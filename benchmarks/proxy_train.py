@@ -90,7 +90,7 @@ def core_bf16_peak_gflops() -> dict:
 
 def _cnn(spec: str):
     from shrinkc.compiler.pipeline import build_graph, check
-    from shrinkc.search.data import images
+    from shrinkc.data import images
 
     checked = check(ROOT / spec)
     graph = build_graph(checked, "Proxy")
@@ -183,7 +183,7 @@ def shrinker_epoch(spec: str, checked, network: str, overrides: dict, data: str 
 
 
 def _cifar_data(path: Path, shape):
-    from shrinkc.search.data.images import load_npz
+    from shrinkc.data.images import load_npz
 
     return load_npz(path, shape)
 
@@ -472,7 +472,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from shrinkc.compiler.pipeline import build_graph, check
-    from shrinkc.search.data import corpus as corpora
+    from shrinkc.data import corpus as corpora
 
     cnn_spec, rnn_spec = "specs/shrinkcnn_space.shrink", "specs/shrinkrnn_space.shrink"
     cnn_checked, cnn_graph, images = _cnn(cnn_spec)

@@ -123,7 +123,7 @@ class Space:
         from shrinkc.compiler import check
         from shrinkc.compiler.ir import SearchDef, SpaceDef
         from shrinkc.compiler.pipeline import build_graph
-        from shrinkc.search.data import images
+        from shrinkc.data import images
         from shrinkc.search.settings import settings as read_settings
 
         self.spec, self.data = spec, data
@@ -455,8 +455,8 @@ def part_rnn_retrain(args) -> None:
     2 seeds: does the 2-epoch search's choice hold up?"""
     from shrinkc.compiler import check
     from shrinkc.compiler.ir import SearchDef, SpaceDef
+    from shrinkc.data import corpus
     from shrinkc.search import rules
-    from shrinkc.search.data import corpus
     from shrinkc.search.job import Job, make_job
     from shrinkc.search.settings import settings as read_settings
 
@@ -630,8 +630,8 @@ def _retrain_and_test(job, test_path: str, weights: str | None) -> dict:
     import torch
 
     from shrinkc.compiler.pipeline import build_graph, check
+    from shrinkc.data import images
     from shrinkc.search import train as T
-    from shrinkc.search.data import images
 
     start, cpu = time.perf_counter(), time.process_time()
     torch.set_num_threads(int(job.threads))

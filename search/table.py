@@ -130,7 +130,7 @@ def _halving(value: int, label: str) -> tuple[str, str | None] | None:
 
 
 def _subset(value: str, label: str) -> tuple[str, str | None] | None:
-    from .data.images import parse_subset
+    from shrinkc.data.images import parse_subset
 
     try:
         parse_subset(value)

@@ -73,14 +73,14 @@ class _Images(Task):
         return graph.cost.macs
 
     def prepare(self, data, graph, subset, report, progress, loc) -> Prepared:
-        from .data import images
+        from shrinkc.data import images
 
         prepared = images.prepare(data, tuple(graph.input_shape.as_list()), subset, report,
                                   progress=progress)
         return Prepared(prepared.data.classes, prepared.source, dict(prepared.record))
 
     def data_name(self, data: str | None) -> str:
-        from .data import images
+        from shrinkc.data import images
 
         return data or images.DIGITS
 
@@ -93,7 +93,7 @@ class _Language(Task):
         return graph.lm.flops
 
     def prepare(self, data, graph, subset, report, progress, loc) -> Prepared:
-        from .data import corpus
+        from shrinkc.data import corpus
 
         if subset is not None:
             raise ShrinkError("--subset takes part of an image folder or a CIFAR batches "

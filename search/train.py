@@ -18,7 +18,7 @@ from typing import Any
 from shrinkc.backends.pytorch import generate
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.compiler.pipeline import build_graph, check
-from shrinkc.search.data import images as proxy_data
+from shrinkc.data import images as proxy_data
 
 from . import tasks
 from .job import Job
@@ -391,7 +391,7 @@ def _fit_images(model, graph, job: Job, settings: TrainSettings, device):
 
 def _fit_language(model, graph, job: Job, settings: TrainSettings, device):
     """Language modelling's training loop: ``train_lm`` on the job's corpus (no checkpoint)."""
-    from shrinkc.search.data import corpus
+    from shrinkc.data import corpus
 
     return (*train_lm(model, corpus.load(job.data), settings, job.seed, job.precision, device),
             None)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from shrinkc.compiler.errors import ShrinkError
-from shrinkc.search.data import cache, cifar, folders, images
+from shrinkc.data import cache, cifar, folders, images
 
 from conftest import TEST_SPECS, run_shrink
 

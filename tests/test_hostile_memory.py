@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shrinkc.compiler.errors import ShrinkError
-from shrinkc.search.data import cache, images, npz
+from shrinkc.data import cache, images, npz
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "specs" / "tiny.shrink"  # input 3x32x32, 225 KB of parameters

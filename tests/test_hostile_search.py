@@ -362,7 +362,7 @@ def test_a_data_fifo_is_an_error_not_a_hang(tmp_path):
 
 def test_a_corpus_with_a_huge_vocabulary_is_an_error(tmp_path, monkeypatch):
     from shrinkc.compiler import ShrinkError
-    from shrinkc.search.data import corpus
+    from shrinkc.data import corpus
 
     monkeypatch.setattr(corpus, "MAX_VOCAB", 50)
     for split in ("train", "valid", "test"):

@@ -1,5 +1,5 @@
 """The house rules, checked by import-linter (contracts in pyproject.toml): dependencies run
-one way (command line -> search -> backends -> compiler -> grammar), only the trainer
+one way (command line -> search -> backends -> data -> compiler -> grammar), only the trainer
 imports torch, and no package has an import cycle.
 
 The repository keeps each layer in a folder at its root (``compiler/`` installs as
@@ -64,6 +64,9 @@ def test_import_contracts_hold():
     ("backends/viz.py", "import shrinkc.commands.build", "Dependencies run one way"),
     ("compiler/passes/cost.py", "import torch", "never import torch"),
     ("search/driver.py", "import torch", "only the trainer imports torch"),
+    ("data/npz.py", "import torch", "only the trainer imports torch"),
+    ("data/images.py", "from shrinkc.search import rules", "Dependencies run one way"),
+    ("compiler/ops.py", "from shrinkc.data import npz", "Dependencies run one way"),
     ("compiler/verify.py", "from shrinkc.compiler import pipeline", "No import cycles"),
 ])
 def test_a_broken_rule_fails(tmp_path, module, line, broken):

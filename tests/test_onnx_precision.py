@@ -216,7 +216,7 @@ def proxy(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("sklearn")
     from shrinkc.compiler import compile_file
-    from shrinkc.search.data import images
+    from shrinkc.data import images
     from shrinkc.search.table import TrainSettings
     from shrinkc.search.train import build_module, train
 
@@ -246,7 +246,7 @@ def test_calibration_images_are_the_digits_images(shape):
     standardised by statistics computed from the 8x8 images) are ``digits(shape)``'s."""
     pytest.importorskip("sklearn")
     from shrinkc.backends.onnx.precision import calibration_indices, calibration_subset
-    from shrinkc.search.data import images
+    from shrinkc.data import images
 
     ref = images.digits(shape).x_train
     got = images.digits_train_sample(shape, calibration_indices)

@@ -60,7 +60,7 @@ def test_recurrent_cell_errors_are_located(tmp_path):
 
 def _generated_lines(split: str) -> list[str]:
     """The built-in generated corpus's sentences of one split, as PTB-layout lines."""
-    from shrinkc.search.data import corpus
+    from shrinkc.data import corpus
 
     c = corpus.generated()
     words = [c.vocab[i] for i in getattr(c, split)]

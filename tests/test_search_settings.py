@@ -188,7 +188,7 @@ def test_recalibrated_bn_statistics_are_the_average_of_the_calibration_batches()
 
 
 def test_cluttered_digits_is_a_seeded_harder_copy_of_digits():
-    from shrinkc.search.data import images
+    from shrinkc.data import images
 
     plain, a = images.load(None, (3, 32, 32)), images.load("cluttered-digits", (3, 32, 32))
     b = images.cluttered_digits((3, 32, 32))
@@ -207,7 +207,7 @@ def test_bundled_digits_are_scikit_learns():
     pytest.importorskip("sklearn")
     from sklearn.datasets import load_digits
 
-    from shrinkc.search.data import images
+    from shrinkc.data import images
 
     x, y = images._bundled_digits()
     d = load_digits()

@@ -188,7 +188,7 @@ def _calibration(args, graph):
     proxy data, scikit-learn's digits resized to the network's input; at most
     ``CALIBRATION_IMAGES`` of them."""
     from shrinkc.backends.onnx.precision import calibration_indices, calibration_subset
-    from shrinkc.search.data import images
+    from shrinkc.data import images
 
     shape = tuple(graph.input_shape.as_list())
     if args.calibrate is None:
@@ -220,8 +220,8 @@ def _calibration(args, graph):
 
 def _npz_image_shapes(path: Path) -> list[tuple[str, tuple[int, ...]]]:
     """The C x H x W of an .npz's images, from the arrays' headers, read within the data
-    reader's limits (``search/data/npz.py``)."""
-    from shrinkc.search.data import npz
+    reader's limits (``data/npz.py``)."""
+    from shrinkc.data import npz
 
     return npz.image_shapes(path)
 

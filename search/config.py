@@ -7,8 +7,8 @@ spec. Command-line flags override it. The file is read like a spec (a regular UT
 at most 16 KiB (a few lines: YAML's reader is slow enough that 4 MiB of one scalar takes
 seconds), and checked with located errors: YAML syntax and tags, unknown keys (with a
 suggestion), duplicate keys, types and ranges; a value is quoted cut short, and a number
-beyond any setting's range is refused before it is converted or printed. ``data`` is
-relative to the config file's folder.
+beyond any setting's range is refused before it is converted or printed. ``data`` and
+``latency_table`` are relative to the config file's folder.
 
     # run.yaml
     device: cuda              # auto (default), cpu or cuda
@@ -92,8 +92,9 @@ def load(path: str | Path) -> dict:
         if KEYS[key] in out:
             raise ShrinkError(f"'{key}' is set twice", _node_loc(display, key_node))
         out[KEYS[key]] = _value(display, key, value_node)
-    if "data" in out:
-        out["data"] = (path.parent / out["data"]).as_posix()
+    for name in ("data", "latency_table"):  # files, relative to the config's folder
+        if out.get(name) is not None:
+            out[name] = (path.parent / out[name]).as_posix()
     return out
 
 

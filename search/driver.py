@@ -21,11 +21,13 @@ from shrinkc.compiler.passes.space import expand as expand_space
 from shrinkc.compiler.pipeline import Checked, build_graph, check
 from shrinkc.compiler.syntax.printer import print_program
 
+from . import latency as latency_score
 from . import rules, tasks
 from .executors import Executor, make_executor
 from .job import Job, Parent, make_job
 from .progress import Progress
-from .rundir import RunDir, meta
+from .rundir import RunDir
+from .runjson import meta
 from .settings import Settings, resolve_device, resolve_precision
 from .settings import settings as read_settings
 from .table import Options
@@ -54,6 +56,16 @@ class _Search:
     device: str  # cpu or cuda: --device with auto decided once
     source: str | None = None  # the data the workers load: opts.data, or its decoded cache
     data_record: dict = field(default_factory=dict)  # run.json's keys about the data
+    checked: Checked | None = None  # the spec, checked: the deployment network is built from it
+    latency: latency_score.Latency | None = None  # when the score uses latency (``_run``)
+
+    def metrics(self, result: dict, edges: tuple[Edge, ...], n: int) -> dict:
+        """A trained candidate's score variables: its result, its edge count and, when the
+        score uses it, its deployment network's predicted latency."""
+        out = {**result, "edges": n}
+        if self.latency is not None:
+            out[latency_score.NAME] = self.latency.predict(edges)
+        return out
 
     def program(self, edges: tuple[Edge, ...]) -> ir.Program:
         """The spec with the space cut down to ``edges``."""
@@ -126,7 +138,13 @@ def run(opts: Options, report: Report | None = None) -> dict:
 def _run(s: _Search, rundir: RunDir, report: Report | None) -> dict:
     """``run`` with the run folder locked."""
     opts = s.opts
+    if latency_score.used(s.settings.score):  # settled before anything is trained
+        s = replace(s, latency=latency_score.prepare(
+            s.checked, s.search, s.space, opts.latency_table,
+            rundir.out / latency_score.TABLE_FILE, opts.resume, opts.quiet))
     log = rundir.start(_meta(s), opts.resume)
+    if s.latency is not None:
+        rundir.write_latency_table(s.latency.table)
     edges = rules.live_edges(s.space)
     goal = rules.target(len(edges), s.settings.keep)
     rounds = 1 if opts.inherit else len(rules.rungs(s.settings.train.epochs, s.settings.halving))
@@ -180,7 +198,7 @@ def _prepare(opts: Options, report: Report | None) -> _Search:
     return _Search(opts, parsed, checked.sources.texts[parsed.file], search,
                    spaces[search.space], settings, task, overrides, _sources(checked),
                    resolve_precision(opts.train_precision, device=device, task=task), device,
-                   source, record)
+                   source, record, checked)
 
 
 def _sources(checked: Checked) -> dict[str, str]:
@@ -237,7 +255,8 @@ def _meta(s: _Search) -> dict:
 
     return meta(s.parsed.file, s.text, s.search.name, s.settings, s.task.data_name(s.opts.data),
                 s.opts.max_steps, s.opts.inherit, sources=s.sources, version=__version__,
-                precision=s.precision, device=s.device, **s.data_record)
+                precision=s.precision, device=s.device,
+                latency=s.latency.record() if s.latency is not None else None, **s.data_record)
 
 
 def _first_parent(s: _Search, state: _Run) -> Parent:
@@ -250,10 +269,11 @@ def _first_parent(s: _Search, state: _Run) -> Parent:
                     keep_state=True)
         (result,) = list(state.train(s.opts, [job]))
         n = len(state.edges)
+        metrics = s.metrics(result, state.edges, n)
         state.log = [e for e in state.log if e["step"] != 0]
         state.log.insert(0, {"step": 0, "edge": None, "edges": n, "chosen": True,
-                             "score": rules.score(s.settings.score, {**result, "edges": n}),
-                             **{k: v for k, v in result.items() if k != "state"}})
+                             "score": rules.score(s.settings.score, metrics),
+                             **{k: v for k, v in metrics.items() if k not in ("state", "edges")}})
         state.rundir.write_log(state.log)
         state.rundir.write_parent_state(0, result["state"])
     return Parent(text=text, state=state.rundir.read_state(first, 0))
@@ -347,7 +367,8 @@ def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
     for p in plan:
         if p.job is None:
             twin = trained.get(p.hash) or next(done[q.edge] for q in plan if q.hash == p.hash)
-            entry = {**twin, "step": step, "edge": list(p.edge), "chosen": False,
+            entry = {**{k: v for k, v in twin.items() if k not in latency_score.MEASURED},
+                     "step": step, "edge": list(p.edge), "chosen": False,
                      "seconds": 0.0, "cpu_seconds": 0.0,
                      "isomorphic_to": [twin["step"], twin["edge"]], **where}
         else:
@@ -356,11 +377,11 @@ def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
                 state.rundir.write_candidate_state(step, p.edge, result["state"])
             if "checkpoint" in result:
                 state.rundir.write_checkpoint(step, p.edge, rung or 0, result["checkpoint"])
-            metrics = {**result, "edges": p.job.edges}
+            metrics = s.metrics(result, rules.remove(s.space, state.edges, p.edge), p.job.edges)
             entry = {"step": step, "edge": list(p.edge), "edges": p.job.edges, "hash": p.hash,
                      "score": rules.score(s.settings.score, metrics), "chosen": False,
-                     **where, **{k: v for k, v in result.items()
-                                 if k not in ("state", "checkpoint")}}
+                     **where, **{k: v for k, v in metrics.items()
+                                 if k not in ("state", "checkpoint", "edges")}}
             trained.setdefault(p.hash, entry)
         state.log.append(entry)
         done[p.edge] = entry
@@ -389,6 +410,9 @@ def _remove_and_snapshot(s: _Search, state: _Run, step: int, chosen: list[dict])
         state.parent = Parent(text=text,
                               state=state.rundir.read_state(state.rundir.parent_state(step), step))
         state.rundir.drop_candidate_states(step)
+    if s.latency is not None and s.latency.here and "latency_measured" not in chosen[0]:
+        chosen[0].update(s.latency.measure(state.edges))  # between steps: nothing trains now
+        state.rundir.write_log(state.log)
     name = state.rundir.snapshot(step, text)
     state.snapshots.append({"step": step, "edges": len(state.edges), "file": name, "text": text,
                             **{k: chosen[0][k] for k in tasks.SNAPSHOT_METRICS if k in chosen[0]}})

@@ -1,9 +1,10 @@
 """The run directory of a search: what was searched, the log, snapshots and the scores plot.
 
-  run.json       what the run depends on (the spec and every file it includes, by sha256; the
-                 data and its sha256; the settings; shrinkc's version): ``--resume`` refuses a
-                 mismatch and names what changed
+  run.json       what the run depends on (``runjson.py``: the spec and every file it includes,
+                 by sha256; the data and its sha256; the settings; shrinkc's version):
+                 ``--resume`` refuses a mismatch and names what changed
   log.jsonl      one line per evaluated candidate; ``chosen: true`` on each step's removed edge
+  latency.json   with a latency score: the table of measured pieces the run scores with
   step-NN.shrink the spec after step NN, canonically formatted (compiles as it is)
   best.shrink    the best-scoring snapshot (ties: fewer edges)
   scores.png     best and mean candidate score against live edges (with matplotlib)
@@ -32,7 +33,6 @@ naming the key (start a new run).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -49,7 +49,7 @@ from shrinkc.compiler.ir import Loc
 
 from . import tasks
 from .rules import Edge
-from .settings import Settings, recorded
+from .runjson import BEFORE, COMPARED, FORMAT, NEW_KEYS, Meta, what_changed
 
 try:
     import fcntl
@@ -57,52 +57,13 @@ except ImportError:  # pragma: no cover - not on POSIX: no lock
     fcntl = None  # type: ignore[assignment]
 
 
-# How a candidate's validation score is measured; a run measured otherwise does not resume.
-# Before it was recorded, validation used the running batch-norm statistics.
-VALIDATION = "batch-norm statistics recomputed on 512 training images before each validation"
-
-
-def meta(spec: str, text: str, search: str, settings: Settings, data: str, max_steps: int | None,
-         inherit: bool, *, sources: dict[str, str], data_sha256: str | dict[str, str],
-         version: str, precision: str = "fp32", device: str = "cpu",
-         validation: str = VALIDATION, data_split: str | None = None,
-         subset: str | None = None, subset_sha256: str | None = None) -> dict:
-    """run.json's contents: the spec (name and hash of its text), the hashes of the spec and
-    every file it includes (``sources``: name, relative to the spec's folder, to sha256), the
-    search block, its settings, the proxy data (name and the sha256 of its contents, or the
-    built-in data's name; for an image folder or CIFAR folder, how it was split into training
-    and validation images, and ``--subset`` with the sha256 of the indices it chose),
-    shrinkc's version, and the run's options. All but max_steps must match on resume."""
-    return {
-        "format": FORMAT,
-        "spec": spec,
-        "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "sources": dict(sources),
-        "search": search,
-        "settings": recorded(settings),
-        "data": data,
-        "data_sha256": data_sha256,
-        "data_split": data_split,
-        "subset": subset,
-        "subset_sha256": subset_sha256,
-        "max_steps": max_steps,
-        "inherit": inherit,
-        "shrinkc_version": version,
-        "precision": precision,
-        "device": device,
-        "validation": validation,
-    }
-
-
-# run.json's mark: the folder it is in is a shrinkc run folder
-FORMAT = "shrinkc run"
 # the keys of every run.json, also those written before the mark
 _EVERY_RUN = frozenset({"spec", "spec_sha256", "search", "settings"})
 # the names a run writes in its folder (``.NAME.XXXX.tmp``: an atomic write cut short by a kill)
 _FILES = re.compile(r"(run\.json|log\.jsonl|lock|best\.shrink|scores\.png|step-\d+\.shrink"
-                    r"|parent-\d+\.pt)")
+                    r"|parent-\d+\.pt|latency\.json)")
 _TEMPORARY = re.compile(r"\.(run\.json|log\.jsonl|best\.shrink|scores\.png|step-\d+\.shrink"
-                        r"|parent-\d+\.pt)\..+\.tmp")
+                        r"|parent-\d+\.pt|latency\.json)\..+\.tmp")
 _TEMPORARY_CANDIDATE = re.compile(r"\.step-\d+-.+\.tmp")
 _PID = re.compile(rb"\d*\n?")  # what our lock file holds: a pid, or nothing yet
 _NEW_FOLDER = "choose a new -o (a folder that does not exist or is empty)"
@@ -124,38 +85,6 @@ def _is_ours(raw: bytes) -> bool:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return False
     return isinstance(old, dict) and (old.get("format") == FORMAT or old.keys() >= _EVERY_RUN)
-
-
-# The keys compared on --resume, in the order their mismatch is reported.
-_COMPARED = ("spec", "search", "spec_sha256", "sources", "data", "data_sha256", "data_split",
-             "subset", "subset_sha256", "settings", "inherit", "shrinkc_version", "precision",
-             "device", "validation")
-# what a run.json written before the key existed meant
-_BEFORE_GPUS = {"device": "cpu", "data_split": None, "subset": None, "subset_sha256": None}
-# not in older run.json: such a run cannot be resumed (its candidates were measured otherwise)
-_NEW_KEYS = ("sources", "data_sha256", "shrinkc_version", "precision", "validation")
-
-
-class _Meta(BaseModel):
-    """run.json as read back: the keys every run.json has, of the right types."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    spec: str
-    spec_sha256: str
-    search: str
-    settings: dict
-    data: str
-    max_steps: int | None
-    inherit: bool
-    sources: dict[str, str] | None = None
-    data_sha256: str | dict[str, str] | None = None
-    shrinkc_version: str | None = None
-    precision: str | None = None
-    device: str | None = None
-    validation: str | None = None
-    data_split: str | None = None
-    subset: str | None = None
-    subset_sha256: str | None = None
 
 
 class _Entry(BaseModel):
@@ -210,48 +139,6 @@ def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
 def _at(path: Path, line: int = 1, col: int = 1, quote: bool = True):
     """The location of a problem in a run file, and whether to quote its line."""
     return Loc(file=path.as_posix(), line=line, col=col, end_line=line, end_col=col + 1), quote
-
-
-def _what_changed(key: str, old, new) -> str:
-    """What differs between a run's recorded ``key`` and this invocation's, as a sentence."""
-    if key == "sources":
-        for name in [*new, *old]:
-            if old.get(name) != new.get(name):
-                what = "the spec" if name == next(reversed(new), None) else "included file"
-                if name not in old:
-                    return f"{what} {name} was not part of the run when it began"
-                if name not in new:
-                    return f"included file {name} is no longer included"
-                return f"{what} {name} changed since the run began"
-    if key == "spec_sha256":
-        return "the spec changed since the run began"
-    if key == "data_sha256":
-        if isinstance(old, dict) and isinstance(new, dict):
-            name = next((k for k in [*new, *old] if old.get(k) != new.get(k)), "")
-            return f"corpus file {name} changed since the run began"
-        return "the data file changed since the run began"
-    if key == "settings":
-        flat_old = {**old, **old.get("train", {})} if isinstance(old.get("train"), dict) else old
-        flat_new = {**new, **new["train"]}
-        for k in [*flat_new, *flat_old]:
-            if k != "train" and flat_old.get(k) != flat_new.get(k):
-                return (f"setting {k} changed since the run began "
-                        f"({flat_old.get(k, 'unset')}, now {flat_new.get(k, 'unset')})")
-        return "the settings changed since the run began"
-    if key == "subset":
-        if old and new:
-            return f"the run began with --subset {old}, not {new}"
-        return (f"the run began with --subset {old}; give it again" if old
-                else f"the run began without --subset (not --subset {new})")
-    if key == "subset_sha256":
-        return "--subset chose other images than when the run began"
-    if key == "data_split":
-        return f"the data was split otherwise when the run began ({old}, now {new})"
-    if key == "shrinkc_version":
-        return f"the run began with shrinkc {old}, this is shrinkc {new}"
-    if key == "inherit":
-        return "the run began " + ("with" if old else "without") + " --inherit"
-    return f"{key} differs from the run's ({old}, now {new})"
 
 
 class RunDir:
@@ -392,20 +279,20 @@ class RunDir:
             raise ShrinkError(f"{damaged}: nested too deeply", _at(self.meta_path)[0], hint,
                               quote=False) from None
         try:
-            _Meta.model_validate(old)
+            Meta.model_validate(old)
         except ValidationError as e:
             err = e.errors()[0]
             key = str(err["loc"][0]) if err["loc"] else None
             raise ShrinkError(f"{damaged}: {_first_problem(e)}", self._key_loc(text, key),
                               hint) from None
-        for key in _COMPARED:
-            if key in _NEW_KEYS and old.get(key) is None:
+        for key in COMPARED:
+            if key in NEW_KEYS and old.get(key) is None:
                 raise ShrinkError(f"cannot resume: {self.meta_path.as_posix()} does not record "
                                   f"'{key}' (it was written by an older shrinkc), so a change "
                                   "cannot be ruled out", self._key_loc(text, None), new_run)
-            if old.get(key, _BEFORE_GPUS.get(key)) != meta[key]:
-                was = old.get(key, _BEFORE_GPUS.get(key))
-                raise ShrinkError(f"cannot resume: {_what_changed(key, was, meta[key])}",
+            if old.get(key, BEFORE.get(key)) != meta[key]:
+                was = old.get(key, BEFORE.get(key))
+                raise ShrinkError(f"cannot resume: {what_changed(key, was, meta[key])}",
                                   self._key_loc(text, key),
                                   "resume with the same spec, included files, data, settings "
                                   f"and shrinkc, or {new_run}")
@@ -465,6 +352,11 @@ class RunDir:
     def write_log(self, log: list[dict]) -> None:
         """Rewrite the whole log, one JSON object (keys sorted) a line."""
         self._write(self.log_path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in log))
+
+    def write_latency_table(self, table) -> None:
+        """Keep the latency table the run scores with (``latency.json``), as ``save`` writes it."""
+        self._write(self.out / "latency.json",
+                    json.dumps(table.to_dict(), indent=1, allow_nan=False) + "\n")
 
     def snapshot(self, step: int, text: str) -> str:
         """Write the spec after ``step``; returns the snapshot's file name."""

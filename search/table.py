@@ -249,6 +249,14 @@ class RunSettings:
         help="with an image folder or CIFAR folder: N training and M validation images of it, "
         "stratified by class, seed 0 (the paper's proxy: 5000/1000); recorded in run.json, so "
         "--resume with another subset is refused")
+    latency_table: str | None = setting(
+        "the latency table a latency score predicts from, relative to this file", FLAG, YAML,
+        default=None, metavar="FILE",
+        help="with a score that uses latency: the table of measured pieces to predict it from "
+        "(shrinkc latency SPEC --space --save-table FILE; another device's, such as a phone's, "
+        "is used as it is and must hold every piece of the space). A table of this machine "
+        "gets the pieces it lacks measured and saved; a FILE that does not exist is built here. "
+        "Default: built here, in the run folder (latency.json)")
     workers: int = setting("local worker processes, or Ray CPUs", FLAG, YAML, default=1, low=1,
                            high=MAX_WORKERS, help="local worker processes (default 1)")
     threads: int = setting(

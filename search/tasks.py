@@ -41,11 +41,12 @@ class Task:
     knob: str  # the network parameter fitted to the data
     unit: str  # what the data has ``size`` of
     cpu_bf16: bool  # auto precision may choose bf16 autocast on a CPU that has it natively
+    deployed: tuple[str, ...] = ()  # variables of the deployment network (search/latency.py)
 
     @property
     def metrics(self) -> tuple[str, ...]:
         """The score's variables."""
-        return (self.quality, self.cost, "params", "edges")
+        return (self.quality, self.cost, "params", "edges", *self.deployed)
 
     def measured(self, graph: Any, quality: float) -> dict:
         """A trained candidate's metrics: its quality and its cost (``params`` is common)."""
@@ -109,7 +110,7 @@ class _Language(Task):
 
 
 IMAGES = _Images(name="image", quality="acc", higher_is_better=True, cost="macs",
-                 knob="classes", unit="classes", cpu_bf16=True)
+                 knob="classes", unit="classes", cpu_bf16=True, deployed=("latency",))
 # on a CPU a language model stays in fp32 even where bf16 is native: its steps are many small
 # matrix products, where autocast's casts cost more than bf16 saves (the RNN proxy's epoch:
 # 14.8 s in bf16 against 11.9 s in fp32 on an AMX CPU)
@@ -117,7 +118,8 @@ LANGUAGE = _Language(name="lm", quality="ppl", higher_is_better=False, cost="flo
                      knob="vocab", unit="tokens", cpu_bf16=False)
 TASKS = (IMAGES, LANGUAGE)
 # what a step's snapshot keeps of its winner's log entry
-SNAPSHOT_METRICS = ("score", *(m for t in TASKS for m in (t.quality, t.cost)), "params")
+SNAPSHOT_METRICS = ("score", *(m for t in TASKS for m in (t.quality, t.cost)), "params",
+                    "latency", "latency_measured")
 
 
 def of(network: ir.NetworkDef) -> Task:

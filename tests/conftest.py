@@ -13,7 +13,7 @@ SPECS = ROOT / "specs"
 ALL_SHIPPED = sorted(SPECS.glob("*.shrink"))
 # the image networks (the language models have tests of their own)
 CNN_SPECS = [p for p in ALL_SHIPPED if "recurrent cell" not in p.read_text()]
-ZOO_SPECS = sorted((SPECS / "zoo").glob("*.shrink"))  # torchvision's networks: tests/test_zoo.py
+ZOO_SPECS = sorted((SPECS / "zoo").glob("*.shrink"))  # torchvision's networks: tests/test_zoo_torchvision.py
 TEST_SPECS = Path(__file__).resolve().parent / "specs"
 
 
@@ -183,3 +183,14 @@ def onnx_summary(model) -> str:
     lines.append(f"initializers ({len(model.graph.initializer)})")
     lines += [f"  {t.name} [{', '.join(map(str, t.dims))}]" for t in model.graph.initializer]
     return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    """Each test's own decoded-data cache (also for the shrinkc processes it starts): the
+    data-source tests (test_data_*.py) use it on every test."""
+    from shrinkc.data import cache
+
+    where = tmp_path / "cache"
+    monkeypatch.setenv(cache.ENV, str(where))
+    return where

@@ -16,7 +16,6 @@ here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -24,47 +23,14 @@ from pathlib import Path
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.console import stdout_console
 
-LIMITS = {"--threads": 1024, "--batch": 65536, "--runs": 1_000_000, "--warmup": 1_000_000,
-          "--seq": 65536}
+from . import measuring
+
 SEQ = 35
+RUNS = 100  # bench's timed runs (with --tolerance: the most)
+MAX_SECONDS = 60.0  # with --tolerance: the most seconds of timed runs
 """The default sequence length of a language model's time axis: the unrolled length (BPTT)
 that ShrinkRNN's training on Penn Treebank uses, as DARTS and AWD-LSTM do."""
 TIME = "time"  # the name shrinkc gives a language model's open time axis
-
-
-def _count(flag: str, least: int):
-    """An argparse type: a whole number from ``least`` to ``LIMITS[flag]`` (a usage error,
-    exit 2, for anything else)."""
-    def parse(text: str) -> int:
-        t = text.strip()
-        if not (t.isascii() and t.isdigit() and len(t) <= 9) or not least <= int(t) <= LIMITS[flag]:
-            shown = text if len(text) <= 20 else text[:17] + "..."
-            raise argparse.ArgumentTypeError(
-                f"must be a whole number from {least} to {LIMITS[flag]:,}, got '{shown}'")
-        return int(t)
-
-    return parse
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction above 0 and below 1 (0.01 is 1%), "
-                                         f"got '{text[:20]}'")
-    return v
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if not 0 < v <= 86400:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got '{text[:20]}'")
-    return v
 
 
 def _first_line(e: BaseException) -> str:
@@ -78,12 +44,13 @@ def _protocol(args):
     from shrinkc.backends.latency.measure import Protocol
 
     adaptive = args.tolerance is not None
+    runs = args.max_runs if args.max_runs is not None else RUNS
     try:
-        return Protocol(threads=args.threads, batch=args.batch or 1, spinning=args.spin,
-                        warmup=args.warmup, max_runs=args.runs,
-                        min_runs=min(20, args.runs) if adaptive else args.runs,
-                        tolerance=args.tolerance if adaptive else 0.0,
-                        max_seconds=args.max_seconds if adaptive else 1e9, clock=args.clock)
+        return Protocol(**{**measuring.given(args), "batch": args.batch or 1, "max_runs": runs,
+                           "min_runs": min(20, runs) if adaptive else runs,
+                           "tolerance": args.tolerance if adaptive else 0.0,
+                           "max_seconds": (args.max_seconds or MAX_SECONDS) if adaptive
+                           else 1e9})
     except ValueError as e:
         from shrinkc.console import UsageError
 
@@ -214,8 +181,8 @@ def cmd_bench(args, report) -> int:
         "onnxruntime": ort.__version__, "provider": "CPUExecutionProvider",
         "inputs": [{"name": name, "shape": list(x.shape), "type": str(x.dtype)}
                    for name, x in feeds.items()],
-        "threads": args.threads, "batch": batch, "warmup": args.warmup, "runs": m.runs,
-        "run_limit": args.runs, "tolerance": protocol.tolerance, "stopped": m.stopped,
+        "threads": protocol.threads, "batch": batch, "warmup": protocol.warmup,
+        "runs": m.runs, "run_limit": protocol.max_runs, "tolerance": protocol.tolerance, "stopped": m.stopped,
         "spinning": protocol.spinning, "clock": protocol.clock,
         **summary(m),
         "ci95_ms": [round(x, 4) for x in m.ci95_ms],
@@ -268,27 +235,16 @@ def register(sub) -> None:
     b = sub.add_parser("bench", help="onnxruntime latency (p50, p90) and throughput of an "
                                      "ONNX file on this machine")
     b.add_argument("model", metavar="FILE.onnx")
-    b.add_argument("--threads", type=_count("--threads", 1), default=1,
-                   help="onnxruntime intra-op threads (default: 1)")
-    b.add_argument("--batch", type=_count("--batch", 1),
-                   help="the batch size (default: the model's fixed batch, else 1)")
-    b.add_argument("--runs", type=_count("--runs", 1), default=100,
-                   help="timed runs (default: 100); with --tolerance, the most runs")
-    b.add_argument("--tolerance", type=_fraction, metavar="T",
-                   help="run until the median's 95%% interval is within this fraction of it "
-                        "(0.01 is 1%%), from 20 runs on, or --runs is reached")
-    b.add_argument("--max-seconds", type=_positive, default=60.0, metavar="S",
-                   help="with --tolerance: stop after this many seconds of timed runs "
-                        "(default: 60)")
-    b.add_argument("--no-spin", dest="spin", action="store_false", default=True,
-                   help="intra-op threads do not spin while waiting (default: they do, as "
-                        "onnxruntime's default)")
-    b.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="wall: the latency (default); cpu: this process's CPU time (one "
-                        "thread, on a machine busy with something else)")
-    b.add_argument("--warmup", type=_count("--warmup", 0), default=10,
-                   help="untimed runs first (default: 10)")
-    b.add_argument("--seq", type=_count("--seq", 1), default=SEQ,
+    measuring.add_flags(
+        b, ("threads", "batch", "max_runs", "tolerance", "max_seconds", "clock", "warmup"),
+        {"threads": "1", "batch": "the model's fixed batch, else 1", "max_runs": str(RUNS),
+         "max_seconds": f"{MAX_SECONDS:g}", "clock": "wall", "warmup": "10"},
+        spellings={"max_runs": "--runs"},
+        helps={"max_runs": "timed runs; with --tolerance, the most runs",
+               "tolerance": "run until the median's 95%% interval is within this fraction of "
+                            "it (0.01 is 1%%), from 20 runs on, or --runs is reached",
+               "max_seconds": "with --tolerance: stop after this many seconds of timed runs"})
+    b.add_argument("--seq", type=measuring.count("--seq", 1, 65536), default=SEQ,
                    help=f"language models: time steps per sequence (default: {SEQ}, the "
                         "unrolled length ShrinkRNN trains with)")
     b.add_argument("--json", action="store_true", help="print JSON")

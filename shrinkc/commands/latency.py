@@ -15,7 +15,6 @@ among the rest. numpy, onnx and onnxruntime load only here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,21 +23,7 @@ from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.console import UsageError, stdout_console
 
-from .bench import _count
-from .bench import _positive as _seconds
-
-CLOCK_CHOICES = ("wall", "cpu")
-
-
-def _tolerance(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction from 0 to below 1 (0.01 is 1%), "
-                                         f"got '{text[:20]}'")
-    return v
+from . import measuring
 
 
 def _protocol(args, table=None):
@@ -46,11 +31,7 @@ def _protocol(args, table=None):
     from shrinkc.backends.latency import Protocol
 
     base = table.protocol if table is not None else Protocol()
-    given = {"threads": args.threads, "batch": args.batch, "warmup": args.warmup,
-             "max_runs": args.max_runs, "tolerance": args.tolerance,
-             "max_seconds": args.max_seconds, "clock": args.clock,
-             "spinning": None if args.spin is None else args.spin}
-    fields = {k: v for k, v in given.items() if v is not None}
+    fields = measuring.given(args)
     if table is not None:  # what the fingerprint says, unless a flag says otherwise
         fp = table.fingerprint
         for k, v in (("threads", fp.intra_op_threads), ("batch", fp.batch),
@@ -269,23 +250,14 @@ def register(sub) -> None:
                         "measured = scale * predicted + offset over the recorded networks")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--quiet", action="store_true", help="no progress while measuring")
+    from shrinkc.backends.latency import Protocol
+
     g = p.add_argument_group("measuring protocol (default: the table's, else as shown)")
-    g.add_argument("--threads", type=_count("--threads", 1),
-                   help="onnxruntime intra-op threads (default: 1)")
-    g.add_argument("--batch", type=_count("--batch", 1), help="the batch size (default: 1)")
-    g.add_argument("--spin", dest="spin", action="store_true", default=None,
-                   help="intra-op threads spin while waiting (onnxruntime's default)")
-    g.add_argument("--no-spin", dest="spin", action="store_false",
-                   help="intra-op threads do not spin")
-    g.add_argument("--clock", choices=CLOCK_CHOICES,
-                   help="wall: the latency (default); cpu: this process's CPU time, for one "
-                        "thread on a machine busy with something else")
-    g.add_argument("--warmup", type=_count("--warmup", 0), help="untimed runs first (default: 10)")
-    g.add_argument("--max-runs", type=_count("--runs", 1),
-                   help="timed runs at most (default: 1000)")
-    g.add_argument("--tolerance", type=_tolerance,
-                   help="stop when the median's 95%% interval is within this fraction of it "
-                        "(default: 0.01)")
-    g.add_argument("--max-seconds", type=_seconds,
-                   help="stop after this many seconds of timed runs (default: 10)")
+    defaults = Protocol()
+    measuring.add_flags(g, ("threads", "batch", "clock", "warmup", "max_runs", "tolerance",
+                            "max_seconds"),
+                        {k: f"{getattr(defaults, k):g}" if isinstance(getattr(defaults, k), float)
+                         else str(getattr(defaults, k))
+                         for k in ("threads", "batch", "clock", "warmup", "max_runs",
+                                   "tolerance", "max_seconds")})
     p.set_defaults(func=cmd_latency)

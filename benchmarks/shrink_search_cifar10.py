@@ -29,8 +29,8 @@ OUT = S.ROOT / "docs" / "reports"
 
 
 def setup() -> S.Space:
-    S.DATA, S.DATA_NAME, S.TAG = S.DATA_ALIASES["cifar10"], "cifar10", "_cifar10"
-    S.RECOMMENDED = S.load("protocol").get("flags")
+    S.cfg.DATA, S.cfg.DATA_NAME, S.cfg.TAG = S.DATA_ALIASES["cifar10"], "cifar10", "_cifar10"
+    S.cfg.RECOMMENDED = S.load("protocol").get("flags")
     return S.Space()
 
 

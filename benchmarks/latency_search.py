@@ -1,0 +1,281 @@
+"""What a latency score changes: the shrinker on the CIFAR-10 proxy scored by MACs and by
+measured latency, at the same budget and seeds (issue 25, "What it changes").
+
+    python benchmarks/latency_search.py table            # the space's latency table, once
+    python benchmarks/latency_search.py search --seed 0  # the latency-scored search (0, 1, 2)
+    python benchmarks/latency_search.py proxyfull        # found cells at the full budget
+    python benchmarks/latency_search.py measure          # deployed: params, MACs, latency
+    python benchmarks/latency_search.py report           # tables and the plot
+
+The MACs-scored searches are ``shrink_search.py search --data cifar10 [--seed N]`` (issue 22's
+runs, read from ``benchmarks/results/shrink_search/``). The latency-scored search is the same
+spec, protocol (``protocol_cifar10.json``: 2 epochs, batch 128, no halving), workers and seed,
+with the score ``acc - 0.1 * (log10(latency) - log10(5))``: the same weight, 0.1 a decade, on
+the latency (ms) of the ImageNet network the cell is deployed in (the spec's ``deploy`` line,
+3x224x224) predicted from a table of its pieces. The variant spec is written beside the results
+(``latency_search_space.shrink``; only its search block's name and score differ).
+
+The table is measured once on this machine with the CPU clock (``--clock cpu``: this process's
+CPU time on one thread, which another job on the other core disturbs less than the wall clock;
+the fingerprint records it). ``measure`` times every found cell in the deployment network and
+the references (ShrinkCNN-A, MobileNetV2, MobileNetV3-Large and -Small, EfficientNet-B0) with
+the wall clock at 1 and 2 threads, batch 1, in two passes (the second in reverse order; the
+median of the two medians), and gives the prediction beside it. ``proxyfull`` trains each found
+cell on the proxy at the paper's full budget (20 epochs, patience 3; the rank part's two
+seeds), so that accuracy is compared at equal footing. Every part resumes and skips what is
+done; results: ``benchmarks/results/latency_search/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import shrink_search as S  # noqa: E402
+import shrink_search_cifar10 as C  # noqa: E402
+
+OUT = S.ROOT / "benchmarks" / "results" / "latency_search"
+TABLE = OUT / "table_cpu.json"
+VARIANT = OUT / "latency_search_space.shrink"
+SCORE = "score acc - 0.1 * (log10(latency) - log10(5))"
+REFERENCES = {"ShrinkCNN-A": "specs/shrinkcnn_a.shrink", "MobileNetV2": "specs/mobilenetv2.shrink",
+              "MobileNetV3-Large": "specs/zoo/mobilenet_v3_large.shrink",
+              "MobileNetV3-Small": "specs/zoo/mobilenet_v3_small.shrink",
+              "EfficientNet-B0": "specs/zoo/efficientnet_b0.shrink"}
+PLOT = S.ROOT / "docs" / "reports" / "latency_vs_macs.png"
+
+
+def _load(name: str) -> dict:
+    path = OUT / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(name: str, doc: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = OUT / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, OUT / f"{name}.json")
+
+
+def variant() -> Path:
+    """The shipped space with its search scored by latency (written once, then checked)."""
+    text = (S.ROOT / S.SPEC).read_text()
+    lines = [SCORE if ln.strip().startswith("score ") else ln for ln in text.splitlines()]
+    out = "\n".join(ln.replace("search ShrinkCNN {", "search ShrinkCNN_Latency {")
+                    for ln in lines).replace(SCORE, "    " + SCORE) + "\n"
+    assert out != text and "ShrinkCNN_Latency" in out and SCORE in out
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not VARIANT.exists() or VARIANT.read_text() != out:
+        VARIANT.write_text(out)
+    return VARIANT
+
+
+def part_table(args) -> None:
+    if TABLE.exists():
+        print(f"table: {TABLE} exists")
+        return
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "shrinkc", "latency", str(variant()), "--space",
+                        "--clock", "cpu", "--save-table", str(TABLE), "--quiet", "--json"],
+                       capture_output=True, text=True, cwd=S.ROOT)
+    if r.returncode != 0:
+        sys.exit(r.stderr)
+    doc = json.loads(r.stdout)
+    _save("table_build", {"seconds": round(time.perf_counter() - t, 1),
+                          "entries": doc["table"]["entries"],
+                          "fingerprint": doc["fingerprint"]})
+    print(f"table: {doc['table']['entries']} pieces in {time.perf_counter() - t:.0f} s")
+
+
+def part_search(args) -> None:
+    C.setup()
+    if not TABLE.exists():
+        sys.exit(f"build the table first: python {sys.argv[0]} table")
+    S.cfg.SEED = args.seed
+    spec = variant().relative_to(S.ROOT).as_posix()
+    S.timed_search(S.seeded("latency_search"), spec,
+                   ["--workers", str(args.workers), *S.cfg.RECOMMENDED,
+                    *(["--seed", str(args.seed)] if args.seed else []),
+                    "--latency-table", str(TABLE)])
+
+
+def _best(log: list[dict]) -> dict:
+    snaps = [e for e in log if e.get("chosen") and e.get("edge") is not None]
+    return max(snaps, key=lambda e: (e["score"], -e["edges"]))
+
+
+def found_cells(sp) -> dict[str, dict]:
+    """Each finished search's best snapshot: its edges, step and log entry, by name."""
+    out = {}
+    for seed in S.SEARCH_SEEDS:
+        for part, name in (("search", "MACs"), ("latency_search", "latency")):
+            doc = S.load(S.seeded(part, seed))
+            if "log" not in doc or doc.get("invocations", [{}])[-1].get("interrupted", False):
+                continue  # not run, or not finished
+            best = _best(doc["log"])
+            out[f"{name} score, seed {seed}"] = {
+                "edges": S._edges_after(sp, doc["log"], best["step"]), "step": best["step"],
+                "proxy_acc": best["acc"], "proxy_macs": best["macs"],
+                "predicted_ms": best.get("latency"), "search_measured_ms":
+                best.get("latency_measured")}
+    return out
+
+
+def part_proxyfull(args) -> None:
+    sp = C.setup()
+    doc = _load("proxyfull")
+    cells = found_cells(sp)
+    doc["cells"] = {k: v["edges"] for k, v in cells.items()}
+    doc.setdefault("runs", {})
+    jobs = {f"{n}/{s}": sp.job(c, s, precision=args.precision)
+            for n, c in doc["cells"].items() for s in S.RANK_SEEDS}
+    earlier = S.load("proxyfull")  # issue 22's: the same cells at the same seeds
+    for key in jobs:
+        name, seed = key.rsplit("/", 1)
+        for other, edges in earlier.get("cells", {}).items():
+            if sorted(map(tuple, edges)) == sorted(map(tuple, doc["cells"][name])) and \
+                    f"{other}/{seed}" in earlier.get("runs", {}):
+                doc["runs"].setdefault(key, earlier["runs"][f"{other}/{seed}"])
+    S.train_all("latency proxyfull", doc, jobs, args.workers)
+    _save("proxyfull", doc)
+
+
+def _graphs(sp) -> dict[str, tuple]:
+    """(graph, kind) of every network ``measure`` times: found cells deployed, references."""
+    from shrinkc.compiler.deploy import deployment_graph
+    from shrinkc.compiler.pipeline import build_graph, check
+
+    checked = check(str(S.ROOT / S.SPEC))
+    out = {name: (deployment_graph(checked, None, [tuple(e) for e in c["edges"]]), "found")
+           for name, c in found_cells(sp).items()}
+    for name, path in REFERENCES.items():
+        out[name] = (build_graph(check(str(S.ROOT / path))), "reference")
+    return out
+
+
+def part_measure(args) -> None:
+    from shrinkc.backends import latency as L
+    from shrinkc.backends.onnx import generate
+
+    sp = C.setup()
+    doc = _load("measure")
+    nets = doc.setdefault("networks", {})
+    table = L.load(TABLE) if TABLE.exists() else None
+    graphs = _graphs(sp)
+    for threads in (1, 2):
+        protocol = L.Protocol(threads=threads, max_seconds=5.0)
+        for rnd, order in enumerate((list(graphs), list(reversed(graphs)))):
+            for name in order:
+                key = f"t{threads}/pass{rnd + 1}"
+                rec = nets.setdefault(name, {})
+                if key in rec:
+                    continue
+                graph, kind = graphs[name]
+                m = L.measure_model(generate(graph), protocol)
+                rec.update({"kind": kind, "params": graph.cost.params, "macs": graph.cost.macs,
+                            key: m.to_dict()})
+                if table is not None and kind == "found":
+                    rec["predicted_ms"] = round(L.predict(graph, table).ms, 4)
+                doc["fingerprint"] = m.fingerprint.to_dict()
+                _save("measure", doc)
+                print(f"  {name} {key}: {m.median_ms:.2f} ms", flush=True)
+
+
+def _measured(rec: dict, threads: int) -> float | None:
+    xs = [rec[k]["median_ms"] for k in (f"t{threads}/pass1", f"t{threads}/pass2") if k in rec]
+    return statistics.median(xs) if xs else None
+
+
+def part_report(args) -> None:
+    sp = C.setup()
+    cells = found_cells(sp)
+    full = _load("proxyfull").get("runs", {})
+    nets = _load("measure").get("networks", {})
+    rows = []
+    for name in [*cells, *REFERENCES]:
+        rec = nets.get(name, {})
+        accs = [full[f"{name}/{s}"]["acc"] for s in S.RANK_SEEDS if f"{name}/{s}" in full]
+        rows.append({"name": name, "params": rec.get("params"), "macs": rec.get("macs"),
+                     "ms_1": _measured(rec, 1), "ms_2": _measured(rec, 2),
+                     "predicted_ms": rec.get("predicted_ms"),
+                     "edges": len(cells[name]["edges"]) if name in cells else None,
+                     "proxy_macs": cells.get(name, {}).get("proxy_macs"),
+                     "proxy_acc_full": statistics.mean(accs) if accs else None,
+                     "proxy_acc_full_spread": max(accs) - min(accs) if len(accs) > 1 else None})
+    f = lambda x, fmt: "-" if x is None else format(x, fmt)  # noqa: E731
+    print(f"{'network':<22} {'edges':>5} {'params':>10} {'MACs':>8} {'1 thr ms':>8} "
+          f"{'2 thr ms':>8} {'pred ms':>8} {'proxy acc':>9} {'spread':>6}")
+    for r in rows:
+        print(f"{r['name']:<22} {f(r['edges'], 'd'):>5} {f(r['params'], ','):>10} "
+              f"{f(r['macs'] and r['macs'] / 1e6, '.1f'):>7}M {f(r['ms_1'], '.2f'):>8} "
+              f"{f(r['ms_2'], '.2f'):>8} {f(r['predicted_ms'], '.2f'):>8} "
+              f"{f(r['proxy_acc_full'], '.4f'):>9} {f(r['proxy_acc_full_spread'], '.3f'):>6}")
+    pairs = []
+    for seed in S.SEARCH_SEEDS:
+        a = next((r for r in rows if r["name"] == f"MACs score, seed {seed}"), None)
+        b = next((r for r in rows if r["name"] == f"latency score, seed {seed}"), None)
+        if a and b and a["ms_1"] and b["ms_1"]:
+            pairs.append({"seed": seed, "latency_ratio": b["ms_1"] / a["ms_1"],
+                          "acc_difference": (b["proxy_acc_full"] or math.nan)
+                          - (a["proxy_acc_full"] or math.nan)})
+    for p in pairs:
+        print(f"seed {p['seed']}: latency-scored cell at {p['latency_ratio']:.2f}x the MACs-scored "
+              f"cell's latency (1 thread), proxy accuracy {p['acc_difference']:+.4f}")
+    _save("report", {"rows": rows, "pairs": pairs})
+    _plot(rows)
+
+
+def _plot(rows: list[dict]) -> None:
+    """Measured latency (1 thread) against MACs: the latency model benchmark's random cells and
+    networks, the references and the found cells marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model = S.ROOT / "benchmarks" / "results" / "latency_model.json"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if model.exists():
+        doc = json.loads(model.read_text())
+        pts = [(n["macs"], n["measured_ms"]) for n in doc.get("networks", {}).values()
+               if isinstance(n, dict) and n.get("kind") == "random" and n.get("measured_ms")]
+        if pts:
+            ax.scatter(*zip(*[(m / 1e6, t) for m, t in pts], strict=True), s=10, c="0.7",
+                       label="random cells (latency_model.py)")
+    for r in rows:
+        if r["macs"] and r["ms_1"]:
+            found = r["name"] in ("MACs", "latency") or "score" in r["name"]
+            ax.scatter(r["macs"] / 1e6, r["ms_1"], s=40 if found else 25,
+                       marker="*" if "latency" in r["name"] else ("o" if found else "s"))
+            ax.annotate(r["name"], (r["macs"] / 1e6, r["ms_1"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("MACs (millions), 224x224")
+    ax.set_ylabel("measured latency (ms), 1 thread, batch 1")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=120)
+    print(f"wrote {PLOT.relative_to(S.ROOT)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("part", choices=("table", "search", "proxyfull", "measure", "report"))
+    ap.add_argument("--seed", type=int, default=0, choices=S.SEARCH_SEEDS)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    args = ap.parse_args()
+    globals()[f"part_{args.part}"](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -300,6 +300,26 @@ def test_deep_brackets_and_long_chains_are_located_errors(tmp_path, capsys):
     assert len(err) < 1000
 
 
+@pytest.mark.parametrize("terms, ok", [(101, True), (102, False), (400, False)])
+def test_operator_chains_check_as_deep_as_every_target_compiles(tmp_path, capsys, terms, ok):
+    """An expression nests at most 100 operators (``1 + 1 + ...`` is a chain as deep as it is
+    long): deeper is a check error at the expression, so that what check accepts compiles to
+    every target (a 400-term sum once passed check and failed compile --target ir with a
+    serializer traceback)."""
+    spec = tmp_path / "chain.shrink"
+    spec.write_text("shrink 1\nnetwork N(w = " + " + ".join(["1"] * terms) + ") {\n"
+                    "    input image[3, 8, 8]\n    stem conv(w, k=3) relu\n"
+                    "    head global_avgpool -> linear(10)\n}\n")
+    if ok:
+        assert main(["compile", str(spec), "--target", "ir", "-o", str(tmp_path / "out")]) == 0
+        assert (tmp_path / "out" / "chain.ir.json").stat().st_size > 0
+    else:
+        assert main(["check", str(spec)]) == 1
+        err = capsys.readouterr().err
+        assert "chain.shrink:2:15: error: the expression nests operators more than 100 deep" \
+            in err and "Traceback" not in err
+
+
 def test_cell_hash_of_a_wide_cell_is_fast():
     """A cell of 10,000 nodes side by side, each from the input to the output, hashes in
     seconds; a relabelling of it (every index moved, the input and output included, with the

@@ -180,6 +180,7 @@ def looks_like_a_spec(text: str, file: str) -> None:
 
 
 MAX_NESTING = 100  # brackets inside brackets
+MAX_EXPR_DEPTH = 100  # operators inside operators (syntax/transformer.py)
 
 
 _NESTING_EVENTS = re.compile(r'[\n"#()\[\]]')

@@ -16,6 +16,7 @@ from lark.exceptions import VisitError
 
 from .. import ir
 from ..errors import ShrinkError
+from .diagnostics import MAX_EXPR_DEPTH
 from .spans import span, token_span
 
 
@@ -38,6 +39,19 @@ class ToIR(Transformer_NonRecursive):
         super().__init__(visit_tokens=False)
         self.file = file
         self.comments = comments
+        self._depth: dict[int, tuple[int, ir.Expr]] = {}  # id(operator node) -> its depth, node
+
+    def _deep(self, node: ir.Expr, *operands: ir.Expr) -> ir.Expr:
+        """``node`` (an operator over ``operands``), refused when operators nest more than
+        ``MAX_EXPR_DEPTH`` deep: ``1 + 1 + ... + 1`` is a chain as deep as it is long, and the
+        IR's JSON (``compile --target ir``) and its readers recurse through it."""
+        depth = 1 + max((self._depth[id(o)][0] for o in operands if id(o) in self._depth),
+                        default=0)
+        if depth > MAX_EXPR_DEPTH:
+            raise ShrinkError(f"the expression nests operators more than {MAX_EXPR_DEPTH} deep",
+                              node.loc, "simplify it (a long sum is a product, e.g. 400 * 1)")
+        self._depth[id(node)] = (depth, node)  # the node kept: its id stays its own
+        return node
 
     def _c(self, meta: Any) -> ir.Comments:
         return self.comments.get(id(meta), ir.NO_COMMENTS)
@@ -70,7 +84,8 @@ class ToIR(Transformer_NonRecursive):
     def _bin(op):  # noqa: N805 - a factory used in the class body
         def method(self, meta, children):
             left, right = children
-            return ir.BinOp(op=op, left=left, right=right, loc=span(self.file, meta))
+            return self._deep(ir.BinOp(op=op, left=left, right=right,
+                                       loc=span(self.file, meta)), left, right)
 
         return method
 
@@ -81,7 +96,7 @@ class ToIR(Transformer_NonRecursive):
         (operand,) = children
         if isinstance(operand, ir.Num):
             return ir.Num(value=-operand.value, loc=span(self.file, meta))
-        return ir.Neg(operand=operand, loc=span(self.file, meta))
+        return self._deep(ir.Neg(operand=operand, loc=span(self.file, meta)), operand)
 
     # calls
     def kwarg(self, meta, children):

@@ -101,6 +101,29 @@ def test_no_initializer_holds_a_subnormal_value(spec, fold_bn, functions):
     assert _subnormals(weights.values()) > 0  # the caller's weights are not flushed in place
 
 
+def test_a_language_models_initializers_hold_no_subnormal_value():
+    """The language-model backend flushes too: a tenth of each weight matrix's values pushed
+    into the subnormal range reach no initializer, and the rest are the checkpoint's."""
+    from shrinkc.backends.onnx import generate
+
+    graph = compile_file(TEST_SPECS / "tiny_rnn_space.shrink")  # TinyLM
+    weights = random_weights(graph)
+    rng = np.random.default_rng(0)
+    decayed = {}
+    for name, a in weights.items():
+        b = a.copy()
+        hit = rng.random(b.shape) < 0.1
+        b[hit] = (b[hit] * TINY / 4).astype(np.float32)
+        decayed[name] = b
+    assert _subnormals(decayed.values()) > 0
+    inits = {i.name: numpy_helper.to_array(i) for i in generate(graph, decayed).graph.initializer}
+    assert _subnormals(inits.values()) == 0
+    for name, a in inits.items():
+        if name in decayed:
+            keep = ~((decayed[name] != 0) & (np.abs(decayed[name]) < TINY))
+            assert np.array_equal(a[keep], decayed[name][keep]) and not a[~keep].any()
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_flushing_moves_no_output(spec, monkeypatch):
     """The flushed graph's outputs against the graph with every subnormal kept (the backend as

@@ -84,7 +84,7 @@ from shrinkc.compiler.errors import ShrinkError
 from ..layout import cell_names, lm_tensors
 from ..naming import edge_key, fresh_name
 from .checkpoint import random_lm_weights
-from .common import OPSET, ir_version, require_op
+from .common import OPSET, flush_subnormals, ir_version, require_op
 
 ACT_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "identity": None}
 TOKENS, HIDDEN, LOGITS, LAST_HIDDEN = "tokens", "hidden", "logits", "last_hidden"
@@ -272,7 +272,9 @@ def generate_lm(graph: ir.LMGraph, weights: Mapping[str, np.ndarray] | None = No
                    f"hidden [batch, {lm.hidden}], default zeros) -> logits [batch, time, "
                    f"{lm.vocab}], last_hidden [batch, {lm.hidden}]; the time loop is a Scan",
     )
-    arrays = [(name, np.require(a, np.float32, "C")) for name, a in params.items()]
+    # subnormal weights flushed to zero, as for image networks (common.flush_subnormals)
+    arrays = [(name, flush_subnormals(np.require(a, np.float32, "C")))
+              for name, a in params.items()]
     arrays.append((HIDDEN, np.zeros((0, lm.hidden), np.float32)))
     # added to the model itself, not to the graph make_model copies
     model.graph.initializer.extend(numpy_helper.from_array(a, name) for name, a in arrays)

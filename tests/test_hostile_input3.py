@@ -144,7 +144,37 @@ def test_stats_and_bench_to_a_closed_pipe_say_so(tmp_path, json):
     _refused(r, "cannot write the output")
 
 
+def test_latency_to_a_closed_pipe_says_so(tmp_path):
+    """``shrinkc latency`` prints its table through the same console as stats and bench."""
+    pytest.importorskip("onnxruntime")
+    r = _to_closed_pipe("latency", str(ROOT / "tests" / "specs" / "tiny.shrink"),
+                        "--max-runs", "3", "--warmup", "0", "--max-seconds", "0.2")
+    _refused(r, "cannot write the output")
+
+
 # --------------------------------------------------------------------- 11: sizes numpy refuses
+
+
+@pytest.mark.parametrize("dim", [0, -1])
+def test_bench_on_an_input_with_a_dimension_below_one_is_a_message(tmp_path, dim):
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    shape = [1, dim]
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+    onnx.save(helper.make_model(graph), str(tmp_path / "odd.onnx"))
+    r = shrinkc("bench", str(tmp_path / "odd.onnx"), "--runs", "1", "--warmup", "0")
+    _refused(r, "the input 'x'")
+
+
+def test_a_usage_error_escapes_what_it_quotes(tmp_path):
+    """A flag's value with terminal control characters is quoted escaped (usage errors too)."""
+    r = shrinkc("shrink", str(SPACE), "-o", str(tmp_path / "run"), "--workers", "\x1b]0;pwned\x07")
+    assert r.returncode == 2, r.stderr
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr
+    assert "pwned" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_bench_on_an_input_too_large_to_hold_is_a_message(tmp_path):
@@ -171,7 +201,8 @@ def test_the_hint_for_a_fifo_says_it_once(tmp_path):
     assert "a a " not in r.stderr
 
 
-@pytest.mark.parametrize("case", ["npy", "text as npz", "text as corpus", "text as weights"])
+@pytest.mark.parametrize("case", ["npy", "npy to calibrate", "text as npz", "text as corpus",
+                                  "text as weights"])
 def test_data_and_weights_of_the_wrong_kind_say_what_we_accept(tmp_path, case):
     text = tmp_path / "hostname"
     text.write_text("myhost\n")
@@ -180,6 +211,22 @@ def test_data_and_weights_of_the_wrong_kind_say_what_we_accept(tmp_path, case):
         np.save(tmp_path / "x.npy", np.zeros((2, 3, 8, 8), np.float32))
         args = ["shrink", str(SPACE), "--data", str(tmp_path / "x.npy")]
         expect = "a single array (.npy), not an archive of named arrays"
+    elif case == "npy to calibrate":  # the same reader as --data (data/npz.py)
+        np = pytest.importorskip("numpy")
+        pytest.importorskip("onnx")
+        from safetensors.numpy import save_file
+
+        from shrinkc.backends.onnx.checkpoint import random_weights
+        from shrinkc.compiler import compile_file
+
+        tiny = ROOT / "tests" / "specs" / "tiny.shrink"
+        graph = compile_file(tiny)
+        save_file(random_weights(graph), str(tmp_path / "w.safetensors"))
+        np.save(tmp_path / "x.npy", np.zeros((2, *graph.input_shape.as_list()), np.float32))
+        args = ["compile", str(tiny), "--target", "onnx", "--precision", "int8",
+                "--weights", str(tmp_path / "w.safetensors"), "--calibrate",
+                str(tmp_path / "x.npy")]
+        expect = "a single array (.npy)"
     elif case == "text as npz":
         args, expect = ["shrink", str(SPACE), "--data", str(text)], "not a numpy .npz archive"
     elif case == "text as corpus":

@@ -149,6 +149,35 @@ def test_table_round_trip(tmp_path):
     assert json.loads(path.read_text())["version"] == 1
 
 
+def test_a_table_is_never_saved_over_a_change_made_while_it_was_measured(tmp_path):
+    """A table read from a file and saved back (``latency --table F --save-table F``, a
+    search's ``--latency-table F`` of this machine, after minutes of measuring) replaces the
+    file only if it is as it was read; saving to another file needs no such check."""
+    import os
+
+    graph = compile_file(TINY)
+    path = tmp_path / "t.json"
+    L.save(_fake_table(graph, lambda k: 0.1), path)
+    table = L.load(path)
+    table.entries.popitem()
+    L.save(table, path)  # unchanged since read: written
+    assert L.load(path).entries == table.entries
+    table = L.load(path)
+    edited = path.read_text().replace('"ms": 0.1', '"ms": 0.2', 1)
+    path.write_text(edited)  # another run, or a person, saved the file meanwhile
+    with pytest.raises(ShrinkError, match="changed while shrinkc measured pieces for it"):
+        L.save(table, path)
+    assert path.read_text() == edited
+    table = L.load(path)
+    st = path.stat()
+    path.write_text(edited.replace('"ms": 0.2', '"ms": 0.3', 1))  # same size and time
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ShrinkError, match="changed while"):
+        L.save(table, path)
+    L.save(table, tmp_path / "other.json")  # another file: no check
+    assert L.load(tmp_path / "other.json").entries == table.entries
+
+
 def test_a_foreign_fingerprint_is_refused(tmp_path):
     graph = compile_file(TINY)
     table = _fake_table(graph, lambda k: 0.1)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shrinkc.compiler.errors import ShrinkError
-from shrinkc.compiler.fsutil import atomic_write
+from shrinkc.compiler.fsutil import Stamp, atomic_write, stamp
 from shrinkc.compiler.ir import Loc
 
 from .fingerprint import Fingerprint, check_same
@@ -89,6 +89,7 @@ class LatencyTable:
     overhead: dict = field(default_factory=dict)
     calibration: dict | None = None
     source: str | None = None  # the file it was read from
+    read_as: Stamp | None = field(default=None, repr=False, compare=False)  # that file, then
 
     def add(self, key: str, entry: Entry, fingerprint: Fingerprint) -> None:
         """Add a piece measured with ``fingerprint``: refused unless it is the table's."""
@@ -146,9 +147,19 @@ class LatencyTable:
 
 
 def save(table: LatencyTable, path: str | Path) -> None:
-    """Write ``table`` to ``path`` atomically (a reader sees the old file or the new one)."""
+    """Write ``table`` to ``path`` atomically (a reader sees the old file or the new one).
+    Written back to the file it was read from, it replaces that file only if the file is as
+    it was read (size, time, sha256): a table measured for minutes never overwrites an edit
+    or another run's table saved meanwhile (the error says so, and nothing is written)."""
     text = json.dumps(table.to_dict(), indent=1, allow_nan=False) + "\n"
-    atomic_write(Path(path), text)
+    unchanged = None
+    if table.read_as is not None and table.source is not None:
+        try:
+            same = Path(path).resolve() == Path(table.source).resolve()
+        except OSError:
+            same = False
+        unchanged = table.read_as if same else None
+    atomic_write(Path(path), text, unchanged=unchanged, doing="measured pieces for")
 
 
 class _Bad(Exception):
@@ -302,6 +313,7 @@ def load(path: str | Path, expect: Fingerprint | None = None) -> LatencyTable:
         if p.stat().st_size > MAX_TABLE_BYTES:
             raise ShrinkError(f"{shown} is larger than a latency table can be "
                               f"({MAX_TABLE_BYTES >> 20} MiB)", Loc(file=shown), quote=False)
+        read_as = stamp(p)  # before the bytes: a write between the two never goes unseen
         raw = p.read_bytes()
     except FileNotFoundError:
         raise ShrinkError(f"no such latency table: {shown}", None,
@@ -315,6 +327,7 @@ def load(path: str | Path, expect: Fingerprint | None = None) -> LatencyTable:
                           "a latency table is the JSON file shrinkc latency --save-table "
                           "writes", quote=False) from None
     table = parse(text, shown)
+    table.read_as = read_as
     if expect is not None:
         line, col = _locate(text, _key("fingerprint"))
         check_same(table.fingerprint, expect.device(),

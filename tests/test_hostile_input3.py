@@ -6,37 +6,17 @@ runs the command line in a subprocess with a time limit and an address-space lim
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from hostile_helpers import _limited, _refused, _run, shrinkc
+
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "specs" / "quickstart_space.shrink"
 SECRET = "hunter2-SECRET"
-
-
-def _limited():  # 4 GiB of address space (torch maps a lot), so a runaway read fails fast
-    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-
-
-def _run(argv: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          cwd=kw.pop("cwd", ROOT), preexec_fn=_limited,
-                          stdin=subprocess.DEVNULL, **kw)
-
-
-def shrinkc(*args: str, **kw) -> subprocess.CompletedProcess:
-    return _run([sys.executable, "-m", "shrinkc", *args], **kw)
-
-
-def _refused(r: subprocess.CompletedProcess, *expect: str) -> None:
-    assert r.returncode == 1, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr, r.stderr
-    for e in expect:
-        assert e in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------------- 8: YAML the loader can't build

@@ -15,7 +15,8 @@ the latency (ms) of the ImageNet network the cell is deployed in (the spec's ``d
 3x224x224) predicted from a table of its pieces. The variant spec is written beside the results
 (``latency_search_space.shrink``; only its search block's name and score differ).
 
-The table is measured once on this machine with the CPU clock (``--clock cpu``: this process's
+The table is measured once on this machine with the CPU clock (it starts from
+``latency_model.py``'s table, which holds every piece of the space, measuring what it lacks) (``--clock cpu``: this process's
 CPU time on one thread, which another job on the other core disturbs less than the wall clock;
 the fingerprint records it). ``measure`` times every found cell in the deployment network and
 the references (ShrinkCNN-A, MobileNetV2, MobileNetV3-Large and -Small, EfficientNet-B0) with
@@ -45,6 +46,7 @@ import shrink_search_cifar10 as C  # noqa: E402
 
 OUT = S.ROOT / "benchmarks" / "results" / "latency_search"
 TABLE = OUT / "table_cpu.json"
+MODEL_TABLE = S.ROOT / "benchmarks" / "results" / "latency_model_table.json"
 VARIANT = OUT / "latency_search_space.shrink"
 SCORE = "score acc - 0.1 * (log10(latency) - log10(5))"
 REFERENCES = {"ShrinkCNN-A": "specs/shrinkcnn_a.shrink", "MobileNetV2": "specs/mobilenetv2.shrink",
@@ -84,8 +86,12 @@ def part_table(args) -> None:
         print(f"table: {TABLE} exists")
         return
     t = time.perf_counter()
+    # latency_model.py's table (CPU clock, 1 thread) holds every piece of this space: start
+    # from it where it is, measuring only what it lacks
+    start = ["--table", str(MODEL_TABLE)] if MODEL_TABLE.exists() else []
     r = subprocess.run([sys.executable, "-m", "shrinkc", "latency", str(variant()), "--space",
-                        "--clock", "cpu", "--save-table", str(TABLE), "--quiet", "--json"],
+                        "--clock", "cpu", *start, "--save-table", str(TABLE), "--quiet",
+                        "--json"],
                        capture_output=True, text=True, cwd=S.ROOT)
     if r.returncode != 0:
         sys.exit(r.stderr)

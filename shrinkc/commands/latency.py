@@ -8,7 +8,7 @@ these settings). ``--space [NAME]`` builds the table for a whole search space: e
 candidate of the space can put into the network (the spec's search network, or
 ``--network``). ``--save-table FILE`` writes the table (atomically). ``--measure`` also
 measures the whole network by the same routine and fingerprint, and ``--calibrate`` records
-the pair in the table and fits ``measured = scale * predicted + offset`` over the networks
+the pair in the table and fits ``measured = scale * predicted`` (the ratios' median) over the networks
 recorded so far. ``--json`` prints ``predicted_ms`` and ``measured_ms`` (null unless measured)
 among the rest. numpy, onnx and onnxruntime load only here.
 """
@@ -247,7 +247,7 @@ def register(sub) -> None:
                    help="also measure the whole network by the same routine")
     p.add_argument("--calibrate", action="store_true",
                    help="with --measure and --save-table: record the pair and fit "
-                        "measured = scale * predicted + offset over the recorded networks")
+                        "measured = scale * predicted over the recorded networks (the median ratio)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--quiet", action="store_true", help="no progress while measuring")
     from shrinkc.backends.latency import Protocol

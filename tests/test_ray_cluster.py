@@ -35,13 +35,22 @@ def _env(**extra: str) -> dict:
     return env
 
 
-def _shrink(out: Path, *extra: str, env: dict | None = None, timeout: float = 400):
-    """``shrinkc shrink TINY -o out --quiet extra...`` in a fresh process: the result and the
-    seconds it took."""
+def _address_space_limit():  # 8 GiB: ray and torch map a lot; a runaway allocation fails fast
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+
+def _shrink(out: Path, *extra: str, env: dict | None = None, timeout: float = 400,
+            joins: bool = False):
+    """``shrinkc shrink TINY -o out --quiet extra...`` in a fresh process with a time limit
+    and, unless it ``joins`` a running cluster, an address-space limit (a connected Ray driver
+    maps the cluster's object store): the result and the seconds it took."""
     start = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
                         "--quiet", *extra], capture_output=True, text=True, cwd=ROOT,
-                       timeout=timeout, env=env or _env(), stdin=subprocess.DEVNULL)
+                       timeout=timeout, env=env or _env(), stdin=subprocess.DEVNULL,
+                       preexec_fn=None if joins else _address_space_limit)
     return r, time.monotonic() - start
 
 
@@ -409,6 +418,7 @@ def _same_result(out: Path, reference: Path) -> None:
 def test_a_search_on_a_ray_cluster_equals_a_local_run(cluster, local_run, tmp_path):
     out = tmp_path / "run"
     r, _ = _shrink(out, *STEPS, "--executor", "ray", "--address", cluster["address"],
+                   joins=True,
                    env=cluster["env"])
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
@@ -420,6 +430,7 @@ def test_a_cluster_that_wants_a_token_says_so(cluster, tmp_path):
     message names the token and how to give it. (Ray's own knob shortens its retries here.)"""
     env = _env(RAY_AUTH_MODE="disabled", RAY_gcs_server_port_wait_time_s="1")
     r, _ = _shrink(tmp_path / "run", "--executor", "ray", "--address", cluster["address"],
+                   joins=True,
                    env=env)
     assert r.returncode == 1, r.stderr
     assert (f"the Ray cluster at {cluster['address']} refused this connection: it wants its "
@@ -461,6 +472,6 @@ def test_a_worker_killed_mid_candidate_changes_nothing(cluster, local_run, tmp_p
     if proc.returncode != 0:  # Ray gave the candidate up: the search says so
         assert proc.returncode == 1 and "--resume" in err, err
         r, _ = _shrink(out, *STEPS, "--executor", "ray", "--address", cluster["address"],
-                       "--resume", env=cluster["env"])
+                       "--resume", env=cluster["env"], joins=True)
         assert r.returncode == 0, r.stderr
     _same_result(out, local_run)

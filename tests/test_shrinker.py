@@ -128,7 +128,7 @@ def test_paper_score():
 
 
 @pytest.mark.parametrize("score, message, hint", [
-    ("accuracy - 0.1", "unknown name 'accuracy' in the score", "acc, edges, macs, params"),
+    ("accuracy - 0.1", "unknown name 'accuracy' in the score", "acc, edges, latency, macs, params"),
     ("acc - 0.1 * log(macs, 2)", "log() takes 1 argument, got 2", None),
     ("acc - lg10(macs)", "unknown function 'lg10'", "did you mean 'log10'?"),
 ])

@@ -75,6 +75,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import shrink_search_space  # noqa: E402
 from hostinfo import cpu_flags  # noqa: E402
 
 SPACE_SPEC = "specs/shrinkcnn_space.shrink"
@@ -137,37 +138,9 @@ class Space:
 
         return self.graph(complete_edges(node_count(self.space)))
 
-    def cell_hash(self, edges) -> str:
-        from shrinkc.compiler.analysis.cellhash import cell_hash
-        from shrinkc.compiler.ir import SpaceDef
-        from shrinkc.compiler.passes.space import expand
-        from shrinkc.search import rules
-
-        prog = rules.with_edges(self.parsed, self.space.name, tuple(map(tuple, edges)))
-        return cell_hash(expand(prog.defs(SpaceDef)[self.space.name]))
-
-    def random_cells(self, n: int, seed: int) -> list[tuple]:
-        """``n`` distinct random cells (by cell hash), as ``shrink_search.py`` draws them: a
-        random number of edges (2 to all), a random subset of that size, cleaned up, kept if
-        valid. The first ``n`` of a seed do not depend on ``n``."""
-        from shrinkc.compiler.passes.space import cleanup, node_count
-        from shrinkc.search import rules
-
-        rng = random.Random(seed)
-        full = rules.live_edges(self.space)
-        nodes = node_count(self.space)
-        seen: set[str] = set()
-        cells: list[tuple] = []
-        while len(cells) < n:
-            k = rng.randint(2, len(full))
-            edges = cleanup(tuple(sorted(rng.sample(full, k), key=lambda e: (e[1], e[0]))), nodes)
-            if not rules.valid(edges):
-                continue
-            h = self.cell_hash(edges)
-            if h not in seen:
-                seen.add(h)
-                cells.append(edges)
-        return cells
+    # random cells drawn by shrink_search.py's own method (the same cells for the same seed)
+    cell_hash = shrink_search_space.Space.cell_hash
+    random_cells = shrink_search_space.Space.random_cells
 
 
 # --------------------------------------------------------------------------- statistics

@@ -8,6 +8,7 @@
 ``settings``   reads and checks the search block's settings; device and training precision
 ``job``        ``Job``: what a worker trains, plain picklable data, built by ``make_job``
 ``driver``     ``shrinkc shrink``: the search loop, step by step
+``logentry``   ``Entry``: one line of log.jsonl, declared once (made, ranked, written, read back)
 ``rundir``     the run directory: run.json, log.jsonl, snapshots, the scores plot
 ``executors``  where jobs are trained: in-process, local worker processes, Ray
 ``progress``   the progress display on stderr (rich, imported when a search starts)

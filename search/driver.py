@@ -25,6 +25,7 @@ from . import latency as latency_score
 from . import rules, tasks
 from .executors import Executor, make_executor
 from .job import Job, Parent, make_job
+from .logentry import Entry
 from .progress import Progress
 from .rundir import RunDir
 from .runjson import meta
@@ -97,7 +98,7 @@ class _Run:
     needed) and the progress display."""
 
     rundir: RunDir
-    log: list[dict]
+    log: list[Entry]
     edges: tuple[Edge, ...]
     progress: Progress
     snapshots: list[dict] = field(default_factory=list)
@@ -151,7 +152,7 @@ def _run(s: _Search, rundir: RunDir, report: Report | None) -> dict:
     total = sum(sum(rules.round_sizes(min(s.settings.candidates, n), rounds,
                                       s.settings.halving, s.settings.drop))
                 for n in range(goal + 1, len(edges) + 1))
-    resumed = sum(1 for e in log if e["step"] >= 1)
+    resumed = sum(1 for e in log if e.step >= 1)
     state = _Run(rundir, log, edges, Progress(opts.quiet, total, resumed))
     try:
         if opts.inherit:
@@ -270,16 +271,23 @@ def _first_parent(s: _Search, state: _Run) -> Parent:
         (result,) = list(state.train(s.opts, [job]))
         n = len(state.edges)
         metrics = s.metrics(result, state.edges, n)
-        state.log = [e for e in state.log if e["step"] != 0]
-        state.log.insert(0, {"step": 0, "edge": None, "edges": n, "chosen": True,
-                             "score": rules.score(s.settings.score, metrics),
-                             **{k: v for k, v in metrics.items() if k not in ("state", "edges")}})
+        state.log = [e for e in state.log if e.step != 0]
+        state.log.insert(0, Entry(step=0, edge=None, edges=n, chosen=True,
+                                  score=rules.score(s.settings.score, metrics),
+                                  **_results(metrics)))
         state.rundir.write_log(state.log)
         state.rundir.write_parent_state(0, result["state"])
     return Parent(text=text, state=state.rundir.read_state(first, 0))
 
 
 # --------------------------------------------------------------------------- one step
+
+
+def _results(metrics: dict) -> dict:
+    """What a log entry keeps of a candidate's metrics: not its weights, checkpoint or edge
+    count (the entry's ``edges`` is the job's)."""
+    return {k: v for k, v in metrics.items() if k not in ("state", "checkpoint", "edges")}
+
 
 
 def _step(s: _Search, state: _Run, step: int) -> bool:
@@ -303,7 +311,7 @@ def _step(s: _Search, state: _Run, step: int) -> bool:
     budgets = rules.rungs(s.settings.train.epochs, s.settings.halving)
     if state.parent is not None:
         budgets = budgets[-1:]  # --inherit fine-tunes instead (halving is refused with it)
-    entries: list[dict] = []
+    entries: list[Entry] = []
     for rung, budget in enumerate(budgets):
         if rung > 0:
             cands = rules.survivors(entries, s.settings.halving, s.settings.drop)
@@ -319,12 +327,11 @@ def _step(s: _Search, state: _Run, step: int) -> bool:
 
 
 def _round(s: _Search, state: _Run, step: int, cands: list[Edge], rung: int | None,
-           epochs: int | None, restarts: list[int] | None = None) -> list[dict]:
+           epochs: int | None, restarts: list[int] | None = None) -> list[Entry]:
     """Train the candidates ``cands`` of a step (one round of it, with halving: ``rung``,
     for ``epochs``; None: the train settings' own, with a learning-rate schedule restarting
     at the earlier rounds' budgets ``restarts``) that the log lacks; their log entries."""
-    done = {tuple(e["edge"]): e for e in state.log
-            if e["step"] == step and e.get("rung") == rung}
+    done = {e.edge_key: e for e in state.log if e.step == step and e.rung == rung}
     plan, trained = _plan(s, state, step, [c for c in cands if c not in done], rung, epochs,
                           restarts)
     _train_and_record(s, state, step, plan, trained, done, len(cands), rung)
@@ -333,14 +340,14 @@ def _round(s: _Search, state: _Run, step: int, cands: list[Edge], rung: int | No
 
 def _plan(s: _Search, state: _Run, step: int, todo: list[Edge], rung: int | None = None,
           epochs: int | None = None, restarts: list[int] | None = None,
-          ) -> tuple[list[_Planned], dict[str, dict]]:
+          ) -> tuple[list[_Planned], dict[str, Entry]]:
     """The jobs of a step's candidates not yet in the log, and the log's trained candidates
     (of the same round) by cell hash. A candidate isomorphic to one trained earlier in the run
     (or in this step) is not trained again (not with --inherit, where the result depends on
     the parent's weights).
     """
-    trained = {e["hash"]: e for e in state.log
-               if "hash" in e and "isomorphic_to" not in e and e.get("rung") == rung}
+    trained = {e.hash: e for e in state.log
+               if e.hash is not None and e.trained and e.rung == rung}
     plan: list[_Planned] = []
     for c in todo:
         after = rules.remove(s.space, state.edges, c)
@@ -357,7 +364,7 @@ def _plan(s: _Search, state: _Run, step: int, todo: list[Edge], rung: int | None
 
 
 def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
-                      trained: dict[str, dict], done: dict[Edge, dict], n: int,
+                      trained: dict[str, Entry], done: dict[Edge, Entry], n: int,
                       rung: int | None = None) -> None:
     """Train the planned jobs and log each candidate as it finishes (an isomorphic one takes
     its twin's metrics); the log is written after every candidate."""
@@ -367,10 +374,10 @@ def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
     for p in plan:
         if p.job is None:
             twin = trained.get(p.hash) or next(done[q.edge] for q in plan if q.hash == p.hash)
-            entry = {**{k: v for k, v in twin.items() if k not in latency_score.MEASURED},
-                     "step": step, "edge": list(p.edge), "chosen": False,
-                     "seconds": 0.0, "cpu_seconds": 0.0,
-                     "isomorphic_to": [twin["step"], twin["edge"]], **where}
+            entry = Entry(**{**twin.as_dict(exclude=latency_score.MEASURED),
+                             "step": step, "edge": list(p.edge), "chosen": False,
+                             "seconds": 0.0, "cpu_seconds": 0.0,
+                             "isomorphic_to": [twin.step, twin.edge], **where})
         else:
             result = next(results)
             if "state" in result:
@@ -378,10 +385,9 @@ def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
             if "checkpoint" in result:
                 state.rundir.write_checkpoint(step, p.edge, rung or 0, result["checkpoint"])
             metrics = s.metrics(result, rules.remove(s.space, state.edges, p.edge), p.job.edges)
-            entry = {"step": step, "edge": list(p.edge), "edges": p.job.edges, "hash": p.hash,
-                     "score": rules.score(s.settings.score, metrics), "chosen": False,
-                     **where, **{k: v for k, v in metrics.items()
-                                 if k not in ("state", "checkpoint", "edges")}}
+            entry = Entry(step=step, edge=list(p.edge), edges=p.job.edges, hash=p.hash,
+                          score=rules.score(s.settings.score, metrics), chosen=False,
+                          **where, **_results(metrics))
             trained.setdefault(p.hash, entry)
         state.log.append(entry)
         done[p.edge] = entry
@@ -389,33 +395,34 @@ def _train_and_record(s: _Search, state: _Run, step: int, plan: list[_Planned],
         state.progress.finished(step, len(state.edges), len(done), n)
 
 
-def _choose(s: _Search, state: _Run, step: int, entries: list[dict]) -> list[dict]:
+def _choose(s: _Search, state: _Run, step: int, entries: list[Entry]) -> list[Entry]:
     """Mark the step's best ``drop`` candidates chosen (ties: fewer edges, then the lower
     edge) and log it; with --inherit the first winner's weights become the next parent."""
     chosen = rules.rank(entries)[: s.settings.drop]
     for e in entries:
-        e["chosen"] = any(e is ch for ch in chosen)
+        e.chosen = any(e is ch for ch in chosen)
     if state.parent is not None:
-        state.rundir.promote_candidate_state(step, chosen[0]["edge"])
+        state.rundir.promote_candidate_state(step, chosen[0].edge)
     state.rundir.write_log(state.log)
     return chosen
 
 
-def _remove_and_snapshot(s: _Search, state: _Run, step: int, chosen: list[dict]) -> None:
+def _remove_and_snapshot(s: _Search, state: _Run, step: int, chosen: list[Entry]) -> None:
     """Remove the chosen edges for good, move the parent on (--inherit), and write the step's
     snapshot, the best snapshot so far and the scores plot."""
-    state.edges = rules.remove(s.space, state.edges, tuple(tuple(e["edge"]) for e in chosen))
+    state.edges = rules.remove(s.space, state.edges, tuple(e.edge_key for e in chosen))
     text = print_program(s.program(state.edges))
     if state.parent is not None:
         state.parent = Parent(text=text,
                               state=state.rundir.read_state(state.rundir.parent_state(step), step))
         state.rundir.drop_candidate_states(step)
-    if s.latency is not None and s.latency.here and "latency_measured" not in chosen[0]:
-        chosen[0].update(s.latency.measure(state.edges))  # between steps: nothing trains now
+    if s.latency is not None and s.latency.here and chosen[0].get("latency_measured") is None:
+        chosen[0].add(**s.latency.measure(state.edges))  # between steps: nothing trains now
         state.rundir.write_log(state.log)
     name = state.rundir.snapshot(step, text)
     state.snapshots.append({"step": step, "edges": len(state.edges), "file": name, "text": text,
-                            **{k: chosen[0][k] for k in tasks.SNAPSHOT_METRICS if k in chosen[0]}})
+                            **{k: v for k in tasks.SNAPSHOT_METRICS
+                               if (v := chosen[0].get(k)) is not None}})
     state.rundir.best(rules.best_snapshot(state.snapshots)["text"])  # type: ignore[index]
     state.rundir.plot(state.snapshots, state.log)
 

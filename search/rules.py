@@ -13,10 +13,14 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from typing import TYPE_CHECKING
 
 from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError, did_you_mean
 from shrinkc.compiler.passes.space import all_edges, cleanup, node_count
+
+if TYPE_CHECKING:
+    from .logentry import Entry
 
 Edge = tuple[int, int]
 
@@ -128,17 +132,17 @@ def rungs(epochs: int, halving: int) -> list[int]:
     return out
 
 
-def rank(entries: list[dict]) -> list[dict]:
+def rank(entries: list[Entry]) -> list[Entry]:
     """Candidates best first: higher score, then fewer edges, then the lower edge."""
-    return sorted(entries, key=lambda e: (-e["score"], e["edges"], e["edge"]))
+    return sorted(entries, key=lambda e: (-e.score, e.edges, e.edge))
 
 
-def survivors(entries: list[dict], halving: int, drop: int) -> list[Edge]:
+def survivors(entries: list[Entry], halving: int, drop: int) -> list[Edge]:
     """The edges of the candidates that go on to the next round: the best 1/eta of them,
     never fewer than the ``drop`` a step removes (when that leaves only ``drop``, they are the
     winners and the step needs no further round)."""
     keep = max(drop, -(-len(entries) // halving))
-    return sorted((tuple(e["edge"]) for e in rank(entries)[:keep]), key=lambda e: (e[1], e[0]))
+    return sorted((e.edge_key for e in rank(entries)[:keep]), key=lambda e: (e[1], e[0]))
 
 
 def round_sizes(k: int, rounds: int, halving: int, drop: int) -> list[int]:

@@ -41,13 +41,13 @@ import stat
 import zipfile
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from shrinkc.compiler.errors import ShrinkError
 from shrinkc.compiler.fsutil import atomic_write, check_own, ensure_dir, read_own
 from shrinkc.compiler.ir import Loc
 
-from . import tasks
+from .logentry import Entry
 from .rules import Edge
 from .runjson import BEFORE, COMPARED, FORMAT, NEW_KEYS, Meta, what_changed
 
@@ -85,41 +85,6 @@ def _is_ours(raw: bytes) -> bool:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return False
     return isinstance(old, dict) and (old.get("format") == FORMAT or old.keys() >= _EVERY_RUN)
-
-
-class _Entry(BaseModel):
-    """One log.jsonl line as read back: what the search reads of it, of the right types."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    step: int = Field(ge=0)
-    edge: list[int] | None = Field(min_length=2, max_length=2)
-    edges: int = Field(ge=0)
-    chosen: bool
-    score: float
-    hash: str | None = None
-    isomorphic_to: list | None = Field(default=None, min_length=2, max_length=2)
-    acc: float | None = None
-    macs: float | None = None
-    ppl: float | None = None
-    flops: float | None = None
-    params: float | None = None
-    epochs: int | None = None
-    seconds: float | None = None
-    rung: int | None = Field(default=None, ge=0)  # the round, with successive halving
-
-    @model_validator(mode="after")
-    def _consistent(self) -> _Entry:
-        if (self.step == 0) != (self.edge is None):
-            raise ValueError("edge must be null for step 0 (the complete DAG) and an edge "
-                             "[i, j] for later steps")
-        if self.step > 0 and self.hash is None:
-            raise ValueError("a candidate needs its cell's hash")
-        task = tasks.of_metrics(vars(self))
-        need = (task.quality, task.cost)
-        missing = [k for k in need if getattr(self, k) is None]
-        if missing:
-            raise ValueError(f"metric '{missing[0]}' is missing")
-        return self
 
 
 def _first_problem(e: ValidationError) -> str:
@@ -239,7 +204,7 @@ class RunDir:
         if fd is not None:
             os.close(fd)
 
-    def start(self, meta: dict, resume: bool) -> list[dict]:
+    def start(self, meta: dict, resume: bool) -> list[Entry]:
         """Write run.json and return the log to continue from (empty unless ``resume``).
 
         A directory that already holds a run is an error without ``resume``; with it, so is a
@@ -309,13 +274,13 @@ class RunDir:
     def _read_bytes(self, path: Path, limit: int | None = None) -> bytes:
         return read_own(path, "start a new run (choose another -o)", limit)
 
-    def read_log(self) -> list[dict]:
+    def read_log(self) -> list[Entry]:
         """The log's entries, each checked (types, and no candidate twice); a damaged line is
         an error located in the log that says how to recover."""
         if not self.log_path.exists():
             return []
         raw = self._read_bytes(self.log_path)
-        out: list[dict] = []
+        out: list[Entry] = []
         seen: dict[tuple, int] = {}
         for n, line in enumerate(raw.split(b"\n"), 1):
             if not line.strip():
@@ -331,12 +296,11 @@ class RunDir:
                 problem = "nested too deeply"
             if problem is None:
                 try:
-                    _Entry.model_validate(entry)
+                    entry = Entry.model_validate(entry)
                 except ValidationError as e:
                     problem = _first_problem(e)
             if problem is None:
-                key = (entry["step"], None if entry["edge"] is None else tuple(entry["edge"]),
-                       entry.get("rung") or 0)
+                key = (entry.step, entry.edge_key, entry.rung or 0)
                 if key in seen:
                     problem = f"the candidate of step {key[0]} is also on line {seen[key]}"
                 seen.setdefault(key, n)
@@ -349,9 +313,9 @@ class RunDir:
             out.append(entry)
         return out
 
-    def write_log(self, log: list[dict]) -> None:
+    def write_log(self, log: list[Entry]) -> None:
         """Rewrite the whole log, one JSON object (keys sorted) a line."""
-        self._write(self.log_path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in log))
+        self._write(self.log_path, "".join(e.line() + "\n" for e in log))
 
     def write_latency_table(self, table) -> None:
         """Keep the latency table the run scores with (``latency.json``), as ``save`` writes it."""
@@ -452,7 +416,7 @@ class RunDir:
         for f in self.candidates.glob(f"step-{step:02d}-*.pt"):
             f.unlink()
 
-    def plot(self, snapshots: list[dict], log: list[dict]) -> None:
+    def plot(self, snapshots: list[dict], log: list[Entry]) -> None:
         """Write scores.png: each step's best and mean score against live edges (nothing
         without matplotlib)."""
         png = scores_png(snapshots, log)
@@ -460,7 +424,7 @@ class RunDir:
             self._write(self.out / "scores.png", png)
 
 
-def scores_png(snapshots: list[dict], log: list[dict]) -> bytes | None:
+def scores_png(snapshots: list[dict], log: list[Entry]) -> bytes | None:
     """The scores plot as PNG bytes, or None without matplotlib (imported here, lazily)."""
     try:
         import matplotlib
@@ -471,7 +435,7 @@ def scores_png(snapshots: list[dict], log: list[dict]) -> bytes | None:
         return None
     xs, best, mean = [], [], []
     for s in snapshots:
-        scores = [e["score"] for e in log if e["step"] == s["step"] and e["score"] > float("-inf")]
+        scores = [e.score for e in log if e.step == s["step"] and e.score > float("-inf")]
         if not scores:
             continue
         xs.append(s["edges"])

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from shrinkc.search import rules
+from shrinkc.search.logentry import Entry
 
-from conftest import ROOT, TEST_SPECS, kill_mid_run, read_log, run_shrink
+from conftest import ROOT, TEST_SPECS, kill_and_resume, read_log, run_shrink
 
 TINY = TEST_SPECS / "tiny_space.shrink"
 HALVING = ("--candidates", "3", "--epochs", "2", "--halving", "2")
@@ -40,8 +41,9 @@ def test_round_sizes(k, rounds, eta, drop, sizes):
 
 
 def test_survivors_are_the_best_by_score_then_fewer_edges():
-    entries = [{"edge": [0, 1], "score": 0.5, "edges": 5}, {"edge": [0, 2], "score": 0.7, "edges": 5},
-               {"edge": [1, 2], "score": 0.7, "edges": 4}, {"edge": [2, 3], "score": 0.1, "edges": 5}]
+    entries = [Entry(step=1, edge=list(edge), score=score, edges=edges, chosen=False, hash="h",
+                     acc=score, macs=1) for edge, score, edges in
+               [((0, 1), 0.5, 5), ((0, 2), 0.7, 5), ((1, 2), 0.7, 4), ((2, 3), 0.1, 5)]]
     assert rules.survivors(entries, 2, 1) == [(0, 2), (1, 2)]  # sorted by (dst, src)
     assert rules.survivors(entries, 4, 1) == [(1, 2)]
     assert rules.survivors(entries, 4, 3) == [(0, 1), (0, 2), (1, 2)]
@@ -59,6 +61,15 @@ def halving_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("halving") / "run"
     _run(out, *HALVING)
     return out
+
+
+@pytest.fixture(scope="module")
+def halving_resumed(tmp_path_factory):
+    """The halving search on one worker, killed into the second round of step 1 or later and
+    resumed on two workers (conftest.kill_and_resume): checked by the workers and the resume
+    tests against the uninterrupted one-worker ``halving_run``."""
+    out = tmp_path_factory.mktemp("halving_killed") / "run"
+    return kill_and_resume(TINY, out, *HALVING, lines=4)
 
 
 def test_rounds_keep_the_better_half_and_winners_come_from_the_last(halving_run):
@@ -90,18 +101,16 @@ def test_rounds_keep_the_better_half_and_winners_come_from_the_last(halving_run)
     assert two_rounds >= 2
 
 
-def test_halving_with_two_workers_gives_the_same_result(halving_run, tmp_path):
-    _run(tmp_path / "w2", *HALVING, "--workers", "2")
-    assert _log(tmp_path / "w2") == _log(halving_run)
-    assert (tmp_path / "w2" / "best.shrink").read_text() == (halving_run / "best.shrink").read_text()
+def test_halving_with_two_workers_gives_the_same_result(halving_run, halving_resumed):
+    assert halving_resumed.log == _log(halving_run)
+    assert halving_resumed.best == (halving_run / "best.shrink").read_text()
 
 
-def test_halving_resumes_identically_after_kill(halving_run, tmp_path):
-    out, total = tmp_path / "killed", len(_log(halving_run))
-    n = kill_mid_run(TINY, out, *HALVING, lines=4)  # into the second round of step 1 or later
+def test_halving_resumes_identically_after_kill(halving_run, halving_resumed):
+    out, total = halving_resumed.out, len(_log(halving_run))
+    n = halving_resumed.lines  # into the second round of step 1 or later
     assert 4 <= n < total, "killed mid-run"
-    _run(out, *HALVING, "--resume")
-    assert _log(out) == _log(halving_run)
+    assert halving_resumed.log == _log(halving_run)
     mismatch = _run(out, "--candidates", "3", "--epochs", "2", "--resume", check_rc=False)
     assert mismatch.returncode == 1 and "halving" in mismatch.stderr  # settings are recorded
 
@@ -128,12 +137,12 @@ def test_bad_halving_in_the_spec_is_located(tmp_path):
     assert "halving must be 0 (off)" in r.stderr
 
 
-def test_survivors_continue_exactly_as_one_longer_run(halving_run, tmp_path):
+def test_survivors_continue_exactly_as_one_longer_run(halving_run, tiny_two_epoch_step):
     """A second-round candidate continues from its first round's checkpoint and ends as a
-    plain run of the full budget with the same seed does (written here: --epochs 2, no
-    halving); the step's checkpoints are gone once it is decided."""
-    plain = tmp_path / "plain"
-    _run(plain, "--candidates", "3", "--epochs", "2", "--max-steps", "1")
+    plain run of the full budget with the same seed does (conftest's tiny_two_epoch_step:
+    --candidates 3 --epochs 2 --max-steps 1, no halving); the step's checkpoints are gone once
+    it is decided."""
+    plain = tiny_two_epoch_step
     by_edge = {tuple(e["edge"]): e for e in _log(plain)}
     continued = [e for e in _log(halving_run)
                  if e["step"] == 1 and e["rung"] == 1 and "isomorphic_to" not in e]

@@ -194,3 +194,75 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     where = tmp_path / "cache"
     monkeypatch.setenv(cache.ENV, str(where))
     return where
+
+
+# ------------------------------------------------------------------ shared end-to-end searches
+# A real search of the tiny spec takes from seconds to minutes on a busy machine, so the tests
+# that only compare results (uninterrupted against killed and resumed, one worker against two)
+# share these runs, made once a session, instead of each starting its own. A test must not
+# change a shared run folder: copy it first.
+
+TINY = TEST_SPECS / "tiny_space.shrink"
+
+
+class KilledRun:
+    """A search killed with kill -9 mid-run, then resumed to its end.
+
+    ``out``: its run folder; ``lines``: the log lines it had when killed; ``refused``: the
+    same command started again without --resume on the killed folder, if asked for (a run is
+    never silently overwritten), else None; ``log`` (as ``read_log``) and ``best``
+    (best.shrink): the result right after the resume, taken before any test starts another
+    process on the folder."""
+
+    def __init__(self, out: Path, lines: int, refused, log: list[dict], best: str):
+        self.out, self.lines, self.refused, self.log, self.best = out, lines, refused, log, best
+
+
+def kill_and_resume(spec: Path, out: Path, *flags: str, lines: int,
+                    refuse: bool = False) -> KilledRun:
+    """``shrinkc shrink spec -o out flags`` on one worker (training in the search's own
+    process), killed once its log has ``lines`` lines, with ``refuse`` started again without
+    --resume, then resumed with ``flags --workers 2`` to its end: every candidate after the
+    kill is trained on one of two worker processes. Compared with the uninterrupted one-worker
+    run, one such run shows both that a resume and that the number of workers leave the
+    result as it is (the number of workers is not a setting a resume compares)."""
+    n = kill_mid_run(spec, out, *flags, lines=lines)
+    refused = run_shrink(spec, out, *flags, check_rc=False) if refuse else None
+    run_shrink(spec, out, *flags, "--workers", "2", "--resume")
+    best = out / "best.shrink"
+    return KilledRun(out, n, refused, read_log(out), best.read_text() if best.exists() else "")
+
+
+@pytest.fixture(scope="session")
+def tiny_reference_run(tmp_path_factory) -> Path:
+    """The tiny search to its end, uninterrupted, one worker: the result the others equal."""
+    out = tmp_path_factory.mktemp("tiny_reference") / "run"
+    run_shrink(TINY, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_resumed_run(tmp_path_factory) -> KilledRun:
+    """The tiny search on one worker, killed after 5 log lines, started again without
+    --resume (refused), then resumed on two workers."""
+    return kill_and_resume(TINY, tmp_path_factory.mktemp("tiny_killed") / "run", lines=5,
+                           refuse=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_two_epoch_step(tmp_path_factory) -> Path:
+    """One step of the tiny search, 3 candidates of 2 epochs, no halving and no schedule: what
+    halving's survivors continue to (test_halving) and what a schedule changes (test_schedule)."""
+    out = tmp_path_factory.mktemp("tiny_two_epochs") / "run"
+    run_shrink(TINY, out, "--candidates", "3", "--epochs", "2", "--max-steps", "1")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_one_step_run(tmp_path_factory) -> Path:
+    """One step of the tiny search with its spec's settings and --device auto (the default),
+    finished: the run folder test_hostile_search damages (in copies) and the run whose
+    run.json test_run_config reads for the device auto chose."""
+    out = tmp_path_factory.mktemp("tiny_one_step") / "run"
+    run_shrink(TINY, out, "--max-steps", "1", "--device", "auto")
+    return out

@@ -198,12 +198,10 @@ def test_a_second_process_is_refused_and_a_killed_holder_does_not_block(tmp_path
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A finished one-step run of the tiny search (made once)."""
-    out = tmp_path_factory.mktemp("hostile") / "run"
-    r = subprocess_shrink(TINY, out, "--max-steps", "1")
-    assert r.returncode == 0, r.stderr
-    return out
+def finished_run(tiny_one_step_run):
+    """A finished one-step run of the tiny search (conftest's, made once a session; the tests
+    damage copies of it)."""
+    return tiny_one_step_run
 
 
 @pytest.fixture(scope="module")

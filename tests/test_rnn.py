@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from shrinkc.cli import main
 
-from conftest import ROOT, TEST_SPECS
+from conftest import ROOT, TEST_SPECS, kill_mid_run
 
 PENN = ROOT.parent / "shared" / "data" / "penn_proxy"
 TINY = TEST_SPECS / "tiny_rnn_space.shrink"
@@ -131,17 +128,7 @@ def test_tiny_rnn_search_end_to_end(reference):
 
 def test_rnn_resume_after_kill(reference, corpus_slice, tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
-                             "--data", str(corpus_slice), "--quiet"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if (out / "log.jsonl").exists() and len((out / "log.jsonl").read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n = len((out / "log.jsonl").read_text().splitlines())
+    n = kill_mid_run(TINY, out, "--data", str(corpus_slice), lines=2)
     assert 2 <= n < len(_log(reference)), "killed mid-run"
     _run(out, corpus_slice, "--resume")
     assert _log(out) == _log(reference)

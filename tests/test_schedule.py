@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import TEST_SPECS, kill_mid_run, read_log, run_shrink
+from conftest import TEST_SPECS, kill_and_resume, read_log, run_shrink
 
 torch = pytest.importorskip("torch")
 
@@ -126,28 +126,35 @@ def linear_run(tmp_path_factory):
     return out
 
 
-def test_schedule_is_recorded_and_changes_the_result(linear_run, tmp_path):
+@pytest.fixture(scope="module")
+def linear_resumed(tmp_path_factory):
+    """The scheduled search on one worker, killed after 3 log lines and resumed on two
+    workers (conftest.kill_and_resume): checked by the workers and the resume tests against
+    the uninterrupted one-worker ``linear_run``."""
+    out = tmp_path_factory.mktemp("schedule_killed") / "run"
+    return kill_and_resume(TINY, out, *LINEAR, lines=3)
+
+
+def test_schedule_is_recorded_and_changes_the_result(linear_run, tiny_two_epoch_step):
     meta = json.loads((linear_run / "run.json").read_text())
     assert meta["settings"]["train"]["schedule"] == "linear"
-    constant = tmp_path / "constant"
-    run_shrink(TINY, constant, "--candidates", "3", "--epochs", "2", "--max-steps", "1")
+    # conftest's tiny_two_epoch_step: --candidates 3 --epochs 2 --max-steps 1, no schedule
+    constant = tiny_two_epoch_step
     assert "schedule" not in json.loads((constant / "run.json").read_text())["settings"]["train"]
     first = {tuple(e["edge"]): e["curve"] for e in read_log(linear_run) if e["step"] == 1}
     other = {tuple(e["edge"]): e["curve"] for e in read_log(constant) if e["step"] == 1}
     assert first.keys() == other.keys() and first != other
 
 
-def test_schedule_with_two_workers_gives_the_same_result(linear_run, tmp_path):
-    run_shrink(TINY, tmp_path / "w2", *LINEAR, "--workers", "2")
-    assert read_log(tmp_path / "w2") == read_log(linear_run)
+def test_schedule_with_two_workers_gives_the_same_result(linear_run, linear_resumed):
+    assert linear_resumed.log == read_log(linear_run)
 
 
-def test_schedule_resumes_identically_after_kill(linear_run, tmp_path):
-    out, total = tmp_path / "killed", len(read_log(linear_run))
-    n = kill_mid_run(TINY, out, *LINEAR, lines=3)
+def test_schedule_resumes_identically_after_kill(linear_run, linear_resumed):
+    out, total = linear_resumed.out, len(read_log(linear_run))
+    n = linear_resumed.lines
     assert 3 <= n < total, "killed mid-run"
-    run_shrink(TINY, out, *LINEAR, "--resume")
-    assert read_log(out) == read_log(linear_run)
+    assert linear_resumed.log == read_log(linear_run)
     mismatch = run_shrink(TINY, out, "--candidates", "3", "--epochs", "2", "--resume",
                           check_rc=False)
     assert mismatch.returncode == 1 and "schedule" in mismatch.stderr

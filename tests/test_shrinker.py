@@ -164,15 +164,12 @@ def _run(out: Path, *extra: str, check_rc: bool = True):
 _log = read_log
 
 
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref") / "run"
-    _run(out)
-    return out
+# tiny_reference_run (the tiny search uninterrupted, on one worker) and tiny_resumed_run (the
+# same on two workers, killed mid-run and resumed) are tests/conftest.py's, made once a session
 
 
-def test_tiny_search_end_to_end(reference_run):
-    out = reference_run
+def test_tiny_search_end_to_end(tiny_reference_run):
+    out = tiny_reference_run
     log = _log(out)
     steps = sorted({e["step"] for e in log})
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 3
@@ -212,10 +209,10 @@ def _reachable_only(edges: set[tuple[int, int]]) -> set[tuple[int, int]]:
     return {e for e in edges if e[0] in reach}
 
 
-def test_each_step_removes_its_chosen_edge_and_the_run_stops_at_keep(reference_run):
+def test_each_step_removes_its_chosen_edge_and_the_run_stops_at_keep(tiny_reference_run):
     """Each snapshot is the previous one without exactly the chosen edge (and the edges the
     cleanup drops), and the run ends at the first step at or below the keep fraction."""
-    out, log = reference_run, _log(reference_run)
+    out, log = tiny_reference_run, _log(tiny_reference_run)
     steps = sorted({e["step"] for e in log})
     before = _space_edges(TINY.read_text())
     initial = len(before)
@@ -231,21 +228,20 @@ def test_each_step_removes_its_chosen_edge_and_the_run_stops_at_keep(reference_r
     assert sizes[-1] <= target < ([initial] + sizes)[-2]
 
 
-def test_workers_give_the_same_result(reference_run, tmp_path):
-    _run(tmp_path / "w2", "--workers", "2")
-    assert _log(tmp_path / "w2") == _log(reference_run)
-    assert (tmp_path / "w2" / "best.shrink").read_text() == (reference_run / "best.shrink").read_text()
+def test_workers_give_the_same_result(tiny_reference_run, tiny_resumed_run):
+    """The shared killed run was resumed with --workers 2: every candidate after the kill
+    was trained on one of two worker processes, and the result is one worker's."""
+    assert tiny_resumed_run.log == _log(tiny_reference_run)
+    assert tiny_resumed_run.best == (tiny_reference_run / "best.shrink").read_text()
 
 
-def test_resume_after_kill_gives_the_identical_result(reference_run, tmp_path):
-    out = tmp_path / "killed"
-    n = kill_mid_run(TINY, out, lines=5)
-    assert 5 <= n < len(_log(reference_run)), "killed mid-run"
-    again = _run(out, check_rc=False)
+def test_resume_after_kill_gives_the_identical_result(tiny_reference_run, tiny_resumed_run):
+    killed = tiny_resumed_run  # tests/conftest.py: killed after 5 lines, then resumed
+    assert 5 <= killed.lines < len(_log(tiny_reference_run)), "killed mid-run"
+    again = killed.refused  # the same command on the killed folder, without --resume
     assert again.returncode == 1 and "--resume" in again.stderr  # never silently overwritten
-    _run(out, "--resume")
-    assert _log(out) == _log(reference_run)
-    assert (out / "best.shrink").read_text() == (reference_run / "best.shrink").read_text()
+    assert killed.log == _log(tiny_reference_run)
+    assert killed.best == (tiny_reference_run / "best.shrink").read_text()
 
 
 def test_max_steps_and_overrides(tmp_path):
@@ -343,17 +339,7 @@ def test_inherit_search_resumes_identically(tmp_path):
     assert log[0]["step"] == 0 and log[0]["edge"] is None  # the complete DAG, from scratch
     assert all(e["epochs"] == 2 for e in log[1:])  # candidates are fine-tuned
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "shrinkc", "shrink", str(TINY), "-o", str(out),
-                             "--quiet", "--inherit", "--max-steps", "3"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if (out / "log.jsonl").exists() and len((out / "log.jsonl").read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n = len((out / "log.jsonl").read_text().splitlines())
+    n = kill_mid_run(TINY, out, "--inherit", "--max-steps", "3", lines=4)
     assert 4 <= n < len(log), "killed mid-run"
     _run(out, "--inherit", "--max-steps", "3", "--resume")
     assert _log(out) == log
@@ -405,15 +391,15 @@ def test_inherited_candidates_start_from_the_parents_weights():
     assert all((scratch[k] - parent_state[k]).abs().max() > 1e-2 for k in same)
 
 
-def test_ray_executor_gives_the_same_result(reference_run, tmp_path):
+def test_ray_executor_gives_the_same_result(tiny_reference_run, tmp_path):
     pytest.importorskip("ray")
     r = _run(tmp_path / "ray", "--executor", "ray", "--workers", "2")
     assert "Traceback" not in r.stderr
-    assert _log(tmp_path / "ray") == _log(reference_run)
+    assert _log(tmp_path / "ray") == _log(tiny_reference_run)
 
 
-def test_isomorphic_candidates_are_not_retrained(reference_run):
-    raw = [json.loads(x) for x in (reference_run / "log.jsonl").read_text().splitlines()]
+def test_isomorphic_candidates_are_not_retrained(tiny_reference_run):
+    raw = [json.loads(x) for x in (tiny_reference_run / "log.jsonl").read_text().splitlines()]
     twins = [e for e in raw if "isomorphic_to" in e]
     assert twins, "the tiny space has isomorphic removals"
     for e in twins:

@@ -111,6 +111,8 @@ def train_all(part: str, doc: dict, jobs: dict, workers: int, fns: dict | None =
     if not todo:
         return doc
     t0 = time.perf_counter()
+    walls = doc.setdefault("wall_s", [])  # one per sitting, kept as it goes: a sitting cut
+    walls.append(0.0)                      # short (a session's end) keeps what it ran
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit((fns or {}).get(k, _evaluate), j): k for k, j in todo.items()}
         for f in as_completed(futures):
@@ -119,6 +121,7 @@ def train_all(part: str, doc: dict, jobs: dict, workers: int, fns: dict | None =
             quality, cost = ("ppl", "flops") if "ppl" in r else ("acc", "macs")  # RNN or CNN
             runs[k] = {x: r[x] for x in (quality, "test_acc", cost, "params", "epochs", "curve",
                                          "seconds", "cpu_seconds") if x in r}
+            walls[-1] = round(time.perf_counter() - t0, 1)
             save(part, doc)
             print(f"  {k}: {quality} {r[quality]:.4f} in {r['epochs']} epochs, "
                   f"{r['seconds']:.0f} s ({time.perf_counter() - t0:.0f} s in)", flush=True)

@@ -3,6 +3,8 @@ measured latency, at the same budget and seeds (issue 25, "What it changes").
 
     python benchmarks/latency_search.py table            # the space's latency table, once
     python benchmarks/latency_search.py search --seed 0  # the latency-scored search (0, 1, 2)
+    python benchmarks/latency_search.py verify           # step 1 trained again: = the MACs run
+    python benchmarks/latency_search.py agree            # why the scores choose alike (no training)
     python benchmarks/latency_search.py proxyfull        # found cells at the full budget
     python benchmarks/latency_search.py measure          # deployed: params, MACs, latency
     python benchmarks/latency_search.py report           # tables and the plot
@@ -14,6 +16,17 @@ with the score ``acc - 0.1 * (log10(latency) - log10(5))``: the same weight, 0.1
 the latency (ms) of the ImageNet network the cell is deployed in (the spec's ``deploy`` line,
 3x224x224) predicted from a table of its pieces. The variant spec is written beside the results
 (``latency_search_space.shrink``; only its search block's name and score differ).
+
+**The replay.** Both searches sample a step's candidates from the same live edges with the same
+seed, and a candidate's training depends on its job alone (cell, seed, settings, data), not on
+the score. So until the first step where the two scores choose different edges they train the
+same candidates with the same results, and ``search`` starts the latency-scored run from the
+MACs-scored one's log: those steps' entries (and all of the step where the choices part) are
+written rescored (``latency`` from the run's table, ``score`` from the variant, each marked
+``replayed_from``), and ``shrinkc shrink --resume`` goes on from there, training what differs,
+measuring each chosen snapshot and deciding every step itself (``--no-replay`` trains it all).
+``verify`` trains step 1 of the latency-scored search again and checks that every candidate's
+accuracy, curve and MACs equal the MACs-scored run's.
 
 The table is measured once on this machine with the CPU clock (it starts from
 ``latency_model.py``'s table, which holds every piece of the space, measuring what it lacks) (``--clock cpu``: this process's
@@ -108,10 +121,176 @@ def part_search(args) -> None:
         sys.exit(f"build the table first: python {sys.argv[0]} table")
     S.cfg.SEED = args.seed
     spec = variant().relative_to(S.ROOT).as_posix()
-    S.timed_search(S.seeded("latency_search"), spec,
+    part = S.seeded("latency_search")
+    flags = ["--workers", str(args.workers), *S.cfg.RECOMMENDED,
+             *(["--seed", str(args.seed)] if args.seed else []), "--latency-table", str(TABLE)]
+    out = S.RESULTS / "runs" / f"{part}{S.cfg.TAG}"
+    if not (out / "run.json").exists():
+        S.timed_search(part, spec, [*flags, "--max-steps", "0"])  # run.json, latency.json
+        if not args.no_replay:
+            _replay(out, S.seeded("search"), part)
+    S.timed_search(part, spec, flags)
+
+
+def _replay(out: Path, macs_part: str, part: str) -> None:
+    """Start the latency-scored run from the MACs-scored run of the same seed, as far as the
+    two are the same search.
+
+    Both sample a step's candidates from the same live edges with the same seed, and a
+    candidate's training depends only on its job (cell, seed, settings, data), not on the
+    score: until the first step where the two scores choose different edges, the two runs
+    train exactly the same candidates with exactly the same results (``verify`` trains a step
+    again to show it). So the MACs-scored run's entries of those steps, and all of the step
+    where they part, are written into the new run's log rescored (``latency`` predicted from
+    the run's own table, ``score`` from the variant's expression, each marked
+    ``replayed_from``), and the search resumes from there: it trains from the first step
+    that differs, measures each chosen snapshot, and decides every step itself."""
+    from shrinkc.compiler import ir
+    from shrinkc.compiler.pipeline import check
+    from shrinkc.search import latency as latency_score
+    from shrinkc.search import rules
+    from shrinkc.search.logentry import Entry
+
+    macs = S.load(macs_part)
+    if "log" not in macs or macs.get("invocations", [{}])[-1].get("interrupted", False):
+        sys.exit(f"run the MACs-scored search first: shrink_search.py search --seed "
+                 f"{S.cfg.SEED} --data cifar10 ({macs_part} is not finished)")
+    checked = check(str(variant()))
+    search = next(i for i in checked.sources.main.items if isinstance(i, ir.SearchDef))
+    search = checked.program.defs(ir.SearchDef)[search.name]
+    space = next(i for i in checked.sources.main.items
+                 if isinstance(i, ir.SpaceDef) and i.name == search.space)
+    scorer = latency_score.prepare(checked, search, space, None,
+                                   out / latency_score.TABLE_FILE, resume=True, quiet=True)
+    expr = _variant_score(checked, search)
+    log, edges, parted = [], rules.live_edges(space), None
+    for step in sorted({e["step"] for e in macs["log"]}):
+        entries = []
+        for e in (e for e in macs["log"] if e["step"] == step):
+            e = {k: v for k, v in e.items() if k not in latency_score.MEASURED}
+            after = rules.remove(space, edges, tuple(e["edge"]))
+            e[latency_score.NAME] = scorer.predict(after)
+            e["score"] = rules.score(expr, {**e, "edges": len(after)})
+            e["replayed_from"] = macs_part
+            entries.append(Entry(**e))
+        new = rules.rank(entries)[0]
+        for e in entries:
+            e.chosen = e is new
+        log += entries
+        was = next(e for e in macs["log"] if e["step"] == step and e["chosen"])
+        if new.edge != was["edge"]:
+            parted = step
+            break
+        edges = rules.remove(space, edges, tuple(was["edge"]))
+    (out / "log.jsonl").write_text("".join(e.line() + "\n" for e in log))
+    doc = S.load(part)
+    doc["replayed"] = {"from": macs_part, "entries": len(log), "steps": log[-1].step,
+                       "parted_at_step": parted}
+    S.save(part, doc)
+    print(f"replayed {len(log)} candidates of {macs_part} (steps 1-{log[-1].step}); "
+          + (f"the scores part at step {parted}" if parted else "the scores never part"))
+
+
+def part_agree(args) -> None:
+    """Why the two scores choose alike (no training): over every step of each finished
+    MACs-scored search, the candidates' predicted latency against their MACs (Kendall tau
+    within the step), the spread of each cost term against the spread of accuracy, and, for
+    larger weights on the cost term, the first step where a latency-scored choice would
+    differ from the MACs-scored one made with the same weight, among the candidates the run
+    saw (along its own path)."""
+    from scipy.stats import kendalltau
+
+    from shrinkc.compiler import ir
+    from shrinkc.compiler.pipeline import check
+    from shrinkc.search import latency as latency_score
+    from shrinkc.search import rules
+
+    C.setup()
+    checked = check(str(variant()))
+    search = next(i for i in checked.sources.main.items if isinstance(i, ir.SearchDef))
+    search = checked.program.defs(ir.SearchDef)[search.name]
+    space = next(i for i in checked.sources.main.items
+                 if isinstance(i, ir.SpaceDef) and i.name == search.space)
+    scorer = latency_score.prepare(checked, search, space, str(TABLE), OUT / ".agree.json",
+                                   resume=False, quiet=True)
+    weights = (0.1, 0.3, 1.0, 3.0)
+    doc = {"weights": list(weights), "seeds": {}}
+    for seed in S.SEARCH_SEEDS:
+        macs = S.load(S.seeded("search", seed))
+        if "log" not in macs:
+            continue
+        edges, steps, parts = rules.live_edges(space), [], dict.fromkeys(weights)
+        for step in sorted({e["step"] for e in macs["log"]}):
+            es = [e for e in macs["log"] if e["step"] == step]
+            lat = [scorer.predict(rules.remove(space, edges, tuple(e["edge"]))) for e in es]
+            acc = [e["acc"] for e in es]
+            m_term = [math.log10(e["macs"]) for e in es]
+            l_term = [math.log10(x) for x in lat]
+            for w in weights:
+                if parts[w] is None and _pick(es, m_term, w) != _pick(es, l_term, w):
+                    parts[w] = step
+            tau = kendalltau(m_term, l_term).statistic if len(es) > 2 else None
+            steps.append({"step": step, "candidates": len(es),
+                          "tau_macs_latency": None if tau is None or math.isnan(tau)
+                          else round(tau, 3),
+                          "acc_spread": round(max(acc) - min(acc), 4),
+                          "macs_term_spread": round(0.1 * (max(m_term) - min(m_term)), 4),
+                          "latency_term_spread": round(0.1 * (max(l_term) - min(l_term)), 4)})
+            edges = rules.remove(space, edges, tuple(next(e["edge"] for e in es if e["chosen"])))
+        taus = [x["tau_macs_latency"] for x in steps if x["tau_macs_latency"] is not None]
+        doc["seeds"][str(seed)] = {
+            "steps": steps, "first_parting_step": {str(w): parts[w] for w in weights},
+            "median_tau": statistics.median(taus) if taus else None,
+            "median_acc_spread": statistics.median(x["acc_spread"] for x in steps),
+            "median_latency_term_spread": statistics.median(x["latency_term_spread"]
+                                                            for x in steps),
+            "median_macs_term_spread": statistics.median(x["macs_term_spread"] for x in steps)}
+        d = doc["seeds"][str(seed)]
+        print(f"seed {seed}: {len(steps)} steps; within a step tau(MACs, latency) median "
+              f"{d['median_tau']}; spreads (median): accuracy {d['median_acc_spread']:.3f}, "
+              f"0.1 x log10 MACs {d['median_macs_term_spread']:.4f}, 0.1 x log10 latency "
+              f"{d['median_latency_term_spread']:.4f}; first step where the choices part, by "
+              f"weight: {d['first_parting_step']}")
+    (OUT / ".agree.json").unlink(missing_ok=True)
+    _save("agree", doc)
+
+
+def _pick(es: list[dict], term: list[float], w: float) -> int:
+    """The candidate a score ``acc - w * term`` chooses (the driver's ties: fewer edges, then
+    the lower edge)."""
+    return min(range(len(es)),
+               key=lambda i: (-(es[i]["acc"] - w * term[i]), es[i]["edges"], es[i]["edge"]))
+
+
+def part_verify(args) -> None:
+    """What the replay rests on, checked: step 1 of the latency-scored search trained here,
+    now (``--max-steps 1``), against the same step of the MACs-scored run of the same seed:
+    every candidate's accuracy, curve and MACs must be equal."""
+    C.setup()
+    S.cfg.SEED = args.seed
+    part = S.seeded("latency_verify")
+    S.timed_search(part, variant().relative_to(S.ROOT).as_posix(),
                    ["--workers", str(args.workers), *S.cfg.RECOMMENDED,
                     *(["--seed", str(args.seed)] if args.seed else []),
-                    "--latency-table", str(TABLE)])
+                    "--latency-table", str(TABLE), "--max-steps", "1"])
+    here = {tuple(e["edge"]): e for e in S.load(part)["log"] if e["step"] == 1}
+    there = {tuple(e["edge"]): e for e in S.load(S.seeded("search"))["log"] if e["step"] == 1}
+    same = {f"{a}-{b}": all(here[(a, b)][k] == there[(a, b)][k] for k in ("acc", "curve", "macs"))
+            for a, b in there}
+    doc = S.load(part)
+    doc["same_as_macs_run"] = {"candidates": len(same), "equal": sum(same.values()),
+                               "by_edge": same, "edges_equal": here.keys() == there.keys()}
+    S.save(part, doc)
+    print(f"step 1: {sum(same.values())} of {len(same)} candidates equal to {S.seeded('search')}'s"
+          f" (same candidates: {here.keys() == there.keys()})")
+
+
+def _variant_score(checked, search):
+    """The variant's score expression, as the search reads it."""
+    from shrinkc.search import tasks
+    from shrinkc.search.settings import settings as read_settings
+
+    return read_settings(search, {}, task=tasks.of(checked.program.networks[search.network])).score
 
 
 def _best(log: list[dict]) -> dict:
@@ -138,7 +317,7 @@ def found_cells(sp) -> dict[str, dict]:
 
 def part_proxyfull(args) -> None:
     sp = C.setup()
-    doc = _load("proxyfull")
+    doc = S.load("latency_proxyfull")  # kept there while it trains (resumable)
     cells = found_cells(sp)
     doc["cells"] = {k: v["edges"] for k, v in cells.items()}
     doc.setdefault("runs", {})
@@ -151,7 +330,18 @@ def part_proxyfull(args) -> None:
             if sorted(map(tuple, edges)) == sorted(map(tuple, doc["cells"][name])) and \
                     f"{other}/{seed}" in earlier.get("runs", {}):
                 doc["runs"].setdefault(key, earlier["runs"][f"{other}/{seed}"])
-    S.train_all("latency proxyfull", doc, jobs, args.workers)
+    # a cell both scores found is trained once, under its first name
+    first = {}
+    for key in jobs:
+        name, seed = key.rsplit("/", 1)
+        first.setdefault((tuple(sorted(map(tuple, doc["cells"][name]))), seed), key)
+    S.train_all("latency_proxyfull", doc, {k: j for k, j in jobs.items()
+                                            if k in first.values()}, args.workers)
+    for key in jobs:
+        name, seed = key.rsplit("/", 1)
+        twin = first[(tuple(sorted(map(tuple, doc["cells"][name]))), seed)]
+        if twin in doc["runs"]:
+            doc["runs"].setdefault(key, doc["runs"][twin])
     _save("proxyfull", doc)
 
 
@@ -275,9 +465,12 @@ def _plot(rows: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=("table", "search", "proxyfull", "measure", "report"))
+    ap.add_argument("part", choices=("table", "agree", "search", "verify", "proxyfull",
+                                     "measure", "report"))
     ap.add_argument("--seed", type=int, default=0, choices=S.SEARCH_SEEDS)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-replay", action="store_true",
+                    help="search: train every step, not only those after the MACs run's")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     args = ap.parse_args()
     globals()[f"part_{args.part}"](args)

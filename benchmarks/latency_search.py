@@ -442,20 +442,27 @@ def _plot(rows: list[dict]) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if model.exists():
         doc = json.loads(model.read_text())
-        pts = [(n["macs"], n["measured_ms"]) for n in doc.get("networks", {}).values()
-               if isinstance(n, dict) and n.get("kind") == "random" and n.get("measured_ms")]
-        if pts:
-            ax.scatter(*zip(*[(m / 1e6, t) for m, t in pts], strict=True), s=10, c="0.7",
-                       label="random cells (latency_model.py)")
+        for kind, colour, label in (("cell", "0.7", "random cells"),
+                                    ("spec", "0.45", "specs/ and specs/zoo/")):
+            pts = [(n["macs"] / 1e6, n["measured_ms"])
+                   for n in doc.get("networks", {}).values()
+                   if isinstance(n, dict) and n.get("kind") == kind and n.get("measured_ms")]
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), s=10, c=colour,
+                           label=f"{label} (latency_model.py, CPU clock)")
     for r in rows:
         if r["macs"] and r["ms_1"]:
-            found = r["name"] in ("MACs", "latency") or "score" in r["name"]
-            ax.scatter(r["macs"] / 1e6, r["ms_1"], s=40 if found else 25,
-                       marker="*" if "latency" in r["name"] else ("o" if found else "s"))
-            ax.annotate(r["name"], (r["macs"] / 1e6, r["ms_1"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("MACs (millions), 224x224")
-    ax.set_ylabel("measured latency (ms), 1 thread, batch 1")
+            found = "score" in r["name"]
+            ax.scatter(r["macs"] / 1e6, r["ms_1"], s=60 if found else 25,
+                       label=r["name"] if found else None,
+                       marker=("*" if "latency" in r["name"] else "o") if found else "s")
+            if not found:
+                ax.annotate(r["name"], (r["macs"] / 1e6, r["ms_1"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("MACs (millions), 224x224, log scale")
+    ax.set_ylabel("measured latency (ms), 1 thread, batch 1, log scale")
     ax.legend(fontsize=7)
     fig.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)

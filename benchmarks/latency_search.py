@@ -145,8 +145,6 @@ def _replay(out: Path, macs_part: str, part: str) -> None:
     the run's own table, ``score`` from the variant's expression, each marked
     ``replayed_from``), and the search resumes from there: it trains from the first step
     that differs, measures each chosen snapshot, and decides every step itself."""
-    from shrinkc.compiler import ir
-    from shrinkc.compiler.pipeline import check
     from shrinkc.search import latency as latency_score
     from shrinkc.search import rules
     from shrinkc.search.logentry import Entry
@@ -155,11 +153,7 @@ def _replay(out: Path, macs_part: str, part: str) -> None:
     if "log" not in macs or macs.get("invocations", [{}])[-1].get("interrupted", False):
         sys.exit(f"run the MACs-scored search first: shrink_search.py search --seed "
                  f"{S.cfg.SEED} --data cifar10 ({macs_part} is not finished)")
-    checked = check(str(variant()))
-    search = next(i for i in checked.sources.main.items if isinstance(i, ir.SearchDef))
-    search = checked.program.defs(ir.SearchDef)[search.name]
-    space = next(i for i in checked.sources.main.items
-                 if isinstance(i, ir.SpaceDef) and i.name == search.space)
+    checked, search, space = _variant_parts()
     scorer = latency_score.prepare(checked, search, space, None,
                                    out / latency_score.TABLE_FILE, resume=True, quiet=True)
     expr = _variant_score(checked, search)
@@ -200,17 +194,11 @@ def part_agree(args) -> None:
     saw (along its own path)."""
     from scipy.stats import kendalltau
 
-    from shrinkc.compiler import ir
-    from shrinkc.compiler.pipeline import check
     from shrinkc.search import latency as latency_score
     from shrinkc.search import rules
 
     C.setup()
-    checked = check(str(variant()))
-    search = next(i for i in checked.sources.main.items if isinstance(i, ir.SearchDef))
-    search = checked.program.defs(ir.SearchDef)[search.name]
-    space = next(i for i in checked.sources.main.items
-                 if isinstance(i, ir.SpaceDef) and i.name == search.space)
+    checked, search, space = _variant_parts()
     scorer = latency_score.prepare(checked, search, space, str(TABLE), OUT / ".agree.json",
                                    resume=False, quiet=True)
     weights = (0.1, 0.3, 1.0, 3.0)
@@ -283,6 +271,19 @@ def part_verify(args) -> None:
     S.save(part, doc)
     print(f"step 1: {sum(same.values())} of {len(same)} candidates equal to {S.seeded('search')}'s"
           f" (same candidates: {here.keys() == there.keys()})")
+
+
+def _variant_parts():
+    """The variant spec checked, its search block and its space."""
+    from shrinkc.compiler import ir
+    from shrinkc.compiler.pipeline import check
+
+    checked = check(str(variant()))
+    search = next(i for i in checked.sources.main.items if isinstance(i, ir.SearchDef))
+    search = checked.program.defs(ir.SearchDef)[search.name]
+    space = next(i for i in checked.sources.main.items
+                 if isinstance(i, ir.SpaceDef) and i.name == search.space)
+    return checked, search, space
 
 
 def _variant_score(checked, search):

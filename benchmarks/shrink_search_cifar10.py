@@ -8,6 +8,17 @@ against the rank part's random cells on the same footing:
 
     python benchmarks/shrink_search_cifar10.py proxyfull   # resumable, like the other parts
     python benchmarks/shrink_search_cifar10.py report      # tables, targets, the plot
+    python benchmarks/shrink_search_cifar10.py select      # a final selection stage (below)
+    python benchmarks/shrink_search_cifar10.py select_retrain   # its choices, tested
+
+``select`` measures a change to how a method picks its result, fixed before it ran (session 19):
+each method (AutoShrink's step snapshots, random search's cells) takes its top ``SELECT_K``
+distinct cells by its own cheap search score, trains each once at the paper's full budget on
+the proxy (seed ``SELECT_SEED``, the validation split) and keeps the best full-budget score.
+Both methods get the same stage and the same extra cost (``SELECT_K`` full trainings), so the
+comparison with random search stays at equal compute. ``select_retrain`` trains the chosen
+cells on train10k.npz and tests them once, as the retrain part does (a cell already re-trained
+there is not trained again).
 
 Every accuracy that chooses anything here is a validation accuracy; test accuracies
 (``test.npz``, read once per re-trained network by the retrain part) are only reported.
@@ -19,6 +30,7 @@ import argparse
 import math
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,6 +60,166 @@ def part_proxyfull(args) -> None:
     jobs = {f"{n}/{s}": sp.job(c, s, precision=args.precision)
             for n, c in cells.items() for s in S.RANK_SEEDS}
     S.train_all("proxyfull", doc, jobs, args.workers)
+
+
+SELECT_K = 3  # fixed before the first selection ran: the top 3 of each method's cheap ranking
+SELECT_SEED = S.RANK_SEEDS[0]  # one full training per cell, the rank part's first seed
+
+
+def top_cells(sp: S.Space, k: int) -> dict[str, list[dict]]:
+    """Each finished method's top ``k`` distinct cells by its own cheap search score, best
+    first (ties: fewer edges, then the earlier): AutoShrink's step snapshots (a snapshot's score
+    is its step winner's), random search's cells."""
+    from shrink_search_methods import _edges_after
+
+    out = {}
+    for seed in S.SEARCH_SEEDS:
+        tag = "" if seed == 0 else f", seed {seed}"
+        doc = S.load(S.seeded("search", seed))
+        if "log" in doc:
+            snaps = sorted((e for e in doc["log"] if e.get("chosen") and e.get("edge") is not None),
+                           key=lambda e: (-e["score"], e["edges"], e["step"]))
+            picked: dict[str, dict] = {}
+            for e in snaps:
+                cell = _edges_after(sp, doc["log"], e["step"])
+                h = sp.cell_hash(cell)
+                if h not in picked:
+                    picked[h] = {"hash": h, "edges": cell, "cheap_score": e["score"],
+                                 "step": e["step"]}
+                if len(picked) == k:
+                    break
+            out[f"autoshrink{tag}"] = list(picked.values())
+        rnd = S.load(S.seeded("random", seed))
+        if rnd.get("runs") and len(rnd["runs"]) == len(rnd["cells"]):
+            runs = rnd["runs"]
+            order = sorted(runs, key=lambda i: (-sp.score(runs[i]["acc"], runs[i]["macs"]),
+                                                len(rnd["cells"][int(i)]), int(i)))
+            picked = {}
+            for i in order:  # the first (best) random cell of each hash
+                cell = [list(e) for e in rnd["cells"][int(i)]]
+                h = sp.cell_hash(cell)
+                if h not in picked:
+                    picked[h] = {"hash": h, "edges": cell, "index": int(i),
+                                 "cheap_score": sp.score(runs[i]["acc"], runs[i]["macs"])}
+                if len(picked) == k:
+                    break
+            out[f"random search{tag}"] = list(picked.values())
+    return out
+
+
+def _trained_before(sp: S.Space) -> dict[str, dict]:
+    """Full-budget proxy runs at SELECT_SEED that the rank and proxyfull parts already have
+    (the same job: cell, data, budget, bf16, seed), by cell hash."""
+    out = {}
+    rank = S.load("rank")
+    for i, cell in enumerate(rank.get("cells", [])):
+        r = rank.get("runs", {}).get(f"{i}/{SELECT_SEED}")
+        if r:
+            out[sp.cell_hash(cell)] = {**r, "from": f"rank {i}/{SELECT_SEED}"}
+    proxyfull = S.load("proxyfull")
+    for name, cell in proxyfull.get("cells", {}).items():
+        r = proxyfull.get("runs", {}).get(f"{name}/{SELECT_SEED}")
+        if r:
+            out[sp.cell_hash(cell)] = {**r, "from": f"proxyfull {name}/{SELECT_SEED}"}
+    return out
+
+
+def part_select(args) -> None:
+    sp = setup()
+    if args.precision != "bf16":
+        raise SystemExit("select reuses the rank and proxyfull parts' bf16 runs: --precision bf16")
+    doc = S.load("select")
+    doc["protocol"] = {"k": SELECT_K, "seed": SELECT_SEED, "precision": args.precision,
+                       "data": "proxy.npz, full budget, validation split",
+                       "train_settings": sp.settings.train.as_dict()}
+    doc["candidates"] = top_cells(sp, SELECT_K)
+    runs = doc.setdefault("runs", {})
+    before = _trained_before(sp)
+    jobs = {}
+    for cands in doc["candidates"].values():
+        for c in cands:
+            key = f"{c['hash']}/{SELECT_SEED}"
+            if key not in runs and c["hash"] in before:
+                runs[key] = before[c["hash"]]
+            elif key not in runs:
+                jobs[key] = sp.job(c["edges"], SELECT_SEED, precision=args.precision)
+    S.save("select", doc)
+    S.train_all("select", doc, jobs, args.workers)
+    print_selection(sp, doc)
+
+
+def selection(sp: S.Space, doc: dict) -> dict[str, dict]:
+    """Each method's chosen cell: the best full-budget score of its candidates (ties: fewer
+    edges, then the better cheap rank); None where a candidate is not trained yet."""
+    out = {}
+    for method, cands in doc.get("candidates", {}).items():
+        got = [(c, doc["runs"].get(f"{c['hash']}/{SELECT_SEED}")) for c in cands]
+        if any(r is None for _, r in got):
+            continue
+        scored = [(score(r["acc"], r["macs"]), -len(c["edges"]), -i, c, r)
+                  for i, (c, r) in enumerate(got)]
+        best = max(scored, key=lambda t: t[:3])
+        out[method] = {**best[3], "full_acc": best[4]["acc"], "full_score": best[0],
+                       "rank": cands.index(best[3]) + 1}
+    return out
+
+
+def print_selection(sp: S.Space, doc: dict) -> None:
+    chosen = selection(sp, doc)
+    print(f"\nFinal selection: each method's top {SELECT_K} by its cheap score, trained at the "
+          f"full budget on the proxy (seed {SELECT_SEED})")
+    print(f"{'method':<24} {'#':>2} {'edges':>5} {'MACs':>7} {'cheap':>6} {'full acc':>8} "
+          f"{'full score':>10}")
+    for method, cands in doc["candidates"].items():
+        for i, c in enumerate(cands, 1):
+            r = doc["runs"].get(f"{c['hash']}/{SELECT_SEED}")
+            mark = " <" if chosen.get(method, {}).get("hash") == c["hash"] else ""
+            full = (f"{r['acc']:>8.3f} {score(r['acc'], r['macs']):>10.4f}" if r
+                    else f"{'-':>8} {'-':>10}")
+            macs = f"{r['macs'] / 1e6:.1f}M" if r else "-"
+            print(f"{method:<24} {i:>2} {len(c['edges']):>5} {macs:>7} "
+                  f"{c['cheap_score']:>6.3f} {full}{mark}")
+
+
+def part_select_retrain(args) -> None:
+    """The selection's chosen cells re-trained on train10k.npz and tested once on test.npz,
+    as the retrain part does (its runs reused where the chosen cell is the method's old best)."""
+    from functools import partial
+
+    from shrink_search_retrain import (
+        RETRAIN_DATA,
+        TEST_DATA,
+        TEST_SEEDS,
+        WEIGHTS,
+        _retrain_and_test,
+        slug,
+    )
+
+    sp = setup()
+    chosen = selection(sp, S.load("select"))
+    retrain = S.load("retrain")
+    doc = S.load("select_retrain")
+    doc["protocol"] = retrain.get("protocol")
+    doc["cells"] = {m: c["edges"] for m, c in chosen.items()}
+    runs = doc.setdefault("runs", {})
+    old = {sp.cell_hash(c): n for n, c in retrain.get("cells", {}).items()}
+    jobs, fns = {}, {}
+    for method, c in chosen.items():
+        for s in TEST_SEEDS:
+            key = f"{method}/{s}"
+            if key in runs:
+                continue
+            if c["hash"] in old and f"{old[c['hash']]}/{s}" in retrain.get("runs", {}):
+                runs[key] = {**retrain["runs"][f"{old[c['hash']]}/{s}"],
+                             "from": f"retrain {old[c['hash']]}/{s}"}
+                continue
+            jobs[key] = replace(sp.job(c["edges"], s, precision=args.precision),
+                                data=str(RETRAIN_DATA))
+            fns[key] = partial(_retrain_and_test, test_path=str(TEST_DATA),
+                               weights=str(WEIGHTS / f"{slug(method)}__selected.safetensors")
+                               if s == TEST_SEEDS[0] else None)
+    S.save("select_retrain", doc)
+    S.train_all("select_retrain", doc, jobs, args.workers, fns)
 
 
 def imagenet_cost(sp: S.Space, edges) -> tuple[int, int]:
@@ -291,11 +463,12 @@ def plot(points: list[dict], named: list[dict], rows: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=("proxyfull", "report"))
+    ap.add_argument("part", choices=("proxyfull", "report", "select", "select_retrain"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     args = ap.parse_args()
-    {"proxyfull": part_proxyfull, "report": part_report}[args.part](args)
+    {"proxyfull": part_proxyfull, "report": part_report, "select": part_select,
+     "select_retrain": part_select_retrain}[args.part](args)
 
 
 if __name__ == "__main__":

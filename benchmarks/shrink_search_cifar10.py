@@ -7,7 +7,7 @@ the paper's full budget on the proxy itself (the rank part's seeds), so that it 
 against the rank part's random cells on the same footing:
 
     python benchmarks/shrink_search_cifar10.py proxyfull   # resumable, like the other parts
-    python benchmarks/shrink_search_cifar10.py report      # tables, targets, the plot
+    python benchmarks/shrink_search_cifar10.py report --plot NAME.png   # tables, targets, plot
     python benchmarks/shrink_search_cifar10.py select      # a final selection stage (below)
     python benchmarks/shrink_search_cifar10.py select_retrain   # its choices, tested
 
@@ -346,25 +346,7 @@ def part_report(args) -> None:
                   f"{'' if r['finished'] else '  (unfinished)'}")
 
     retrain = S.load("retrain")
-    rows = []
-    names = list(retrain.get("cells", {})) + ["ShrinkCNN-A cell"]
-    for name in names:
-        got = _mean_runs(retrain.get("runs", {}), name, S.TEST_SEEDS)
-        if not got:
-            continue
-        tests = [g["test_acc"] for g in got]
-        edges = len(retrain["cells"][name]) if name in retrain.get("cells", {}) else 6
-        params, macs = ((3_617_085, 383_677_672) if name == "ShrinkCNN-A cell"
-                        else imagenet_cost(sp, retrain["cells"][name]))
-        rows.append({"cell": name, "edges": edges, "seeds": len(got),
-                     "val_acc": statistics.mean(g["acc"] for g in got),
-                     "test_acc": statistics.mean(tests), "test_spread": max(tests) - min(tests),
-                     "test_scores": [score(t, got[0]["macs"]) for t in tests],
-                     "test_score": score(statistics.mean(tests), got[0]["macs"]),
-                     "macs": got[0]["macs"], "params": got[0]["params"],
-                     "imagenet_params": params, "imagenet_macs": macs,
-                     "epochs": [g["epochs"] for g in got],
-                     "cpu_min": sum(g.get("cpu_seconds", 0) for g in got) / 60})
+    rows = test_rows(sp, retrain, list(retrain.get("cells", {})) + ["ShrinkCNN-A cell"])
     report["retrain"] = rows
     if rows:
         print(f"\nRe-trained on train10k.npz (full budget, early stopping on the validation "
@@ -382,9 +364,75 @@ def part_report(args) -> None:
         report["targets"] = targets(rows)
         for k, v in report["targets"].items():
             print(f"target {k}: {v}")
-    OUT.mkdir(parents=True, exist_ok=True)
+    report["selection"] = report_selection(sp, rows)
     S.save("report", report)
-    plot(points, proxy_named, rows)
+    if args.plot:
+        plot(points, proxy_named, rows, args.plot)
+    else:
+        print("\n(no plot: --plot NAME.png writes one under docs/reports/; reports are history, "
+              "so give a new report a new name)")
+
+
+def test_rows(sp: S.Space, doc: dict, names: list[str]) -> list[dict]:
+    """The retrain part's tested networks (``doc``: a retrain part's results), one row each:
+    test accuracy and score (mean of the seeds, spread), proxy and ImageNet costs."""
+    rows = []
+    for name in names:
+        got = _mean_runs(doc.get("runs", {}), name, S.TEST_SEEDS)
+        if not got:
+            continue
+        tests = [g["test_acc"] for g in got]
+        edges = len(doc["cells"][name]) if name in doc.get("cells", {}) else 6
+        params, macs = ((3_617_085, 383_677_672) if name == "ShrinkCNN-A cell"
+                        else imagenet_cost(sp, doc["cells"][name]))
+        rows.append({"cell": name, "edges": edges, "seeds": len(got),
+                     "val_acc": statistics.mean(g["acc"] for g in got),
+                     "test_acc": statistics.mean(tests), "test_spread": max(tests) - min(tests),
+                     "test_scores": [score(t, got[0]["macs"]) for t in tests],
+                     "test_score": score(statistics.mean(tests), got[0]["macs"]),
+                     "macs": got[0]["macs"], "params": got[0]["params"],
+                     "imagenet_params": params, "imagenet_macs": macs,
+                     "epochs": [g["epochs"] for g in got],
+                     "cpu_min": sum(g.get("cpu_seconds", 0) for g in got) / 60})
+    return rows
+
+
+def report_selection(sp: S.Space, rows: list[dict]) -> dict:
+    """The final selection stage's choices (``select``), their test scores
+    (``select_retrain``), the targets again with both methods selecting so, and whether a
+    random cell of the rank part dominates a chosen cell at the full budget (seed
+    SELECT_SEED's runs on both sides)."""
+    sel = S.load("select")
+    if not sel:
+        return {}
+    print_selection(sp, sel)
+    chosen = selection(sp, sel)
+    rank = S.load("rank")
+    random_runs = [rank["runs"][f"{i}/{SELECT_SEED}"] for i in range(len(rank.get("cells", [])))
+                   if f"{i}/{SELECT_SEED}" in rank.get("runs", {})]
+    doc = S.load("select_retrain")
+    sel_rows = test_rows(sp, doc, list(doc.get("cells", {})))
+    out: dict = {"chosen": chosen, "retrain": sel_rows}
+    if not sel_rows:
+        return out
+    print("\nThe chosen cells re-trained on train10k.npz and tested once (as above); "
+          "dominated: random cells of the rank part with better accuracy and fewer MACs at the "
+          f"full budget on the proxy (seed {SELECT_SEED})")
+    print(f"{'method':<24} {'rank':>4} {'edges':>5} {'proxy MACs':>11} {'test acc':>8} "
+          f"{'spread':>6} {'test score':>10} {'dominated':>9}")
+    for r in sel_rows:
+        c = chosen[r["cell"]]
+        full = sel["runs"][f"{c['hash']}/{SELECT_SEED}"]
+        r["dominated_by"] = sum(1 for q in random_runs
+                                if q["acc"] > full["acc"] and q["macs"] < full["macs"])
+        print(f"{r['cell']:<24} {c['rank']:>4} {r['edges']:>5} {r['macs']:>11,} "
+              f"{r['test_acc']:>8.4f} {r['test_spread']:>6.4f} {r['test_score']:>10.4f} "
+              f"{r['dominated_by']:>9}")
+    anchor = [r for r in rows if r["cell"] == "ShrinkCNN-A cell"]
+    out["targets"] = targets(sel_rows + anchor)
+    for k, v in out["targets"].items():
+        print(f"with the selection stage, {k}: {v}")
+    return out
 
 
 def targets(rows: list[dict]) -> dict:
@@ -410,7 +458,7 @@ def targets(rows: list[dict]) -> dict:
     return out
 
 
-def plot(points: list[dict], named: list[dict], rows: list[dict]) -> None:
+def plot(points: list[dict], named: list[dict], rows: list[dict], name: str) -> None:
     """Left: the proxy at the full budget (validation accuracy; random cells, references,
     each method's best). Right: the re-trained networks' test accuracy. Both against proxy
     MACs."""
@@ -456,7 +504,8 @@ def plot(points: list[dict], named: list[dict], rows: list[dict]) -> None:
         ax.set_xlabel("proxy network MACs (millions, log scale)")
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    out = OUT / "search_cifar10_pareto.png"
+    OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT / name
     fig.savefig(out, dpi=100)
     print(f"wrote {out.relative_to(S.ROOT)}")
 
@@ -466,7 +515,11 @@ def main() -> None:
     ap.add_argument("part", choices=("proxyfull", "report", "select", "select_retrain"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    ap.add_argument("--plot", metavar="NAME.png",
+                    help="report: draw the Pareto plot to docs/reports/NAME.png")
     args = ap.parse_args()
+    if args.plot and (Path(args.plot).name != args.plot or not args.plot.endswith(".png")):
+        ap.error("--plot takes a file name ending in .png (written under docs/reports/)")
     {"proxyfull": part_proxyfull, "report": part_report, "select": part_select,
      "select_retrain": part_select_retrain}[args.part](args)
 

@@ -3,7 +3,7 @@
 # needs them (rank, the cheap protocols, one search seed with its random search, the re-training
 # on train10k.npz evaluated once on test.npz (after each method's best at the full budget on
 # the proxy, which is cheaper), the other two seeds, the paper's procedure last). The tables and the plot:
-# python benchmarks/shrink_search_cifar10.py report.
+# python benchmarks/shrink_search_cifar10.py report --plot NAME.png.
 # Each part resumes where it stopped and skips what is done, so running this again continues:
 #
 #     nohup bash benchmarks/shrink_search_cifar10.sh > cifar10.log 2>&1 &
@@ -22,5 +22,7 @@ for seed in 1 2; do
 done
 run retrain --precision bf16   # the other seeds' best cells
 python benchmarks/shrink_search_cifar10.py proxyfull
-python benchmarks/shrink_search_cifar10.py report
+python benchmarks/shrink_search_cifar10.py select           # the final selection stage (session 19)
+python benchmarks/shrink_search_cifar10.py select_retrain
+python benchmarks/shrink_search_cifar10.py report --plot search_cifar10_pareto_seeds012.png
 run paper

@@ -366,8 +366,16 @@ def part_report(args) -> None:
             print(f"target {k}: {v}")
     report["selection"] = report_selection(sp, rows)
     S.save("report", report)
+    # the plot's test panel: the selection's choices beside the methods' first choices, where
+    # they differ
+    first = {r["cell"]: sorted(map(tuple, retrain["cells"][r["cell"]])) for r in rows
+             if r["cell"] in retrain.get("cells", {})}
+    chosen = report["selection"].get("chosen", {})
+    selected = [{**r, "cell": f"{r['cell']}, selected"}
+                for r in report["selection"].get("retrain", [])
+                if first.get(r["cell"]) != sorted(map(tuple, chosen[r["cell"]]["edges"]))]
     if args.plot:
-        plot(points, proxy_named, rows, args.plot)
+        plot(points, proxy_named, rows + selected, args.plot)
     else:
         print("\n(no plot: --plot NAME.png writes one under docs/reports/; reports are history, "
               "so give a new report a new name)")
@@ -499,10 +507,14 @@ def plot(points: list[dict], named: list[dict], rows: list[dict], name: str) -> 
     if right is not None:
         right.set_title("re-trained on 10,000 images: test accuracy (2 seeds)")
         right.set_ylabel("test accuracy (test.npz, 2,000 images)")
+    from matplotlib.ticker import FormatStrFormatter
+
     for ax in (left, right) if right is not None else (left,):
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
         ax.set_xlabel("proxy network MACs (millions, log scale)")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="lower right" if ax is left else "upper left")
     fig.tight_layout()
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / name

@@ -403,6 +403,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="3 cells and 3 specs, a table of their pieces only: a smoke run "
                          "(latency_model_quick*.json)")
+    ap.add_argument("--predict-only", action="store_true",
+                    help="measure nothing: predict every network again with the current "
+                         "predictor and table, against the measurements already in the "
+                         "results file (after a change to the predictor)")
     args = ap.parse_args()
     if args.quick:
         args.cells = min(args.cells, 3)
@@ -462,9 +466,16 @@ def main() -> None:
             entry["edges"] = d["edges"]
             entry["edges_count"] = len(d["edges"])
         entry.setdefault("passes", {})
+    command = "python benchmarks/latency_model.py " + " ".join(sys.argv[1:])
+    if args.predict_only:
+        missing = [n for n in names if len(nets[n]["passes"]) != 2]
+        if missing:
+            raise SystemExit(f"--predict-only: {len(missing)} networks are not measured twice "
+                             f"in {results.relative_to(ROOT)} (e.g. {missing[0]}): measure first")
+        out["predicted_again"] = {"command": command, "date": time.strftime("%Y-%m-%d")}
     out.update({
         "benchmark": "latency_model",
-        "command": "python benchmarks/latency_model.py " + " ".join(sys.argv[1:]),
+        "command": out["command"] if args.predict_only else command,
         "fingerprint": fp.to_dict(),
         "versions": {"onnx": onnx.__version__, "onnxruntime": ort.__version__,
                      "python": platform.python_version()},
@@ -478,9 +489,10 @@ def main() -> None:
         "networks": nets,
     })
     out.setdefault("machine", {})
-    out["machine"].update({"cpus": os.cpu_count(), "processor": platform.processor()
-                           or platform.machine(), "cpu": cpu_flags(),
-                           "load_average_start": round(load0, 2)})
+    if not args.predict_only:
+        out["machine"].update({"cpus": os.cpu_count(), "processor": platform.processor()
+                               or platform.machine(), "cpu": cpu_flags(),
+                               "load_average_start": round(load0, 2)})
 
     # the table
     needed: dict = {}
@@ -489,7 +501,15 @@ def main() -> None:
     for d in graphs.values():
         for part in L.network_pieces(d["graph"]).parts:
             needed.setdefault(part.piece.key, part.piece)
-    table, took = build(needed, table_path, piece_protocol, log)
+    if args.predict_only:
+        table = L.load(table_path)
+        lacking = [k for k in needed if k not in table.entries]  # type: ignore[attr-defined]
+        if lacking:
+            raise SystemExit(f"--predict-only: the table lacks {len(lacking)} pieces "
+                             f"(e.g. {lacking[0]}): build it first")
+        took = 0.0
+    else:
+        table, took = build(needed, table_path, piece_protocol, log)
     out["table"] = {"path": table_path.relative_to(ROOT).as_posix(),
                     "pieces": len(table.entries),  # type: ignore[attr-defined]
                     "needed": len(needed),
@@ -507,7 +527,7 @@ def main() -> None:
     order = names[:]
     random.Random(args.seed).shuffle(order)
     for k, seq in (("1", order), ("2", order[::-1])):
-        todo = [n for n in seq if k not in nets[n]["passes"]]
+        todo = [n for n in seq if k not in nets[n]["passes"]]  # none with --predict-only
         log(f"pass {k}: {len(todo)} of {len(seq)} networks to measure")
         for i, n in enumerate(todo):
             m, secs = measure(graphs[n]["graph"], net_protocol, tfp)
@@ -522,7 +542,8 @@ def main() -> None:
                 f"{m['iqr_ms']:.3f}, {m['runs']} runs, {m['stopped']}), predicted "
                 f"{nets[n]['predicted']['predicted_ms']:9.3f} ms [{secs:.1f} s]")
 
-    out["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
+    if not args.predict_only:
+        out["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
     out["stats"] = statistics_of(nets, names)
     out["seconds_last_run"] = round(time.monotonic() - t_start, 1)
     write(results, out)

@@ -352,6 +352,73 @@ def test_layout_reorders_that_the_network_does_not_have_are_taken_off(tmp_path):
     assert L.predict(graph, table).ms == pytest.approx(0.94)
 
 
+def _flow_table(parts: list, ms: dict[str, float], blocked: bool = True):
+    """A table for ``parts`` (each piece's median from ``ms``, by key), every op run in the
+    blocked layout when ``blocked``, no reorder shares, run 0.01 ms, no reorder cost."""
+    entries = {}
+    for p in parts:
+        n = len(p.piece.ins)
+        entries[p.piece.key] = L.Entry(ms[p.piece.key], 0, 0, ms[p.piece.key], 9, "stable",
+                                       (blocked,) * n if p.piece.op else (),
+                                       blocked and p.piece.op is not None,
+                                       (0.0,) * n if p.piece.op else (), 0.0)
+    return L.LatencyTable(FP, L.Protocol(), entries,
+                          {"run_ms": 0.01, "node_ms": 0.0, "nchwc_block": 4 if blocked else 0,
+                           "reorder_in": {"ms": 0.0, "ms_per_mvalue": 0.0},
+                           "reorder_out": {"ms": 0.0, "ms_per_mvalue": 0.0}})
+
+
+def _shape(c: int) -> ir.Shape:
+    return ir.Shape(c=c, h=4, w=4)
+
+
+def test_a_sum_of_two_that_a_convolution_feeds_alone_is_fused_into_it():
+    """x -> conv a (no activation) and conv b (relu); sum(a, b) -> relu. onnxruntime
+    accumulates the sum into a (its only consumer) and fuses the relu after it, as it does
+    for a residual add: they cost nothing. A sum of three is not fused."""
+    from shrinkc.backends.latency.pieces import Part
+
+    s = _shape(8)
+    a = L.Piece("op", (s,), s, ir.OpInst(op="conv", attrs={"out": 8, "k": 1}))
+    b = L.Piece("op", (s,), s, ir.OpInst(op="conv", attrs={"out": 8, "k": 3}, act="relu"))
+    add2 = L.Piece("sum", (s, s), s)
+    relu = L.Piece("op", (s,), s, ir.OpInst(op="identity", act="relu"))
+    parts = [Part("c", a, (-1,)), Part("c", b, (-1,)), Part("c", add2, (0, 1)),
+             Part("c", relu, (2,))]
+    ms = {a.key: 0.31, b.key: 0.51, add2.key: 0.06, relu.key: 0.03}
+    table = _flow_table(parts, ms)
+    # run once, then each piece less the run: a 0.30 + b 0.50; the sum and the relu fused
+    assert L.predict_pieces(L.Pieces(tuple(parts), 3), table).ms == pytest.approx(0.81)
+    # without the blocked layout nothing fuses: + sum 0.05 + relu 0.02
+    plain = _flow_table(parts, ms, blocked=False)
+    assert L.predict_pieces(L.Pieces(tuple(parts), 3), plain).ms == pytest.approx(0.88)
+    add3 = L.Piece("sum", (s, s, s), s)
+    three = [*parts[:2], Part("c", a, (-1,)), Part("c", add3, (0, 1, 2))]
+    table3 = _flow_table(three, {**ms, add3.key: 0.08})
+    assert L.predict_pieces(L.Pieces(tuple(three), 3), table3).ms == pytest.approx(
+        0.01 + 0.30 + 0.50 + 0.30 + 0.07)
+
+
+def test_repeated_activations_of_one_input_are_counted_once():
+    """Two ops of a cell each beginning with a ReLU of the same input (DARTS' cells):
+    onnxruntime's common subexpression elimination keeps one ReLU. A ReLU of another input,
+    or another activation, is counted."""
+    from shrinkc.backends.latency.pieces import Part
+
+    s = _shape(8)
+    relu = L.Piece("op", (s,), s, ir.OpInst(op="identity", act="relu"))
+    sig = L.Piece("op", (s,), s, ir.OpInst(op="identity", act="sigmoid"))
+    conv = L.Piece("op", (s,), s, ir.OpInst(op="conv", attrs={"out": 8, "k": 1}))
+    cat = L.Piece("concat", (s,) * 5, _shape(40))
+    parts = [Part("c", relu, (-1,)), Part("c", relu, (-1,)),   # the same: one kept
+             Part("c", conv, (0,)), Part("c", relu, (2,)),       # another input: counted
+             Part("c", sig, (-1,)), Part("c", cat, (1, 2, 3, 4, 0))]
+    ms = {relu.key: 0.03, sig.key: 0.05, conv.key: 0.31, cat.key: 0.11}
+    table = _flow_table(parts, ms, blocked=False)
+    p = L.predict_pieces(L.Pieces(tuple(parts), 5), table)
+    assert p.ms == pytest.approx(0.01 + 0.02 + 0.30 + 0.02 + 0.04 + 0.10)
+
+
 def test_prediction_takes_milliseconds():
     import time
 

@@ -19,10 +19,12 @@ The prediction (:func:`predict`) is
   output) and one reorder in, shared, when it is plain and a consumer took the blocked
   layout alone. What the pieces paid alone for their reorders (their share of each piece's
   time in onnxruntime's profile, recorded in the table) is taken off, and the reorders the
-  network has are added at the table's fitted reorder costs. A residual add whose inputs are blocked and one of them comes from
-  a convolution without an activation that feeds nothing else is fused into it by
-  onnxruntime (the convolution accumulates into the buffer), and so is a ReLU, sigmoid or
-  tanh alone after such an add: they cost nothing;
+  network has are added at the table's fitted reorder costs. A residual add (or a sum of
+  two) whose inputs are blocked and one of them comes from a convolution without an
+  activation that feeds nothing else is fused into it by onnxruntime (the convolution
+  accumulates into the buffer), and so is a ReLU, sigmoid or tanh alone after such an add:
+  they cost nothing. An activation alone that repeats an earlier one on the same input
+  costs nothing either (onnxruntime's common subexpression elimination keeps one);
 * with a calibration in the table (fitted on measured networks, :func:`calibrate`):
   ``scale * that + offset_ms``.
 
@@ -77,6 +79,29 @@ def _reorder(table: LatencyTable, direction: str, shape: ir.Shape) -> float:
     return fit["ms"] + fit["ms_per_mvalue"] * values
 
 
+def _common_activations(parts) -> dict[int, int]:
+    """Activations alone that repeat an earlier one on the same input (a cell whose ops
+    each begin with a ReLU of the same node): onnxruntime's common subexpression
+    elimination keeps one, so each repeat maps to the part it merges into and costs
+    nothing."""
+    merged: dict[int, int] = {}
+    first: dict[tuple, int] = {}
+    for j, p in enumerate(parts):
+        if p.piece.kind == "op" and p.piece.op.op == "identity":  # type: ignore[union-attr]
+            key = (p.piece.key, tuple(merged.get(i, i) for i in p.inputs))
+            if key in first:
+                merged[j] = first[key]
+            else:
+                first[key] = j
+    return merged
+
+
+def _binary_add(p) -> bool:
+    """A residual add, or a sum of two inputs (a cell's node merging two ops): what
+    onnxruntime's NCHWc transformer can fuse into a convolution that feeds it."""
+    return p.piece.kind == "add" or (p.piece.kind == "sum" and len(p.inputs) == 2)
+
+
 def _stat(e: Entry, statistic: str) -> float:
     return e.ms if statistic == "median" else e.min_ms
 
@@ -91,16 +116,20 @@ def predict_pieces(flow: Pieces, table: LatencyTable, what: str = "the network",
     entries = [table.entries[p.piece.key] for p in parts]
     block = int(table.overhead.get("nchwc_block", 0) or 0)
     run = float(table.overhead.get("run_ms", 0.0))
+    merged = _common_activations(parts)
+    inputs = [tuple(merged.get(i, i) for i in p.inputs) for p in parts]
+    output = merged.get(flow.output, flow.output)
     consumers: dict[int, list[tuple[int, int]]] = {}
-    for j, p in enumerate(parts):
-        for s, i in enumerate(p.inputs):
-            consumers.setdefault(i, []).append((j, s))
+    for j in range(len(parts)):
+        if j not in merged:
+            for s, i in enumerate(inputs[j]):
+                consumers.setdefault(i, []).append((j, s))
 
     # which outputs are blocked in the network, and which inputs take the blocked layout
     blocked: list[bool] = []
-    for p, e in zip(parts, entries):
+    for j, (p, e) in enumerate(zip(parts, entries)):
         piece = p.piece
-        ins = [i >= 0 and blocked[i] for i in p.inputs]
+        ins = [i >= 0 and blocked[i] for i in inputs[j]]
         if not block:
             blocked.append(False)
         elif piece.kind == "concat":
@@ -129,24 +158,24 @@ def predict_pieces(flow: Pieces, table: LatencyTable, what: str = "the network",
     fused: set[int] = set()
     if block:
         for j, p in enumerate(parts):  # residual adds fused into a convolution
-            if p.piece.kind == "add" and blocked[j] and any(
+            if _binary_add(p) and blocked[j] and any(
                     i >= 0 and parts[i].piece.kind == "op"
                     and parts[i].piece.op.op in FUSING_OPS  # type: ignore[union-attr]
                     and parts[i].piece.op.act is None  # type: ignore[union-attr]
-                    and len(consumers.get(i, ())) == 1 for i in p.inputs):
+                    and len(consumers.get(i, ())) == 1 for i in inputs[j]):
                 fused.add(j)
             elif (p.piece.kind == "op" and p.piece.op.op == "identity"  # type: ignore[union-attr]
-                  and p.inputs[0] in fused and blocked[j]
-                  and len(consumers.get(p.inputs[0], ())) == 1):
+                  and j not in merged and inputs[j][0] in fused and blocked[j]
+                  and len(consumers.get(inputs[j][0], ())) == 1):
                 fused.add(j)  # and the activation after it, into the same convolution
         for i in range(-1, len(parts)):
             uses = consumers.get(i, [])
-            if not uses and (i < 0 or i != flow.output):
+            if not uses and (i < 0 or i != output):
                 continue
             shape = parts[i].piece.out if i >= 0 else parts[uses[0][0]].piece.ins[uses[0][1]]
             is_blocked = i >= 0 and blocked[i]
             wanted = [takes(j, s) for j, s in uses]
-            full_out = is_blocked and (i == flow.output or not all(wanted))
+            full_out = is_blocked and (i == output or not all(wanted))
             full_in = not is_blocked and any(wanted)
             # what the pieces paid alone for reorders here (their profiled share of their
             # time); a reorder the network has too is priced the same, one no piece had alone
@@ -171,7 +200,7 @@ def predict_pieces(flow: Pieces, table: LatencyTable, what: str = "the network",
                     by_part[where] += delta
                     layout += delta
     for j, p in enumerate(parts):
-        if j not in fused:
+        if j not in fused and j not in merged:
             by_part[p.part] = by_part.get(p.part, 0.0) + cost(j)
     raw = run + sum(by_part.values())
     cal = table.calibration

@@ -13,6 +13,15 @@ two differ, the latency model's sum of pieces cannot be right: a fusion the piec
 Names: a spec of ``specs/`` or ``specs/zoo/`` as ``latency_model.py`` names them, or
 ``cellNN`` (random cell NN of ``latency_model_wall.json``, in the deployment network).
 Measure on an idle machine. Writes ``benchmarks/results/latency_profile.json``.
+
+``--kernel-model`` asks whether pieces' kernel times predict better than their wall times. It
+profiles every piece of the 67 networks of ``latency_model_wall.json`` (``--runs`` runs each,
+after 5 warm-up runs). It then predicts each network with the wall table, its entries' times
+replaced by the pieces' summed kernel times (reorders included, so the table's reorder shares
+still apply), and compares the predictions with the measured times: raw, times one scale, and
+fitted with the pieces' output size and a constant (least squares weighted by 1/measured, each
+network left out of its own fit). Nothing of it is in the product yet. Writes
+``latency_kernel_model.json``.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -71,11 +81,126 @@ def graph_of(name: str):
     return LM.spec_graphs()[name]["graph"]
 
 
+def piece_kernels(model, runs: int) -> tuple[float, float]:
+    """(kernel ms of a piece's nodes but its layout reorders, of its reorders): medians over
+    ``runs`` profiled runs after 5 warm-up runs in the same session."""
+    from shrinkc.backends.latency.measure import Protocol, bound_runner, make_session, random_feeds
+
+    with tempfile.TemporaryDirectory(prefix="shrinkc-profile-") as tmp:
+        s = make_session(model, Protocol(threads=1, batch=1, clock="wall"), None,
+                         profile=Path(tmp) / "profile")
+        run = bound_runner(s, random_feeds(s, 1))
+        for _ in range(5 + runs):
+            run()
+        with open(s.end_profiling(), encoding="utf-8") as f:
+            events = json.load(f)
+    durs: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            durs[(e["args"].get("op_name", ""), e["name"])].append(e["dur"] / 1000)
+    kernel = reorder = 0.0
+    for (op, _), v in durs.items():
+        m = statistics.median(v[5:] if len(v) > 5 else v)
+        if op.startswith("Reorder"):
+            reorder += m
+        else:
+            kernel += m
+    return kernel, reorder
+
+
+def _loo(rows: list[dict], features) -> list[float]:
+    """Each network's prediction from a least-squares fit (weighted by 1/measured) of
+    measured on ``features(row)`` over the other networks."""
+    import numpy as np
+
+    a = np.array([features(r) for r in rows], dtype=float)
+    y = np.array([r["measured_ms"] for r in rows])
+    w = 1 / y
+    out = []
+    for i in range(len(rows)):
+        keep = np.arange(len(rows)) != i
+        coef, *_ = np.linalg.lstsq(a[keep] * w[keep, None], y[keep] * w[keep], rcond=None)
+        out.append(float(a[i] @ coef))
+    return out
+
+
+def kernel_model(runs: int) -> None:
+    from dataclasses import replace
+
+    import shrinkc.backends.latency as L
+    from shrinkc.backends.latency.pieces import network_pieces, piece_model
+
+    nets = json.loads((LM.RESULTS / "latency_model_wall.json").read_text())["networks"]
+    table = L.load(LM.RESULTS / "latency_model_wall_table.json")
+    run_ms = table.overhead["run_ms"]
+    graphs = {n: graph_of(n) for n in nets}
+    pieces = {}
+    for g in graphs.values():
+        for part in network_pieces(g).parts:
+            pieces.setdefault(part.piece.key, part.piece)
+    t0 = time.monotonic()
+    kernels = {k: piece_kernels(piece_model(p), runs) for k, p in pieces.items()}
+    print(f"profiled {len(pieces)} pieces in {time.monotonic() - t0:.0f} s")
+    rows = []
+    for name, g in graphs.items():
+        flow = network_pieces(g)
+        kt = L.LatencyTable(table.fingerprint, table.protocol, dict(table.entries),
+                            dict(table.overhead))
+        for part in flow.parts:
+            k = part.piece.key
+            kt.entries[k] = replace(table.entries[k], ms=sum(kernels[k]) + run_ms)
+        out_mv = sum(p.piece.out.c * (p.piece.out.h or 1) * (p.piece.out.w or 1)
+                     for p in flow.parts) / 1e6
+        rows.append({"network": name, "kind": nets[name]["kind"],
+                     "measured_ms": nets[name]["measured_ms"],
+                     "table_ms": L.predict_pieces(flow, table).ms,
+                     "kernel_ms": L.predict_pieces(flow, kt).ms, "out_mvalues": out_mv})
+    predictors = {
+        "wall table (today's)": [r["table_ms"] for r in rows],
+        "kernel table, raw": [r["kernel_ms"] for r in rows],
+        "kernel table x one scale": _loo(rows, lambda r: [r["kernel_ms"]]),
+        "kernel table, output size, constant": _loo(
+            rows, lambda r: [r["kernel_ms"], r["out_mvalues"], 1.0]),
+        "wall table, output size, constant": _loo(
+            rows, lambda r: [r["table_ms"], r["out_mvalues"], 1.0]),
+    }
+    summary = {}
+    print(f"{'predictor (leave-one-out where fitted)':<40} {'all':>5} {'cells':>6} {'specs':>6} "
+          f"{'MAPE %':>7}")
+    for label, pred in predictors.items():
+        rel = [(p - r["measured_ms"]) / r["measured_ms"] for p, r in zip(pred, rows)]
+        within = [abs(x) <= LM.WITHIN for x in rel]
+
+        def frac(kind, within=within):
+            sel = [w for w, r in zip(within, rows) if kind in (None, r["kind"])]
+            return sum(sel) / len(sel)
+
+        summary[label] = {"within_10": frac(None), "cells": frac("cell"), "specs": frac("spec"),
+                          "mape": statistics.fmean(abs(x) for x in rel),
+                          "tau_b": LM.kendall_tau_b(pred, [r["measured_ms"] for r in rows])}
+        s = summary[label]
+        print(f"{label:<40} {s['within_10']:>5.0%} {s['cells']:>6.0%} {s['specs']:>6.0%} "
+              f"{100 * s['mape']:>7.1f}")
+    out = LM.RESULTS / "latency_kernel_model.json"
+    out.write_text(json.dumps({"benchmark": "latency_profile --kernel-model",
+                               "command": " ".join(["python", *sys.argv]), "cpu": cpu_flags(),
+                               "runs": runs, "pieces": {k: list(v) for k, v in kernels.items()},
+                               "networks": rows, "summary": summary}, indent=1) + "\n")
+    print(f"wrote {out.relative_to(LM.ROOT)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("networks", nargs="+")
+    ap.add_argument("networks", nargs="*")
     ap.add_argument("--runs", type=int, default=60, help="profiled runs of a network (60)")
+    ap.add_argument("--kernel-model", action="store_true",
+                    help="profile every piece of latency_model_wall.json's networks and "
+                         "compare kernel-time predictions with the measured times")
     args = ap.parse_args()
+    if args.kernel_model:
+        return kernel_model(max(5, args.runs // 3))
+    if not args.networks:
+        ap.error("name at least one network, or --kernel-model")
 
     from shrinkc.backends.latency.pieces import network_pieces, piece_model
     from shrinkc.backends.onnx import generate

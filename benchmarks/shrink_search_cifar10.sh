@@ -25,4 +25,6 @@ python benchmarks/shrink_search_cifar10.py proxyfull
 python benchmarks/shrink_search_cifar10.py select           # the final selection stage (session 19)
 python benchmarks/shrink_search_cifar10.py select_retrain
 python benchmarks/shrink_search_cifar10.py report --plot search_cifar10_pareto_seeds012.png
-run paper
+run paper                      # several sittings: a search cut short has no best cell yet
+run retrain --precision bf16   # the paper procedure's best cell, once it has finished
+python benchmarks/shrink_search_cifar10.py report --plot search_cifar10_pareto_paper.png

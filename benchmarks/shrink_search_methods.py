@@ -130,6 +130,9 @@ def best_cells(sp: Space) -> dict[str, list]:
                 **{part: name for part, (name, _) in EARLIER.items()}}
     for part, name in searches.items():
         search = load(part)
+        calls = search.get("invocations", [])
+        if calls and all("interrupted" in c for c in calls):
+            continue  # a search cut short (the paper's procedure between sittings): no result yet
         if "log" in search:
             snaps = [e for e in search["log"] if e.get("chosen") and e.get("edge") is not None]
             best = max(snaps, key=lambda e: (e["score"], -e["edges"]))

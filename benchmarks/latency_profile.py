@@ -42,35 +42,50 @@ from hostinfo import cpu_flags  # noqa: E402
 OUT = LM.RESULTS / "latency_profile.json"
 
 
-def profile(model, runs: int) -> tuple[dict[str, float], float]:
-    """(median kernel ms summed by operator, median model_run ms) over ``runs`` profiled
-    runs after 10 unprofiled warm-up runs."""
+def _events(model, runs: int, warmup: int, *, warm_apart: bool) -> list[dict]:
+    """onnxruntime's profile events of ``runs`` runs of ``model`` (1 thread, batch 1) after
+    ``warmup`` runs: in a session of their own that is not profiled (``warm_apart``), or
+    profiled with the rest."""
     from shrinkc.backends.latency.measure import Protocol, bound_runner, make_session, random_feeds
 
     protocol = Protocol(threads=1, batch=1, clock="wall")
     with tempfile.TemporaryDirectory(prefix="shrinkc-profile-") as tmp:
-        warm = make_session(model, protocol)
-        feeds = random_feeds(warm, 1)
-        run = bound_runner(warm, feeds)
-        for _ in range(10):
-            run()
-        del warm
+        if warm_apart:
+            warm = make_session(model, protocol)
+            feeds = random_feeds(warm, 1)
+            run = bound_runner(warm, feeds)
+            for _ in range(warmup):
+                run()
+            del warm
         session = make_session(model, protocol, None, profile=Path(tmp) / "profile")
+        if not warm_apart:
+            feeds = random_feeds(session, 1)
         run = bound_runner(session, feeds)
-        for _ in range(runs):
+        for _ in range(runs if warm_apart else warmup + runs):
             run()
         with open(session.end_profiling(), encoding="utf-8") as f:
-            events = json.load(f)
-    kernels: dict[tuple[str, str], list[float]] = defaultdict(list)
-    total = []
+            return json.load(f)
+
+
+def _kernel_medians(events: list[dict], skip: int = 0) -> dict[tuple[str, str], float]:
+    """Each node's median kernel ms, by (operator, node), its first ``skip`` runs left out
+    where it ran more often than that."""
+    durs: dict[tuple[str, str], list[float]] = defaultdict(list)
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            kernels[(e["args"].get("op_name", ""), e["name"])].append(e["dur"] / 1000)
-        elif e.get("cat") == "Session" and e["name"] == "model_run":
-            total.append(e["dur"] / 1000)
+            durs[(e["args"].get("op_name", ""), e["name"])].append(e["dur"] / 1000)
+    return {k: statistics.median(v[skip:] if len(v) > skip else v) for k, v in durs.items()}
+
+
+def profile(model, runs: int) -> tuple[dict[str, float], float]:
+    """(median kernel ms summed by operator, median model_run ms) over ``runs`` profiled
+    runs after 10 unprofiled warm-up runs."""
+    events = _events(model, runs, 10, warm_apart=True)
     by: Counter = Counter()
-    for (op, _), durs in kernels.items():
-        by[op] += statistics.median(durs)
+    for (op, _), ms in _kernel_medians(events).items():
+        by[op] += ms
+    total = [e["dur"] / 1000 for e in events
+             if e.get("cat") == "Session" and e["name"] == "model_run"]
     return dict(by), statistics.median(total) if total else float("nan")
 
 
@@ -84,27 +99,12 @@ def graph_of(name: str):
 def piece_kernels(model, runs: int) -> tuple[float, float]:
     """(kernel ms of a piece's nodes but its layout reorders, of its reorders): medians over
     ``runs`` profiled runs after 5 warm-up runs in the same session."""
-    from shrinkc.backends.latency.measure import Protocol, bound_runner, make_session, random_feeds
-
-    with tempfile.TemporaryDirectory(prefix="shrinkc-profile-") as tmp:
-        s = make_session(model, Protocol(threads=1, batch=1, clock="wall"), None,
-                         profile=Path(tmp) / "profile")
-        run = bound_runner(s, random_feeds(s, 1))
-        for _ in range(5 + runs):
-            run()
-        with open(s.end_profiling(), encoding="utf-8") as f:
-            events = json.load(f)
-    durs: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            durs[(e["args"].get("op_name", ""), e["name"])].append(e["dur"] / 1000)
     kernel = reorder = 0.0
-    for (op, _), v in durs.items():
-        m = statistics.median(v[5:] if len(v) > 5 else v)
+    for (op, _), ms in _kernel_medians(_events(model, runs, 5, warm_apart=False), 5).items():
         if op.startswith("Reorder"):
-            reorder += m
+            reorder += ms
         else:
-            kernel += m
+            kernel += ms
     return kernel, reorder
 
 

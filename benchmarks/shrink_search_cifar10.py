@@ -66,6 +66,19 @@ SELECT_K = 3  # fixed before the first selection ran: the top 3 of each method's
 SELECT_SEED = S.RANK_SEEDS[0]  # one full training per cell, the rank part's first seed
 
 
+def _first_distinct(sp: S.Space, ranked, k: int) -> list[dict]:
+    """The first ``k`` non-isomorphic cells of ``ranked`` ((edges, record) pairs, best first,
+    drawn lazily), each record with its cell's hash and edges added."""
+    picked: dict[str, dict] = {}
+    for cell, record in ranked:
+        h = sp.cell_hash(cell)
+        if h not in picked:
+            picked[h] = {"hash": h, "edges": [list(e) for e in cell], **record}
+        if len(picked) == k:
+            break
+    return list(picked.values())
+
+
 def top_cells(sp: S.Space, k: int) -> dict[str, list[dict]]:
     """Each finished method's top ``k`` distinct cells by its own cheap search score, best
     first (ties: fewer edges, then the earlier): AutoShrink's step snapshots (a snapshot's score
@@ -79,31 +92,20 @@ def top_cells(sp: S.Space, k: int) -> dict[str, list[dict]]:
         if "log" in doc:
             snaps = sorted((e for e in doc["log"] if e.get("chosen") and e.get("edge") is not None),
                            key=lambda e: (-e["score"], e["edges"], e["step"]))
-            picked: dict[str, dict] = {}
-            for e in snaps:
-                cell = _edges_after(sp, doc["log"], e["step"])
-                h = sp.cell_hash(cell)
-                if h not in picked:
-                    picked[h] = {"hash": h, "edges": cell, "cheap_score": e["score"],
-                                 "step": e["step"]}
-                if len(picked) == k:
-                    break
-            out[f"autoshrink{tag}"] = list(picked.values())
+            out[f"autoshrink{tag}"] = _first_distinct(sp, (
+                (_edges_after(sp, doc["log"], e["step"]),
+                 {"cheap_score": e["score"], "step": e["step"]}) for e in snaps), k)
         rnd = S.load(S.seeded("random", seed))
         if rnd.get("runs") and len(rnd["runs"]) == len(rnd["cells"]):
             runs = rnd["runs"]
-            order = sorted(runs, key=lambda i: (-sp.score(runs[i]["acc"], runs[i]["macs"]),
-                                                len(rnd["cells"][int(i)]), int(i)))
-            picked = {}
-            for i in order:  # the first (best) random cell of each hash
-                cell = [list(e) for e in rnd["cells"][int(i)]]
-                h = sp.cell_hash(cell)
-                if h not in picked:
-                    picked[h] = {"hash": h, "edges": cell, "index": int(i),
-                                 "cheap_score": sp.score(runs[i]["acc"], runs[i]["macs"])}
-                if len(picked) == k:
-                    break
-            out[f"random search{tag}"] = list(picked.values())
+
+            def cheap(i, runs=runs):
+                return sp.score(runs[i]["acc"], runs[i]["macs"])
+
+            order = sorted(runs, key=lambda i: (-cheap(i), len(rnd["cells"][int(i)]), int(i)))
+            out[f"random search{tag}"] = _first_distinct(sp, (
+                (rnd["cells"][int(i)], {"index": int(i), "cheap_score": cheap(i)})
+                for i in order), k)
     return out
 
 

@@ -135,18 +135,39 @@ def test_table_round_trip(tmp_path):
     graph = compile_file(TINY)
     table = _fake_table(graph, lambda k: round(0.1 + len(k) / 1000, 6))
     key = sorted(table.entries)[0]
-    table.entries[key] = L.Entry(0.5, 0.4, 0.6, 0.3, 42, "run limit", (True,), True, (0.25,), 0.125)
+    table.entries[key] = L.Entry(0.5, 0.4, 0.6, 0.3, 42, "run limit", (True,), True, (0.25,), 0.125,
+                                 0.375)
     table.overhead["reorder_in"] = {"ms": 0.001, "ms_per_mvalue": 0.5}
-    table.calibration = {"scale": 1.25, "offset_ms": 0.5, "networks": []}
+    table.calibration = {"basis": "kernel", "networks": [],
+                         "terms": {"pieces_ms": 1.25, "concat_mvalues": 0.2, "constant_ms": -0.5}}
     path = tmp_path / "t.json"
     L.save(table, path)
     back = L.load(path)
     assert back.entries == table.entries and back.fingerprint == FP
+    assert back.entries[key].kernel_ms == 0.375
     assert back.overhead["reorder_in"] == {"ms": 0.001, "ms_per_mvalue": 0.5}
-    assert back.calibration["scale"] == 1.25 and back.source == path.as_posix()
+    assert back.calibration["terms"]["constant_ms"] == -0.5 and back.source == path.as_posix()
     assert L.load(path, expect=FP).entries == table.entries  # its own fingerprint: accepted
     assert back.digest() == table.digest()  # what a search records of its table
-    assert json.loads(path.read_text())["version"] == 1
+    assert json.loads(path.read_text())["version"] == 2
+
+
+def test_a_version_1_table_still_predicts_from_wall_times(tmp_path):
+    """A table written before kernel times (version 1: no ``kernel_ms``, a calibration of
+    one scale and an offset) reads, and predicts from the pieces' medians."""
+    spec = tmp_path / "hand.shrink"
+    spec.write_text(HAND)
+    graph = compile_file(spec)
+    data = _fake_table(graph, HAND_MS.__getitem__).to_dict()
+    data.update(version=1, calibration={"scale": 2.0, "offset_ms": 0.5, "networks": []})
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(data, indent=1))
+    p = L.predict(graph, L.load(path))
+    assert p.basis == "wall" and p.calibrated
+    assert p.ms == pytest.approx(2.0 * 1.28 + 0.5)  # the hand sum below, scaled
+    with pytest.raises(ShrinkError, match="no kernel time") as e:  # asked for kernel times
+        L.predict_pieces(L.network_pieces(graph), L.load(path), basis="kernel")
+    assert e.value.diagnostic.loc.file == path.as_posix() and e.value.diagnostic.hint
 
 
 def test_a_table_is_never_saved_over_a_change_made_while_it_was_measured(tmp_path):
@@ -234,6 +255,22 @@ def test_bad_tables_are_located_errors(tmp_path):
     assert "positive" in d.message
 
     bad = json.loads(json.dumps(good))
+    bad["entries"][key]["kernel_ms"] = float("inf")
+    d, line = _bad(tmp_path, json.dumps(bad, indent=1))
+    assert "kernel_ms" in d.message and "inf" in d.message and json.dumps(key) in line
+
+    for terms, said in (({"pieces_ms": 1.2, "concat_mvalues": float("nan"), "constant_ms": 0},
+                         "concat_mvalues"),
+                        ({"pieces_ms": 0, "concat_mvalues": 0.1, "constant_ms": 0}, "positive"),
+                        ({"pieces_ms": 1.2, "concat_mvalues": 0.1}, "constant_ms")):
+        bad = {**good, "calibration": {"basis": "kernel", "terms": terms, "networks": []}}
+        d, line = _bad(tmp_path, json.dumps(bad, indent=1))
+        assert said in d.message and '"calibration"' in line, d.message
+    bad = {**good, "calibration": {"basis": "phone", "terms": {}, "networks": []}}
+    d, _ = _bad(tmp_path, json.dumps(bad, indent=1))
+    assert "'basis' is 'phone'" in d.message
+
+    bad = json.loads(json.dumps(good))
     del bad["fingerprint"]["onnxruntime"]
     d, line = _bad(tmp_path, json.dumps(bad, indent=1))
     assert "onnxruntime" in d.message and '"fingerprint"' in line
@@ -304,9 +341,65 @@ def test_the_prediction_is_the_sum_by_hand(tmp_path):
     assert p.ms == pytest.approx(1.28) and not p.calibrated and p.layout_ms == 0
     assert p.by_part == pytest.approx({"stem": 0.10, "stage1": 1.14, "head": 0.03, "run": 0.01})
     assert L.predict_ms(graph, table) == pytest.approx(1.28)
-    L.calibrate(table, [("N", 1.28, 2.56)])  # one network: a scale alone
+    flow = L.network_pieces(graph)
+    record = L.calibration_record(flow, table, "N", 2.56)
+    assert record["wall_ms"] == pytest.approx(1.28) and record["kernel_ms"] is None
+    L.calibrate(table, [record])  # one network: a scale alone, of the wall sum
+    assert table.calibration["basis"] == "wall"
     assert L.predict(graph, table).ms == pytest.approx(2.56)
     assert L.predict(graph, table).by_part["stage1"] == pytest.approx(2.28)
+
+
+HAND_KERNEL_MS = {k: round(v / 2, 6) for k, v in HAND_MS.items()}  # half of each wall time
+
+
+def test_the_kernel_basis_by_hand(tmp_path):
+    """A calibrated table predicts ``a * (run + the pieces' kernel times) + b * the values
+    concatenated (millions) + c``; the calibration is fitted from six networks on (least
+    squares of relative errors), one scale of the wall sum below that."""
+    spec = tmp_path / "hand.shrink"
+    spec.write_text(HAND)
+    graph = compile_file(spec)
+    table = _fake_table(graph, HAND_MS.__getitem__)
+    table.entries = {k: replace(e, kernel_ms=HAND_KERNEL_MS[k]) for k, e in table.entries.items()}
+    flow = L.network_pieces(graph)
+    raw = L.predict_pieces(flow, table, basis="kernel")
+    # run 0.01, stem 0.055, per cell 0.105 + 0.155 + concat 0.025 + add 0.02, pool 0.01,
+    # linear 0.015; each cell concatenates 8x8x8 values
+    assert raw.raw_ms == pytest.approx(0.01 + 0.055 + 2 * 0.305 + 0.01 + 0.015)
+    assert raw.concat_mvalues == pytest.approx(2 * 512 / 1e6) and not raw.calibrated
+    table.calibration = {"basis": "kernel", "networks": [],
+                         "terms": {"pieces_ms": 1.5, "concat_mvalues": 100.0, "constant_ms": 0.2}}
+    p = L.predict(graph, table)
+    assert p.basis == "kernel" and p.calibrated
+    assert p.ms == pytest.approx(1.5 * 0.7 + 100.0 * 1024e-6 + 0.2)
+    assert p.by_part["stage1"] == pytest.approx(1.5 * 0.61 + 100.0 * 1024e-6)
+    assert p.by_part["run"] == pytest.approx(1.5 * 0.01 + 0.2)
+    assert sum(p.by_part.values()) == pytest.approx(p.ms)
+
+    # six networks made by known terms: the fit finds them
+    truth = (1.2, 0.15, -0.05)
+    records = [{"network": f"n{i}", "kernel_ms": k, "wall_ms": w, "concat_mvalues": c,
+                "measured_ms": truth[0] * k + truth[1] * c + truth[2]}
+               for i, (k, w, c) in enumerate([(1, 1.3, 0), (2, 2.5, 1), (5, 6, 3), (8, 10, 2),
+                                              (13, 15, 9), (21, 25, 4)])]
+    cal = L.calibrate(table, records)
+    assert cal["basis"] == "kernel"
+    assert [cal["terms"][t] for t in ("pieces_ms", "concat_mvalues", "constant_ms")] == \
+        pytest.approx(truth, abs=1e-6)
+    # five: too few to fit three terms; one scale of the wall sum (the median ratio)
+    cal = L.calibrate(table, records[:5])
+    ratios = sorted(r["measured_ms"] / r["wall_ms"] for r in records[:5])
+    assert cal["basis"] == "wall" and cal["terms"]["pieces_ms"] == pytest.approx(ratios[2], 1e-5)
+    assert cal["terms"]["concat_mvalues"] == 0 and cal["terms"]["constant_ms"] == 0
+    # concatenation that makes networks faster is not a cost: the term is dropped
+    faster = [{**r, "measured_ms": 1.2 * r["kernel_ms"] - 0.1 * r["concat_mvalues"] + 0.3}
+              for r in records]
+    cal = L.calibrate(table, faster)
+    assert cal["basis"] == "kernel" and cal["terms"]["concat_mvalues"] == 0
+    # one network without kernel times (a version 1 record): the wall scale
+    old = [*records[1:], {"network": "v1", "predicted_ms": 2.0, "measured_ms": 2.4}]
+    assert L.calibrate(table, old)["basis"] == "wall"
 
 
 LINE = """shrink 1
@@ -464,6 +557,10 @@ def test_building_a_table_measures_each_piece_once(tmp_path):
     assert table.fingerprint == FAST.fingerprint().device()
     assert {"run_ms", "node_ms", "nchwc_block"} <= set(table.overhead)
     assert all(e.ms > 0 and e.runs >= 3 for e in table.entries.values())
+    # each piece's kernel time, from onnxruntime's profile: within its wall time
+    assert all(0 < e.kernel_ms < e.q3_ms + 1 for e in table.entries.values())
+    assert sum(e.kernel_ms for e in table.entries.values()) < sum(
+        e.ms for e in table.entries.values())
     assert L.predict(graph, table).ms > 0
     L.save(table, tmp_path / "t.json")
     again = L.build_table([p.piece for p in parts], FAST, L.load(tmp_path / "t.json"))
@@ -507,6 +604,15 @@ def test_latency_command_predicts_measures_and_saves(tmp_path, capsys):
     again = json.loads(capsys.readouterr().out)
     assert again["table"]["measured_here"] == 0 and again["measured_ms"] is None
     assert again["predicted_ms"] == r["predicted_ms"]
+    # --calibrate records the measured network (both sums) and fits: one network, one scale
+    assert _main(["latency", str(TINY), "--table", str(table), "--measure", "--calibrate",
+                  "--save-table", str(table), "--json", *FLAGS]) == 0
+    c = json.loads(capsys.readouterr().out)
+    rec = c["table"]["calibration"]["networks"]
+    assert [n["network"] for n in rec] == ["TinyProxy"] and rec[0]["kernel_ms"] > 0
+    assert c["calibrated"] and c["table"]["calibration"]["basis"] == "wall"
+    assert c["predicted_ms"] == pytest.approx(c["measured_ms"], rel=0.01)  # fitted on itself
+    L.save(replace(L.load(table), calibration=None), table)
     from shrinkc.cli import main
 
     assert main(["stats", str(TINY), "--latency-table", str(table), "--json"]) == 0

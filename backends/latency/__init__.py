@@ -13,7 +13,8 @@
 * ``table``: the versioned JSON table with its fingerprint, read with located errors —
   :func:`load`, :func:`save`;
 * ``predict``: a network's latency from a table, in milliseconds of Python —
-  :func:`predict`, :func:`predict_ms`, :func:`calibrate`.
+  :func:`predict`, :func:`predict_ms`, :func:`calibrate` (on measured networks'
+  :func:`calibration_record`).
 
 numpy, onnx and onnxruntime load only where a function needs them; torch never.
 """
@@ -24,12 +25,20 @@ from .build import build_table, measure_overhead, measure_piece
 from .fingerprint import Fingerprint, check_same, current, differences
 from .measure import Measurement, Protocol, measure_model, measure_session
 from .pieces import Piece, Pieces, network_pieces, piece_model
-from .predict import Prediction, calibrate, needed_keys, predict, predict_ms, predict_pieces
+from .predict import (
+    Prediction,
+    calibrate,
+    calibration_record,
+    needed_keys,
+    predict,
+    predict_ms,
+    predict_pieces,
+)
 from .space import space_keys, space_pieces
 from .table import Entry, LatencyTable, load, save
 
 __all__ = ["Entry", "Fingerprint", "LatencyTable", "Measurement", "Piece", "Pieces",
-           "Prediction", "Protocol", "build_table", "calibrate", "check_same", "current",
+           "Prediction", "Protocol", "build_table", "calibrate", "calibration_record", "check_same", "current",
            "differences", "load", "measure_model", "measure_overhead", "measure_piece", "measure_session",
            "needed_keys", "network_pieces", "piece_model", "predict", "predict_ms",
            "predict_pieces", "save", "space_keys", "space_pieces"]

@@ -13,6 +13,9 @@ the overhead terms the predictor adds or subtracts (a run's, a node's, a layout 
   reorders measured alone at up to six sizes spanning the pieces' outputs
   (:func:`reorder_sizes`): ``ms + ms_per_mvalue * values / 1e6`` (least squares, the run
   overhead subtracted).
+* each piece's ``kernel_ms``: the sum of its nodes' median kernel times in the same profile
+  (:data:`PROFILE_RUNS` runs after :data:`PROFILE_WARMUP`), what a calibrated table predicts
+  from (``predict.py``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from .table import Entry, LatencyTable
 REORDER_SIZES = ((16, 7, 7), (64, 14, 14), (128, 28, 28), (64, 56, 56), (32, 112, 112),
                  (64, 112, 112))
 CHAIN = 33
-PROFILE_RUNS = 20
+PROFILE_RUNS = 60  # kernel times of 20 runs a piece left the calibrated model 3-5 points worse
+PROFILE_WARMUP = 5
 
 Progress = Callable[[int, int, str], None]
 """``(done, total, what)``: called before each measurement of a table being built."""
@@ -61,16 +65,17 @@ def _layout(path: Path) -> tuple[tuple[bool, ...], bool]:
     return ins, any(o.name in reordered_out for o in g.output)
 
 
-def _reorder_shares(session, feeds: dict, runs: int, inputs: list[str]
-                    ) -> tuple[tuple[float, ...], float]:
-    """onnxruntime's profile of ``runs`` runs: the share of the piece's node time its
-    ReorderInput nodes took, per graph input, and its ReorderOutput nodes took."""
+def _profile(session, feeds: dict, runs: int, warmup: int, inputs: list[str]
+             ) -> tuple[float, tuple[float, ...], float]:
+    """onnxruntime's profile of ``warmup + runs`` runs, each node's first ``warmup`` left
+    out: the sum of the nodes' median kernel times (ms), and the share of it the piece's
+    ReorderInput nodes took, per blocked graph input, and its ReorderOutput nodes took."""
     import json
     import os
     import statistics
 
     run = bound_runner(session, feeds)
-    for _ in range(runs):
+    for _ in range(warmup + runs):
         run()
     path = session.end_profiling()
     try:
@@ -83,19 +88,20 @@ def _reorder_shares(session, feeds: dict, runs: int, inputs: list[str]
         if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
             args = e.get("args", {})
             durs.setdefault((args.get("op_name", ""), e["name"]), []).append(float(e["dur"]))
-    med = {k: statistics.median(v) for k, v in durs.items()}
+    med = {k: statistics.median(v[warmup:] if len(v) > warmup else v) for k, v in durs.items()}
     total = sum(med.values())
     if not total:
-        return (0.0,) * len(inputs), 0.0
+        return 0.0, (0.0,) * len(inputs), 0.0
     out = sum(v for (op, _), v in med.items() if op == "ReorderOutput") / total
     ins = sum(v for (op, _), v in med.items() if op == "ReorderInput") / total
-    return tuple(ins / max(1, len(inputs)) for _ in inputs), out
+    return total / 1000, tuple(ins / max(1, len(inputs)) for _ in inputs), out
 
 
 def measure_piece(piece: Piece, protocol: Protocol, profile_runs: int = PROFILE_RUNS
                   ) -> tuple[Entry, Fingerprint]:
-    """A piece's latency alone, the layout onnxruntime ran it in, and what its layout
-    reorders took of it (from onnxruntime's profile of ``profile_runs`` further runs)."""
+    """A piece's latency alone, the layout onnxruntime ran it in, and from onnxruntime's
+    profile of ``profile_runs`` further runs (after :data:`PROFILE_WARMUP`) its kernel time
+    and what its layout reorders took of it."""
     model = piece_model(piece)
     with tempfile.TemporaryDirectory(prefix="shrinkc-latency-") as tmp:
         path = Path(tmp) / "optimized.onnx"
@@ -108,17 +114,18 @@ def measure_piece(piece: Piece, protocol: Protocol, profile_runs: int = PROFILE_
                               ) from None
         ins, out = _layout(path) if path.exists() else ((False,) * len(piece.ins), False)
         feeds = random_feeds(probe, protocol.batch)
+        blocked_inputs = [n for n, b in zip(feeds, ins) if b]
+        kernel, per, share_out = _profile(probe, feeds, profile_runs, PROFILE_WARMUP,
+                                          blocked_inputs)
         shares: tuple[tuple[float, ...], float] = ((0.0,) * len(ins), 0.0)
         if any(ins) or out:
-            blocked_inputs = [n for n, b in zip(feeds, ins) if b]
-            per, share_out = _reorder_shares(probe, feeds, profile_runs, blocked_inputs)
             it = iter(per)
             shares = (tuple(next(it) if b else 0.0 for b in ins), share_out)
         del probe
     session = make_session(model, protocol)
     fp = protocol.fingerprint(tuple(piece.ins[0].as_list()))
     m = measure_session(session, feeds, protocol, fp)
-    return Entry.of(m, ins, out, *shares), fp
+    return Entry.of(m, ins, out, *shares, kernel_ms=kernel), fp
 
 
 def nchwc_block() -> int:
@@ -218,5 +225,5 @@ def build_table(pieces: Iterable[Piece], protocol: Protocol,
     return table
 
 
-__all__ = ["REORDER_SIZES", "build_table", "measure_overhead", "measure_piece", "nchwc_block",
+__all__ = ["PROFILE_RUNS", "PROFILE_WARMUP", "REORDER_SIZES", "build_table", "measure_overhead", "measure_piece", "nchwc_block",
            "reorder_sizes"]

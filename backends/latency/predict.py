@@ -25,8 +25,21 @@ The prediction (:func:`predict`) is
   accumulates into the buffer), and so is a ReLU, sigmoid or tanh alone after such an add:
   they cost nothing. An activation alone that repeats an earlier one on the same input
   costs nothing either (onnxruntime's common subexpression elimination keeps one);
-* with a calibration in the table (fitted on measured networks, :func:`calibrate`):
-  ``scale * that + offset_ms``.
+* with a calibration in the table (fitted on measured networks, :func:`calibrate`), on the
+  **kernel basis** the same sum with each piece's profiled kernel time (``kernel_ms``) in
+  place of its wall time less a run, then
+
+      pieces_ms * that + concat_mvalues * (millions of values the network concatenates)
+      + constant_ms
+
+  A piece measured alone pays for handing its output back as a fresh graph output, which a
+  network pays once; its kernels do not include that. And a network's concatenations copy
+  inputs that have left the cache, where a piece's are warm (in onnxruntime's profile of a
+  large cell its Concat kernels ran 40% slower than alone, its convolutions 19%). Fitted on
+  the 67 networks of ``benchmarks/latency_model.py`` (each left out of its own fit) this took
+  the networks within +-10% from 81% (the wall sum) to 96%. With fewer than
+  :data:`MIN_FIT` measured networks, or a table without kernel times (version 1), the
+  calibration is one scale of the wall sum (the median measured/predicted ratio).
 
 :func:`space_keys` (``space.py``) lists what a search space needs, for a table built before a
 search; :func:`predict_ms` is the number alone.
@@ -40,12 +53,13 @@ from shrinkc.compiler import ir
 from shrinkc.compiler.errors import ShrinkError
 
 from .pieces import Pieces, network_pieces
-from .table import Entry, LatencyTable
+from .table import REBUILD, Entry, LatencyTable
 
 BLOCKED_ACTS = frozenset({"relu", "sigmoid", "tanh"})
 """Activations onnxruntime runs in the blocked layout when their input is blocked."""
 FUSING_OPS = frozenset({"conv", "sepconv", "dwconv"})  # end in a Conv a Sum can fuse into
 STATISTICS = ("median", "min")
+MIN_FIT = 6  # measured networks a three-term calibration is fitted on, at least
 
 
 @dataclass(frozen=True)
@@ -58,11 +72,14 @@ class Prediction:
     pieces: int = 0
     layout_ms: float = 0.0  # the layout corrections (included)
     calibrated: bool = False
+    basis: str = "wall"  # what raw_ms sums: the pieces' wall times or their kernel times
+    concat_mvalues: float = 0.0  # millions of values the network's concatenations write
 
     def to_dict(self) -> dict:
         r = lambda x: round(float(x), 4)  # noqa: E731
-        return {"predicted_ms": r(self.ms), "raw_ms": r(self.raw_ms),
+        return {"predicted_ms": r(self.ms), "raw_ms": r(self.raw_ms), "basis": self.basis,
                 "layout_correction_ms": r(self.layout_ms), "calibrated": self.calibrated,
+                "concat_mvalues": r(self.concat_mvalues),
                 "pieces": self.pieces, "by_part": {k: r(v) for k, v in self.by_part.items()}}
 
 
@@ -106,14 +123,39 @@ def _stat(e: Entry, statistic: str) -> float:
     return e.ms if statistic == "median" else e.min_ms
 
 
+def calibration_terms(table: LatencyTable) -> tuple[str, float, float, float] | None:
+    """The table's calibration as (basis, pieces_ms, concat_mvalues, constant_ms); a version
+    1 calibration ``{"scale", "offset_ms"}`` is the wall basis with no concatenation term."""
+    cal = table.calibration
+    if not cal:
+        return None
+    if "terms" not in cal:
+        return "wall", float(cal["scale"]), 0.0, float(cal["offset_ms"])
+    t = cal["terms"]
+    return (cal["basis"], float(t["pieces_ms"]), float(t["concat_mvalues"]),
+            float(t["constant_ms"]))
+
+
 def predict_pieces(flow: Pieces, table: LatencyTable, what: str = "the network",
-                   statistic: str = "median") -> Prediction:
-    """The prediction for a network's pieces (see the module's documentation)."""
+                   statistic: str = "median", basis: str | None = None) -> Prediction:
+    """The prediction for a network's pieces (see the module's documentation): on the
+    calibration's basis (``basis`` overrides it, and drops the calibration if it differs)."""
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}")
     parts = flow.parts
     table.require({p.piece.key for p in parts}, what)
     entries = [table.entries[p.piece.key] for p in parts]
+    cal = calibration_terms(table)
+    if basis is None:
+        basis = cal[0] if cal else "wall"
+    elif cal and cal[0] != basis:
+        cal = None
+    if basis == "kernel":
+        lacking = next((p.piece.key for p, e in zip(parts, entries) if e.kernel_ms is None), None)
+        if lacking is not None:
+            raise ShrinkError(f"{table.source or 'the table'} has no kernel time for the piece "
+                              f"'{lacking}' (a version 1 table?), and its calibration is on "
+                              "kernel times", table._loc(), REBUILD, quote=False)
     block = int(table.overhead.get("nchwc_block", 0) or 0)
     run = float(table.overhead.get("run_ms", 0.0))
     merged = _common_activations(parts)
@@ -151,6 +193,8 @@ def predict_pieces(flow: Pieces, table: LatencyTable, what: str = "the network",
         return blocked[j]
 
     def cost(j: int) -> float:
+        if basis == "kernel":
+            return entries[j].kernel_ms  # type: ignore[return-value]
         return max(_stat(entries[j], statistic) - run, 0.0)
 
     by_part: dict[str, float] = {p.part: 0.0 for p in parts}  # in the network's order
@@ -203,12 +247,25 @@ def predict_pieces(flow: Pieces, table: LatencyTable, what: str = "the network",
         if j not in fused and j not in merged:
             by_part[p.part] = by_part.get(p.part, 0.0) + cost(j)
     raw = run + sum(by_part.values())
-    cal = table.calibration
-    scale, offset = (cal["scale"], cal["offset_ms"]) if cal else (1.0, 0.0)
-    shown = {k: v * scale for k, v in by_part.items()}
-    shown["run"] = run * scale + offset
-    return Prediction(ms=scale * raw + offset, raw_ms=raw, by_part=shown, pieces=len(parts),
-                      layout_ms=layout, calibrated=cal is not None)
+    concat = {p.part: 0.0 for p in parts}
+    for p in parts:
+        if p.piece.kind == "concat":
+            concat[p.part] += _values(p.piece.out) * table.fingerprint.batch / 1e6
+    total_concat = sum(concat.values())
+    if cal is None:
+        return Prediction(ms=raw, raw_ms=raw, by_part={**by_part, "run": run},
+                          pieces=len(parts), layout_ms=layout, basis=basis,
+                          concat_mvalues=total_concat)
+    _, scale, per_mvalue, constant = cal
+    shown = {k: v * scale + per_mvalue * concat[k] for k, v in by_part.items()}
+    shown["run"] = run * scale + constant
+    return Prediction(ms=scale * raw + per_mvalue * total_concat + constant, raw_ms=raw,
+                      by_part=shown, pieces=len(parts), layout_ms=layout, calibrated=True,
+                      basis=basis, concat_mvalues=total_concat)
+
+
+def _values(shape: ir.Shape) -> int:
+    return shape.c * (shape.h or 1) * (shape.w or 1)  # type: ignore[operator]
 
 
 def predict(graph: ir.Graph, table: LatencyTable, statistic: str = "median") -> Prediction:
@@ -222,26 +279,66 @@ def predict_ms(graph: ir.Graph, table: LatencyTable) -> float:
     return predict(graph, table).ms
 
 
-def calibrate(table: LatencyTable, pairs: list[tuple[str, float, float]]) -> dict:
-    """Fit ``measured = scale * predicted`` over ``(network, raw predicted ms, measured ms)``
-    (the median of the networks' measured/predicted ratios) and store it in the table;
-    measured figures must have the table's fingerprint (the caller checks).
+def calibration_record(flow: Pieces, table: LatencyTable, network: str,
+                       measured_ms: float) -> dict:
+    """What a calibration keeps of one measured network: its measured time and the
+    predictor's uncalibrated sums on both bases (``kernel_ms`` None where the table has no
+    kernel times), and the values it concatenates."""
+    wall = predict_pieces(flow, table, network, basis="wall")
+    has_kernels = all(table.entries[p.piece.key].kernel_ms is not None for p in flow.parts)
+    kernel = predict_pieces(flow, table, network, basis="kernel").raw_ms if has_kernels else None
+    r = lambda x: None if x is None else round(float(x), 6)  # noqa: E731
+    return {"network": network, "measured_ms": r(measured_ms), "wall_ms": r(wall.raw_ms),
+            "kernel_ms": r(kernel), "concat_mvalues": r(wall.concat_mvalues)}
 
-    One scale, no offset: pieces measured alone run warm in cache, so a whole network is
-    slower than their sum by a fraction (``benchmarks/latency_model.py``: 0.80 of measured at
-    the median over 67 networks); a scale fitted on the other networks brought the error to
-    6.0% (MAPE, leave-one-out), where a least-squares scale and offset gave 18%, its offset
-    swamping the smallest networks. (A table with an ``offset_ms`` still predicts with it.)"""
+
+def _weighted_fit(rows: list[list[float]], ys: list[float]) -> list[float]:
+    """Least squares of ``ys`` on ``rows``, each row weighted by 1/y (relative errors)."""
+    import numpy as np
+
+    a = np.array(rows, dtype=float)
+    y = np.array(ys, dtype=float)
+    coef, *_ = np.linalg.lstsq(a / y[:, None], np.ones_like(y), rcond=None)
+    return [float(c) for c in coef]
+
+
+def calibrate(table: LatencyTable, records: list[dict]) -> dict:
+    """Fit the table's calibration on measured networks (:func:`calibration_record`'s
+    records; a version 1 record ``{"network", "predicted_ms", "measured_ms"}`` counts as its
+    wall sum) and store it in the table. Measured figures must have the table's fingerprint
+    (the caller checks).
+
+    With at least :data:`MIN_FIT` networks and kernel times for all of them: ``measured =
+    pieces_ms * kernel sum + concat_mvalues * values concatenated + constant_ms``, least
+    squares weighted by 1/measured (each network's relative error counts alike); without a
+    concatenation term if its coefficient comes out negative. Otherwise one scale of the
+    wall sum, the median of the measured/predicted ratios: robust with two or three networks,
+    where a fitted offset swamps the small ones."""
     import statistics
 
-    ratios = [m / p for _, p, m in pairs if p > 0 and m > 0]
-    if not ratios:
+    rows = [{**r, "wall_ms": r.get("wall_ms", r.get("predicted_ms")),
+             "kernel_ms": r.get("kernel_ms")} for r in records]
+    rows = [r for r in rows if (r["measured_ms"] or 0) > 0 and (r["wall_ms"] or 0) > 0]
+    if not rows:
         raise ShrinkError("a calibration needs at least one measured network")
-    table.calibration = {"scale": round(statistics.median(ratios), 6), "offset_ms": 0.0,
-                         "networks": [{"network": name, "predicted_ms": round(p, 4),
-                                       "measured_ms": round(m, 4)} for name, p, m in pairs]}
+    ys = [r["measured_ms"] for r in rows]
+    terms = None
+    if len(rows) >= MIN_FIT and all(r["kernel_ms"] for r in rows):
+        a, b, c = _weighted_fit([[r["kernel_ms"], r["concat_mvalues"] or 0.0, 1.0]
+                                 for r in rows], ys)
+        if b < 0:
+            (a, c), b = _weighted_fit([[r["kernel_ms"], 1.0] for r in rows], ys), 0.0
+        if a > 0:
+            terms = ("kernel", a, b, c)
+    if terms is None:
+        terms = ("wall", statistics.median(y / r["wall_ms"] for y, r in zip(ys, rows)), 0.0, 0.0)
+    basis, a, b, c = terms
+    table.calibration = {"basis": basis,
+                         "terms": {"pieces_ms": round(a, 6), "concat_mvalues": round(b, 6),
+                                   "constant_ms": round(c, 6)},
+                         "networks": rows}
     return table.calibration
 
 
-__all__ = ["BLOCKED_ACTS", "Prediction", "calibrate", "needed_keys", "predict", "predict_ms",
-           "predict_pieces"]
+__all__ = ["BLOCKED_ACTS", "MIN_FIT", "Prediction", "calibrate", "calibration_record",
+           "calibration_terms", "needed_keys", "predict", "predict_ms", "predict_pieces"]

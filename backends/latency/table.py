@@ -4,7 +4,7 @@ commit beside the spec::
 
     {
       "format": "shrinkc latency table",
-      "version": 1,
+      "version": 2,
       "fingerprint": {"cpu_model": ..., "onnxruntime": "1.32.0", "intra_op_threads": 1, ...},
       "protocol": {"warmup": 10, "min_runs": 20, "max_runs": 1000, "tolerance": 0.01, ...},
       "overhead": {"run_ms": 0.03, "node_ms": 0.0002, "nchwc_block": 16,
@@ -13,16 +13,20 @@ commit beside the spec::
       "entries": {
         "conv(dilation=1,groups=1,k=3,out=44,stride=2)+relu 3x224x224->44x112x112":
           {"ms": 1.234, "q1_ms": ..., "q3_ms": ..., "min_ms": ..., "runs": 60,
-           "stopped": "stable", "in_nchwc": [false], "out_nchwc": true},
+           "stopped": "stable", "in_nchwc": [false], "out_nchwc": true,
+           "in_reorder": [0.0], "out_reorder": 0.31, "kernel_ms": 0.987},
         ...
       }
     }
 
-``ms`` is a piece's median; ``in_nchwc`` / ``out_nchwc`` say whether onnxruntime ran the piece
-alone in its blocked layout (NCHWc) at an input / at the output, which the predictor uses to
+``ms`` is a piece's median; ``kernel_ms`` the sum of its nodes' median kernel times in
+onnxruntime's own profile (what the calibrated predictor sums: a piece's time beyond its
+kernels, spent handing a fresh output back, is one a network does not pay per piece);
+``in_nchwc`` / ``out_nchwc`` say whether onnxruntime ran the piece alone in its blocked layout (NCHWc) at an input / at the output, which the predictor uses to
 correct for the layout reorders a whole network does not have (``predict.py``). Every problem
 with a file is a located error: the file, the line of the offending entry, what is wrong, and
-a hint (:func:`load`). Tables are written atomically (:func:`save`).
+a hint (:func:`load`). Tables are written atomically (:func:`save`). Version 1 (no kernel
+times, a calibration of one scale) is still read; it predicts from the pieces' medians.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from .fingerprint import Fingerprint, check_same
 from .measure import STOPS, Measurement, Protocol
 
 FORMAT = "shrinkc latency table"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # the versions this shrinkc reads
 MAX_TABLE_BYTES = 256 << 20
 REBUILD = "build it again: shrinkc latency SPEC --save-table FILE"
 
@@ -61,22 +66,29 @@ class Entry:
     # its reorder out of it (onnxruntime's profile)
     in_reorder: tuple[float, ...] = ()
     out_reorder: float = 0.0
+    # the sum of its nodes' median kernel times (onnxruntime's profile); None in a version 1
+    # table
+    kernel_ms: float | None = None
 
     @classmethod
     def of(cls, m: Measurement, in_nchwc: tuple[bool, ...] = (), out_nchwc: bool = False,
-           in_reorder: tuple[float, ...] = (), out_reorder: float = 0.0) -> Entry:
+           in_reorder: tuple[float, ...] = (), out_reorder: float = 0.0,
+           kernel_ms: float | None = None) -> Entry:
         r = lambda x: round(float(x), 6)  # noqa: E731  # as saved: equal after a round trip
         return cls(r(m.median_ms), r(m.q1_ms), r(m.q3_ms), r(m.min_ms), m.runs, m.stopped,
                    in_nchwc, out_nchwc, tuple(round(x, 4) for x in in_reorder),
-                   round(out_reorder, 4))
+                   round(out_reorder, 4), None if kernel_ms is None else r(kernel_ms))
 
     def to_dict(self) -> dict:
         r = lambda x: round(float(x), 6)  # noqa: E731
-        return {"ms": r(self.ms), "q1_ms": r(self.q1_ms), "q3_ms": r(self.q3_ms),
-                "min_ms": r(self.min_ms), "runs": self.runs, "stopped": self.stopped,
-                "in_nchwc": list(self.in_nchwc), "out_nchwc": self.out_nchwc,
-                "in_reorder": [round(x, 4) for x in self.in_reorder],
-                "out_reorder": round(self.out_reorder, 4)}
+        d = {"ms": r(self.ms), "q1_ms": r(self.q1_ms), "q3_ms": r(self.q3_ms),
+             "min_ms": r(self.min_ms), "runs": self.runs, "stopped": self.stopped,
+             "in_nchwc": list(self.in_nchwc), "out_nchwc": self.out_nchwc,
+             "in_reorder": [round(x, 4) for x in self.in_reorder],
+             "out_reorder": round(self.out_reorder, 4)}
+        if self.kernel_ms is not None:
+            d["kernel_ms"] = r(self.kernel_ms)
+        return d
 
 
 @dataclass
@@ -217,7 +229,9 @@ def _entry(key: str, d: object) -> Entry:
             and all(_share(x) for x in shares_in) and _share(share_out)):
         raise _Bad(f"{where}: 'in_reorder' must be a list of shares (0 to 1), one per input, "
                    "and 'out_reorder' a share", near)
-    return Entry(ms, q1, q3, low, runs, stopped, tuple(ins), out, tuple(shares_in), share_out)
+    kernel = _number(d, "kernel_ms", where, near) if "kernel_ms" in d else None
+    return Entry(ms, q1, q3, low, runs, stopped, tuple(ins), out, tuple(shares_in), share_out,
+                 kernel)
 
 
 def _share(x: object) -> bool:
@@ -245,16 +259,36 @@ def _overhead(d: object) -> dict:
     return d
 
 
+def _finite(d: dict, name: str, where: str, near: str) -> None:
+    v = d.get(name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _Bad(f"{where}'s '{name}' is {'missing' if v is None else repr(v)}, not a finite "
+                   "number", near, "calibrate again: shrinkc latency SPEC --measure --calibrate "
+                   "--save-table FILE")
+
+
 def _calibration(d: object) -> dict | None:
+    """A calibration: ``{"basis": "kernel" | "wall", "terms": {"pieces_ms": a,
+    "concat_mvalues": b, "constant_ms": c}, "networks": [...]}`` (``predict.py``), or a
+    version 1 table's ``{"scale": a, "offset_ms": c}`` (the wall basis)."""
     if d is None:
         return None
     near = _key("calibration")
     if not isinstance(d, dict):
         raise _Bad("'calibration' is not an object (or null)", near)
-    _number(d, "scale", "the calibration", near, positive=True)
-    v = d.get("offset_ms")
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise _Bad(f"the calibration's 'offset_ms' is {v!r}, not a finite number", near)
+    if "terms" not in d:
+        _number(d, "scale", "the calibration", near, positive=True)
+        _finite(d, "offset_ms", "the calibration", near)
+        return d
+    if d.get("basis") not in ("kernel", "wall"):
+        raise _Bad(f"the calibration's 'basis' is {d.get('basis')!r}, not \"kernel\" or "
+                   "\"wall\"", near)
+    terms = d["terms"]
+    if not isinstance(terms, dict):
+        raise _Bad("the calibration's 'terms' is not an object", near)
+    _number(terms, "pieces_ms", "the calibration's terms", near, positive=True)
+    _number(terms, "concat_mvalues", "the calibration's terms", near)
+    _finite(terms, "constant_ms", "the calibration's terms", near)
     return d
 
 
@@ -282,8 +316,9 @@ def _table(data: object, source: str) -> LatencyTable:
                    _key("format"), "a latency table is the JSON file shrinkc latency "
                                    "--save-table writes")
     version = data.get("version")
-    if version != VERSION:
-        raise _Bad(f"latency table version {version!r}: this shrinkc reads version {VERSION}",
+    if version not in READS:
+        raise _Bad(f"latency table version {version!r}: this shrinkc reads versions "
+                   f"{', '.join(map(str, READS))}",
                    _key("version"), REBUILD + " (with this shrinkc)")
     try:
         fp = Fingerprint.from_dict(data.get("fingerprint"))  # type: ignore[arg-type]
@@ -338,4 +373,4 @@ def load(path: str | Path, expect: Fingerprint | None = None) -> LatencyTable:
     return table
 
 
-__all__ = ["FORMAT", "VERSION", "Entry", "LatencyTable", "load", "parse", "save"]
+__all__ = ["FORMAT", "READS", "VERSION", "Entry", "LatencyTable", "load", "parse", "save"]

@@ -8,8 +8,9 @@ these settings). ``--space [NAME]`` builds the table for a whole search space: e
 candidate of the space can put into the network (the spec's search network, or
 ``--network``). ``--save-table FILE`` writes the table (atomically). ``--measure`` also
 measures the whole network by the same routine and fingerprint, and ``--calibrate`` records
-the pair in the table and fits ``measured = scale * predicted`` (the ratios' median) over the networks
-recorded so far. ``--json`` prints ``predicted_ms`` and ``measured_ms`` (null unless measured)
+the network in the table and fits the calibration over the networks recorded so far
+(``predict.calibrate``: one scale with a few, the pieces' kernel times, the values
+concatenated and a constant from six on). ``--json`` prints ``predicted_ms`` and ``measured_ms`` (null unless measured)
 among the rest. numpy, onnx and onnxruntime load only here.
 """
 
@@ -152,11 +153,10 @@ def cmd_latency(args, report) -> int:
 
         measurement = L.measure_model(generate(graph), protocol)
         if args.calibrate:
-            pairs = [(n["network"], n["predicted_ms"], n["measured_ms"])
-                     for n in (table.calibration or {}).get("networks", [])
-                     if n.get("network") != graph.network]
-            L.calibrate(table, [*pairs, (graph.network, prediction.raw_ms,
-                                         measurement.median_ms)])
+            kept = [n for n in (table.calibration or {}).get("networks", [])
+                    if n.get("network") != graph.network]
+            L.calibrate(table, [*kept, L.calibration_record(flow, table, graph.network,
+                                                            measurement.median_ms)])
             prediction = L.predict_pieces(flow, table, graph.network)
     if args.save_table:
         L.save(table, args.save_table)
@@ -246,8 +246,10 @@ def register(sub) -> None:
     p.add_argument("--measure", action="store_true",
                    help="also measure the whole network by the same routine")
     p.add_argument("--calibrate", action="store_true",
-                   help="with --measure and --save-table: record the pair and fit "
-                        "measured = scale * predicted over the recorded networks (the median ratio)")
+                   help="with --measure and --save-table: record the measured network in the "
+                        "table and fit its calibration over the recorded networks (one scale "
+                        "with fewer than six; kernel times, concatenated values and a constant "
+                        "from six on)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--quiet", action="store_true", help="no progress while measuring")
     from shrinkc.backends.latency import Protocol

@@ -5,7 +5,6 @@ after each one."""
 
 from __future__ import annotations
 
-import random
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
@@ -58,25 +57,10 @@ class Space:
         return cell_hash(expand(prog.defs(SpaceDef)[self.space.name]))
 
     def random_cells(self, n: int, seed: int, exclude=()) -> list[tuple]:
-        """``n`` distinct random cells of the space (by cell hash): a random number of edges
-        (2 to all), a random subset of that size, cleaned up."""
-        from shrinkc.compiler.passes.space import cleanup, node_count
+        """``n`` distinct random cells of the space (by cell hash): ``rules.random_cells``."""
         from shrinkc.search import rules
 
-        rng = random.Random(seed)
-        full = rules.live_edges(self.space)
-        nodes = node_count(self.space)
-        seen, cells = set(exclude), []
-        while len(cells) < n:
-            k = rng.randint(2, len(full))
-            edges = cleanup(tuple(sorted(rng.sample(full, k), key=lambda e: (e[1], e[0]))), nodes)
-            if not rules.valid(edges):
-                continue
-            h = self.cell_hash(edges)
-            if h not in seen:
-                seen.add(h)
-                cells.append(edges)
-        return cells
+        return rules.random_cells(self.parsed, self.space, n, seed, tuple(exclude))
 
 
 def shrinka_job(sp: Space, seed: int, precision: str = "fp32"):

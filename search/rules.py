@@ -177,3 +177,32 @@ def with_edges(program: ir.Program, space: str, edges: tuple[Edge, ...]) -> ir.P
         for i in program.items
     )
     return program.model_copy(update={"items": items})
+
+
+def random_cells(program: ir.Program, space: ir.SpaceDef, n: int, seed: int,
+                 exclude: tuple[str, ...] = ()) -> list[tuple[Edge, ...]]:
+    """Up to ``n`` distinct random cells of ``space`` (by cell hash, none of ``exclude``'s):
+    a random number of edges (2 to all), a random subset of that size, cleaned up (edges out
+    of nodes the input cannot reach dropped), kept if valid. Seeded; so the cells span every
+    edge count. Fewer than ``n`` only when the space has no more to give (a space of few
+    edges: drawing stops after ``100 * n`` draws without a new cell)."""
+    from shrinkc.compiler.analysis.cellhash import cell_hash
+    from shrinkc.compiler.passes.space import expand
+
+    rng = random.Random(seed)
+    full = live_edges(space)
+    nodes = node_count(space)
+    seen, cells, idle = set(exclude), [], 0
+    while len(cells) < n and idle < 100 * n and full:
+        k = rng.randint(min(2, len(full)), len(full))
+        edges = cleanup(tuple(sorted(rng.sample(full, k), key=lambda e: (e[1], e[0]))), nodes)
+        idle += 1
+        if not valid(edges):
+            continue
+        prog = with_edges(program, space.name, edges)
+        h = cell_hash(expand(prog.defs(ir.SpaceDef)[space.name]))
+        if h not in seen:
+            seen.add(h)
+            cells.append(edges)
+            idle = 0
+    return cells

@@ -623,6 +623,75 @@ def test_latency_command_predicts_measures_and_saves(tmp_path, capsys):
     assert "ms (predicted)" in capsys.readouterr().out
 
 
+def test_calibrating_on_random_cells_of_the_space(tmp_path, capsys):
+    """``--calibrate-cells N`` measures N seeded random cells of the search's space in its
+    deployment network, records each (with its edges) and fits the calibration: from six on,
+    the kernel-time model. Run again, it measures the same cells and replaces their records."""
+    table = tmp_path / "t.json"
+    argv = ["latency", str(TINY), "--calibrate-cells", "6", "--save-table", str(table),
+            "--json", *FLAGS]
+    assert _main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    cal = r["table"]["calibration"]
+    assert r["calibrated"] and r["basis"] == "kernel" and cal["basis"] == "kernel"
+    nets = cal["networks"]
+    assert len(nets) == 6 and len({n["network"] for n in nets}) == 6
+    assert all(n["network"].startswith("TinyProxy [Tiny cell ") and n["edges"] for n in nets)
+    assert all(n["measured_ms"] > 0 and n["kernel_ms"] > 0 for n in nets)
+    assert [n["edges"] for n in nets] == [[list(e) for e in c] for c in _tiny_cells(6)]
+    assert _main(argv) == 0  # the same cells again: replaced, not added
+    again = json.loads(capsys.readouterr().out)["table"]["calibration"]["networks"]
+    assert [n["network"] for n in again] == [n["network"] for n in nets]
+    from shrinkc.cli import main
+
+    assert main(["latency", str(TINY), "--calibrate-cells", "0", "--save-table",
+                 str(table)]) == 2
+    assert "N >= 1" in capsys.readouterr().err
+    assert main(["latency", str(TINY), "--calibrate-cells", "3", *FLAGS]) == 2
+    assert "--save-table" in capsys.readouterr().err
+    spec = tmp_path / "hand.shrink"
+    spec.write_text(HAND)
+    assert _main(["latency", str(spec), "--calibrate-cells", "3", "--save-table",
+                  str(tmp_path / "h.json"), *FLAGS]) == 1
+    assert "no search with a space" in capsys.readouterr().err
+
+
+def _tiny_cells(n: int) -> list:
+    from shrinkc.compiler.pipeline import check
+    from shrinkc.search.rules import random_cells
+
+    parsed = check(TINY).sources.main
+    space = next(i for i in parsed.items if isinstance(i, ir.SpaceDef))
+    return random_cells(parsed, space, n, seed=0)
+
+
+def test_random_cells_are_distinct_valid_and_stop_when_the_space_runs_out():
+    """The tiny space (4 nodes, 6 edges) has few distinct valid cells (by cell hash, counted
+    here over every subset of its edges): asked for 40, drawing stops with those instead of
+    looping forever."""
+    from itertools import combinations
+
+    from shrinkc.compiler.analysis.cellhash import cell_hash
+    from shrinkc.compiler.passes.space import cleanup, expand, node_count
+    from shrinkc.compiler.pipeline import check
+    from shrinkc.search.rules import live_edges, valid, with_edges
+
+    parsed = check(TINY).sources.main
+    space = next(i for i in parsed.items if isinstance(i, ir.SpaceDef))
+    full, nodes = live_edges(space), node_count(space)
+
+    def hash_of(edges):
+        return cell_hash(expand(with_edges(parsed, "Tiny", edges).defs(ir.SpaceDef)["Tiny"]))
+
+    every = {hash_of(c) for k in range(2, len(full) + 1) for sub in combinations(full, k)
+             if valid(c := cleanup(tuple(sorted(sub, key=lambda e: (e[1], e[0]))), nodes))}
+    assert 5 < len(every) < 40
+    cells = _tiny_cells(40)
+    assert all(valid(c) for c in cells)
+    assert {hash_of(c) for c in cells} == every and len(cells) == len(every)
+    assert _tiny_cells(5) == cells[:5]  # seeded: the first ones whatever the number asked
+
+
 def test_latency_command_refuses_to_mix(tmp_path, capsys):
     graph = compile_file(TINY)
     foreign = tmp_path / "phone.json"

@@ -103,6 +103,10 @@ def cmd_latency(args, report) -> int:
     if args.calibrate and not (args.measure and args.save_table):
         raise UsageError("--calibrate records a measured network in the table: it needs "
                          "--measure and --save-table FILE")
+    if args.calibrate_cells is not None and (args.calibrate_cells < 1 or not args.save_table):
+        raise UsageError("--calibrate-cells N measures N >= 1 random cells of the search's space "
+                         "in its deployment network and records them in the table: it needs "
+                         "--save-table FILE")
     try:
         import numpy  # noqa: F401
         import onnx  # noqa: F401
@@ -158,6 +162,11 @@ def cmd_latency(args, report) -> int:
             L.calibrate(table, [*kept, L.calibration_record(flow, table, graph.network,
                                                             measurement.median_ms)])
             prediction = L.predict_pieces(flow, table, graph.network)
+    if args.calibrate_cells:
+        L.check_same(table.fingerprint, here, f"{table.source or 'the table'} and measurements "
+                     "here", table._loc(), "calibrate on the table's device with its settings")
+        _calibrate_cells(args, table, protocol)
+        prediction = L.predict_pieces(flow, table, graph.network)
     if args.save_table:
         L.save(table, args.save_table)
     result = _result(graph, flow, prediction, measurement, table, protocol, measured_here,
@@ -167,6 +176,55 @@ def cmd_latency(args, report) -> int:
     else:
         _print(result)
     return 0
+
+
+def _calibrate_cells(args, table, protocol) -> None:
+    """Measure ``--calibrate-cells`` random cells of the spec's search space (seeded, 0) in
+    its deployment network, add what pieces they lack to ``table``, record each and fit the
+    table's calibration over every network recorded (``predict.calibrate``)."""
+    import hashlib
+
+    from shrinkc.backends import latency as L
+    from shrinkc.backends.onnx import generate
+    from shrinkc.compiler.deploy import deployment_graph
+    from shrinkc.compiler.pipeline import check
+    from shrinkc.search.rules import random_cells
+
+    checked = check(args.spec)
+    searches = [i for i in checked.program.items if isinstance(i, ir.SearchDef)]
+    if not searches or searches[-1].space is None:
+        raise ShrinkError(f"{checked.sources.main.file} has no search with a space", None,
+                          "--calibrate-cells draws cells of the search's space; calibrate on "
+                          "other networks with --measure --calibrate")
+    search = searches[-1]
+    space = next(i for i in checked.sources.main.items
+                 if isinstance(i, ir.SpaceDef) and i.name == search.space)
+    cells = random_cells(checked.sources.main, space, args.calibrate_cells, seed=0)
+    graphs = []
+    for edges in cells:
+        g = deployment_graph(checked, search, edges)
+        tag = hashlib.sha256(repr(tuple(edges)).encode()).hexdigest()[:10]
+        graphs.append((f"{g.network} [{space.name} cell {tag}]", edges, g))
+    flows = [L.network_pieces(g) for _, _, g in graphs]
+    lacking = {p.piece.key: p.piece for f in flows for p in f.parts
+               if p.piece.key not in table.entries}
+    show = _progress(args.quiet)
+    try:
+        if lacking:
+            L.build_table(list(lacking.values()), protocol, table, show)
+        records = []
+        for i, ((name, edges, g), f) in enumerate(zip(graphs, flows)):
+            if show is not None:
+                show(i, len(graphs), f"calibrating: {name}")
+            m = L.measure_model(generate(g), protocol)
+            records.append({**L.calibration_record(f, table, name, m.median_ms),
+                            "edges": [list(e) for e in edges]})
+    finally:
+        if show is not None:
+            show.end()  # type: ignore[attr-defined]
+    names = {r["network"] for r in records}
+    kept = [n for n in (table.calibration or {}).get("networks", []) if n.get("network") not in names]
+    L.calibrate(table, [*kept, *records])
 
 
 def _search_network(checked) -> tuple[str | None, tuple[int, ...] | None]:
@@ -250,6 +308,10 @@ def register(sub) -> None:
                         "table and fit its calibration over the recorded networks (one scale "
                         "with fewer than six; kernel times, concatenated values and a constant "
                         "from six on)")
+    p.add_argument("--calibrate-cells", type=int, metavar="N",
+                   help="with --save-table: measure N random cells of the search's space (seeded) "
+                        "in its deployment network, record them and fit the table's calibration "
+                        "(16 is a good number; at least six fit the kernel-time model)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--quiet", action="store_true", help="no progress while measuring")
     from shrinkc.backends.latency import Protocol

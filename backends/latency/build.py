@@ -177,7 +177,8 @@ def measure_overhead(protocol: Protocol, progress: Progress | None = None,
     many = measure_model(chain_model(CHAIN), protocol).median_ms
     node = max((many - one) / (CHAIN - 1), 0.0)
     run = max(one - node, 0.0)
-    out: dict = {"run_ms": round(run, 6), "node_ms": round(node, 6)}
+    out: dict = {"run_ms": round(run, 6), "node_ms": round(node, 6),
+                 "kernel_profile": {"runs": PROFILE_RUNS, "warmup": PROFILE_WARMUP}}
     block = nchwc_block()
     out["nchwc_block"] = block
     if block:

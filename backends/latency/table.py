@@ -8,6 +8,7 @@ commit beside the spec::
       "fingerprint": {"cpu_model": ..., "onnxruntime": "1.32.0", "intra_op_threads": 1, ...},
       "protocol": {"warmup": 10, "min_runs": 20, "max_runs": 1000, "tolerance": 0.01, ...},
       "overhead": {"run_ms": 0.03, "node_ms": 0.0002, "nchwc_block": 16,
+                   "kernel_profile": {"runs": 60, "warmup": 5},
                    "reorder_in": {"ms": ..., "ms_per_mvalue": ...}, "reorder_out": {...}},
       "calibration": null,
       "entries": {

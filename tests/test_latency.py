@@ -269,6 +269,14 @@ def test_bad_tables_are_located_errors(tmp_path):
     bad = {**good, "calibration": {"basis": "phone", "terms": {}, "networks": []}}
     d, _ = _bad(tmp_path, json.dumps(bad, indent=1))
     assert "'basis' is 'phone'" in d.message
+    terms = {"pieces_ms": 1.2, "concat_mvalues": 0.1, "constant_ms": 0}
+    for nets, said in (("all", "not a list"), ([{"measured_ms": 1.0}], "'network' name"),
+                       ([{"network": "N", "measured_ms": "1", "wall_ms": 1.0}], "measured_ms"),
+                       ([{"network": "N", "measured_ms": 1.0, "wall_ms": 1.0,
+                          "kernel_ms": -2}], "kernel_ms")):
+        bad = {**good, "calibration": {"basis": "kernel", "terms": terms, "networks": nets}}
+        d, line = _bad(tmp_path, json.dumps(bad, indent=1))
+        assert said in d.message and '"calibration"' in line, d.message
 
     bad = json.loads(json.dumps(good))
     del bad["fingerprint"]["onnxruntime"]
@@ -376,6 +384,9 @@ def test_the_kernel_basis_by_hand(tmp_path):
     assert p.by_part["stage1"] == pytest.approx(1.5 * 0.61 + 100.0 * 1024e-6)
     assert p.by_part["run"] == pytest.approx(1.5 * 0.01 + 0.2)
     assert sum(p.by_part.values()) == pytest.approx(p.ms)
+    # a fitted constant below zero never takes a network below an empty run's cost
+    table.calibration["terms"]["constant_ms"] = -5.0
+    assert L.predict(graph, table).ms == pytest.approx(0.01)
 
     # six networks made by known terms: the fit finds them
     truth = (1.2, 0.15, -0.05)

@@ -39,7 +39,8 @@ The prediction (:func:`predict`) is
   the 67 networks of ``benchmarks/latency_model.py`` (each left out of its own fit) this took
   the networks within +-10% from 81% (the wall sum) to 96%. With fewer than
   :data:`MIN_FIT` measured networks, or a table without kernel times (version 1), the
-  calibration is one scale of the wall sum (the median measured/predicted ratio).
+  calibration is one scale of the wall sum (the median measured/predicted ratio). A
+  calibrated prediction is never below the cost of an empty run (``run_ms``).
 
 :func:`space_keys` (``space.py``) lists what a search space needs, for a table built before a
 search; :func:`predict_ms` is the number alone.
@@ -259,7 +260,10 @@ def predict_pieces(flow: Pieces, table: LatencyTable, what: str = "the network",
     _, scale, per_mvalue, constant = cal
     shown = {k: v * scale + per_mvalue * concat[k] for k, v in by_part.items()}
     shown["run"] = run * scale + constant
-    return Prediction(ms=scale * raw + per_mvalue * total_concat + constant, raw_ms=raw,
+    # never below a run's own cost: a fitted constant (negative: a tenth of a millisecond
+    # here) could otherwise take a tiny network below zero, and a score's log10 with it
+    ms = max(scale * raw + per_mvalue * total_concat + constant, run, 1e-6)
+    return Prediction(ms=ms, raw_ms=raw,
                       by_part=shown, pieces=len(parts), layout_ms=layout, calibrated=True,
                       basis=basis, concat_mvalues=total_concat)
 

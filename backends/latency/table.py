@@ -280,6 +280,7 @@ def _calibration(d: object) -> dict | None:
     if "terms" not in d:
         _number(d, "scale", "the calibration", near, positive=True)
         _finite(d, "offset_ms", "the calibration", near)
+        _networks(d.get("networks", []), near)
         return d
     if d.get("basis") not in ("kernel", "wall"):
         raise _Bad(f"the calibration's 'basis' is {d.get('basis')!r}, not \"kernel\" or "
@@ -290,7 +291,25 @@ def _calibration(d: object) -> dict | None:
     _number(terms, "pieces_ms", "the calibration's terms", near, positive=True)
     _number(terms, "concat_mvalues", "the calibration's terms", near)
     _finite(terms, "constant_ms", "the calibration's terms", near)
+    _networks(d.get("networks", []), near)
     return d
+
+
+def _networks(nets: object, near: str) -> None:
+    """The measured networks a calibration was fitted on (``predict.calibration_record``'s):
+    a later ``--calibrate`` fits on them again."""
+    if not isinstance(nets, list):
+        raise _Bad("the calibration's 'networks' is not a list", near)
+    for i, n in enumerate(nets):
+        where = f"the calibration's network {i + 1}"
+        if not isinstance(n, dict) or not isinstance(n.get("network"), str):
+            raise _Bad(f"{where} is not an object with a 'network' name", near)
+        _number(n, "measured_ms", where, near, positive=True)
+        _number(n, "wall_ms" if "wall_ms" in n else "predicted_ms", where, near, positive=True)
+        if n.get("kernel_ms") is not None:
+            _number(n, "kernel_ms", where, near, positive=True)
+        if "concat_mvalues" in n:
+            _number(n, "concat_mvalues", where, near)
 
 
 def parse(text: str, source: str) -> LatencyTable:

@@ -636,15 +636,19 @@ def test_latency_command_predicts_measures_and_saves(tmp_path, capsys):
 
 def test_calibrating_on_random_cells_of_the_space(tmp_path, capsys):
     """``--calibrate-cells N`` measures N seeded random cells of the search's space in its
-    deployment network, records each (with its edges) and fits the calibration: from six on,
-    the kernel-time model. Run again, it measures the same cells and replaces their records."""
+    deployment network, records each (with its edges) and fits the calibration on them (which
+    form the fit takes is tested by hand above: these tiny networks' times are mostly a run's
+    overhead, and on a busy machine their kernel-time fit may fall back to one scale). Run
+    again, it measures the same cells and replaces their records."""
     table = tmp_path / "t.json"
     argv = ["latency", str(TINY), "--calibrate-cells", "6", "--save-table", str(table),
             "--json", *FLAGS]
     assert _main(argv) == 0
     r = json.loads(capsys.readouterr().out)
     cal = r["table"]["calibration"]
-    assert r["calibrated"] and r["basis"] == "kernel" and cal["basis"] == "kernel"
+    assert r["calibrated"] and r["basis"] == cal["basis"]
+    refit = L.calibrate(L.LatencyTable(FP, L.Protocol()), cal["networks"])
+    assert {k: refit[k] for k in ("basis", "terms")} == {k: cal[k] for k in ("basis", "terms")}
     nets = cal["networks"]
     assert len(nets) == 6 and len({n["network"] for n in nets}) == 6
     assert all(n["network"].startswith("TinyProxy [Tiny cell ") and n["edges"] for n in nets)

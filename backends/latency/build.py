@@ -226,5 +226,5 @@ def build_table(pieces: Iterable[Piece], protocol: Protocol,
     return table
 
 
-__all__ = ["PROFILE_RUNS", "PROFILE_WARMUP", "REORDER_SIZES", "build_table", "measure_overhead", "measure_piece", "nchwc_block",
-           "reorder_sizes"]
+__all__ = ["PROFILE_RUNS", "PROFILE_WARMUP", "REORDER_SIZES", "build_table", "measure_overhead",
+           "measure_piece", "nchwc_block", "reorder_sizes"]

@@ -10,8 +10,9 @@ candidate of the space can put into the network (the spec's search network, or
 measures the whole network by the same routine and fingerprint, and ``--calibrate`` records
 the network in the table and fits the calibration over the networks recorded so far
 (``predict.calibrate``: one scale with a few, the pieces' kernel times, the values
-concatenated and a constant from six on). ``--json`` prints ``predicted_ms`` and ``measured_ms`` (null unless measured)
-among the rest. numpy, onnx and onnxruntime load only here.
+concatenated and a constant from six on); ``--calibrate-cells N`` records N random cells of
+the search's space instead. ``--json`` prints ``predicted_ms`` and ``measured_ms`` (null
+unless measured) among the rest. numpy, onnx and onnxruntime load only here.
 """
 
 from __future__ import annotations

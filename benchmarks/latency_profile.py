@@ -32,7 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,13 +68,10 @@ def _events(model, runs: int, warmup: int, *, warm_apart: bool) -> list[dict]:
 
 
 def _kernel_medians(events: list[dict], skip: int = 0) -> dict[tuple[str, str], float]:
-    """Each node's median kernel ms, by (operator, node), its first ``skip`` runs left out
-    where it ran more often than that."""
-    durs: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            durs[(e["args"].get("op_name", ""), e["name"])].append(e["dur"] / 1000)
-    return {k: statistics.median(v[skip:] if len(v) > skip else v) for k, v in durs.items()}
+    """Each node's median kernel ms, by (operator, node): the table builder's parser."""
+    from shrinkc.backends.latency.build import kernel_medians
+
+    return {k: us / 1000 for k, us in kernel_medians(events, skip).items()}
 
 
 def profile(model, runs: int) -> tuple[dict[str, float], float]:

@@ -65,6 +65,19 @@ def _layout(path: Path) -> tuple[tuple[bool, ...], bool]:
     return ins, any(o.name in reordered_out for o in g.output)
 
 
+def kernel_medians(events: list[dict], skip: int = 0) -> dict[tuple[str, str], float]:
+    """Each node's median kernel time (microseconds) in onnxruntime's profile ``events``, by
+    (operator, node name), its first ``skip`` runs left out where it ran more often."""
+    import statistics
+
+    durs: dict[tuple[str, str], list[float]] = {}
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+            args = e.get("args", {})
+            durs.setdefault((args.get("op_name", ""), e["name"]), []).append(float(e["dur"]))
+    return {k: statistics.median(v[skip:] if len(v) > skip else v) for k, v in durs.items()}
+
+
 def _profile(session, feeds: dict, runs: int, warmup: int, inputs: list[str]
              ) -> tuple[float, tuple[float, ...], float]:
     """onnxruntime's profile of ``warmup + runs`` runs, each node's first ``warmup`` left
@@ -72,7 +85,6 @@ def _profile(session, feeds: dict, runs: int, warmup: int, inputs: list[str]
     ReorderInput nodes took, per blocked graph input, and its ReorderOutput nodes took."""
     import json
     import os
-    import statistics
 
     run = bound_runner(session, feeds)
     for _ in range(warmup + runs):
@@ -83,12 +95,7 @@ def _profile(session, feeds: dict, runs: int, warmup: int, inputs: list[str]
             events = json.load(f)
     finally:
         os.remove(path)
-    durs: dict[tuple[str, str], list[float]] = {}
-    for e in events:
-        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
-            args = e.get("args", {})
-            durs.setdefault((args.get("op_name", ""), e["name"]), []).append(float(e["dur"]))
-    med = {k: statistics.median(v[warmup:] if len(v) > warmup else v) for k, v in durs.items()}
+    med = kernel_medians(events, warmup)
     total = sum(med.values())
     if not total:
         return 0.0, (0.0,) * len(inputs), 0.0
@@ -226,5 +233,5 @@ def build_table(pieces: Iterable[Piece], protocol: Protocol,
     return table
 
 
-__all__ = ["PROFILE_RUNS", "PROFILE_WARMUP", "REORDER_SIZES", "build_table", "measure_overhead",
-           "measure_piece", "nchwc_block", "reorder_sizes"]
+__all__ = ["PROFILE_RUNS", "PROFILE_WARMUP", "REORDER_SIZES", "build_table", "kernel_medians",
+           "measure_overhead", "measure_piece", "nchwc_block", "reorder_sizes"]

@@ -249,19 +249,26 @@ def _mean_runs(runs: dict, name: str, seeds) -> list[dict]:
     return [runs[f"{name}/{s}"] for s in seeds if f"{name}/{s}" in runs]
 
 
+def _search_cost(method: str, doc: dict) -> dict:
+    """A shrinker run's cost from its benchmark record: candidates, candidate-epochs, the wall
+    time of its sittings and its workers' CPU time."""
+    trained = [e for e in doc["log"] if "isomorphic_to" not in e]
+    return {"method": method, "candidates": len(doc["log"]), "trained": len(trained),
+            "candidate_epochs": S.budget_of(doc["log"]),
+            "wall_min": sum(i["wall_s"] for i in doc.get("invocations", [])) / 60,
+            "sittings": len(doc.get("invocations", [])),
+            "cpu_min": sum(e.get("cpu_seconds", 0.0) for e in trained) / 60,
+            "finished": any("interrupted" not in i for i in doc.get("invocations", []))}
+
+
 def search_costs() -> list[dict]:
-    """Each finished search and random search: candidates, candidate-epochs, wall and CPU."""
+    """Each search, random search and the paper's procedure: candidates, candidate-epochs,
+    wall and CPU."""
     rows = []
     for seed in S.SEARCH_SEEDS:
         doc = S.load(S.seeded("search", seed))
         if "log" in doc:
-            trained = [e for e in doc["log"] if "isomorphic_to" not in e]
-            rows.append({"method": f"autoshrink, seed {seed}", "candidates": len(doc["log"]),
-                         "trained": len(trained), "candidate_epochs": S.budget_of(doc["log"]),
-                         "wall_min": sum(i["wall_s"] for i in doc.get("invocations", [])) / 60,
-                         "cpu_min": sum(e.get("cpu_seconds", 0.0) for e in trained) / 60,
-                         "finished": any("interrupted" not in i
-                                         for i in doc.get("invocations", []))})
+            rows.append(_search_cost(f"autoshrink, seed {seed}", doc))
         rnd = S.load(S.seeded("random", seed))
         if rnd.get("runs"):
             runs = rnd["runs"].values()
@@ -271,6 +278,9 @@ def search_costs() -> list[dict]:
                          "wall_min": sum(rnd.get("wall_s", [0])) / 60,
                          "cpu_min": sum(r.get("cpu_seconds", 0.0) for r in runs) / 60,
                          "finished": len(rnd["runs"]) == len(rnd["cells"])})
+    paper = S.load("paper")
+    if "log" in paper:
+        rows.append(_search_cost("paper procedure", paper))
     return rows
 
 
@@ -343,9 +353,11 @@ def part_report(args) -> None:
         print(f"{'method':<24} {'candidates':>10} {'cand-epochs':>11} {'wall min':>9} "
               f"{'CPU min':>8}")
         for r in costs:
+            sittings = r.get("sittings", 1)
             print(f"{r['method']:<24} {r['candidates']:>10} {r['candidate_epochs']:>11} "
                   f"{r['wall_min']:>9.1f} {r['cpu_min']:>8.1f}"
-                  f"{'' if r['finished'] else '  (unfinished)'}")
+                  f"{'' if r['finished'] else '  (unfinished)'}"
+                  f"{f'  ({sittings} sittings)' if sittings > 1 else ''}")
 
     retrain = S.load("retrain")
     rows = test_rows(sp, retrain, list(retrain.get("cells", {})) + ["ShrinkCNN-A cell"])
@@ -465,6 +477,15 @@ def targets(rows: list[dict]) -> dict:
                 f"{found['test_score']:.4f} vs {anchor['test_score']:.4f} "
                 f"({'at least' if found['test_score'] >= anchor['test_score'] else 'below'})")
     out["search at least random search"] = f"{wins} of {seeds} seeds measured (target: 2 of 3)"
+    paper = by.get(S.EARLIER["paper"][0])
+    if paper:  # one seed, at several times the searches' cost: against each reference
+        for name in ("ShrinkCNN-A cell", "random, full budget",
+                     *(f"random search{'' if k == 0 else f', seed {k}'}" for k in S.SEARCH_SEEDS)):
+            if name in by:
+                ref = by[name]["test_score"]
+                out[f"paper procedure vs {name}"] = (
+                    f"{paper['test_score']:.4f} vs {ref:.4f} "
+                    f"({'at least' if paper['test_score'] >= ref else 'below'})")
     return out
 
 
@@ -480,7 +501,7 @@ def plot(points: list[dict], named: list[dict], rows: list[dict], name: str) -> 
     if not points and not rows:
         return
     if rows:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8))
     else:  # nothing re-trained yet: the proxy alone
         fig, left = plt.subplots(figsize=(7, 4.8))
         right = None
@@ -489,23 +510,26 @@ def plot(points: list[dict], named: list[dict], rows: list[dict], name: str) -> 
     style = {}
 
     def mark(name):
-        if name not in style:
-            style[name] = next(marks, ("o", "k"))
-        return style[name]
+        """A cell's marker and colour; a method's selected cell takes its method's, hollow."""
+        base = name.removesuffix(", selected")
+        if base not in style:
+            style[base] = next(marks, ("o", "k"))
+        m, c = style[base]
+        return m, c, "none" if base != name else c
 
     if points:
         left.scatter([p["macs"] / 1e6 for p in points], [p["acc"] for p in points], s=18,
                      c="0.6", label=f"random cells ({len(points)})")
     for r in named:
-        m, c = mark(r["cell"])
-        left.errorbar(r["macs"] / 1e6, r["acc"], yerr=r["spread"] / 2, fmt=m, c=c, ms=9,
-                      label=r["cell"])
+        m, c, face = mark(r["cell"])
+        left.errorbar(r["macs"] / 1e6, r["acc"], yerr=r["spread"] / 2, fmt=m, c=c, mfc=face,
+                      ms=9, label=r["cell"])
     left.set_title("CIFAR-10 proxy, full budget (validation, mean of 2 seeds)")
     left.set_ylabel("validation accuracy")
     for r in rows:
-        m, c = mark(r["cell"])
+        m, c, face = mark(r["cell"])
         right.errorbar(r["macs"] / 1e6, r["test_acc"], yerr=r["test_spread"] / 2, fmt=m, c=c,
-                       ms=9, label=r["cell"])
+                       mfc=face, ms=9, label=r["cell"])
     if right is not None:
         right.set_title("re-trained on 10,000 images: test accuracy (2 seeds)")
         right.set_ylabel("test accuracy (test.npz, 2,000 images)")
@@ -516,7 +540,10 @@ def plot(points: list[dict], named: list[dict], rows: list[dict], name: str) -> 
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
         ax.set_xlabel("proxy network MACs (millions, log scale)")
-        ax.legend(fontsize=7, loc="lower right" if ax is left else "upper left")
+        if ax is left:
+            ax.legend(fontsize=7, loc="lower right")
+        else:  # the test panel's points fill its corners: its legend goes beside it
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / name

@@ -79,22 +79,29 @@ def _first_distinct(sp: S.Space, ranked, k: int) -> list[dict]:
     return list(picked.values())
 
 
-def top_cells(sp: S.Space, k: int) -> dict[str, list[dict]]:
-    """Each finished method's top ``k`` distinct cells by its own cheap search score, best
-    first (ties: fewer edges, then the earlier): AutoShrink's step snapshots (a snapshot's score
-    is its step winner's), random search's cells."""
+def _top_snapshots(sp: S.Space, log: list[dict], k: int) -> list[dict]:
+    """A search's top ``k`` distinct step snapshots by their step winners' scores, best first
+    (ties: fewer edges, then the earlier step)."""
     from shrink_search_methods import _edges_after
 
+    snaps = sorted((e for e in log if e.get("chosen") and e.get("edge") is not None),
+                   key=lambda e: (-e["score"], e["edges"], e["step"]))
+    return _first_distinct(sp, ((_edges_after(sp, log, e["step"]),
+                                 {"cheap_score": e["score"], "step": e["step"]})
+                                for e in snaps), k)
+
+
+def top_cells(sp: S.Space, k: int) -> dict[str, list[dict]]:
+    """Each finished method's top ``k`` distinct cells by its own search score, best first
+    (ties: fewer edges, then the earlier): AutoShrink's step snapshots (a snapshot's score is
+    its step winner's), random search's cells, and the paper's procedure's snapshots once it
+    has finished (its scores are single full-budget trainings, not cheap ones)."""
     out = {}
     for seed in S.SEARCH_SEEDS:
         tag = "" if seed == 0 else f", seed {seed}"
         doc = S.load(S.seeded("search", seed))
         if "log" in doc:
-            snaps = sorted((e for e in doc["log"] if e.get("chosen") and e.get("edge") is not None),
-                           key=lambda e: (-e["score"], e["edges"], e["step"]))
-            out[f"autoshrink{tag}"] = _first_distinct(sp, (
-                (_edges_after(sp, doc["log"], e["step"]),
-                 {"cheap_score": e["score"], "step": e["step"]}) for e in snaps), k)
+            out[f"autoshrink{tag}"] = _top_snapshots(sp, doc["log"], k)
         rnd = S.load(S.seeded("random", seed))
         if rnd.get("runs") and len(rnd["runs"]) == len(rnd["cells"]):
             runs = rnd["runs"]
@@ -106,6 +113,9 @@ def top_cells(sp: S.Space, k: int) -> dict[str, list[dict]]:
             out[f"random search{tag}"] = _first_distinct(sp, (
                 (rnd["cells"][int(i)], {"index": int(i), "cheap_score": cheap(i)})
                 for i in order), k)
+    paper = S.load("paper")
+    if "log" in paper and any("interrupted" not in i for i in paper.get("invocations", [])):
+        out[S.EARLIER["paper"][0]] = _top_snapshots(sp, paper["log"], k)
     return out
 
 

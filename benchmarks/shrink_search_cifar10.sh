@@ -28,4 +28,6 @@ python benchmarks/shrink_search_cifar10.py report --plot search_cifar10_pareto_s
 run paper                      # several sittings: a search cut short has no best cell yet
 run retrain --precision bf16   # the paper procedure's best cell, once it has finished
 python benchmarks/shrink_search_cifar10.py proxyfull   # and at the full budget on the proxy
+python benchmarks/shrink_search_cifar10.py select      # the selection stage on it too
+python benchmarks/shrink_search_cifar10.py select_retrain
 python benchmarks/shrink_search_cifar10.py report --plot search_cifar10_pareto_paper.png
